@@ -1,0 +1,68 @@
+// Command seqbook is the one binary of the system: sequencer nodes,
+// replicas, the aggregator, the local network, the client commands and the
+// tools (replay, bench) are its subcommands.
+package main
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+)
+
+// command is one subcommand. Each lives in its own cmd_*.go file and
+// registers itself in init, so adding one never touches this file.
+type command struct {
+	name    string
+	summary string
+	// run gets the arguments after the subcommand name and returns the
+	// process exit code.
+	run func(args []string) int
+}
+
+var commands = map[string]command{}
+
+func register(c command) {
+	if _, dup := commands[c.name]; dup {
+		panic("seqbook: command registered twice: " + c.name)
+	}
+	commands[c.name] = c
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "seqbook: a verifiable, replicated spot orderbook on a BFT sequencer")
+	fmt.Fprintln(os.Stderr, "\nUsage: seqbook <command> [flags]   (seqbook <command> --help for its flags)")
+	fmt.Fprintln(os.Stderr, "\nCommands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(os.Stderr, "  %-11s %s\n", n, commands[n].summary)
+	}
+}
+
+func main() {
+	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
+		usage()
+		if len(os.Args) < 2 {
+			os.Exit(2)
+		}
+		return
+	}
+	c, ok := commands[os.Args[1]]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "seqbook: unknown command %q\n\n", os.Args[1])
+		usage()
+		os.Exit(2)
+	}
+	os.Exit(c.run(os.Args[2:]))
+}
+
+// fail prints an error in the one format every subcommand uses and returns
+// exit code 1.
+func fail(name string, err error) int {
+	fmt.Fprintf(os.Stderr, "seqbook %s: %s\n", name, strings.TrimSpace(err.Error()))
+	return 1
+}
