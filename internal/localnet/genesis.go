@@ -1,0 +1,142 @@
+package localnet
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+
+	"github.com/ethereum/go-ethereum/common"
+
+	"github.com/seqbook/seqbook/client/amount"
+	"github.com/seqbook/seqbook/client/ethsig"
+)
+
+// genesis is the opening balances: account (checksummed address) → token →
+// base units.
+type genesis map[string]map[string]uint64
+
+// genesisFileJSON is the replica's genesis file format:
+// {"balances": {"0xAddress": {"USDT": "1000", "ETH": "5"}}}, amounts as
+// decimal strings (DESIGN §2).
+type genesisFileJSON struct {
+	Balances map[string]map[string]json.Number `json:"balances"`
+}
+
+// genesisBytesMax bounds a --genesis file read into memory.
+const genesisBytesMax = 64 << 20
+
+func defaultGenesis(traders int) (genesis, error) {
+	g := genesis{}
+	if err := g.add(TutorialUser1Address, "USDT", TutorialUser1USDT); err != nil {
+		return nil, err
+	}
+	if err := g.add(TutorialUser2Address, "ETH", TutorialUser2ETH); err != nil {
+		return nil, err
+	}
+	for i := 0; i < traders; i++ {
+		addr := ethsig.Address(TraderKey(i)).Hex()
+		if err := g.add(addr, "USDT", TraderUSDT); err != nil {
+			return nil, err
+		}
+		if err := g.add(addr, "ETH", TraderETH); err != nil {
+			return nil, err
+		}
+	}
+	return g, nil
+}
+
+func (g genesis) add(account, token string, units uint64) error {
+	if !common.IsHexAddress(account) {
+		return fmt.Errorf("%q is not an address", account)
+	}
+	if token == "" || len(token) > 16 {
+		return fmt.Errorf("token %q: want 1..16 characters", token)
+	}
+	account = common.HexToAddress(account).Hex()
+	if g[account] == nil {
+		g[account] = map[string]uint64{}
+	}
+	sum := g[account][token] + units
+	if sum < units || sum > amount.Max {
+		return fmt.Errorf("%s %s: balance exceeds 2^63-1 base units", account, token)
+	}
+	g[account][token] = sum
+	return nil
+}
+
+func (g genesis) merge(o genesis) error {
+	for _, acct := range sortedKeys(o) {
+		for _, tok := range sortedKeys(o[acct]) {
+			if err := g.add(acct, tok, o[acct][tok]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (g genesis) encode() ([]byte, error) {
+	f := genesisFileJSON{Balances: map[string]map[string]json.Number{}}
+	for acct, toks := range g {
+		f.Balances[acct] = map[string]json.Number{}
+		for tok, units := range toks {
+			f.Balances[acct][tok] = json.Number(amount.Format(units))
+		}
+	}
+	// encoding/json sorts map keys: the file is the same for the same
+	// balances.
+	b, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+func readGenesis(path string) (genesis, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("localnet: genesis: %w", err)
+	}
+	if len(b) > genesisBytesMax {
+		return nil, fmt.Errorf("localnet: genesis %s: larger than %d bytes", path, genesisBytesMax)
+	}
+	g, err := parseGenesis(b)
+	if err != nil {
+		return nil, fmt.Errorf("localnet: genesis %s: %w", path, err)
+	}
+	return g, nil
+}
+
+func parseGenesis(b []byte) (genesis, error) {
+	var f genesisFileJSON
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("invalid JSON: %w", err)
+	}
+	g := genesis{}
+	for _, acct := range sortedKeys(f.Balances) {
+		for _, tok := range sortedKeys(f.Balances[acct]) {
+			units, err := amount.Parse(f.Balances[acct][tok].String())
+			if err != nil {
+				return nil, fmt.Errorf("%s %s: %w", acct, tok, err)
+			}
+			if err := g.add(acct, tok, units); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return g, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
