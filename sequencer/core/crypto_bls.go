@@ -1,0 +1,93 @@
+package core
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/seqbook/seqbook/client/bls"
+	"github.com/seqbook/seqbook/client/cluster"
+	"github.com/seqbook/seqbook/sequencer/wire"
+)
+
+// BLSCrypto is the real Crypto: herumi ETH-mode BLS with the node keys of a
+// cluster file (whose proofs of possession cluster.New has checked, which
+// is what makes summing keys safe).
+type BLSCrypto struct {
+	sk   *bls.SecretKey
+	keys []*bls.PublicKey
+}
+
+var _ Crypto = (*BLSCrypto)(nil)
+
+// NewBLSCrypto returns the Crypto of node self of cluster c signing with sk.
+// It checks that sk is the key the cluster file lists for self.
+func NewBLSCrypto(c *cluster.Cluster, self int, sk *bls.SecretKey) (*BLSCrypto, error) {
+	if self < 0 || self >= len(c.Nodes) {
+		return nil, fmt.Errorf("bls crypto: node index %d out of range", self)
+	}
+	if !sk.PublicKey().Equal(c.NodeKey(self)) {
+		return nil, fmt.Errorf("bls crypto: the secret key does not match node %s's public key in the cluster file", c.Nodes[self].ID)
+	}
+	keys := make([]*bls.PublicKey, len(c.Nodes))
+	for i := range keys {
+		keys[i] = c.NodeKey(i)
+	}
+	return &BLSCrypto{sk: sk, keys: keys}, nil
+}
+
+// Sign implements Crypto.
+func (b *BLSCrypto) Sign(digest [32]byte) wire.Signature {
+	var out wire.Signature
+	copy(out[:], b.sk.Sign(digest).Bytes())
+	return out
+}
+
+// Verify implements Crypto.
+func (b *BLSCrypto) Verify(node int, digest [32]byte, sig wire.Signature) bool {
+	if node < 0 || node >= len(b.keys) {
+		return false
+	}
+	s, err := bls.SignatureFromBytes(sig[:])
+	if err != nil {
+		return false
+	}
+	return s.Verify(b.keys[node], digest)
+}
+
+// Aggregate implements Crypto.
+func (b *BLSCrypto) Aggregate(sigs []wire.Signature) (wire.Signature, error) {
+	if len(sigs) == 0 {
+		return wire.Signature{}, errors.New("bls crypto: nothing to aggregate")
+	}
+	parsed := make([]*bls.Signature, len(sigs))
+	for i := range sigs {
+		s, err := bls.SignatureFromBytes(sigs[i][:])
+		if err != nil {
+			return wire.Signature{}, fmt.Errorf("bls crypto: signature %d: %w", i, err)
+		}
+		parsed[i] = s
+	}
+	var out wire.Signature
+	copy(out[:], bls.Aggregate(parsed).Bytes())
+	return out, nil
+}
+
+// VerifyAggregate implements Crypto.
+func (b *BLSCrypto) VerifyAggregate(signers wire.Bitmap, digest [32]byte, sig wire.Signature) bool {
+	if signers.Max() >= len(b.keys) {
+		return false
+	}
+	nodes := signers.Nodes()
+	if len(nodes) == 0 {
+		return false
+	}
+	pks := make([]*bls.PublicKey, len(nodes))
+	for i, n := range nodes {
+		pks[i] = b.keys[n]
+	}
+	s, err := bls.SignatureFromBytes(sig[:])
+	if err != nil {
+		return false
+	}
+	return s.VerifyAggregate(pks, digest)
+}
