@@ -75,6 +75,9 @@ type Config struct {
 	// the default genesis funds, so demo, bench and chaos can run against
 	// any network this package made.
 	Traders int
+	// Kinds, if set, limits Start to these component kinds (the sequencer
+	// benchmark runs the nodes only). The data folder is always complete.
+	Kinds []string
 	// ReadyTimeout bounds how long a component may take to answer its
 	// readiness probe after it starts.
 	ReadyTimeout time.Duration
@@ -148,6 +151,11 @@ func (c Config) ValidateBasic() error {
 	}
 	if c.ReadyTimeout <= 0 || c.StopGrace <= 0 {
 		return errors.New("localnet: ReadyTimeout and StopGrace must be positive")
+	}
+	for _, k := range c.Kinds {
+		if k != KindSequencer && k != KindReplica && k != KindAggregator {
+			return fmt.Errorf("localnet: unknown component kind %q", k)
+		}
 	}
 	p := c.Ports
 	if p.Host == "" {

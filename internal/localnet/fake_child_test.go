@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"testing"
 
@@ -68,7 +67,7 @@ func fakeChild(args []string) int {
 			return 2
 		}
 	case KindAggregator:
-		addr, ready = c.Aggregator.HTTP, "/"
+		addr, ready = c.Aggregator.HTTP, "/ready"
 	default:
 		fmt.Println("fake: unknown kind", kind)
 		return 2
@@ -97,7 +96,7 @@ func fakeChild(args []string) int {
 	neverReady := os.Getenv("FAKE_NEVER_READY") == *id
 	mux := http.NewServeMux()
 	mux.HandleFunc(ready, func(w http.ResponseWriter, r *http.Request) {
-		if neverReady || !strings.HasPrefix(r.URL.Path, ready) {
+		if neverReady {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}

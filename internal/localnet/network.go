@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -73,6 +74,9 @@ func Start(ctx context.Context, cfg Config) (*Network, error) {
 		n.out = io.Discard
 	}
 	for _, kind := range []string{KindSequencer, KindReplica, KindAggregator} {
+		if len(cfg.Kinds) > 0 && !slices.Contains(cfg.Kinds, kind) {
+			continue
+		}
 		var ids []string
 		for _, c := range l.Components {
 			if c.Kind == kind {
@@ -296,17 +300,17 @@ const logTailLines = 20
 // readyPollInterval is how often a readiness probe is repeated.
 const readyPollInterval = 50 * time.Millisecond
 
-// readyPath is the probe of each kind: the node's GET /node/ready (200
-// once its protocol loop runs), the replica's GET /state, and for the
-// aggregator any HTTP answer on its port.
-func readyPath(kind string) (path string, need200 bool) {
+// readyPath is the readiness probe of each kind, answered 200 once the
+// component serves: the node's GET /node/ready (its protocol loop runs),
+// the replica's GET /state, the aggregator's GET /ready.
+func readyPath(kind string) string {
 	switch kind {
 	case KindSequencer:
-		return "/node/ready", true
+		return "/node/ready"
 	case KindReplica:
-		return "/state", true
+		return "/state"
 	default:
-		return "/", false
+		return "/ready"
 	}
 }
 
@@ -318,8 +322,7 @@ func (n *Network) waitReady(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	path, need200 := readyPath(p.comp.Kind)
-	url := p.comp.URL() + path
+	url := p.comp.URL() + readyPath(p.comp.Kind)
 	client := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(n.cfg.ReadyTimeout)
 	tick := time.NewTicker(readyPollInterval)
@@ -332,7 +335,7 @@ func (n *Network) waitReady(ctx context.Context, id string) error {
 		if resp, err := client.Get(url); err == nil {
 			io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
 			resp.Body.Close()
-			if !need200 || resp.StatusCode == http.StatusOK {
+			if resp.StatusCode == http.StatusOK {
 				return nil
 			}
 		}

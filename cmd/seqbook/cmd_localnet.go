@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/seqbook/seqbook/internal/localnet"
+)
+
+func init() {
+	register(command{
+		name:    "localnet",
+		summary: "run the whole network (4 nodes, 3 replicas, aggregator) on loopback until Ctrl-C",
+		run:     runLocalnet,
+	})
+}
+
+// netFlags are the flags shared by every command that starts a local
+// network (localnet, demo, bench, chaos).
+type netFlags struct {
+	dir          *string
+	nodes        *int
+	replicas     *int
+	genesis      *string
+	nodePort     *int
+	quicPort     *int
+	replicaPort  *int
+	aggPort      *int
+	traders      *int
+	binary       *string
+	readyTimeout *time.Duration
+}
+
+func addNetFlags(fs *flag.FlagSet, defaultDir string) *netFlags {
+	d := localnet.DefaultConfig("", "")
+	return &netFlags{
+		dir:          fs.String("dir", defaultDir, "data folder: keys, cluster.json, genesis.json, data/, logs/ (reused if it exists)"),
+		nodes:        fs.Int("nodes", d.Nodes, "sequencer nodes (3f+1)"),
+		replicas:     fs.Int("replicas", d.Replicas, "orderbook replicas"),
+		genesis:      fs.String("genesis", "", "extra genesis balances to add on first start (file in genesis.json's format)"),
+		nodePort:     fs.Int("node-port", d.Ports.NodeHTTP, "HTTP port of node1 (node i uses port+i-1)"),
+		quicPort:     fs.Int("quic-port", d.Ports.NodeQUIC, "QUIC port of node1"),
+		replicaPort:  fs.Int("replica-port", d.Ports.Replica, "HTTP port of replica1"),
+		aggPort:      fs.Int("aggregator-port", d.Ports.Aggregator, "HTTP port of the aggregator"),
+		traders:      fs.Int("traders", d.Traders, "deterministic bench traders funded in a new genesis"),
+		binary:       fs.String("binary", "", "seqbook executable to start the components with (default: this one)"),
+		readyTimeout: fs.Duration("ready-timeout", d.ReadyTimeout, "how long each component may take to become ready"),
+	}
+}
+
+// config builds the localnet configuration; dir overrides the flag when
+// the flag is empty (demo and bench default to a temporary folder).
+func (f *netFlags) config(dir string, out io.Writer) (localnet.Config, error) {
+	bin := *f.binary
+	if bin == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return localnet.Config{}, fmt.Errorf("finding this executable to start the components: %w", err)
+		}
+		bin = exe
+	}
+	if *f.dir != "" {
+		dir = *f.dir
+	}
+	c := localnet.DefaultConfig(dir, bin)
+	c.Nodes, c.Replicas, c.GenesisExtra, c.Traders = *f.nodes, *f.replicas, *f.genesis, *f.traders
+	c.Ports = localnet.Ports{Host: "127.0.0.1", NodeHTTP: *f.nodePort, NodeQUIC: *f.quicPort, Replica: *f.replicaPort, Aggregator: *f.aggPort}
+	c.ReadyTimeout = *f.readyTimeout
+	c.Out = out
+	return c, c.ValidateBasic()
+}
+
+// parseFlags parses a command's flags; it returns the exit code to use
+// when the command should not run (help asked: 0, bad flags: 2).
+func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, false
+		}
+		return 2, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "unexpected arguments: %q\n", fs.Args())
+		return 2, false
+	}
+	return 0, true
+}
+
+// interruptContext is cancelled on SIGINT or SIGTERM.
+func interruptContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+func runLocalnet(args []string) int {
+	fs := flag.NewFlagSet("localnet", flag.ContinueOnError)
+	nf := addNetFlags(fs, "localnet")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage: seqbook localnet [--dir D] [flags]")
+		fmt.Fprintln(fs.Output(), "\nStarts the sequencer nodes, the replicas and the aggregator as separate processes on")
+		fmt.Fprintln(fs.Output(), "loopback, with keys, cluster.json and genesis.json under D (made on first start,")
+		fmt.Fprintln(fs.Output(), "reused later), and runs until interrupted; then it stops them all.")
+		fmt.Fprintln(fs.Output(), "\nFlags:")
+		fs.PrintDefaults()
+	}
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	cfg, err := nf.config("", os.Stdout)
+	if err != nil {
+		return fail("localnet", err)
+	}
+	ctx, cancel := interruptContext()
+	defer cancel()
+	fmt.Printf("localnet: starting %d nodes, %d replicas and the aggregator in %s\n", cfg.Nodes, cfg.Replicas, cfg.Dir)
+	n, err := localnet.Start(ctx, cfg)
+	if err != nil {
+		return fail("localnet", err)
+	}
+	fmt.Println()
+	n.WriteEndpoints(os.Stdout)
+	fmt.Printf("\ndata folder   %s\ncluster file  %s\ngenesis       %s\nlogs          %s\n",
+		n.Dir, n.ClusterPath, n.GenesisPath, filepath.Join(n.Dir, "logs"))
+	fmt.Printf("\ntry:  curl -s %s/state\n      curl -s '%s/aggregate_balance?address=%s&token=USDT'\n",
+		n.ReplicaURLs()[0], n.AggregatorURL(), localnet.TutorialUser1Address)
+	fmt.Println("\nlocalnet: running; Ctrl-C stops every component")
+	<-ctx.Done()
+	fmt.Println("\nlocalnet: stopping")
+	n.Stop()
+	fmt.Println("localnet: stopped")
+	return 0
+}

@@ -1,0 +1,210 @@
+package load
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/seqbook/seqbook/client/obapi"
+)
+
+// Tracker polls every replica's GET /state and remembers when each one was
+// first seen at or past each applied index. Latency "order applied on all
+// replicas" is then: the latest, over replicas, of the first time the
+// replica's applied index reached the order's batch index. Its resolution
+// is the poll interval.
+type Tracker struct {
+	h    *HTTP
+	urls []string
+
+	mu     sync.Mutex
+	points [][]point     // per replica, applied index strictly increasing
+	last   []obapi.State // per replica, the latest answer
+	ok     []bool        // per replica, whether the latest poll answered
+}
+
+type point struct {
+	index uint64
+	at    time.Time
+}
+
+// pointsMax bounds the history per replica: at the 2 ms poll interval the
+// benchmarks use it covers ten minutes of one index change per poll; older
+// points are dropped (AppliedAt then answers "not known").
+const pointsMax = 300_000
+
+// NewTracker tracks the replicas at these base URLs.
+func NewTracker(h *HTTP, replicaURLs []string) *Tracker {
+	n := len(replicaURLs)
+	return &Tracker{h: h, urls: replicaURLs, points: make([][]point, n), last: make([]obapi.State, n), ok: make([]bool, n)}
+}
+
+// Run polls until ctx ends, each replica in its own goroutine.
+func (t *Tracker) Run(ctx context.Context, interval time.Duration) {
+	var wg sync.WaitGroup
+	for r := range t.urls {
+		wg.Add(1)
+		go func(r int) {
+			defer wg.Done()
+			tick := time.NewTicker(interval)
+			defer tick.Stop()
+			for {
+				t.Poll(ctx, r)
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+			}
+		}(r)
+	}
+	wg.Wait()
+}
+
+// Poll asks replica r once and records the answer.
+func (t *Tracker) Poll(ctx context.Context, r int) {
+	qctx, cancel := context.WithTimeout(ctx, time.Second)
+	s, err := t.h.State(qctx, t.urls[r])
+	cancel()
+	now := time.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.ok[r] = err == nil
+	if err != nil {
+		return
+	}
+	t.last[r] = s
+	ps := t.points[r]
+	if len(ps) == 0 || s.AppliedIndex > ps[len(ps)-1].index {
+		if len(ps) >= pointsMax {
+			ps = append(ps[:0], ps[len(ps)/2:]...)
+		}
+		t.points[r] = append(ps, point{s.AppliedIndex, now})
+	}
+}
+
+// AppliedAt returns the first time replica r was seen at or past index.
+func (t *Tracker) AppliedAt(r int, index uint64) (time.Time, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ps := t.points[r]
+	i := sort.Search(len(ps), func(i int) bool { return ps[i].index >= index })
+	if i == len(ps) {
+		return time.Time{}, false
+	}
+	return ps[i].at, true
+}
+
+// AppliedEverywhere returns when the last replica reached index.
+func (t *Tracker) AppliedEverywhere(index uint64) (time.Time, bool) {
+	var latest time.Time
+	for r := range t.urls {
+		at, ok := t.AppliedAt(r, index)
+		if !ok {
+			return time.Time{}, false
+		}
+		if at.After(latest) {
+			latest = at
+		}
+	}
+	return latest, true
+}
+
+// Last returns replica r's latest answer and whether its latest poll
+// succeeded.
+func (t *Tracker) Last(r int) (obapi.State, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.last[r], t.ok[r]
+}
+
+// MinApplied is the lowest applied index among the replicas' latest
+// answers (0 if one has not answered yet).
+func (t *Tracker) MinApplied() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var m uint64
+	for r := range t.urls {
+		if !t.ok[r] {
+			return 0
+		}
+		if r == 0 || t.last[r].AppliedIndex < m {
+			m = t.last[r].AppliedIndex
+		}
+	}
+	return m
+}
+
+// Converged is the agreement of all replicas at one applied index.
+type Converged struct {
+	Index  uint64
+	Digest string
+	States []obapi.State
+}
+
+// WaitConverged polls every replica until all answer with nothing pending,
+// the same applied index and the same state digest, and that index is at
+// least minIndex. It fails at the deadline of ctx, describing where each
+// replica stands.
+func WaitConverged(ctx context.Context, h *HTTP, replicaURLs []string, minIndex uint64) (Converged, error) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	var last []string
+	for {
+		states := make([]obapi.State, len(replicaURLs))
+		agree := true
+		last = last[:0]
+		for r, u := range replicaURLs {
+			qctx, cancel := context.WithTimeout(ctx, time.Second)
+			s, err := h.State(qctx, u)
+			cancel()
+			if err != nil {
+				agree = false
+				last = append(last, fmt.Sprintf("%s: %v", u, err))
+				continue
+			}
+			states[r] = s
+			last = append(last, fmt.Sprintf("%s: index %d digest %s pending %d", s.Replica, s.AppliedIndex, short(s.StateDigest), s.Pending))
+			if s.Pending != 0 || s.AppliedIndex < minIndex ||
+				s.AppliedIndex != states[0].AppliedIndex || s.StateDigest != states[0].StateDigest {
+				agree = false
+			}
+		}
+		if agree {
+			return Converged{Index: states[0].AppliedIndex, Digest: states[0].StateDigest, States: states}, nil
+		}
+		select {
+		case <-ctx.Done():
+			return Converged{}, errors.New("replicas did not converge: " + strings.Join(last, "; "))
+		case <-tick.C:
+		}
+	}
+}
+
+func short(h string) string {
+	if len(h) > 14 {
+		return h[:10] + "…"
+	}
+	return h
+}
+
+// Percentile returns the p-th percentile (0..100) of sorted durations by
+// the nearest-rank method.
+func Percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	rank := int(math.Ceil(p/100*float64(len(sorted)))) - 1
+	if rank < 0 {
+		rank = 0
+	}
+	if rank >= len(sorted) {
+		rank = len(sorted) - 1
+	}
+	return sorted[rank]
+}
