@@ -223,13 +223,7 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-func TestTutorialKeys(t *testing.T) {
-	if got := ethsig.Address(TutorialUser1()).Hex(); got != TutorialUser1Address {
-		t.Fatal(got)
-	}
-	if got := ethsig.Address(TutorialUser2()).Hex(); got != TutorialUser2Address {
-		t.Fatal(got)
-	}
+func TestTraderKeys(t *testing.T) {
 	if ethsig.Address(TraderKey(0)) == ethsig.Address(TraderKey(1)) {
 		t.Fatal("trader keys repeat")
 	}
