@@ -41,11 +41,14 @@ type FinalizedProof struct {
 // FinalizedPage answers GET /node/{app}/batches/finalized?after=N and
 // GET /node/{app}/batches/finalized/last.
 //
-// For ?after=N: up to a page of consecutive finalized batches N+1, N+2, …
-// and Finalized, a proof whose Index is at least the last batch's index
-// (the chaining hashes of the batches link the page to the proof). Batches
-// is empty (not null) when nothing after N is finalized yet; Finalized is
-// null when the app has no finalized batch at all.
+// For ?after=N: consecutive finalized batches N+1, N+2, … (up to
+// PageBatchesMax, about PageBytesMax of bodies, longer only to reach the
+// next proof) and Finalized, the finalize proof of the LAST batch of the
+// page: Finalized.Index equals the last batch's index and
+// Finalized.ChainingHash its chaining hash, so a page verifies on its own
+// given the chaining hash of batch N. When nothing after N is final yet,
+// Batches is empty (never null) and Finalized is the app's latest proof
+// (null when nothing of the app is final).
 //
 // For /last: Batches holds just the last finalized batch (or is empty) and
 // Finalized its proof.
@@ -100,6 +103,9 @@ const (
 	// BatchBytesMax is the largest batch body a node accepts (DESIGN §4):
 	// past it the answer is 413.
 	BatchBytesMax = 1 << 20
-	// PageBatchesMax is the most batches one finalized page carries.
+	// PageBatchesMax and PageBytesMax bound a finalized page (a page may
+	// run past them only to end at a finalize proof; rounds are bounded so
+	// that stays small).
 	PageBatchesMax = 1000
+	PageBytesMax   = 4 << 20
 )
