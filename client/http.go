@@ -1,0 +1,229 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Defaults of the options below.
+const (
+	// DefaultTimeout bounds one HTTP exchange. A wait=finalized order takes
+	// a few sequencer rounds (tens of milliseconds each), far below it.
+	DefaultTimeout = 15 * time.Second
+	// DefaultAnswerBytesMax bounds what is read from one answer. The largest
+	// answer is a page of finalized batches; nodes bound a page to
+	// seqapi.PageBatchesMax batches, and a page that needs more room than
+	// this is refused rather than buffered without limit.
+	DefaultAnswerBytesMax = 64 << 20
+	// DefaultBenchTime is how long a sequencer node that failed or lied is
+	// tried last.
+	DefaultBenchTime = 10 * time.Second
+	// DefaultPollMin and DefaultPollMax bound the wait between two polls of
+	// an empty page while following: it starts short (batches finalize every
+	// few tens of milliseconds) and doubles while nothing comes.
+	DefaultPollMin = 20 * time.Millisecond
+	DefaultPollMax = time.Second
+	// DefaultChainPagesMax is how many pages Finalized reads from one node to
+	// reach the index of a finality proof that lies beyond the first page.
+	DefaultChainPagesMax = 8
+)
+
+// Option configures a Sequencer, an Orderbook or an Aggregator. Options that
+// do not concern a client are ignored by it.
+type Option func(*options)
+
+type options struct {
+	httpClient     *http.Client
+	timeout        time.Duration
+	answerBytesMax int64
+	logger         *slog.Logger
+	benchTime      time.Duration
+	pollMin        time.Duration
+	pollMax        time.Duration
+	chainPagesMax  int
+	scheme         string
+	chainID        uint64
+	now            func() time.Time
+}
+
+func buildOptions(opts []Option) options {
+	o := options{
+		timeout:        DefaultTimeout,
+		answerBytesMax: DefaultAnswerBytesMax,
+		benchTime:      DefaultBenchTime,
+		pollMin:        DefaultPollMin,
+		pollMax:        DefaultPollMax,
+		chainPagesMax:  DefaultChainPagesMax,
+		scheme:         "http",
+		now:            time.Now,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.httpClient == nil {
+		o.httpClient = &http.Client{Timeout: o.timeout}
+	}
+	if o.logger == nil {
+		// A library stays quiet unless its user asks for logs.
+		o.logger = slog.New(slog.DiscardHandler)
+	}
+	if o.pollMax < o.pollMin {
+		o.pollMax = o.pollMin
+	}
+	if o.chainPagesMax < 1 {
+		o.chainPagesMax = 1
+	}
+	return o
+}
+
+// WithHTTPClient uses hc for every request (its own Timeout applies;
+// WithTimeout is then ignored).
+func WithHTTPClient(hc *http.Client) Option { return func(o *options) { o.httpClient = hc } }
+
+// WithTimeout bounds one HTTP exchange (default DefaultTimeout).
+func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
+
+// WithAnswerBytesMax bounds the size of one answer read from a server
+// (default DefaultAnswerBytesMax).
+func WithAnswerBytesMax(n int64) Option { return func(o *options) { o.answerBytesMax = n } }
+
+// WithLogger logs skipped nodes and retries (default: no logs).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithBenchTime sets how long a sequencer node that failed or lied is tried
+// only after the others (default DefaultBenchTime).
+func WithBenchTime(d time.Duration) Option { return func(o *options) { o.benchTime = d } }
+
+// WithPollInterval bounds the wait between polls while following an app
+// that has nothing new (defaults DefaultPollMin, DefaultPollMax).
+func WithPollInterval(min, max time.Duration) Option {
+	return func(o *options) { o.pollMin, o.pollMax = min, max }
+}
+
+// WithChainPagesMax bounds how many pages Finalized reads from one node to
+// reach a finality proof beyond the first page (default
+// DefaultChainPagesMax). Memory use is at most this many answers.
+func WithChainPagesMax(n int) Option { return func(o *options) { o.chainPagesMax = n } }
+
+// WithScheme sets the URL scheme used for the host:port addresses of a
+// cluster file (default "http").
+func WithScheme(s string) Option { return func(o *options) { o.scheme = s } }
+
+// WithChainID makes an Orderbook sign under the EIP-712 domain of this
+// chain id instead of asking the replica's GET /eip712 for it. A bridge or
+// wallet that knows its chain should pass it: then a replica cannot make it
+// sign for another chain.
+func WithChainID(id uint64) Option { return func(o *options) { o.chainID = id } }
+
+// withClock replaces the wall clock (tests).
+func withClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// APIError is an answer with an HTTP error status from a node, replica or
+// aggregator. Message is the server's {"error": "..."} text (or the raw
+// body when it had no such field).
+type APIError struct {
+	// Server is the base URL (or node id) of the server that answered.
+	Server string
+	// Status is the HTTP status code.
+	Status int
+	// Message is what the server said was wrong.
+	Message string
+}
+
+func (e *APIError) Error() string {
+	return fmt.Sprintf("%s answered %d %s: %s", e.Server, e.Status, http.StatusText(e.Status), e.Message)
+}
+
+// errorFromAnswer builds an APIError from a non-2xx answer body.
+func errorFromAnswer(server string, status int, body []byte) *APIError {
+	var e struct {
+		Error string `json:"error"`
+	}
+	msg := strings.TrimSpace(string(body))
+	if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		msg = e.Error
+	}
+	const messageMax = 512 // a message is for a human; a huge body is not
+	if len(msg) > messageMax {
+		msg = msg[:messageMax] + "…"
+	}
+	if msg == "" {
+		msg = "(no message)"
+	}
+	return &APIError{Server: server, Status: status, Message: msg}
+}
+
+// exchange does one HTTP request and returns the body of a 2xx answer, an
+// *APIError for any other status, or the transport error. The body read is
+// bounded by answerBytesMax.
+func exchange(ctx context.Context, o *options, server, method, url string, body []byte, contentType string) ([]byte, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", contentType)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := o.httpClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, o.answerBytesMax+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading answer of %s: %w", server, err)
+	}
+	if int64(len(data)) > o.answerBytesMax {
+		return nil, fmt.Errorf("answer of %s exceeds %d bytes", server, o.answerBytesMax)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return nil, errorFromAnswer(server, resp.StatusCode, data)
+	}
+	return data, nil
+}
+
+// getJSON GETs url and decodes a 2xx answer into out.
+func getJSON(ctx context.Context, o *options, server, url string, out any) error {
+	data, err := exchange(ctx, o, server, http.MethodGet, url, nil, "")
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("%s: malformed answer: %w", server, err)
+	}
+	return nil
+}
+
+// postJSON POSTs in as JSON and returns the raw 2xx answer.
+func postJSON(ctx context.Context, o *options, server, url string, in any) ([]byte, error) {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return nil, err
+	}
+	return exchange(ctx, o, server, http.MethodPost, url, body, "application/json")
+}
+
+// isFinal reports whether an error from one server should stop a client
+// from asking another: the request itself was refused (4xx), so another
+// honest server would refuse it too. 408 and 429 are about the server's
+// state, not the request, so another server may take it.
+func isFinal(err error) bool {
+	var ae *APIError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	return ae.Status >= 400 && ae.Status < 500 && ae.Status != http.StatusRequestTimeout && ae.Status != http.StatusTooManyRequests
+}
