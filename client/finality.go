@@ -128,9 +128,9 @@ func (v *chainVerifier) pendingProof() bool {
 // add checks one served page: its shape, then every batch's index, hash,
 // chaining hash and timestamp against the chain so far.
 func (v *chainVerifier) add(p *seqapi.FinalizedPage) error {
-	if len(p.Batches) > seqapi.PageBatchesMax {
-		return fmt.Errorf("%w: %d batches, a page holds at most %d", ErrMalformedPage, len(p.Batches), seqapi.PageBatchesMax)
-	}
+	// No batch-count bound here: a node may run a page past
+	// seqapi.PageBatchesMax to end it at a finalize proof. The answer's byte
+	// bound (WithAnswerBytesMax) is what limits a page.
 	if p.Finalized != nil {
 		proof, err := v.decodeProof(p.Finalized)
 		if err != nil {

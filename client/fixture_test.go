@@ -246,9 +246,17 @@ type fakeNode struct {
 	getCount int
 }
 
-func (n *fakeNode) setTamper(f func(p *seqapi.FinalizedPage)) { n.mu.Lock(); n.tamper = f; n.mu.Unlock() }
-func (n *fakeNode) setStatus(s int)                           { n.mu.Lock(); n.status = s; n.mu.Unlock() }
-func (n *fakeNode) counts() (put, get int)                    { n.mu.Lock(); defer n.mu.Unlock(); return n.putCount, n.getCount }
+func (n *fakeNode) setTamper(f func(p *seqapi.FinalizedPage)) {
+	n.mu.Lock()
+	n.tamper = f
+	n.mu.Unlock()
+}
+func (n *fakeNode) setStatus(s int) { n.mu.Lock(); n.status = s; n.mu.Unlock() }
+func (n *fakeNode) counts() (put, get int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.putCount, n.getCount
+}
 
 func (n *fakeNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	n.mu.Lock()

@@ -19,9 +19,10 @@ const (
 	// a few sequencer rounds (tens of milliseconds each), far below it.
 	DefaultTimeout = 15 * time.Second
 	// DefaultAnswerBytesMax bounds what is read from one answer. The largest
-	// answer is a page of finalized batches; nodes bound a page to
-	// seqapi.PageBatchesMax batches, and a page that needs more room than
-	// this is refused rather than buffered without limit.
+	// answer is a page of finalized batches: about seqapi.PageBytesMax of
+	// bodies (more only to reach a proof), which JSON escaping can grow a
+	// few times. A page that needs more room than this is refused rather
+	// than buffered without limit.
 	DefaultAnswerBytesMax = 64 << 20
 	// DefaultBenchTime is how long a sequencer node that failed or lied is
 	// tried last.

@@ -3,12 +3,12 @@ package client
 import (
 	"context"
 	"crypto/ecdsa"
-	"strconv"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"

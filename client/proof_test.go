@@ -106,8 +106,14 @@ func TestBalanceProofTampering(t *testing.T) {
 		{"signature malformed", func(p *BalanceProof) { p.Signature = "0x00" }, ErrProofMalformed},
 		{"non-cluster signer", func(p *BalanceProof) { p.Signers = []string{"replica1", "replica9"} }, ErrProofSigner},
 		{"node id as signer", func(p *BalanceProof) { p.Signers = []string{"replica1", "node1"} }, ErrProofSigner},
-		{"duplicate signer", func(p *BalanceProof) { p.Signers = []string{"replica1", "replica1"}; p.NonSigners = []string{"replica2", "replica3"} }, ErrProofDupSigner},
-		{"wrong signer list", func(p *BalanceProof) { p.Signers = []string{"replica1", "replica3"}; p.NonSigners = []string{"replica2"} }, ErrProofSignature},
+		{"duplicate signer", func(p *BalanceProof) {
+			p.Signers = []string{"replica1", "replica1"}
+			p.NonSigners = []string{"replica2", "replica3"}
+		}, ErrProofDupSigner},
+		{"wrong signer list", func(p *BalanceProof) {
+			p.Signers = []string{"replica1", "replica3"}
+			p.NonSigners = []string{"replica2"}
+		}, ErrProofSignature},
 		{"non-signers missing", func(p *BalanceProof) { p.NonSigners = nil }, ErrProofNonSigners},
 		{"non-signer also a signer", func(p *BalanceProof) { p.NonSigners = []string{"replica1"} }, ErrProofNonSigners},
 		{"threshold lowered", func(p *BalanceProof) { p.Threshold = 1 }, ErrProofThreshold},
