@@ -20,7 +20,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
+	"reflect"
 	"strconv"
 )
 
@@ -48,8 +48,21 @@ func (n *Number) UnmarshalJSON(b []byte) error {
 		// encoding/json has already checked the token's syntax.
 		*n = Number(b)
 		return nil
+	case string(b) == "null":
+		// By encoding/json's convention null leaves the value alone.
+		return nil
 	}
-	return fmt.Errorf("expected a number or a string holding one, got %s", truncate(b))
+	// An UnmarshalTypeError gets the field name added by encoding/json.
+	kind := "value"
+	switch b[0] {
+	case 't', 'f':
+		kind = "bool"
+	case '{':
+		kind = "object"
+	case '[':
+		kind = "array"
+	}
+	return &json.UnmarshalTypeError{Value: kind, Type: reflect.TypeFor[Number]()}
 }
 
 // MarshalJSON implements json.Marshaler: always a JSON string.
@@ -57,13 +70,6 @@ func (n Number) MarshalJSON() ([]byte, error) { return json.Marshal(string(n)) }
 
 // Uint returns a Number holding v.
 func Uint(v uint64) Number { return Number(strconv.FormatUint(v, 10)) }
-
-func truncate(b []byte) string {
-	if len(b) > 32 {
-		return string(b[:32]) + "…"
-	}
-	return string(b)
-}
 
 // ---- Requests ----
 
