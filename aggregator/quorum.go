@@ -1,0 +1,172 @@
+package aggregator
+
+import (
+	"fmt"
+
+	"github.com/seqbook/seqbook/client/bls"
+	"github.com/seqbook/seqbook/client/cluster"
+	"github.com/seqbook/seqbook/client/eip712"
+)
+
+// Problem kinds: why a replica is not a signer of a proof. They are stable
+// words (logs are grepped for them, and the log limiter keys on them).
+const (
+	kindUnreachable = "unreachable"   // transport error, timeout
+	kindHTTPError   = "http_error"    // an error status
+	kindNotFound    = "not_found"     // does not know the withdrawal
+	kindMalformed   = "malformed"     // not the answer we asked for
+	kindBadSig      = "bad_signature" // signature does not verify with its cluster key
+	kindDisagrees   = "disagrees"     // validly signed another value than the quorum
+	kindMinority    = "no_quorum"     // signed a value no quorum agreed on
+)
+
+// share is one replica's part in a proof attempt: either a signed answer
+// that passed the edge checks (Digest, Sig, Value set) or the reason it has
+// none (Kind, Reason set). The core below decides on shares only; fetching
+// and decoding happen before.
+type share struct {
+	replica int
+	// signed answer
+	digest [32]byte
+	sig    *bls.Signature
+	value  string // what it signed, for reports: "balance 5 at index 17"
+	// the signed fields the proof is built from
+	units      uint64             // balance answers: the balance in base units
+	withdrawal *eip712.Withdrawal // withdrawal answers
+	// set when the replica is not a signer
+	kind   string
+	reason string
+}
+
+func (s *share) signed() bool { return s.sig != nil }
+
+// decision is the outcome of one proof attempt over every replica's share.
+type decision struct {
+	// ok: a value was validly signed by at least the threshold.
+	ok        bool
+	digest    [32]byte
+	winner    int   // a replica of the winning group, to read the value from
+	signers   []int // cluster order
+	aggregate *bls.Signature
+	// shares has every replica's share in cluster order, with the reason
+	// filled in for each non-signer.
+	shares []share
+}
+
+// decide groups the signed shares by digest (the digest commits to every
+// field of the answer, so equal digests mean equal answers), verifies every
+// signature against its replica's key in the cluster file, and picks the
+// digest that at least ReplicaThreshold replicas validly signed. It is
+// deterministic: the same shares give the same decision.
+//
+// Invariant: at most one digest can win, because each replica has one
+// share and the threshold is a strict majority.
+func decide(c *cluster.Cluster, shares []share) decision {
+	if len(shares) != len(c.Replicas) {
+		panic(fmt.Sprintf("aggregator: %d shares for %d replicas", len(shares), len(c.Replicas)))
+	}
+	need := c.ReplicaThreshold()
+	if 2*need <= len(c.Replicas) {
+		panic("aggregator: replica threshold is not a strict majority")
+	}
+	d := decision{shares: shares, winner: -1}
+
+	// Groups in order of first appearance, so the result never depends on
+	// map iteration order.
+	var order [][32]byte
+	groups := map[[32]byte][]int{}
+	for i := range shares {
+		s := &shares[i]
+		if s.replica != i {
+			panic("aggregator: shares out of cluster order")
+		}
+		if !s.signed() {
+			continue
+		}
+		if _, seen := groups[s.digest]; !seen {
+			order = append(order, s.digest)
+		}
+		groups[s.digest] = append(groups[s.digest], i)
+	}
+
+	for _, dg := range order {
+		members := groups[dg]
+		valid := verifyGroup(c, dg, shares, members)
+		var good []int
+		for k, i := range members {
+			if !valid[k] {
+				shares[i].kind = kindBadSig
+				shares[i].reason = fmt.Sprintf("answered %s but its signature does not verify with its cluster key", shares[i].value)
+				continue
+			}
+			good = append(good, i)
+		}
+		if len(good) >= need {
+			if d.ok {
+				panic("aggregator: two values reached a majority threshold")
+			}
+			d.ok, d.digest, d.signers, d.winner = true, dg, good, good[0]
+		}
+	}
+
+	// Every signed share that is not in the winning group is a
+	// non-signer; say why.
+	for i := range shares {
+		s := &shares[i]
+		if !s.signed() || s.kind != "" {
+			continue
+		}
+		if d.ok && s.digest == d.digest {
+			continue
+		}
+		if d.ok {
+			s.kind = kindDisagrees
+			s.reason = fmt.Sprintf("signed %s, the quorum signed %s", s.value, shares[d.winner].value)
+		} else {
+			s.kind = kindMinority
+			s.reason = fmt.Sprintf("signed %s, which fewer than %d replicas signed", s.value, need)
+		}
+	}
+	if d.ok {
+		sigs := make([]*bls.Signature, len(d.signers))
+		for k, i := range d.signers {
+			sigs[k] = shares[i].sig
+		}
+		d.aggregate = bls.Aggregate(sigs)
+	}
+	return d
+}
+
+// verifyGroup checks the signatures of the shares in members, which all
+// carry digest dg, each against its own replica's key.
+func verifyGroup(c *cluster.Cluster, dg [32]byte, shares []share, members []int) []bool {
+	valid := make([]bool, len(members))
+	for k, i := range members {
+		valid[k] = shares[i].sig.Verify(c.ReplicaKey(i), dg)
+	}
+	return valid
+}
+
+// ids returns the cluster ids of replicas given by position.
+func ids(c *cluster.Cluster, replicas []int) []string {
+	out := make([]string, len(replicas))
+	for k, i := range replicas {
+		out[k] = c.Replicas[i].ID
+	}
+	return out
+}
+
+// nonSigners returns the replicas not in signers, in cluster order.
+func nonSigners(c *cluster.Cluster, signers []int) []int {
+	in := make([]bool, len(c.Replicas))
+	for _, i := range signers {
+		in[i] = true
+	}
+	out := []int{}
+	for i := range c.Replicas {
+		if !in[i] {
+			out = append(out, i)
+		}
+	}
+	return out
+}

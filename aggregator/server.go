@@ -1,0 +1,160 @@
+package aggregator
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sync"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/gin-gonic/gin"
+)
+
+var ginMode sync.Once
+
+// Handler returns the aggregator's HTTP API (DESIGN §6):
+//
+//	GET /aggregate_balance?address=0x…&token=…  → BalanceProof
+//	GET /aggregate_withdrawal?id=0x…            → WithdrawalProof
+//	GET /ready                                  → {"status":"ok"}
+//
+// Bad queries get 400; when fewer than the threshold of replicas agree the
+// answer is 424 (404 for a withdrawal no quorum knows), with {"error",
+// "replicas": [{"replica","answer"}]} saying who answered what. At most
+// cfg.InFlightMax proofs are built at once; beyond that the answer is 503.
+func (a *Aggregator) Handler() http.Handler {
+	ginMode.Do(func() { gin.SetMode(gin.ReleaseMode) })
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.Use(a.recover())
+	r.NoRoute(func(c *gin.Context) {
+		c.JSON(http.StatusNotFound, gin.H{"error": "no route " + c.Request.Method + " " + c.Request.URL.Path})
+	})
+	r.NoMethod(func(c *gin.Context) {
+		c.JSON(http.StatusMethodNotAllowed, gin.H{"error": "method " + c.Request.Method + " not allowed on " + c.Request.URL.Path})
+	})
+	slots := make(chan struct{}, a.cfg.InFlightMax)
+	limit := func(c *gin.Context) {
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+			c.Next()
+		default:
+			c.Header("Retry-After", "1")
+			c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{"error": fmt.Sprintf("busy: %d proofs in progress", a.cfg.InFlightMax)})
+		}
+	}
+	r.GET("/aggregate_balance", limit, a.handleBalance)
+	r.GET("/aggregate_withdrawal", limit, a.handleWithdrawal)
+	r.GET("/ready", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	return r
+}
+
+// recover turns a panic into a 500 with a JSON body and a log line instead
+// of a dropped connection.
+func (a *Aggregator) recover() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		defer func() {
+			if v := recover(); v != nil {
+				a.log.Error("panic serving a request", "path", c.Request.URL.Path, "panic", fmt.Sprint(v))
+				c.AbortWithStatusJSON(http.StatusInternalServerError, gin.H{"error": "internal error"})
+			}
+		}()
+		c.Next()
+	}
+}
+
+func (a *Aggregator) handleBalance(c *gin.Context) {
+	address, token, err := ParseBalanceQuery(c.Request.URL.Query())
+	if err != nil {
+		c.JSON(http.StatusBadRequest, gin.H{"error": err.Error()})
+		return
+	}
+	p, err := a.Balance(c.Request.Context(), address, token)
+	if err != nil {
+		a.answerError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, p)
+}
+
+func (a *Aggregator) handleWithdrawal(c *gin.Context) {
+	id, err := ParseWithdrawalQuery(c.Request.URL.Query())
+	if err != nil {
+		c.JSON(http.StatusBadRequest, gin.H{"error": err.Error()})
+		return
+	}
+	p, err := a.Withdrawal(c.Request.Context(), id)
+	if err != nil {
+		a.answerError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, p)
+}
+
+func (a *Aggregator) answerError(c *gin.Context, err error) {
+	var qe *QuorumError
+	if errors.As(err, &qe) {
+		status := http.StatusFailedDependency
+		if qe.NotFound {
+			status = http.StatusNotFound
+		}
+		c.JSON(status, gin.H{"error": qe.Reason, "replicas": qe.Replicas})
+		return
+	}
+	a.log.Error("building a proof failed", "path", c.Request.URL.Path, "err", err)
+	c.JSON(http.StatusInternalServerError, gin.H{"error": err.Error()})
+}
+
+// queryValueBytesMax bounds a query value before any parsing: the longest
+// legitimate one is a 66-character withdrawal id or a token name.
+const queryValueBytesMax = 256
+
+// one returns the single value of a query parameter.
+func one(q url.Values, name string) (string, error) {
+	vs := q[name]
+	switch {
+	case len(vs) == 0 || vs[0] == "":
+		return "", fmt.Errorf("%s: missing", name)
+	case len(vs) > 1:
+		return "", fmt.Errorf("%s: given %d times", name, len(vs))
+	case len(vs[0]) > queryValueBytesMax:
+		return "", fmt.Errorf("%s: longer than %d bytes", name, queryValueBytesMax)
+	}
+	return vs[0], nil
+}
+
+// ParseBalanceQuery checks the query of GET /aggregate_balance: address a
+// 0x-prefixed 20-byte hex address (any letter case), token a token name.
+func ParseBalanceQuery(q url.Values) (common.Address, string, error) {
+	addr, err := one(q, "address")
+	if err != nil {
+		return common.Address{}, "", err
+	}
+	if !isAddress(addr) {
+		return common.Address{}, "", fmt.Errorf("address: %q is not a 0x-prefixed 20-byte hex address", addr)
+	}
+	token, err := one(q, "token")
+	if err != nil {
+		return common.Address{}, "", err
+	}
+	if err := checkToken(token); err != nil {
+		return common.Address{}, "", fmt.Errorf("token: %w", err)
+	}
+	return common.HexToAddress(addr), token, nil
+}
+
+// ParseWithdrawalQuery checks the query of GET /aggregate_withdrawal: id a
+// 0x-prefixed 32-byte hex withdrawal id.
+func ParseWithdrawalQuery(q url.Values) ([32]byte, error) {
+	id, err := one(q, "id")
+	if err != nil {
+		return [32]byte{}, err
+	}
+	h, err := parseHash(id)
+	if err != nil {
+		return [32]byte{}, fmt.Errorf("id: %w", err)
+	}
+	return h, nil
+}
