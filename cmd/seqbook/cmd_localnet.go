@@ -39,14 +39,25 @@ type netFlags struct {
 	readyTimeout *time.Duration
 }
 
-func addNetFlags(fs *flag.FlagSet, defaultDir string) *netFlags {
+// addNetFlags registers the shared flags. localnet listens on DESIGN §7's
+// ports by default; the commands that start a throwaway network (demo,
+// bench, chaos) pass designPorts false and pick free ports unless told
+// otherwise, so they run next to a running localnet.
+func addNetFlags(fs *flag.FlagSet, defaultDir string, designPorts bool) *netFlags {
 	d := localnet.DefaultConfig("", "")
+	if !designPorts {
+		d.Ports = localnet.Ports{}
+	}
+	portHelp := ""
+	if !designPorts {
+		portHelp = " (0: free ports)"
+	}
 	return &netFlags{
 		dir:          fs.String("dir", defaultDir, "data folder: keys, cluster.json, genesis.json, data/, logs/ (reused if it exists)"),
 		nodes:        fs.Int("nodes", d.Nodes, "sequencer nodes (3f+1)"),
 		replicas:     fs.Int("replicas", d.Replicas, "orderbook replicas"),
 		genesis:      fs.String("genesis", "", "extra genesis balances to add on first start (file in genesis.json's format)"),
-		nodePort:     fs.Int("node-port", d.Ports.NodeHTTP, "HTTP port of node1 (node i uses port+i-1)"),
+		nodePort:     fs.Int("node-port", d.Ports.NodeHTTP, "HTTP port of node1 (node i uses port+i-1)"+portHelp),
 		quicPort:     fs.Int("quic-port", d.Ports.NodeQUIC, "QUIC port of node1"),
 		replicaPort:  fs.Int("replica-port", d.Ports.Replica, "HTTP port of replica1"),
 		aggPort:      fs.Int("aggregator-port", d.Ports.Aggregator, "HTTP port of the aggregator"),
@@ -73,6 +84,13 @@ func (f *netFlags) config(dir string, out io.Writer) (localnet.Config, error) {
 	c := localnet.DefaultConfig(dir, bin)
 	c.Nodes, c.Replicas, c.GenesisExtra, c.Traders = *f.nodes, *f.replicas, *f.genesis, *f.traders
 	c.Ports = localnet.Ports{Host: "127.0.0.1", NodeHTTP: *f.nodePort, NodeQUIC: *f.quicPort, Replica: *f.replicaPort, Aggregator: *f.aggPort}
+	if c.Ports.NodeHTTP == 0 && c.Ports.NodeQUIC == 0 && c.Ports.Replica == 0 && c.Ports.Aggregator == 0 {
+		p, err := localnet.FreePorts(c.Nodes, c.Replicas)
+		if err != nil {
+			return c, err
+		}
+		c.Ports = p
+	}
 	c.ReadyTimeout = *f.readyTimeout
 	c.Out = out
 	return c, c.ValidateBasic()
@@ -101,7 +119,7 @@ func interruptContext() (context.Context, context.CancelFunc) {
 
 func runLocalnet(args []string) int {
 	fs := flag.NewFlagSet("localnet", flag.ContinueOnError)
-	nf := addNetFlags(fs, "localnet")
+	nf := addNetFlags(fs, "localnet", true)
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "Usage: seqbook localnet [--dir D] [flags]")
 		fmt.Fprintln(fs.Output(), "\nStarts the sequencer nodes, the replicas and the aggregator as separate processes on")
@@ -136,4 +154,41 @@ func runLocalnet(args []string) int {
 	n.Stop()
 	fmt.Println("localnet: stopped")
 	return 0
+}
+
+// throwawayNet starts the network of a command that runs one (demo, bench,
+// chaos): in --dir if given (kept afterwards), else in a new temporary
+// folder that done removes unless keep is set. done stops every component.
+// tweak, if not nil, adjusts the configuration before the start.
+func throwawayNet(ctx context.Context, nf *netFlags, prefix string, keep bool, out io.Writer, tweak func(*localnet.Config)) (n *localnet.Network, done func(), err error) {
+	dir := *nf.dir
+	temp := dir == ""
+	if temp {
+		if dir, err = os.MkdirTemp("", prefix); err != nil {
+			return nil, nil, err
+		}
+	}
+	cleanup := func() {
+		if temp && !keep {
+			os.RemoveAll(dir)
+		} else {
+			fmt.Fprintf(out, "data, keys and logs kept in %s\n", dir)
+		}
+	}
+	cfg, err := nf.config(dir, out)
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	n, err = localnet.Start(ctx, cfg)
+	if err != nil {
+		// Keep the logs of a network that failed to start: they say why.
+		keep = true
+		cleanup()
+		return nil, nil, err
+	}
+	return n, func() { n.Stop(); cleanup() }, nil
 }

@@ -1,0 +1,391 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/seqbook/seqbook/client/cluster"
+	"github.com/seqbook/seqbook/client/eip712"
+	"github.com/seqbook/seqbook/client/ethsig"
+	"github.com/seqbook/seqbook/client/obapi"
+	"github.com/seqbook/seqbook/internal/localnet"
+	"github.com/seqbook/seqbook/internal/localnet/load"
+)
+
+func init() {
+	registerBench(benchmark{
+		name:    "e2e",
+		summary: "signed orders through replicas, sequencer and back: saturation orders/s and latency to applied-on-all-replicas",
+		run:     runBenchE2E,
+	})
+}
+
+// e2eResult is exactly the --json shape the benchmark docs promise.
+type e2eResult struct {
+	Replicas   int `json:"replicas"`
+	Saturation struct {
+		OrdersPerSec float64 `json:"orders_per_sec"`
+	} `json:"saturation"`
+	LatencyAtRate struct {
+		Rate  float64 `json:"rate"`
+		P50Ms float64 `json:"p50_ms"`
+		P90Ms float64 `json:"p90_ms"`
+		P99Ms float64 `json:"p99_ms"`
+	} `json:"latency_at_rate"`
+}
+
+type e2eOpts struct {
+	duration, latencyDuration, drain, warmup time.Duration
+	orders, traders, concurrency           int
+	rate                                   float64
+}
+
+func runBenchE2E(args []string) int {
+	fs := flag.NewFlagSet("bench e2e", flag.ContinueOnError)
+	nf := addNetFlags(fs, "", false)
+	clusterPath := fs.String("cluster", "", "run against this running network's cluster file instead of starting one (its genesis must fund the bench traders: seqbook localnet does)")
+	var o e2eOpts
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "length of the saturation phase")
+	fs.DurationVar(&o.latencyDuration, "latency-duration", 10*time.Second, "length of the fixed-rate latency phase")
+	fs.DurationVar(&o.drain, "drain", 60*time.Second, "how long to wait for accepted orders to be applied everywhere after each phase")
+	fs.DurationVar(&o.warmup, "warmup", time.Second, "leading part of the latency phase left out of the percentiles")
+	fs.IntVar(&o.orders, "orders", 30000, "orders signed for the saturation phase (it ends early if they run out)")
+	fs.IntVar(&o.traders, "traders", 64, "trader keys signing the orders (bench traders 0..n-1, funded by the localnet genesis)")
+	fs.IntVar(&o.concurrency, "concurrency", 64, "requests in flight in the saturation phase")
+	fs.Float64Var(&o.rate, "rate", 0, "orders/s of the latency phase (0: half the measured saturation)")
+	jsonOut := fs.String("json", "", "also write the results to this file as JSON")
+	keep := fs.Bool("keep", false, "keep the temporary data folder (keys, logs)")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage: seqbook bench [e2e] [flags]")
+		fmt.Fprintln(fs.Output(), "\nStarts a local network (or uses --cluster), signs EIP-712 orders from many funded traders")
+		fmt.Fprintln(fs.Output(), "before the clock starts, then measures (1) saturation: accepted orders per second, counted")
+		fmt.Fprintln(fs.Output(), "until every replica has applied all of them and agrees on the state digest; (2) latency at a")
+		fmt.Fprintln(fs.Output(), "fixed rate: from each order's scheduled send time until every replica has applied its batch.")
+		fmt.Fprintln(fs.Output(), "Also prints the signature ceiling: all-core ecrecover/s divided by the replicas.")
+		fmt.Fprintln(fs.Output(), "\nFlags:")
+		fs.PrintDefaults()
+	}
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if o.duration <= 0 || o.latencyDuration <= o.warmup || o.orders < 2 || o.traders < 2 || o.traders > localnet.DefaultTraders ||
+		o.concurrency < 1 || o.concurrency > 4096 || o.rate < 0 {
+		return fail("bench", fmt.Errorf("need --duration > 0, --latency-duration > --warmup, --orders >= 2, 2 <= --traders <= %d, 1 <= --concurrency <= 4096, --rate >= 0", localnet.DefaultTraders))
+	}
+	ctx, cancel := interruptContext()
+	defer cancel()
+
+	var c *cluster.Cluster
+	var deaths atomic.Int64
+	if *clusterPath != "" {
+		var err error
+		if c, err = cluster.Load(*clusterPath); err != nil {
+			return fail("bench", err)
+		}
+	} else {
+		fmt.Printf("bench: starting a local network (%d nodes, %d replicas, aggregator)\n", *nf.nodes, *nf.replicas)
+		n, done, err := throwawayNet(ctx, nf, "seqbook-bench-", *keep, os.Stdout, func(cfg *localnet.Config) {
+			cfg.OnExit = func(localnet.Exit) { deaths.Add(1) }
+		})
+		if err != nil {
+			return fail("bench", err)
+		}
+		defer done()
+		c = n.Cluster
+	}
+	res, err := benchE2E(ctx, c, o)
+	if err == nil && deaths.Load() > 0 {
+		err = fmt.Errorf("%d component(s) died during the benchmark (reports above)", deaths.Load())
+	}
+	if err != nil {
+		return fail("bench", err)
+	}
+	if *jsonOut != "" {
+		if err := writeJSONFile(*jsonOut, res); err != nil {
+			return fail("bench", err)
+		}
+	}
+	return 0
+}
+
+func benchE2E(ctx context.Context, c *cluster.Cluster, o e2eOpts) (e2eResult, error) {
+	var res e2eResult
+	urls := make([]string, len(c.Replicas))
+	for i, r := range c.Replicas {
+		urls[i] = "http://" + r.HTTP
+	}
+	res.Replicas = len(urls)
+	h := load.NewHTTP(60 * time.Second)
+	if _, err := load.WaitConverged(ctx, h, urls, 0); err != nil {
+		return res, fmt.Errorf("before the benchmark: %w", err)
+	}
+
+	traders := make([]*ecdsa.PrivateKey, o.traders)
+	for i := range traders {
+		traders[i] = localnet.TraderKey(i)
+	}
+	latencyOrders := int(float64(o.orders) * o.latencyDuration.Seconds() / o.duration.Seconds())
+	if o.rate > 0 {
+		latencyOrders = int(o.rate*o.latencyDuration.Seconds()) + 1
+	}
+	nonceBase := uint64(time.Now().UnixNano())
+	expiry := uint64(time.Now().Add(50 * time.Minute).Unix())
+	t0 := time.Now()
+	fmt.Printf("bench: signing %d orders with %d trader keys on %d cores\n", o.orders+latencyOrders, o.traders, runtime.GOMAXPROCS(0))
+	all, err := load.Sign(load.Plan{ChainID: c.ChainID, Traders: traders, Count: o.orders + latencyOrders, NonceBase: nonceBase, Expiry: expiry})
+	if err != nil {
+		return res, err
+	}
+	satOrders, latOrders := all[:o.orders], all[o.orders:]
+	fmt.Printf("bench: signed in %.1fs\n", time.Since(t0).Seconds())
+
+	ceiling := signatureCeiling(time.Second)
+	fmt.Printf("bench: signature ceiling: %.0f ecrecover/s on %d cores = %.0f orders/s per replica set of %d\n",
+		ceiling, runtime.GOMAXPROCS(0), ceiling/float64(len(urls)), len(urls))
+
+	// (1) Saturation.
+	fmt.Printf("\nbench: saturation: %d requests in flight for %s\n", o.concurrency, o.duration)
+	sat := &load.Sender{H: h, Replicas: urls, InFlightMax: o.concurrency}
+	stopProgress := progressLine(ctx, "saturation", &sat.Counters, h, urls)
+	start := time.Now()
+	sent, outcomes := sat.ClosedLoop(ctx, satOrders, start.Add(o.duration))
+	sendEnd := time.Now()
+	stopProgress()
+	if ctx.Err() != nil {
+		return res, ctx.Err()
+	}
+	accepted, refusals := summarize(outcomes)
+	fmt.Printf("bench: sent %d in %.1fs, accepted %d, refused %d %s; waiting until every replica has applied them\n",
+		sent, sendEnd.Sub(start).Seconds(), accepted, sent-accepted, refusals)
+	if accepted == 0 {
+		return res, errors.New("no order was accepted")
+	}
+	dctx, dcancel := context.WithTimeout(ctx, o.drain)
+	conv, err := load.WaitConverged(dctx, h, urls, 0)
+	dcancel()
+	if err != nil {
+		return res, fmt.Errorf("after the saturation phase: %w", err)
+	}
+	end := time.Now()
+	res.Saturation.OrdersPerSec = float64(accepted) / end.Sub(start).Seconds()
+	fmt.Printf("bench: all replicas at index %d, digest %s, %.1fs after the first order\n", conv.Index, shortID(conv.Digest), end.Sub(start).Seconds())
+	if err := checkApplied(ctx, h, urls, satOrders[:sent], outcomes, 200); err != nil {
+		return res, err
+	}
+
+	// (2) Latency at a fixed rate.
+	rate := o.rate
+	if rate == 0 {
+		rate = res.Saturation.OrdersPerSec / 2
+	}
+	if n := int(rate*o.latencyDuration.Seconds()) + 1; n < len(latOrders) {
+		latOrders = latOrders[:n]
+	}
+	res.LatencyAtRate.Rate = rate
+	fmt.Printf("\nbench: latency: %.0f orders/s for %s (%d orders), each to applied-on-all-replicas\n", rate, o.latencyDuration, len(latOrders))
+	tr := load.NewTracker(h, urls)
+	tctx, tcancel := context.WithCancel(ctx)
+	trackDone := make(chan struct{})
+	go func() { tr.Run(tctx, 2*time.Millisecond); close(trackDone) }()
+	lat := &load.Sender{H: h, Replicas: urls, Wait: true, InFlightMax: 4096}
+	stopProgress = progressLine(ctx, "latency", &lat.Counters, h, urls)
+	lstart := time.Now()
+	louts := lat.OpenLoop(ctx, latOrders, rate)
+	stopProgress()
+	var maxIndex uint64
+	for _, x := range louts {
+		if x.Accepted && x.Index > maxIndex {
+			maxIndex = x.Index
+		}
+	}
+	// Keep tracking until every replica has applied the last order.
+	for tr.MinApplied() < maxIndex && ctx.Err() == nil && time.Since(lstart) < o.latencyDuration+o.drain {
+		sleepCtx(ctx, 10*time.Millisecond)
+	}
+	tcancel()
+	<-trackDone
+	var ds []time.Duration
+	lost := 0
+	for _, x := range louts {
+		if !x.Accepted || x.Scheduled.Sub(lstart) < o.warmup {
+			if !x.Accepted {
+				lost++
+			}
+			continue
+		}
+		everywhere, ok := tr.AppliedEverywhere(x.Index)
+		if !ok {
+			lost++
+			continue
+		}
+		if x.Answered.After(everywhere) {
+			everywhere = x.Answered
+		}
+		ds = append(ds, everywhere.Sub(x.Scheduled))
+	}
+	if len(ds) == 0 {
+		return res, fmt.Errorf("no latency sample: %d orders sent, %d not accepted or not applied everywhere", len(louts), lost)
+	}
+	slices.Sort(ds)
+	res.LatencyAtRate.P50Ms = ms(load.Percentile(ds, 50))
+	res.LatencyAtRate.P90Ms = ms(load.Percentile(ds, 90))
+	res.LatencyAtRate.P99Ms = ms(load.Percentile(ds, 99))
+	if lost > 0 {
+		fmt.Printf("bench: %d of %d latency orders were refused or never seen applied everywhere\n", lost, len(louts))
+	}
+
+	fmt.Println()
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "replicas\tsaturation orders/s\tlatency rate/s\tp50 ms\tp90 ms\tp99 ms\tsig ceiling orders/s\t")
+	fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.1f\t%.1f\t%.1f\t%.0f\t\n", res.Replicas, res.Saturation.OrdersPerSec, rate,
+		res.LatencyAtRate.P50Ms, res.LatencyAtRate.P90Ms, res.LatencyAtRate.P99Ms, ceiling/float64(len(urls)))
+	tw.Flush()
+	fmt.Printf("(latency samples: %d after a %s warm-up; resolution 2 ms, the /state poll interval; sig ceiling: %.0f ecrecover/s on %d cores / %d replicas)\n",
+		len(ds), o.warmup, ceiling, runtime.GOMAXPROCS(0), len(urls))
+	return res, nil
+}
+
+// summarize counts accepted outcomes and describes the refusals by cause.
+func summarize(outs []load.Outcome) (int, string) {
+	accepted := 0
+	causes := map[string]int{}
+	for _, x := range outs {
+		if x.Accepted {
+			accepted++
+			continue
+		}
+		k := "network error"
+		if x.Code != 0 {
+			k = fmt.Sprintf("HTTP %d", x.Code)
+		}
+		causes[k]++
+	}
+	if len(causes) == 0 {
+		return accepted, ""
+	}
+	keys := make([]string, 0, len(causes))
+	for k := range causes {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s: %d", k, causes[k]))
+	}
+	for _, x := range outs {
+		if !x.Accepted {
+			parts = append(parts, "first: "+x.Err)
+			break
+		}
+	}
+	return accepted, "(" + strings.Join(parts, ", ") + ")"
+}
+
+// checkApplied reads up to sample accepted orders back from every replica:
+// each must be known and applied (not pending, not rejected).
+func checkApplied(ctx context.Context, h *load.HTTP, urls []string, orders []load.Signed, outs []load.Outcome, sample int) error {
+	var ids []string
+	for k, x := range outs {
+		if x.Accepted {
+			ids = append(ids, orders[k].ID)
+		}
+	}
+	step := 1
+	if len(ids) > sample {
+		step = len(ids) / sample
+	}
+	checked := 0
+	for i := 0; i < len(ids); i += step {
+		for _, u := range urls {
+			o, err := h.Order(ctx, u, ids[i])
+			if err != nil {
+				return fmt.Errorf("accepted order %s on %s: %w", ids[i], u, err)
+			}
+			if o.Status == obapi.StatusPending || o.Status == obapi.StatusRejected || o.Status == "" {
+				return fmt.Errorf("accepted order %s is %q on %s (%s)", ids[i], o.Status, u, o.Reason)
+			}
+		}
+		checked++
+	}
+	fmt.Printf("bench: %d accepted orders read back from all %d replicas: all applied\n", checked, len(urls))
+	return nil
+}
+
+// progressLine prints a line per second until stopped.
+func progressLine(ctx context.Context, phase string, cs *load.Counters, h *load.HTTP, urls []string) (stop func()) {
+	pctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		start := time.Now()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-pctx.Done():
+				return
+			case <-t.C:
+			}
+			var idx []string
+			for _, u := range urls {
+				qctx, qcancel := context.WithTimeout(pctx, 500*time.Millisecond)
+				s, err := h.State(qctx, u)
+				qcancel()
+				if err != nil {
+					idx = append(idx, "?")
+				} else {
+					idx = append(idx, fmt.Sprint(s.AppliedIndex))
+				}
+			}
+			fmt.Printf("  %s %4.0fs  sent %d  accepted %d  refused %d  applied index %s\n", phase, time.Since(start).Seconds(),
+				cs.Sent.Load(), cs.Accepted.Load(), cs.Refused.Load(), strings.Join(idx, "/"))
+		}
+	}()
+	return func() { cancel(); wg.Wait() }
+}
+
+// signatureCeiling measures secp256k1 public-key recoveries per second on
+// all cores: every replica recovers every order's signer, so on one machine
+// replicas cannot apply more orders per second than this divided by their
+// number.
+func signatureCeiling(d time.Duration) float64 {
+	key := localnet.TraderKey(0)
+	digest := eip712.Keccak256([]byte("seqbook signature ceiling"))
+	sig, err := ethsig.Sign(key, digest)
+	if err != nil {
+		return 0
+	}
+	var total atomic.Int64
+	var wg sync.WaitGroup
+	stop := time.Now().Add(d)
+	start := time.Now()
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n := int64(0)
+			for time.Now().Before(stop) {
+				for i := 0; i < 64; i++ {
+					ethsig.Recover(digest, sig)
+				}
+				n += 64
+			}
+			total.Add(n)
+		}()
+	}
+	wg.Wait()
+	return float64(total.Load()) / time.Since(start).Seconds()
+}

@@ -1,0 +1,332 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/seqbook/seqbook/client/seqapi"
+	"github.com/seqbook/seqbook/internal/localnet"
+	"github.com/seqbook/seqbook/internal/localnet/load"
+)
+
+func init() {
+	registerBench(benchmark{
+		name:    "sequencer",
+		summary: "4 sequencer nodes on loopback: finalized batches/s and batch-to-finality latency at a fixed rate",
+		run:     runBenchSequencer,
+	})
+}
+
+// seqBenchResult is what --json writes.
+type seqBenchResult struct {
+	Nodes            int     `json:"nodes"`
+	BatchBytes       int     `json:"batch_bytes"`
+	OfferedPerSec    float64 `json:"offered_batches_per_sec"`
+	FinalizedPerSec  float64 `json:"finalized_batches_per_sec"`
+	Sent             int     `json:"sent"`
+	Refused          int64   `json:"refused"`
+	Finalized        int     `json:"finalized"`
+	P50Ms            float64 `json:"p50_ms"`
+	P99Ms            float64 `json:"p99_ms"`
+	MaxMs            float64 `json:"max_ms"`
+	FinalizedIndexes uint64  `json:"finalized_indexes"`
+}
+
+func runBenchSequencer(args []string) int {
+	fs := flag.NewFlagSet("bench sequencer", flag.ContinueOnError)
+	nf := addNetFlags(fs, "", false)
+	rate := fs.Float64("rate", 1000, "batches per second offered (spread over all nodes)")
+	size := fs.Int("size", 1024, "bytes per batch")
+	duration := fs.Duration("duration", 10*time.Second, "how long to offer load")
+	warmup := fs.Duration("warmup", 2*time.Second, "leading part of the run left out of the latency figures")
+	drain := fs.Duration("drain", 30*time.Second, "how long to wait after the load for the last batches to finalize")
+	jsonOut := fs.String("json", "", "also write the results as JSON to this file")
+	keep := fs.Bool("keep", false, "keep the temporary data folder (keys, logs)")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage: seqbook bench sequencer [flags]")
+		fmt.Fprintln(fs.Output(), "\nStarts the sequencer nodes alone on loopback (no replicas), PUTs batches of --size bytes")
+		fmt.Fprintln(fs.Output(), "at --rate per second round-robin to all nodes, follows the finalized sequence, and prints")
+		fmt.Fprintln(fs.Output(), "finalized batches/s and the latency from each batch's scheduled send time to the moment")
+		fmt.Fprintln(fs.Output(), "it was seen finalized (open loop: a slow cluster is not given a slower schedule).")
+		fmt.Fprintln(fs.Output(), "\nFlags:")
+		fs.PrintDefaults()
+	}
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if *rate <= 0 || *rate > 1e6 || *size < 64 || *size > seqapi.BatchBytesMax || *duration <= 0 || *warmup < 0 || *warmup >= *duration {
+		return fail("bench sequencer", errors.New("need 0 < --rate <= 1e6, 64 <= --size <= 1 MiB, --duration > --warmup >= 0"))
+	}
+	ctx, cancel := interruptContext()
+	defer cancel()
+	fmt.Printf("bench sequencer: starting %d nodes\n", *nf.nodes)
+	n, done, err := throwawayNet(ctx, nf, "seqbook-bench-sequencer-", *keep, os.Stdout,
+		func(c *localnet.Config) { c.Kinds = []string{localnet.KindSequencer} })
+	if err != nil {
+		return fail("bench sequencer", err)
+	}
+	defer done()
+	res, err := benchSequencer(ctx, n, *rate, *size, *duration, *warmup, *drain)
+	if err != nil {
+		return fail("bench sequencer", err)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Println()
+	fmt.Fprintln(tw, "nodes\tbatch bytes\toffered/s\tfinalized/s\tsent\trefused\tp50 ms\tp99 ms\tmax ms\tfinalized indexes\t")
+	fmt.Fprintf(tw, "%d\t%d\t%.0f\t%.0f\t%d\t%d\t%.1f\t%.1f\t%.1f\t%d\t\n", res.Nodes, res.BatchBytes, res.OfferedPerSec,
+		res.FinalizedPerSec, res.Sent, res.Refused, res.P50Ms, res.P99Ms, res.MaxMs, res.FinalizedIndexes)
+	tw.Flush()
+	printNodeMetrics(ctx, n)
+	if *jsonOut != "" {
+		if err := writeJSONFile(*jsonOut, res); err != nil {
+			return fail("bench sequencer", err)
+		}
+	}
+	return 0
+}
+
+// benchSequencer offers batches open-loop and follows the finalized
+// sequence on node1 (another node if node1 does not answer).
+func benchSequencer(ctx context.Context, n *localnet.Network, rate float64, size int, duration, warmup, drain time.Duration) (seqBenchResult, error) {
+	h := load.NewHTTP(10 * time.Second)
+	nodes := n.NodeURLs()
+	app := n.Cluster.App
+	run := strconv.FormatInt(time.Now().UnixNano(), 36)
+	total := int(rate * duration.Seconds())
+	scheduled := make([]time.Time, total)
+	finalizedAt := make([]time.Time, total)
+	var refused atomic.Int64
+	var firstRefusal atomic.Value
+
+	// Follow the finalized sequence from where it stands now.
+	start0, err := lastFinalized(ctx, h, nodes, app)
+	if err != nil {
+		return seqBenchResult{}, err
+	}
+	var seen atomic.Int64
+	followCtx, stopFollow := context.WithCancel(ctx)
+	defer stopFollow()
+	var mu sync.Mutex
+	var lastIndex uint64
+	followed := make(chan struct{})
+	go func() {
+		defer close(followed)
+		after, nodeIdx := start0, 0
+		for followCtx.Err() == nil {
+			page, err := h.Finalized(followCtx, nodes[nodeIdx], app, after)
+			if err != nil {
+				nodeIdx = (nodeIdx + 1) % len(nodes)
+				sleepCtx(followCtx, 20*time.Millisecond)
+				continue
+			}
+			now := time.Now()
+			for _, b := range page.Batches {
+				after = b.Index
+				if seq, ok := benchSeq(b.Body, run); ok && seq < total && finalizedAt[seq].IsZero() {
+					mu.Lock()
+					finalizedAt[seq] = now
+					mu.Unlock()
+					seen.Add(1)
+				}
+			}
+			mu.Lock()
+			lastIndex = after
+			mu.Unlock()
+			if len(page.Batches) == 0 {
+				sleepCtx(followCtx, 2*time.Millisecond)
+			}
+		}
+	}()
+
+	// Offer the load: a pacer hands due batches to workers; each batch's
+	// latency counts from its scheduled time.
+	pad := strings.Repeat("x", size)
+	work := make(chan int, 4096)
+	var wg sync.WaitGroup
+	workers := 64
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seq := range work {
+				body := benchBody(run, seq, pad, size)
+				if err := h.PutBatch(ctx, nodes[seq%len(nodes)], app, body); err != nil {
+					if refused.Add(1) == 1 {
+						firstRefusal.Store(err.Error())
+					}
+				}
+			}
+		}()
+	}
+	start := time.Now()
+	fmt.Printf("bench sequencer: offering %.0f batches/s of %d bytes for %s\n", rate, size, duration)
+	progress := time.NewTicker(time.Second)
+	sent := 0
+pace:
+	for sent < total {
+		due := start.Add(time.Duration(float64(sent) / rate * float64(time.Second)))
+		if d := time.Until(due); d > 0 {
+			select {
+			case <-ctx.Done():
+				break pace
+			case <-progress.C:
+				fmt.Printf("  %4.0fs  sent %d  finalized %d  refused %d\n", time.Since(start).Seconds(), sent, seen.Load(), refused.Load())
+				continue
+			case <-time.After(d):
+			}
+		}
+		scheduled[sent] = due
+		work <- sent
+		sent++
+	}
+	progress.Stop()
+	close(work)
+	wg.Wait()
+	if ctx.Err() != nil {
+		return seqBenchResult{}, ctx.Err()
+	}
+	// Wait for what was accepted to finalize.
+	deadline := time.Now().Add(drain)
+	for seen.Load() < int64(sent)-refused.Load() && time.Now().Before(deadline) {
+		sleepCtx(ctx, 20*time.Millisecond)
+	}
+	stopFollow()
+	<-followed
+	if r := refused.Load(); r > 0 {
+		fmt.Printf("bench sequencer: %d batches refused, first: %v\n", r, firstRefusal.Load())
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	var lat []time.Duration
+	var first, last time.Time
+	finalized := 0
+	for seq := 0; seq < sent; seq++ {
+		if finalizedAt[seq].IsZero() {
+			continue
+		}
+		finalized++
+		if first.IsZero() || finalizedAt[seq].Before(first) {
+			first = finalizedAt[seq]
+		}
+		if finalizedAt[seq].After(last) {
+			last = finalizedAt[seq]
+		}
+		if scheduled[seq].Sub(start) >= warmup {
+			lat = append(lat, finalizedAt[seq].Sub(scheduled[seq]))
+		}
+	}
+	if finalized == 0 {
+		return seqBenchResult{}, fmt.Errorf("no batch finalized (sent %d, refused %d)", sent, refused.Load())
+	}
+	slices.Sort(lat)
+	// Throughput: finalized batches over the time from the first send to
+	// the last finalization (the drain counts: a backlog is not free).
+	span := last.Sub(start).Seconds()
+	return seqBenchResult{
+		Nodes: len(nodes), BatchBytes: size, OfferedPerSec: rate,
+		FinalizedPerSec: float64(finalized) / span, Sent: sent, Refused: refused.Load(), Finalized: finalized,
+		P50Ms: ms(load.Percentile(lat, 50)), P99Ms: ms(load.Percentile(lat, 99)), MaxMs: ms(load.Percentile(lat, 100)),
+		FinalizedIndexes: lastIndex - start0,
+	}, nil
+}
+
+// lastFinalized asks the nodes for the app's last finalized index.
+func lastFinalized(ctx context.Context, h *load.HTTP, nodes []string, app string) (uint64, error) {
+	var errs []error
+	for _, u := range nodes {
+		var page seqapi.FinalizedPage
+		if err := h.GetJSON(ctx, u+"/node/"+app+"/batches/finalized/last", &page); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if page.Finalized == nil {
+			return 0, nil
+		}
+		return page.Finalized.Index, nil
+	}
+	return 0, fmt.Errorf("no node answered the last finalized index: %w", errors.Join(errs...))
+}
+
+// benchBody is a batch of exactly size bytes: valid UTF-8 JSON carrying the
+// run id and sequence number the follower matches on.
+func benchBody(run string, seq int, pad string, size int) []byte {
+	head := fmt.Sprintf(`{"bench":%d,"run":"%s","pad":"`, seq, run)
+	n := size - len(head) - 2
+	if n < 0 {
+		n = 0
+	}
+	return []byte(head + pad[:n] + `"}`)
+}
+
+// benchSeq extracts the sequence number of a batch of this run.
+func benchSeq(body, run string) (int, bool) {
+	const pre = `{"bench":`
+	if !strings.HasPrefix(body, pre) {
+		return 0, false
+	}
+	rest := body[len(pre):]
+	comma := strings.IndexByte(rest, ',')
+	if comma < 0 || !strings.HasPrefix(rest[comma:], `,"run":"`+run+`"`) {
+		return 0, false
+	}
+	seq, err := strconv.Atoi(rest[:comma])
+	return seq, err == nil && seq >= 0
+}
+
+// printNodeMetrics prints whatever work counters the nodes publish in GET
+// /node/state beyond the DESIGN fields (BLS signatures and verifications,
+// disk writes), divided by the finalized indexes if they are there.
+func printNodeMetrics(ctx context.Context, n *localnet.Network) {
+	h := load.NewHTTP(2 * time.Second)
+	var raw map[string]json.RawMessage
+	if err := h.GetJSON(ctx, n.NodeURLs()[0]+"/node/state", &raw); err != nil {
+		fmt.Printf("node1 /node/state: %v\n", err)
+		return
+	}
+	extra := false
+	for k, v := range raw {
+		switch k {
+		case "node", "view", "leader", "apps":
+			continue
+		}
+		if !extra {
+			fmt.Println("\nnode1 counters from /node/state:")
+			extra = true
+		}
+		fmt.Printf("  %s: %s\n", k, v)
+	}
+	if !extra {
+		fmt.Println("\n(nodes publish no BLS or disk counters in /node/state; per-index work is not reported)")
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+func writeJSONFile(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
