@@ -21,7 +21,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -30,6 +29,7 @@ import (
 
 	"github.com/ethereum/go-ethereum/common"
 
+	"github.com/seqbook/seqbook/client"
 	"github.com/seqbook/seqbook/client/amount"
 	"github.com/seqbook/seqbook/client/bls"
 	"github.com/seqbook/seqbook/client/cluster"
@@ -85,38 +85,6 @@ type ReplicaReport struct {
 
 func (e *QuorumError) Error() string { return e.Reason }
 
-// BalanceProof is the quorum proof of a balance (DESIGN §6).
-type BalanceProof struct {
-	App          string   `json:"app"`
-	Address      string   `json:"address"`
-	Token        string   `json:"token"`
-	Balance      string   `json:"balance"`
-	BalanceUnits string   `json:"balance_units"`
-	Index        uint64   `json:"index"`
-	Digest       string   `json:"digest"`
-	Signature    string   `json:"signature"`
-	Signers      []string `json:"signers"`
-	NonSigners   []string `json:"non_signers"`
-	Threshold    int      `json:"threshold"`
-}
-
-// WithdrawalProof is the quorum proof of a recorded withdrawal (DESIGN §6).
-type WithdrawalProof struct {
-	App         string   `json:"app"`
-	ID          string   `json:"id"`
-	Trader      string   `json:"trader"`
-	Token       string   `json:"token"`
-	Amount      string   `json:"amount"`
-	AmountUnits string   `json:"amount_units"`
-	Recipient   string   `json:"recipient"`
-	Index       uint64   `json:"index"`
-	Digest      string   `json:"digest"`
-	Signature   string   `json:"signature"`
-	Signers     []string `json:"signers"`
-	NonSigners  []string `json:"non_signers"`
-	Threshold   int      `json:"threshold"`
-}
-
 // pickIndex returns the highest index that at least need replicas have
 // applied: the need-th largest of the indexes reported.
 func pickIndex(applied []uint64, need int) (uint64, bool) {
@@ -130,7 +98,7 @@ func pickIndex(applied []uint64, need int) (uint64, bool) {
 
 // Balance returns a quorum proof of address's balance of token at the
 // highest index a quorum of replicas has applied, or a *QuorumError.
-func (a *Aggregator) Balance(ctx context.Context, address common.Address, token string) (*BalanceProof, error) {
+func (a *Aggregator) Balance(ctx context.Context, address common.Address, token string) (*client.BalanceProof, error) {
 	n, need := len(a.c.Replicas), a.c.ReplicaThreshold()
 
 	// Round 1: where is everyone? Settled once a quorum reported.
@@ -180,23 +148,12 @@ func (a *Aggregator) Balance(ctx context.Context, address common.Address, token 
 	if !d.ok {
 		return nil, a.noQuorum(fmt.Sprintf("fewer than %d of %d replicas signed the same balance at index %d", need, n, index), d.shares, false)
 	}
-	if err := a.selfCheck(d); err != nil {
+	m := eip712.Balance{App: a.c.App, Account: address, Token: token, Balance: d.shares[d.winner].units, Index: index}
+	p := client.NewBalanceProof(a.c, m, d.aggregate, ids(a.c, d.signers))
+	if err := a.selfCheck(d, client.VerifyBalanceProof(a.c, p)); err != nil {
 		return nil, err
 	}
-	units := d.shares[d.winner].units
-	return &BalanceProof{
-		App:          a.c.App,
-		Address:      address.Hex(),
-		Token:        token,
-		Balance:      amount.Format(units),
-		BalanceUnits: strconv.FormatUint(units, 10),
-		Index:        index,
-		Digest:       hex32(d.digest),
-		Signature:    d.aggregate.Hex(),
-		Signers:      ids(a.c, d.signers),
-		NonSigners:   ids(a.c, nonSigners(a.c, d.signers)),
-		Threshold:    need,
-	}, nil
+	return p, nil
 }
 
 // balanceShare checks one replica's balance answer at the edge: it must be
@@ -241,13 +198,9 @@ func (a *Aggregator) balanceShare(i int, address common.Address, token string, i
 
 // Withdrawal returns a quorum proof of the withdrawal record id, or a
 // *QuorumError (NotFound when no quorum of replicas knows it).
-func (a *Aggregator) Withdrawal(ctx context.Context, id [32]byte) (*WithdrawalProof, error) {
+func (a *Aggregator) Withdrawal(ctx context.Context, id [32]byte) (*client.WithdrawalProof, error) {
 	n, need := len(a.c.Replicas), a.c.ReplicaThreshold()
 	idHex := hex32(id)
-	type record struct {
-		share
-		w *obapi.Withdrawal
-	}
 	answers, end := gather(ctx, n, a.cfg.Timeout, a.cfg.StragglerWait,
 		func(ctx context.Context, i int) (share, error) {
 			w, err := a.replicas.Withdrawal(ctx, i, idHex)
@@ -286,25 +239,11 @@ func (a *Aggregator) Withdrawal(ctx context.Context, id [32]byte) (*WithdrawalPr
 		}
 		return nil, a.noQuorum(reason, d.shares, notFound > 0)
 	}
-	if err := a.selfCheck(d); err != nil {
+	p := client.NewWithdrawalProof(a.c, *d.shares[d.winner].withdrawal, d.aggregate, ids(a.c, d.signers))
+	if err := a.selfCheck(d, client.VerifyWithdrawalProof(a.c, p)); err != nil {
 		return nil, err
 	}
-	w := d.shares[d.winner].withdrawal
-	return &WithdrawalProof{
-		App:         a.c.App,
-		ID:          idHex,
-		Trader:      w.Trader.Hex(),
-		Token:       w.Token,
-		Amount:      amount.Format(w.Amount),
-		AmountUnits: strconv.FormatUint(w.Amount, 10),
-		Recipient:   w.Recipient.Hex(),
-		Index:       w.Index,
-		Digest:      hex32(d.digest),
-		Signature:   d.aggregate.Hex(),
-		Signers:     ids(a.c, d.signers),
-		NonSigners:  ids(a.c, nonSigners(a.c, d.signers)),
-		Threshold:   need,
-	}, nil
+	return p, nil
 }
 
 // withdrawalShare checks one replica's withdrawal record at the edge.
@@ -356,13 +295,15 @@ func (a *Aggregator) withdrawalShare(i int, id [32]byte, w *obapi.Withdrawal) sh
 	return s
 }
 
-// selfCheck verifies the aggregate exactly as a bridge would before it is
-// handed out: a bug in grouping or aggregation must never produce a proof
-// that fails elsewhere (or, worse, one that passes for the wrong signers).
-func (a *Aggregator) selfCheck(d decision) error {
-	if err := a.c.VerifyReplicaQuorum(d.digest, d.aggregate, ids(a.c, d.signers)); err != nil {
-		a.log.Error("aggregate failed its own verification", "digest", hex32(d.digest), "signers", ids(a.c, d.signers), "err", err)
-		return fmt.Errorf("aggregator: internal error: aggregate failed verification: %w", err)
+// selfCheck takes the outcome of verifying the assembled proof exactly as
+// a bridge would (client.VerifyBalanceProof / VerifyWithdrawalProof) before
+// it is handed out: a bug in grouping, aggregation or assembly must never
+// produce a proof that fails elsewhere, or one that passes for the wrong
+// signers.
+func (a *Aggregator) selfCheck(d decision, verifyErr error) error {
+	if verifyErr != nil {
+		a.log.Error("assembled proof failed its own verification", "digest", hex32(d.digest), "signers", ids(a.c, d.signers), "err", verifyErr)
+		return fmt.Errorf("aggregator: internal error: proof failed verification: %w", verifyErr)
 	}
 	return nil
 }
@@ -522,9 +463,9 @@ func isAddress(s string) bool {
 	return len(s) == 42 && strings.HasPrefix(s, "0x") && common.IsHexAddress(s)
 }
 
-// tokenBytesMax bounds a token name. It is the matcher's bound on names
-// (internal/matcher.NameBytesMax): a longer token cannot hold a balance.
-const tokenBytesMax = 128
+// tokenBytesMax bounds a token name: the client SDK's verifier refuses
+// proofs of longer ones, so the aggregator refuses to build them.
+const tokenBytesMax = 32
 
 // checkToken accepts what a replica can hold a balance of: a non-empty
 // UTF-8 name of at most tokenBytesMax bytes without '/' (the market

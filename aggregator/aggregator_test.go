@@ -15,6 +15,7 @@ import (
 
 	"github.com/ethereum/go-ethereum/common"
 
+	"github.com/seqbook/seqbook/client"
 	"github.com/seqbook/seqbook/client/bls"
 	"github.com/seqbook/seqbook/client/cluster"
 	"github.com/seqbook/seqbook/client/eip712"
@@ -59,9 +60,9 @@ func balancePath(addr common.Address, token string) string {
 // mustBalanceProof asks for a proof over HTTP and checks it with both
 // verifiers: the cluster's (herumi) and the independent one (go-ethereum's
 // typed-data hasher + blst).
-func mustBalanceProof(t *testing.T, tn *testNet, s *httptest.Server, addr common.Address, token string) *BalanceProof {
+func mustBalanceProof(t *testing.T, tn *testNet, s *httptest.Server, addr common.Address, token string) *client.BalanceProof {
 	t.Helper()
-	var p BalanceProof
+	var p client.BalanceProof
 	if st := getJSON(t, s, balancePath(addr, token), &p); st != http.StatusOK {
 		t.Fatalf("status %d: %+v", st, p)
 	}
@@ -69,10 +70,13 @@ func mustBalanceProof(t *testing.T, tn *testNet, s *httptest.Server, addr common
 	return &p
 }
 
-func checkBalanceProof(t *testing.T, tn *testNet, p *BalanceProof) {
+func checkBalanceProof(t *testing.T, tn *testNet, p *client.BalanceProof) {
 	t.Helper()
 	if err := indepVerifyBalance(tn.c, p); err != nil {
 		t.Fatalf("independent verifier refuses the proof: %v\n%+v", err, p)
+	}
+	if err := client.VerifyBalanceProof(tn.c, p); err != nil {
+		t.Fatalf("client SDK verifier refuses the proof: %v\n%+v", err, p)
 	}
 	sig, err := bls.SignatureFromHex(p.Signature)
 	if err != nil {
@@ -117,7 +121,7 @@ func TestBalanceProofAllHonest(t *testing.T) {
 	}
 
 	// An address in lower case is the same account.
-	var p2 BalanceProof
+	var p2 client.BalanceProof
 	if st := getJSON(t, s, "/aggregate_balance?address="+strings.ToLower(alice.Hex())+"&token=USDT", &p2); st != 200 || p2.Digest != p.Digest {
 		t.Fatalf("lower-case address: %d %+v", st, p2)
 	}
@@ -323,21 +327,24 @@ func TestTamperedProofsFailVerification(t *testing.T) {
 	tn := newTestNet(t, 3, nil)
 	tn.ledger.set(1, alice, "USDT", 1000_000000)
 	p := mustBalanceProof(t, tn, serve(t, tn.aggregator(t, nil)), alice, "USDT")
-	for name, edit := range map[string]func(q *BalanceProof){
-		"balance":           func(q *BalanceProof) { q.BalanceUnits = "1000000001" },
-		"address":           func(q *BalanceProof) { q.Address = bob.Hex() },
-		"token":             func(q *BalanceProof) { q.Token = "ETH" },
-		"app":               func(q *BalanceProof) { q.App = "other" },
-		"one signer less":   func(q *BalanceProof) { q.Signers = q.Signers[:2] },
-		"signer swapped":    func(q *BalanceProof) { q.Signers = []string{"replica1", "replica2", "replica2"} },
-		"threshold lowered": func(q *BalanceProof) { q.Signers, q.Threshold = q.Signers[:1], 1 },
-		"signature":         func(q *BalanceProof) { q.Signature = tn.keys[0].Sign([32]byte{}).Hex() },
+	for name, edit := range map[string]func(q *client.BalanceProof){
+		"balance":           func(q *client.BalanceProof) { q.BalanceUnits = "1000000001" },
+		"address":           func(q *client.BalanceProof) { q.Address = bob.Hex() },
+		"token":             func(q *client.BalanceProof) { q.Token = "ETH" },
+		"app":               func(q *client.BalanceProof) { q.App = "other" },
+		"one signer less":   func(q *client.BalanceProof) { q.Signers = q.Signers[:2] },
+		"signer swapped":    func(q *client.BalanceProof) { q.Signers = []string{"replica1", "replica2", "replica2"} },
+		"threshold lowered": func(q *client.BalanceProof) { q.Signers, q.Threshold = q.Signers[:1], 1 },
+		"signature":         func(q *client.BalanceProof) { q.Signature = tn.keys[0].Sign([32]byte{}).Hex() },
 	} {
 		q := *p
 		q.Signers = slices.Clone(p.Signers)
 		edit(&q)
 		if err := indepVerifyBalance(tn.c, &q); err == nil {
-			t.Errorf("tampered %s: still verifies", name)
+			t.Errorf("tampered %s: the independent verifier accepts it", name)
+		}
+		if err := client.VerifyBalanceProof(tn.c, &q); err == nil {
+			t.Errorf("tampered %s: the client SDK verifier accepts it", name)
 		}
 	}
 }
@@ -354,11 +361,14 @@ func TestWithdrawalProof(t *testing.T) {
 		Amount: 250_500000, Recipient: bob, Index: 9}
 	tn.ledger.record(rec)
 	s := serve(t, tn.aggregator(t, nil))
-	var p WithdrawalProof
+	var p client.WithdrawalProof
 	if st := getJSON(t, s, "/aggregate_withdrawal?id="+hex32(rec.ID), &p); st != 200 {
 		t.Fatalf("status %d %+v", st, p)
 	}
 	if err := indepVerifyWithdrawal(tn.c, &p); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.VerifyWithdrawalProof(tn.c, &p); err != nil {
 		t.Fatal(err)
 	}
 	if p.Amount != "250.5" || p.AmountUnits != "250500000" || p.Index != 9 || p.Trader != alice.Hex() || p.Recipient != bob.Hex() ||
@@ -413,7 +423,7 @@ func TestBadQueries(t *testing.T) {
 		"/aggregate_balance?address=" + alice.Hex() + "&token=",
 		"/aggregate_balance?address=" + alice.Hex() + "&token=ETH/USDT",
 		"/aggregate_balance?address=" + alice.Hex() + "&token=%00",
-		"/aggregate_balance?address=" + alice.Hex() + "&token=" + strings.Repeat("X", 129),
+		"/aggregate_balance?address=" + alice.Hex() + "&token=" + strings.Repeat("X", 33),
 		"/aggregate_balance?address=" + alice.Hex() + "&token=%ff",
 		"/aggregate_balance?address=" + alice.Hex() + "&token=A&token=B",
 		"/aggregate_withdrawal",

@@ -10,6 +10,7 @@ import (
 	"github.com/ethereum/go-ethereum/signer/core/apitypes"
 	blst "github.com/supranational/blst/bindings/go"
 
+	"github.com/seqbook/seqbook/client"
 	"github.com/seqbook/seqbook/client/cluster"
 )
 
@@ -80,7 +81,7 @@ func blstVerifyQuorum(c *cluster.Cluster, digest []byte, sigHex string, signers 
 }
 
 // indepVerifyBalance is the whole independent check of a balance proof.
-func indepVerifyBalance(c *cluster.Cluster, p *BalanceProof) error {
+func indepVerifyBalance(c *cluster.Cluster, p *client.BalanceProof) error {
 	if p.App != c.App {
 		return fmt.Errorf("app %q", p.App)
 	}
@@ -98,7 +99,7 @@ func indepVerifyBalance(c *cluster.Cluster, p *BalanceProof) error {
 
 // indepVerifyWithdrawal is the whole independent check of a withdrawal
 // proof.
-func indepVerifyWithdrawal(c *cluster.Cluster, p *WithdrawalProof) error {
+func indepVerifyWithdrawal(c *cluster.Cluster, p *client.WithdrawalProof) error {
 	if p.App != c.App {
 		return fmt.Errorf("app %q", p.App)
 	}
