@@ -1,0 +1,206 @@
+package replica
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/ethereum/go-ethereum/common"
+
+	"github.com/seqbook/seqbook/client/amount"
+	"github.com/seqbook/seqbook/client/obapi"
+	"github.com/seqbook/seqbook/client/seqapi"
+)
+
+// Batch format (docs/api.md, "Batch format"): a batch body is a JSON array
+// of operations; each operation is a JSON object with "op" naming its kind
+// and, beside it, exactly the fields of the signed request that brought it
+// (integers written as decimal strings):
+//
+//	[{"op":"order","trader":"0x…","market":"ETH/USDT","side":"buy","orderType":"limit",
+//	  "quantity":"1500000","price":"2000000000","nonce":"1","expiry":"1700000000","signature":"0x…"},
+//	 {"op":"legacy_order","sender":"0x…","order_type":"buy","base_token":"ETH","quote_token":"USDT",
+//	  "quantity":"1.5","price":"2000","signature":"0x…"},
+//	 {"op":"cancel",…}, {"op":"withdraw",…}, {"op":"deposit",…}]
+//
+// Each operation carries its signature, so every replica re-verifies it:
+// no replica trusts the one that submitted the batch.
+
+// BatchBytesMax is the largest batch body (DESIGN §4).
+const BatchBytesMax = seqapi.BatchBytesMax
+
+// wire forms: the request fields plus "op". Embedding promotes the
+// request's fields, so the JSON is flat.
+type (
+	wireOrder struct {
+		Op string `json:"op"`
+		obapi.OrderRequest
+	}
+	wireLegacyOrder struct {
+		Op string `json:"op"`
+		obapi.LegacyOrderRequest
+	}
+	wireCancel struct {
+		Op string `json:"op"`
+		obapi.CancelRequest
+	}
+	wireWithdraw struct {
+		Op string `json:"op"`
+		obapi.WithdrawRequest
+	}
+	wireDeposit struct {
+		Op string `json:"op"`
+		obapi.DepositRequest
+	}
+)
+
+// Wire returns the operation's batch encoding: canonical values (integers
+// as decimal strings, lowercase hex), so equal operations encode equally.
+func (op *Op) Wire() []byte {
+	sig := "0x" + common.Bytes2Hex(op.Sig)
+	var v any
+	switch op.Kind {
+	case OpOrder:
+		v = wireOrder{Op: "order", OrderRequest: obapi.OrderRequest{
+			Trader: op.Signer.Hex(), Market: op.Market, Side: op.Side.String(), OrderType: op.OrderType.String(),
+			Quantity: obapi.Uint(op.Quantity), Price: obapi.Uint(op.Price),
+			Nonce: obapi.Uint(op.Nonce), Expiry: obapi.Uint(op.Expiry), Signature: sig,
+		}}
+	case OpLegacyOrder:
+		base, quote, _ := strings.Cut(op.Market, "/")
+		v = wireLegacyOrder{Op: "legacy_order", LegacyOrderRequest: obapi.LegacyOrderRequest{
+			Sender: op.Signer.Hex(), OrderType: op.Side.String(), BaseToken: base, QuoteToken: quote,
+			Quantity: obapi.Number(amount.Format(op.Quantity)), Price: obapi.Number(amount.Format(op.Price)),
+			Signature: sig,
+		}}
+	case OpCancel:
+		v = wireCancel{Op: "cancel", CancelRequest: obapi.CancelRequest{
+			Trader: op.Signer.Hex(), OrderID: hexID(op.CancelID),
+			Nonce: obapi.Uint(op.Nonce), Expiry: obapi.Uint(op.Expiry), Signature: sig,
+		}}
+	case OpWithdraw:
+		v = wireWithdraw{Op: "withdraw", WithdrawRequest: obapi.WithdrawRequest{
+			Trader: op.Signer.Hex(), Token: op.Token, Amount: obapi.Uint(op.Amount), Recipient: op.Recipient.Hex(),
+			Nonce: obapi.Uint(op.Nonce), Expiry: obapi.Uint(op.Expiry), Signature: sig,
+		}}
+	case OpDeposit:
+		v = wireDeposit{Op: "deposit", DepositRequest: obapi.DepositRequest{
+			Account: op.Account.Hex(), Token: op.Token, Amount: obapi.Uint(op.Amount),
+			Nonce: obapi.Uint(op.Nonce), Expiry: obapi.Uint(op.Expiry), Signature: sig,
+		}}
+	default:
+		panic("replica: Wire of an operation of unknown kind")
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic("replica: encoding an operation: " + err.Error())
+	}
+	return b
+}
+
+// EncodeBatch joins operations' wire forms into one batch body.
+func EncodeBatch(wires [][]byte) []byte {
+	n := 2
+	for _, w := range wires {
+		n += len(w) + 1
+	}
+	b := make([]byte, 0, n)
+	b = append(b, '[')
+	for i, w := range wires {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, w...)
+	}
+	return append(b, ']')
+}
+
+// BatchOp is one entry of a decoded batch: either an operation ready for
+// signature verification, or the reason it could not be decoded.
+type BatchOp struct {
+	Op  *Op   // nil when Err is set
+	Err error // why the entry is skipped
+	// ID is set when Op is, and also when the entry decoded far enough to
+	// compute its id but a later check failed; zero otherwise.
+	ID [32]byte
+}
+
+// errBatchNotArray rejects a whole batch body that is not a JSON array.
+var errBatchNotArray = errors.New("batch body is not a JSON array of operations")
+
+// DecodeBatch splits a batch body into its operations. A body that is not
+// a JSON array (or not UTF-8, or too large) yields an error and no entry;
+// inside an array, every element yields an entry, decoded or not, so one
+// bad operation never hides the others. Pure: every replica decodes the
+// same body the same way.
+func DecodeBatch(d *Domain, body []byte) ([]BatchOp, error) {
+	if len(body) > BatchBytesMax {
+		return nil, fmt.Errorf("batch of %d bytes exceeds %d", len(body), BatchBytesMax)
+	}
+	if !utf8.Valid(body) {
+		return nil, errors.New("batch body is not valid UTF-8")
+	}
+	var raws []json.RawMessage
+	if err := json.Unmarshal(body, &raws); err != nil {
+		return nil, errBatchNotArray
+	}
+	out := make([]BatchOp, len(raws))
+	for i, raw := range raws {
+		op, err := DecodeOp(d, raw)
+		out[i] = BatchOp{Op: op, Err: err}
+		if op != nil {
+			out[i].ID = op.ID
+		}
+	}
+	return out, nil
+}
+
+// DecodeOp decodes one batch operation.
+func DecodeOp(d *Domain, raw []byte) (*Op, error) {
+	var head struct {
+		Op string `json:"op"`
+	}
+	if len(raw) == 0 || raw[0] != '{' {
+		return nil, errors.New("operation is not a JSON object")
+	}
+	if err := json.Unmarshal(raw, &head); err != nil {
+		return nil, fieldErr("op", errors.New("expected a string"))
+	}
+	switch head.Op {
+	case "order":
+		var w wireOrder
+		if err := decodeStrict(raw, &w); err != nil {
+			return nil, err
+		}
+		return OrderOp(d, &w.OrderRequest)
+	case "legacy_order":
+		var w wireLegacyOrder
+		if err := decodeStrict(raw, &w); err != nil {
+			return nil, err
+		}
+		return LegacyOrderOp(&w.LegacyOrderRequest)
+	case "cancel":
+		var w wireCancel
+		if err := decodeStrict(raw, &w); err != nil {
+			return nil, err
+		}
+		return CancelOp(d, &w.CancelRequest)
+	case "withdraw":
+		var w wireWithdraw
+		if err := decodeStrict(raw, &w); err != nil {
+			return nil, err
+		}
+		return WithdrawOp(d, &w.WithdrawRequest)
+	case "deposit":
+		var w wireDeposit
+		if err := decodeStrict(raw, &w); err != nil {
+			return nil, err
+		}
+		return DepositOp(d, &w.DepositRequest)
+	case "":
+		return nil, fieldErr("op", errMissing)
+	}
+	return nil, fieldErr("op", fmt.Errorf("unknown operation %q", clip(head.Op)))
+}

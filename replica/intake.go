@@ -1,0 +1,399 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/seqbook/seqbook/client/amount"
+	"github.com/seqbook/seqbook/internal/matcher"
+)
+
+// intake holds what the replica accepted and has not seen applied yet.
+type intake struct {
+	mu sync.Mutex
+	// pending: accepted, not applied. Invariant: every entry of queue is
+	// in pending; nonces indexes pending by (signer, nonce).
+	pending map[[32]byte]*pendingOp
+	nonces  map[nonceKey][32]byte
+	// queue waits for the next batch.
+	queue  []*pendingOp
+	signal chan struct{} // one-slot wake-up for the batch loop
+	max    int
+}
+
+// pendingOp is an accepted operation on its way.
+type pendingOp struct {
+	op       *Op
+	wire     []byte
+	accepted time.Time
+	// sentAt is when its latest batch was handed to the sequencer (zero:
+	// not yet).
+	sentAt time.Time
+	// sent receives the result of the first send (buffered 1; nil for
+	// operations restored after a restart, which nobody waits for).
+	sent chan error
+}
+
+func (in *intake) init(max int) {
+	in.pending = map[[32]byte]*pendingOp{}
+	in.nonces = map[nonceKey][32]byte{}
+	in.signal = make(chan struct{}, 1)
+	in.max = max
+}
+
+func (in *intake) wake() {
+	select {
+	case in.signal <- struct{}{}:
+	default:
+	}
+}
+
+// add reserves an operation's id and nonce; errors are HTTP-ready.
+func (in *intake) add(p *pendingOp) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if _, dup := in.pending[p.op.ID]; dup {
+		return httpErr(http.StatusConflict, "operation %s is already pending", p.op.IDHex())
+	}
+	if p.op.HasNonce() {
+		k := nonceKey{p.op.Signer, p.op.Nonce}
+		if other, dup := in.nonces[k]; dup {
+			return httpErr(http.StatusConflict, "nonce %d of %s is already used by pending operation %s", p.op.Nonce, p.op.Signer.Hex(), hexID(other))
+		}
+		in.nonces[k] = p.op.ID
+	}
+	if len(in.pending) >= in.max {
+		if p.op.HasNonce() {
+			delete(in.nonces, nonceKey{p.op.Signer, p.op.Nonce})
+		}
+		return httpErr(http.StatusTooManyRequests, "too many pending operations (%d); retry shortly", in.max)
+	}
+	in.pending[p.op.ID] = p
+	in.queue = append(in.queue, p)
+	in.wake()
+	return nil
+}
+
+// restore re-queues an outbox entry after a restart, to be resent after
+// ResendAfter unless seen applied first.
+func (in *intake) restore(op *Op, wire []byte, accepted, now time.Time) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if _, dup := in.pending[op.ID]; dup {
+		return
+	}
+	p := &pendingOp{op: op, wire: wire, accepted: accepted, sentAt: now}
+	in.pending[op.ID] = p
+	if op.HasNonce() {
+		in.nonces[nonceKey{op.Signer, op.Nonce}] = op.ID
+	}
+}
+
+// remove forgets an operation (applied, or given up).
+func (in *intake) remove(id [32]byte) *pendingOp {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.removeLocked(id)
+}
+
+func (in *intake) removeLocked(id [32]byte) *pendingOp {
+	p, ok := in.pending[id]
+	if !ok {
+		return nil
+	}
+	delete(in.pending, id)
+	if p.op.HasNonce() {
+		k := nonceKey{p.op.Signer, p.op.Nonce}
+		if in.nonces[k] == id {
+			delete(in.nonces, k)
+		}
+	}
+	return p
+}
+
+func (in *intake) applied(id [32]byte) { in.remove(id) }
+
+func (in *intake) isPending(id [32]byte) bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	_, ok := in.pending[id]
+	return ok
+}
+
+func (in *intake) get(id [32]byte) (*Op, bool) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	p, ok := in.pending[id]
+	if !ok {
+		return nil, false
+	}
+	return p.op, true
+}
+
+func (in *intake) count() int {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return len(in.pending)
+}
+
+// take empties the queue. Operations removed meanwhile (applied) are
+// skipped.
+func (in *intake) take() []*pendingOp {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	q := in.queue
+	in.queue = nil
+	out := q[:0]
+	for _, p := range q {
+		if in.pending[p.op.ID] == p {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// httpError is an error with its HTTP status.
+type httpError struct {
+	status int
+	msg    string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func httpErr(status int, format string, args ...any) error {
+	return &httpError{status: status, msg: fmt.Sprintf(format, args...)}
+}
+
+// check runs the stateful intake checks in the order DESIGN lists them:
+// signature (401), expiry against the wall clock (400), replay (409), funds
+// (403). Decoding (400) happened before. Nothing changes on failure.
+func (r *Replica) check(op *Op) error {
+	if err := op.Verify(); err != nil {
+		return httpErr(http.StatusUnauthorized, "%v", err)
+	}
+	if op.HasNonce() {
+		nowSec := uint64(r.cfg.Now().Unix())
+		if op.Expiry < nowSec {
+			return httpErr(http.StatusBadRequest, "expiry: expired: %d is before now (%d)", op.Expiry, nowSec)
+		}
+		if op.Expiry-nowSec > ExpiryAheadMaxSec {
+			return httpErr(http.StatusBadRequest, "expiry: %d is more than %d s after now (%d)", op.Expiry, ExpiryAheadMaxSec, nowSec)
+		}
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	l := r.ledger
+	if op.HasNonce() {
+		if l.NonceUsed(op.Signer, op.Nonce) {
+			return httpErr(http.StatusConflict, "nonce %d of %s is already used", op.Nonce, op.Signer.Hex())
+		}
+	} else if l.LegacyUsed(op.ID) {
+		return httpErr(http.StatusConflict, "this legacy order (%s) was already placed; a legacy signature is accepted once", op.IDHex())
+	}
+	if rec, ok := l.record(op.ID); ok && rec.Status != stRejected {
+		return httpErr(http.StatusConflict, "operation %s was already applied", op.IDHex())
+	}
+	switch op.Kind {
+	case OpOrder, OpLegacyOrder:
+		tok, need, err := op.reservation()
+		if err != nil {
+			return httpErr(http.StatusBadRequest, "%v", err)
+		}
+		if avail := l.eng.Balance(op.Signer.Hex(), tok).Available; avail < need {
+			return httpErr(http.StatusForbidden, "insufficient balance: %s %s needed, %s available", amount.Format(need), tok, amount.Format(avail))
+		}
+		if op.OrderType == matcher.Limit && len(l.eng.AccountOrders(op.Signer.Hex())) >= l.cfg.Matcher.OpenOrdersPerAccountMax {
+			return httpErr(http.StatusForbidden, "too many open orders (%d)", l.cfg.Matcher.OpenOrdersPerAccountMax)
+		}
+	case OpWithdraw:
+		if avail := l.eng.Balance(op.Signer.Hex(), op.Token).Available; avail < op.Amount {
+			return httpErr(http.StatusForbidden, "insufficient balance: %s %s requested, %s available", amount.Format(op.Amount), op.Token, amount.Format(avail))
+		}
+	case OpCancel:
+		// An order this replica does not know may be pending at another
+		// replica, so only what is known for sure is refused here.
+		if info, open := l.eng.Order(hexID(op.CancelID)); open && info.Account != op.Signer.Hex() {
+			return httpErr(http.StatusForbidden, "order %s belongs to another trader", hexID(op.CancelID))
+		}
+		if rec, ok := l.record(op.CancelID); ok && rec.Kind.IsOrder() && rec.Status.closed() {
+			return httpErr(http.StatusConflict, "order %s is already %s", hexID(op.CancelID), rec.Status)
+		}
+	}
+	return nil
+}
+
+// errSendFailed wraps a batch that no node took.
+var errSendFailed = errors.New("the sequencer did not take the batch")
+
+// submit checks an operation, queues it for the next batch and waits until
+// a sequencer node took that batch, so an "accepted" answer means the
+// operation is in the sequencer's hands (and in this replica's outbox).
+func (r *Replica) submit(ctx context.Context, op *Op) error {
+	if err := r.check(op); err != nil {
+		return err
+	}
+	sent := make(chan error, 1)
+	p := &pendingOp{op: op, wire: op.Wire(), accepted: r.cfg.Now(), sent: sent}
+	if err := r.in.add(p); err != nil {
+		return err
+	}
+	select {
+	case err := <-sent:
+		if err != nil {
+			r.in.remove(op.ID)
+			_ = r.store.DeleteOutbox([][32]byte{op.ID})
+			return httpErr(http.StatusServiceUnavailable, "%v: %v", errSendFailed, err)
+		}
+		return nil
+	case <-ctx.Done():
+		// The client left; the operation stays queued and will be sent.
+		return httpErr(http.StatusServiceUnavailable, "request cancelled before the batch was sent")
+	}
+}
+
+// batchLoop gathers queued operations for BatchInterval and sends them as
+// one batch (split only past 1 MiB).
+func (r *Replica) batchLoop(ctx context.Context) {
+	sem := make(chan struct{}, r.cfg.SendsInFlightMax)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		select {
+		case <-r.in.signal:
+		case <-ctx.Done():
+			return
+		}
+		sleep(ctx, r.cfg.BatchInterval)
+		if ctx.Err() != nil {
+			return
+		}
+		ps := r.in.take()
+		for len(ps) > 0 {
+			n, size := 0, 2
+			for n < len(ps) && size+len(ps[n].wire)+1 <= BatchBytesMax {
+				size += len(ps[n].wire) + 1
+				n++
+			}
+			if n == 0 {
+				n = 1 // cannot happen: one operation is far below 1 MiB
+			}
+			chunk := ps[:n]
+			ps = ps[n:]
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				r.sendBatch(ctx, chunk)
+			}()
+		}
+	}
+}
+
+// sendBatch records the operations in the outbox, then sends them as one
+// batch and reports the result to each.
+func (r *Replica) sendBatch(ctx context.Context, ps []*pendingOp) {
+	wires := make([][]byte, len(ps))
+	entries := make([]OutboxEntry, 0, len(ps))
+	r.in.mu.Lock()
+	firstSend := make([]bool, len(ps))
+	for i, p := range ps {
+		firstSend[i] = p.sent != nil
+	}
+	r.in.mu.Unlock()
+	for i, p := range ps {
+		wires[i] = p.wire
+		if firstSend[i] {
+			entries = append(entries, OutboxEntry{ID: p.op.ID, Wire: p.wire, Expiry: p.op.Expiry, AcceptedMs: uint64(p.accepted.UnixMilli())})
+		}
+	}
+	var err error
+	if len(entries) > 0 {
+		err = r.store.PutOutbox(entries)
+	}
+	if err == nil {
+		sctx, cancel := context.WithTimeout(ctx, r.cfg.SendTimeout)
+		err = r.seq.Send(sctx, EncodeBatch(wires))
+		cancel()
+	}
+	now := r.cfg.Now()
+	r.mu.Lock()
+	if err != nil {
+		r.metrics.SendFailures++
+	} else {
+		r.metrics.BatchesSent++
+	}
+	r.mu.Unlock()
+	if err != nil {
+		r.log.Warn("sending a batch", "ops", len(ps), "err", err)
+	}
+	r.in.mu.Lock()
+	for _, p := range ps {
+		if err == nil {
+			p.sentAt = now
+		}
+		if p.sent != nil {
+			p.sent <- err
+			p.sent = nil
+		} else if err != nil {
+			// A resend failed: try again at the next resend pass.
+			p.sentAt = now
+		}
+	}
+	r.in.mu.Unlock()
+}
+
+// resendLoop sends again operations that stay unapplied past ResendAfter
+// (the node that took them may have crashed before the leader sequenced
+// them), and gives up on those that can no longer apply.
+func (r *Replica) resendLoop(ctx context.Context) {
+	t := time.NewTicker(r.cfg.ResendAfter / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+		now := r.cfg.Now()
+		nowSec := uint64(now.Unix())
+		var drop [][32]byte
+		resent := 0
+		r.in.mu.Lock()
+		for id, p := range r.in.pending {
+			if p.sentAt.IsZero() || now.Sub(p.sentAt) < r.cfg.ResendAfter {
+				continue
+			}
+			// Past its expiry (with a minute of slack for the leader's
+			// clock) an operation can never apply; legacy orders have no
+			// expiry and get LegacyPendingMax.
+			if (p.op.HasNonce() && nowSec > p.op.Expiry+60) || (!p.op.HasNonce() && now.Sub(p.accepted) > r.cfg.LegacyPendingMax) {
+				r.in.removeLocked(id)
+				drop = append(drop, id)
+				continue
+			}
+			p.sentAt = time.Time{}
+			r.in.queue = append(r.in.queue, p)
+			resent++
+		}
+		if len(r.in.queue) > 0 {
+			r.in.wake()
+		}
+		r.in.mu.Unlock()
+		if resent > 0 {
+			r.mu.Lock()
+			r.metrics.Resent += uint64(resent)
+			r.mu.Unlock()
+		}
+		if len(drop) > 0 {
+			r.log.Warn("gave up on operations that can no longer apply", "count", len(drop))
+			if err := r.store.DeleteOutbox(drop); err != nil {
+				r.log.Error("deleting outbox entries", "err", err)
+			}
+		}
+	}
+}

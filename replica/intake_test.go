@@ -1,0 +1,248 @@
+package replica
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/seqbook/seqbook/client/obapi"
+)
+
+// mutate returns the JSON of req with one field replaced (or removed when
+// value is nil).
+func mutate(t *testing.T, req any, field string, value any) string {
+	t.Helper()
+	b, err := json.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	if value == nil {
+		delete(m, field)
+	} else {
+		m[field] = value
+	}
+	out, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+func TestIntakeRejectsWithTheRightStatusAndChangesNothing(t *testing.T) {
+	clock := newClock()
+	seq := NewMemSequencer(clock.Ms)
+	r := startReplica(t, testConfig("replica1", clock), seq, NewMemStore())
+
+	good := signOrder(t, alice, orderSpec{side: "buy", qty: 1_000_000, price: 2000_000_000, nonce: 1})
+	otherSigned := signOrder(t, bob, orderSpec{side: "buy", qty: 1_000_000, price: 2000_000_000, nonce: 1})
+	forged := good
+	forged.Signature = otherSigned.Signature // bob's signature on alice's order
+	tooMuch := signOrder(t, alice, orderSpec{side: "buy", qty: 1000_000_000, price: 2000_000_000, nonce: 2})
+	sellNothing := signOrder(t, alice, orderSpec{side: "sell", qty: 1_000_000, price: 2000_000_000, nonce: 3})
+	expired := signOrder(t, alice, orderSpec{side: "buy", qty: 1_000_000, price: 2000_000_000, nonce: 4, expiry: testNowSec - 1})
+	farAhead := signOrder(t, alice, orderSpec{side: "buy", qty: 1_000_000, price: 2000_000_000, nonce: 5, expiry: testNowSec + 3601})
+	dust := signOrder(t, alice, orderSpec{side: "buy", qty: 1, price: 1, nonce: 6})
+	legacyGood := signLegacy(t, bob, "sell", "1", "2000")
+	legacyForged := legacyGood
+	legacyForged.Price = "2001"
+	unknownCancel := signCancel(t, alice, "0x"+strings.Repeat("ab", 32), 7, 0)
+	bigWithdraw := signWithdraw(t, alice, "USDT", 1_000_000_000_000, addr(alice), 8, 0)
+	fakeDeposit := signDeposit(t, alice, addr(alice), "USDT", 1_000_000, 9, 0)
+
+	cases := []struct {
+		name, path string
+		body       string
+		status     int
+		errHas     string
+	}{
+		{"empty body", "/order", "", 400, "empty body"},
+		{"not JSON", "/order", "{", 400, "invalid JSON"},
+		{"array", "/order", "[]", 400, "object"},
+		{"unknown field", "/order", mutate(t, good, "leverage", "10"), 400, "leverage"},
+		{"missing trader", "/order", mutate(t, good, "trader", nil), 400, "trader"},
+		{"bad trader", "/order", mutate(t, good, "trader", "0x1234"), 400, "trader"},
+		{"missing market", "/order", mutate(t, good, "market", nil), 400, "market"},
+		{"bad market", "/order", mutate(t, good, "market", "ETHUSDT"), 400, "market"},
+		{"same tokens", "/order", mutate(t, good, "market", "ETH/ETH"), 400, "market"},
+		{"bad side", "/order", mutate(t, good, "side", "hold"), 400, "side"},
+		{"missing side", "/order", mutate(t, good, "side", nil), 400, "side"},
+		{"bad order type", "/order", mutate(t, good, "orderType", "stop"), 400, "orderType"},
+		{"missing quantity", "/order", mutate(t, good, "quantity", nil), 400, "quantity"},
+		{"fractional units", "/order", mutate(t, good, "quantity", "1.5"), 400, "quantity"},
+		{"zero quantity", "/order", mutate(t, good, "quantity", 0), 400, "quantity"},
+		{"negative quantity", "/order", mutate(t, good, "quantity", -5), 400, "quantity"},
+		{"quantity as bool", "/order", mutate(t, good, "quantity", true), 400, "quantity"},
+		{"price over 2^63-1", "/order", mutate(t, good, "price", "9223372036854775808"), 400, "price"},
+		{"missing price", "/order", mutate(t, good, "price", nil), 400, "price"},
+		{"bad nonce", "/order", mutate(t, good, "nonce", "abc"), 400, "nonce"},
+		{"nonce over 2^64-1", "/order", mutate(t, good, "nonce", "18446744073709551616"), 400, "nonce"},
+		{"missing expiry", "/order", mutate(t, good, "expiry", nil), 400, "expiry"},
+		{"missing signature", "/order", mutate(t, good, "signature", nil), 400, "signature"},
+		{"short signature", "/order", mutate(t, good, "signature", "0x1234"), 400, "signature"},
+		{"dust order", "/order", mustJSON(t, dust), 400, "quantity"},
+		{"expired", "/order", mustJSON(t, expired), 400, "expired"},
+		{"expiry too far ahead", "/order", mustJSON(t, farAhead), 400, "after now"},
+		{"wrong signer", "/order", mustJSON(t, forged), 401, "invalid signature"},
+		{"insufficient quote", "/order", mustJSON(t, tooMuch), 403, "insufficient balance"},
+		{"insufficient base", "/order", mustJSON(t, sellNothing), 403, "insufficient balance"},
+		{"legacy missing sender value", "/order", mutate(t, legacyGood, "sender", ""), 400, "sender"},
+		{"legacy bad quantity", "/order", mutate(t, legacyGood, "quantity", "1.0000001"), 400, "quantity"},
+		{"legacy unknown field", "/order", mutate(t, legacyGood, "nonce", 1), 400, "nonce"},
+		{"legacy forged price", "/order", mustJSON(t, legacyForged), 401, "invalid signature"},
+		{"cancel bad order id", "/cancel", mutate(t, unknownCancel, "orderId", "0x12"), 400, "orderId"},
+		{"withdraw too much", "/withdraw", mustJSON(t, bigWithdraw), 403, "insufficient balance"},
+		{"withdraw bad recipient", "/withdraw", mutate(t, bigWithdraw, "recipient", "alice"), 400, "recipient"},
+		{"deposit not by the bridge", "/deposit", mustJSON(t, fakeDeposit), 401, "not the bridge"},
+		{"bad wait", "/order?wait=soon", mustJSON(t, good), 400, "wait"},
+		{"oversized body", "/order", `{"trader":"` + strings.Repeat("a", 70<<10) + `"}`, 413, "exceeds"},
+	}
+	before := r.state(t)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var e obapi.Error
+			code := r.do(t, "POST", c.path, c.body, &e)
+			if code != c.status {
+				t.Fatalf("status %d (%q), want %d", code, e.Error, c.status)
+			}
+			if !strings.Contains(e.Error, c.errHas) {
+				t.Fatalf("error %q does not mention %q", e.Error, c.errHas)
+			}
+		})
+	}
+	after := r.state(t)
+	if before.StateDigest != after.StateDigest || before.AppliedIndex != after.AppliedIndex || after.Pending != 0 {
+		t.Fatalf("rejected requests changed the state: %+v -> %+v", before, after)
+	}
+	if n := seq.Len(); n != 0 {
+		t.Fatalf("rejected requests reached the sequencer: %d batches", n)
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestIntakeReplayAndPending(t *testing.T) {
+	clock := newClock()
+	seq := NewMemSequencer(clock.Ms)
+	r := startReplica(t, testConfig("replica1", clock), seq, NewMemStore())
+
+	o := signOrder(t, alice, orderSpec{side: "buy", qty: 1_000_000, price: 2000_000_000, nonce: 1})
+	var acc obapi.OrderAccepted
+	if code := r.do(t, "POST", "/order", o, &acc); code != 200 || acc.Status != "accepted" || acc.OrderID != orderID(t, o) {
+		t.Fatalf("first submit: %d %+v", code, acc)
+	}
+	r.waitApplied(t, 1)
+	var e obapi.Error
+	if code := r.do(t, "POST", "/order", o, &e); code != 409 || !strings.Contains(e.Error, "already used") {
+		t.Fatalf("replay after apply: %d %q", code, e.Error)
+	}
+	// Same nonce, different order.
+	o2 := signOrder(t, alice, orderSpec{side: "buy", qty: 2_000_000, price: 2000_000_000, nonce: 1})
+	if code := r.do(t, "POST", "/order", o2, &e); code != 409 {
+		t.Fatalf("nonce reuse: %d %q", code, e.Error)
+	}
+
+	// While finality is held, an accepted operation is pending: a copy is
+	// refused, and GET /orders/{id} says pending.
+	seq.Hold()
+	o3 := signOrder(t, alice, orderSpec{side: "buy", qty: 1_000_000, price: 1000_000_000, nonce: 2})
+	if code := r.do(t, "POST", "/order", o3, &acc); code != 200 {
+		t.Fatalf("submit o3: %d", code)
+	}
+	if code := r.do(t, "POST", "/order", o3, &e); code != 409 || !strings.Contains(e.Error, "pending") {
+		t.Fatalf("pending duplicate: %d %q", code, e.Error)
+	}
+	var ord obapi.Order
+	if code := r.do(t, "GET", "/orders/"+acc.OrderID, nil, &ord); code != 200 || ord.Status != "pending" {
+		t.Fatalf("pending order read: %d %+v", code, ord)
+	}
+	// A cancel of a pending order is accepted at the edge.
+	c := signCancel(t, alice, acc.OrderID, 3, 0)
+	if code := r.do(t, "POST", "/cancel", c, nil); code != 200 {
+		t.Fatalf("cancel of a pending order: %d", code)
+	}
+	seq.Release()
+	r.waitApplied(t, 3)
+	if code := r.do(t, "GET", "/orders/"+acc.OrderID, nil, &ord); code != 200 || ord.Status != "cancelled" {
+		t.Fatalf("after cancel: %d %+v", code, ord)
+	}
+	if s := r.state(t); s.Pending != 0 {
+		t.Fatalf("pending after apply: %d", s.Pending)
+	}
+	again := signCancel(t, alice, acc.OrderID, 4, 0)
+	if code := r.do(t, "POST", "/cancel", again, &e); code != 409 || !strings.Contains(e.Error, "already cancelled") {
+		t.Fatalf("cancel of a closed order: %d %q", code, e.Error)
+	}
+	// The first order still rests; bob may not cancel it.
+	steal := signCancel(t, bob, orderID(t, o), 1, 0)
+	if code := r.do(t, "POST", "/cancel", steal, &e); code != 403 || !strings.Contains(e.Error, "another trader") {
+		t.Fatalf("cancel of another's order: %d %q", code, e.Error)
+	}
+
+	// Legacy replay.
+	l := signLegacy(t, bob, "sell", "1", "3000")
+	if code := r.do(t, "POST", "/order", l, &acc); code != 200 {
+		t.Fatalf("legacy: %d", code)
+	}
+	r.waitApplied(t, 4)
+	if code := r.do(t, "POST", "/order", l, &e); code != 409 || !strings.Contains(e.Error, "legacy") {
+		t.Fatalf("legacy replay: %d %q", code, e.Error)
+	}
+}
+
+func TestIntakeQueueBound(t *testing.T) {
+	clock := newClock()
+	seq := NewMemSequencer(clock.Ms)
+	cfg := testConfig("replica1", clock)
+	cfg.PendingMax = 2
+	r := startReplica(t, cfg, seq, NewMemStore())
+	seq.Hold() // nothing gets applied, so nothing leaves the pending set
+	for n := uint64(1); n <= 2; n++ {
+		o := signOrder(t, alice, orderSpec{side: "buy", qty: 1_000_000, price: 1000_000_000, nonce: n})
+		if code := r.do(t, "POST", "/order", o, nil); code != 200 {
+			t.Fatalf("order %d: %d", n, code)
+		}
+	}
+	var e obapi.Error
+	o := signOrder(t, alice, orderSpec{side: "buy", qty: 1_000_000, price: 1000_000_000, nonce: 3})
+	if code := r.do(t, "POST", "/order", o, &e); code != 429 {
+		t.Fatalf("over the bound: %d %q", code, e.Error)
+	}
+	seq.Release()
+	r.waitApplied(t, 1)
+	waitFor(t, "pending to drain", 5e9, func() bool { return r.in.count() == 0 })
+	if code := r.do(t, "POST", "/order", o, nil); code != 200 {
+		t.Fatalf("after drain: %d", code)
+	}
+}
+
+func TestIntakeSequencerDown(t *testing.T) {
+	clock := newClock()
+	seq := NewMemSequencer(clock.Ms)
+	r := startReplica(t, testConfig("replica1", clock), seq, NewMemStore())
+	seq.FailSends(errTest("all nodes down"))
+	o := signOrder(t, alice, orderSpec{side: "buy", qty: 1_000_000, price: 1000_000_000, nonce: 1})
+	var e obapi.Error
+	if code := r.do(t, "POST", "/order", o, &e); code != 503 || !strings.Contains(e.Error, "all nodes down") {
+		t.Fatalf("sequencer down: %d %q", code, e.Error)
+	}
+	// Not accepted, so not pending: the same signed order can be retried.
+	seq.FailSends(nil)
+	if code := r.do(t, "POST", "/order", o, nil); code != 200 {
+		t.Fatalf("retry: %d", code)
+	}
+}
+
+type errTest string
+
+func (e errTest) Error() string { return string(e) }

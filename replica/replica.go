@@ -1,0 +1,514 @@
+// Package replica is the orderbook app node (DESIGN §5): it accepts signed
+// operations over HTTP, checks them and sends them to the sequencer in
+// batches, follows the app's finalized batches, re-verifies and applies
+// every operation to the deterministic matcher, persists its state in
+// bbolt, and serves reads, with BLS-signed balances and withdrawals.
+//
+// Shape (STYLE §1): Ledger is the deterministic core (state, replay
+// protection, read models; time is the batch timestamp); Replica is the
+// thin shell around it (HTTP intake, the batcher, the apply loop, the
+// store), talking to the world through two ports, Sequencer and Store,
+// each with an in-memory twin.
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/seqbook/seqbook/client/bls"
+	"github.com/seqbook/seqbook/client/cluster"
+)
+
+// Config holds a replica's knobs. Build it from DefaultConfig (or
+// TestConfig) and set the identity fields.
+type Config struct {
+	// ID is this replica's id in the cluster file; it is named in signed
+	// answers.
+	ID string
+	// Domain gives the EIP-712 domain, the app and the bridge.
+	Domain *Domain
+	// Key signs balances and withdrawals.
+	Key *bls.SecretKey
+	// Genesis balances, applied at index 0 (nil: none).
+	Genesis *Genesis
+	Ledger  LedgerConfig
+
+	// BatchInterval is how long accepted operations gather before they
+	// leave as one batch.
+	BatchInterval time.Duration
+	// PendingMax bounds the operations accepted and not yet applied: the
+	// intake answers 429 past it. Each costs memory until applied; the
+	// bound also caps a batch at well under 1 MiB per interval.
+	PendingMax int
+	// SendsInFlightMax bounds concurrent batch sends.
+	SendsInFlightMax int
+	// SendTimeout bounds one batch send (all nodes tried).
+	SendTimeout time.Duration
+	// ResendAfter is how long an accepted operation may stay unapplied
+	// before it is sent again (the node that took it may have died).
+	ResendAfter time.Duration
+	// LegacyPendingMax is how long a legacy order (no expiry) is resent
+	// before the replica gives up on it.
+	LegacyPendingMax time.Duration
+	// PollInterval is the pause between polls when nothing new is
+	// finalized; PollBackoffMax the longest pause after errors.
+	PollInterval   time.Duration
+	PollBackoffMax time.Duration
+	// WaitDefault and WaitMax bound ?wait=finalized (and ?timeout=).
+	WaitDefault time.Duration
+	WaitMax     time.Duration
+	// IndexWaitMax bounds how long a read at an index just ahead of the
+	// applied one waits.
+	IndexWaitMax time.Duration
+	// SnapshotEvery is how many applied batches go between ledger
+	// snapshots; batches in between are logged and replayed on restart.
+	SnapshotEvery uint64
+	// VerifyWorkers is the signature verification pool size (0: one per
+	// CPU).
+	VerifyWorkers int
+	// RequestBytesMax bounds a request body.
+	RequestBytesMax int64
+	// OrdersPageMax bounds GET /orders.
+	OrdersPageMax int
+
+	// Now is the wall clock, used only at the edge (request expiry
+	// checks, resend timers), never inside the ledger.
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the production knobs.
+func DefaultConfig() Config {
+	return Config{
+		Ledger:           DefaultLedgerConfig(),
+		BatchInterval:    10 * time.Millisecond,
+		PendingMax:       20_000,
+		SendsInFlightMax: 4,
+		SendTimeout:      5 * time.Second,
+		ResendAfter:      5 * time.Second,
+		LegacyPendingMax: 10 * time.Minute,
+		PollInterval:     20 * time.Millisecond,
+		PollBackoffMax:   time.Second,
+		WaitDefault:      10 * time.Second,
+		WaitMax:          60 * time.Second,
+		IndexWaitMax:     2 * time.Second,
+		SnapshotEvery:    1000,
+		RequestBytesMax:  64 << 10,
+		OrdersPageMax:    10_000,
+		Now:              time.Now,
+		Logger:           slog.Default(),
+	}
+}
+
+// TestConfig is DefaultConfig with millisecond timers for tests.
+func TestConfig() Config {
+	c := DefaultConfig()
+	c.BatchInterval = time.Millisecond
+	c.PollInterval = time.Millisecond
+	c.PollBackoffMax = 10 * time.Millisecond
+	c.ResendAfter = 200 * time.Millisecond
+	c.WaitDefault = 5 * time.Second
+	c.IndexWaitMax = 200 * time.Millisecond
+	c.SnapshotEvery = 4
+	return c
+}
+
+// ValidateBasic checks the configuration on its own.
+func (c *Config) ValidateBasic() error {
+	switch {
+	case c.ID == "":
+		return errors.New("replica id must be set")
+	case c.Domain == nil || c.Domain.App == "":
+		return errors.New("domain and app must be set")
+	case c.Key == nil:
+		return errors.New("a BLS key must be set")
+	case c.BatchInterval <= 0 || c.BatchInterval > 10*time.Millisecond:
+		return fmt.Errorf("batch interval must be in (0, 10ms], got %v", c.BatchInterval)
+	case c.PendingMax < 1 || c.SendsInFlightMax < 1:
+		return errors.New("PendingMax and SendsInFlightMax must be at least 1")
+	case c.SendTimeout <= 0 || c.ResendAfter <= 0 || c.PollInterval <= 0 || c.PollBackoffMax < c.PollInterval:
+		return errors.New("timeouts must be positive (PollBackoffMax >= PollInterval)")
+	case c.WaitDefault <= 0 || c.WaitMax < c.WaitDefault || c.IndexWaitMax < 0:
+		return errors.New("wait bounds must be positive (WaitMax >= WaitDefault)")
+	case c.SnapshotEvery < 1:
+		return errors.New("SnapshotEvery must be at least 1")
+	case c.RequestBytesMax < 1024 || c.OrdersPageMax < 1:
+		return errors.New("RequestBytesMax must be at least 1 KiB and OrdersPageMax at least 1")
+	case c.Now == nil || c.Logger == nil:
+		return errors.New("Now and Logger must be set")
+	}
+	return c.Ledger.ValidateBasic()
+}
+
+// DomainOf returns the replica domain of a cluster.
+func DomainOf(c *cluster.Cluster) *Domain {
+	return &Domain{EIP712: c.Domain, App: c.App, Bridge: c.BridgeAddr}
+}
+
+// CheckKey refuses a key that is not the one the cluster file lists for
+// replica id: a replica signing with another key would produce
+// signatures no verifier accepts.
+func CheckKey(c *cluster.Cluster, id string, key *bls.SecretKey) error {
+	i, ok := c.ReplicaIndex(id)
+	if !ok {
+		return fmt.Errorf("replica %q is not in the cluster file", id)
+	}
+	if !c.ReplicaKey(i).Equal(key.PublicKey()) {
+		return fmt.Errorf("the BLS key's public key %s is not replica %s's key in the cluster file (%s)",
+			key.PublicKey().Hex(), id, c.Replicas[i].BLSPubkey)
+	}
+	return nil
+}
+
+// Replica is one running orderbook replica. Create it with New, serve
+// Handler, and run Run until the context ends.
+type Replica struct {
+	cfg   Config
+	seq   Sequencer
+	store Store
+	log   *slog.Logger
+
+	// mu guards the ledger: the apply loop writes under the write lock,
+	// reads and intake checks take the read lock.
+	mu     sync.RWMutex
+	ledger *Ledger
+	// appliedCh is closed (and replaced) after every applied page, to wake
+	// readers waiting for an index.
+	appliedCh chan struct{}
+
+	// lastSnapshot is the index of the latest stored snapshot (apply loop
+	// only).
+	lastSnapshot uint64
+
+	in intake
+
+	// wmu guards waiters: channels of ?wait=finalized requests by op id.
+	wmu     sync.Mutex
+	waiters map[[32]byte][]chan OpOutcome
+
+	metrics Metrics
+}
+
+// Metrics are the replica's counters (read with Metrics()).
+type Metrics struct {
+	Applied       uint64 // batches applied
+	OpsApplied    uint64 // operations in them
+	OpsRejected   uint64
+	BatchesSent   uint64
+	SendFailures  uint64
+	Resent        uint64
+	PollFailures  uint64
+	CommitSeconds float64 // time spent in Store.Commit
+}
+
+// New restores the replica's state from store (snapshot, then the logged
+// batches replayed) or starts it from genesis.
+func New(cfg Config, seq Sequencer, store Store) (*Replica, error) {
+	if err := cfg.ValidateBasic(); err != nil {
+		return nil, fmt.Errorf("replica config: %w", err)
+	}
+	genesis, err := NewLedger(cfg.Ledger, cfg.Domain, cfg.Genesis)
+	if err != nil {
+		return nil, fmt.Errorf("genesis: %w", err)
+	}
+	snap, logged, err := store.Load()
+	if err != nil {
+		return nil, fmt.Errorf("loading state: %w", err)
+	}
+	r := &Replica{
+		cfg: cfg, seq: seq, store: store,
+		log:       cfg.Logger.With("replica", cfg.ID, "app", cfg.Domain.App),
+		appliedCh: make(chan struct{}),
+		waiters:   map[[32]byte][]chan OpOutcome{},
+	}
+	r.in.init(cfg.PendingMax)
+	if snap == nil {
+		r.ledger = genesis
+		// The genesis state is the first snapshot, so a restart knows
+		// which genesis this data directory belongs to.
+		s, err := genesis.MarshalSnapshot()
+		if err != nil {
+			return nil, err
+		}
+		if err := store.Commit(&Commit{Snapshot: s, SnapshotIndex: 0}); err != nil {
+			return nil, fmt.Errorf("storing the genesis snapshot: %w", err)
+		}
+	} else {
+		l, err := RestoreLedger(cfg.Ledger, cfg.Domain, snap)
+		if err != nil {
+			return nil, err
+		}
+		if l.GenesisHash() != genesis.GenesisHash() {
+			return nil, errors.New("the data directory was started from a different genesis than --genesis gives; use the same genesis file or a fresh data directory")
+		}
+		r.ledger = l
+		r.lastSnapshot = l.index
+		after, prev, _ := l.Index()
+		if err := checkChain(after, prev, logged); err != nil {
+			return nil, fmt.Errorf("stored batch log: %w", err)
+		}
+		for _, b := range logged {
+			r.applyPrepared(prepareBatch(cfg.Domain, b, cfg.VerifyWorkers))
+		}
+		if len(logged) > 0 {
+			r.log.Info("replayed logged batches", "from", after+1, "to", r.ledger.index)
+		}
+	}
+	// Operations accepted before a restart and not applied yet are sent
+	// again (after ResendAfter, so the catch-up can show them applied).
+	entries, err := store.Outbox()
+	if err != nil {
+		return nil, fmt.Errorf("loading the outbox: %w", err)
+	}
+	now := cfg.Now()
+	var stale [][32]byte
+	for _, e := range entries {
+		op, err := DecodeOp(cfg.Domain, e.Wire)
+		if err != nil || op.ID != e.ID {
+			stale = append(stale, e.ID)
+			continue
+		}
+		r.in.restore(op, e.Wire, time.UnixMilli(int64(e.AcceptedMs)), now)
+	}
+	if len(stale) > 0 {
+		if err := store.DeleteOutbox(stale); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// prepared is a batch decoded and verified outside the ledger lock.
+type prepared struct {
+	batch    Batch
+	ops      []BatchOp
+	batchErr error
+	sigErrs  []error
+}
+
+func prepareBatch(d *Domain, b Batch, workers int) prepared {
+	ops, err := DecodeBatch(d, b.Body)
+	return prepared{batch: b, ops: ops, batchErr: err, sigErrs: VerifyBatch(ops, workers)}
+}
+
+func (r *Replica) applyPrepared(p prepared) *Applied {
+	return r.ledger.ApplyBatch(p.batch, p.ops, p.batchErr, p.sigErrs)
+}
+
+// Run follows the finalized batches, sends accepted operations, and resends
+// stale ones, until ctx ends. It returns a non-nil error only when the
+// replica cannot go on (its store failed).
+func (r *Replica) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); r.batchLoop(ctx) }()
+	go func() { defer wg.Done(); r.resendLoop(ctx) }()
+	err := r.applyLoop(ctx)
+	cancel()
+	wg.Wait()
+	return err
+}
+
+// applyLoop is the follower: fetch, verify, apply, commit, notify.
+func (r *Replica) applyLoop(ctx context.Context) error {
+	backoff := r.cfg.PollInterval
+	for ctx.Err() == nil {
+		after, prev, _ := r.ledger.Index() // the apply loop is the only writer
+		bs, err := r.seq.Finalized(ctx, after, prev)
+		if err == nil {
+			err = checkChain(after, prev, bs)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			r.mu.Lock()
+			r.metrics.PollFailures++
+			r.mu.Unlock()
+			r.log.Warn("fetching finalized batches", "after", after, "err", err)
+			sleep(ctx, backoff)
+			backoff = min(2*backoff, r.cfg.PollBackoffMax)
+			continue
+		}
+		backoff = r.cfg.PollInterval
+		if len(bs) == 0 {
+			sleep(ctx, r.cfg.PollInterval)
+			continue
+		}
+		if err := r.applyPage(bs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyPage applies consecutive verified batches and commits them in one
+// transaction (a page is usually one batch; catching up, up to a page of
+// them).
+func (r *Replica) applyPage(bs []Batch) error {
+	preps := make([]prepared, len(bs))
+	for i, b := range bs {
+		preps[i] = prepareBatch(r.cfg.Domain, b, r.cfg.VerifyWorkers)
+	}
+	applied := make([]*Applied, len(bs))
+	r.mu.Lock()
+	for i := range preps {
+		applied[i] = r.applyPrepared(preps[i])
+		r.metrics.Applied++
+		for _, o := range applied[i].Outcomes {
+			r.metrics.OpsApplied++
+			if o.Status == "rejected" {
+				r.metrics.OpsRejected++
+			}
+		}
+	}
+	r.mu.Unlock()
+
+	c := &Commit{Batches: bs}
+	for _, a := range applied {
+		c.Withdrawals = append(c.Withdrawals, a.Withdrawals...)
+		for _, o := range a.Outcomes {
+			if o.Authentic && r.in.isPending(o.ID) {
+				c.OutboxDone = append(c.OutboxDone, o.ID)
+			}
+		}
+		if a.BatchError != "" {
+			r.log.Warn("skipped a batch that is not an operation list", "index", a.Index, "err", a.BatchError)
+		}
+	}
+	index := r.ledger.index
+	if index-r.lastSnapshot >= r.cfg.SnapshotEvery {
+		// Only the apply loop writes the ledger, so it can encode it
+		// without blocking readers.
+		s, err := r.ledger.MarshalSnapshot()
+		if err != nil {
+			return fmt.Errorf("snapshot at %d: %w", index, err)
+		}
+		c.Snapshot, c.SnapshotIndex = s, index
+	}
+	start := time.Now()
+	if err := r.store.Commit(c); err != nil {
+		r.log.Error("committing applied batches", "index", index, "err", err)
+		return fmt.Errorf("committing batches up to %d: %w", index, err)
+	}
+	if c.Snapshot != nil {
+		r.lastSnapshot = index
+	}
+	r.mu.Lock()
+	r.metrics.CommitSeconds += time.Since(start).Seconds()
+	close(r.appliedCh)
+	r.appliedCh = make(chan struct{})
+	r.mu.Unlock()
+
+	for _, a := range applied {
+		for _, o := range a.Outcomes {
+			if o.ID == ([32]byte{}) || !o.Authentic {
+				continue
+			}
+			r.in.applied(o.ID)
+			r.notify(o)
+		}
+	}
+	return nil
+}
+
+func (r *Replica) notify(o OpOutcome) {
+	r.wmu.Lock()
+	ws := r.waiters[o.ID]
+	delete(r.waiters, o.ID)
+	r.wmu.Unlock()
+	for _, w := range ws {
+		w <- o // buffered 1, one send per channel
+	}
+}
+
+// addWaiter registers interest in an operation's outcome.
+func (r *Replica) addWaiter(id [32]byte) chan OpOutcome {
+	ch := make(chan OpOutcome, 1)
+	r.wmu.Lock()
+	r.waiters[id] = append(r.waiters[id], ch)
+	r.wmu.Unlock()
+	return ch
+}
+
+func (r *Replica) dropWaiter(id [32]byte, ch chan OpOutcome) {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	ws := r.waiters[id]
+	for i, w := range ws {
+		if w == ch {
+			ws = append(ws[:i], ws[i+1:]...)
+			break
+		}
+	}
+	if len(ws) == 0 {
+		delete(r.waiters, id)
+	} else {
+		r.waiters[id] = ws
+	}
+}
+
+// waitIndex waits until index n is applied, for at most d.
+func (r *Replica) waitIndex(ctx context.Context, n uint64, d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		r.mu.RLock()
+		ok, ch := r.ledger.index >= n, r.appliedCh
+		r.mu.RUnlock()
+		if ok {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// Metrics returns a copy of the counters.
+func (r *Replica) Metrics() Metrics {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.metrics
+}
+
+// Applied returns the applied index.
+func (r *Replica) Applied() uint64 {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.ledger.index
+}
+
+// StateDigest returns the state digest at the applied index.
+func (r *Replica) StateDigest() (index uint64, digest [32]byte) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	d, _ := r.ledger.Digest()
+	return r.ledger.index, d
+}
+
+// Close closes the store. Call it after Run returned.
+func (r *Replica) Close() error { return r.store.Close() }
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// Handler returns the HTTP API.
+func (r *Replica) Handler() http.Handler { return r.routes() }

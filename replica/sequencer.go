@@ -1,0 +1,148 @@
+package replica
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/seqbook/seqbook/client/eip712"
+)
+
+// Sequencer is the replica's port to the sequencer cluster (STYLE §3): two
+// implementations, the client SDK over HTTP (SDKSequencer) and MemSequencer
+// for tests.
+type Sequencer interface {
+	// Send submits one batch body for the replica's app. A nil error means
+	// a node accepted it (it is not sequenced yet).
+	Send(ctx context.Context, body []byte) error
+	// Finalized returns finalized batches after index `after`, whose
+	// chaining hash is prev, verified (hashes, chaining, finality proof):
+	// consecutive from after+1. Empty when nothing new is finalized.
+	Finalized(ctx context.Context, after uint64, prev [32]byte) ([]Batch, error)
+}
+
+// BatchHash is keccak256(uint64be(timestampMs) ‖ body) (DESIGN §4).
+func BatchHash(timestampMs uint64, body []byte) [32]byte {
+	var ts [8]byte
+	binary.BigEndian.PutUint64(ts[:], timestampMs)
+	return eip712.Keccak256(ts[:], body)
+}
+
+// NextChainingHash is keccak256(prev ‖ batchHash) (DESIGN §4).
+func NextChainingHash(prev, batchHash [32]byte) [32]byte {
+	return eip712.Keccak256(prev[:], batchHash[:])
+}
+
+// errChain reports batches that do not extend what the replica applied.
+var errChain = errors.New("sequencer returned batches that do not extend the applied chain")
+
+// checkChain re-checks, cheaply, that batches extend (after, prev): the
+// adapter already verified them, but applying a batch that does not follow
+// would corrupt the state, so the replica never takes that on trust.
+func checkChain(after uint64, prev [32]byte, bs []Batch) error {
+	for _, b := range bs {
+		if b.Index != after+1 {
+			return fmt.Errorf("%w: index %d after %d", errChain, b.Index, after)
+		}
+		want := NextChainingHash(prev, BatchHash(b.Timestamp, b.Body))
+		if want != b.ChainingHash {
+			return fmt.Errorf("%w: chaining hash at %d", errChain, b.Index)
+		}
+		after, prev = b.Index, b.ChainingHash
+	}
+	return nil
+}
+
+// MemSequencer is an in-memory sequencer: every Send is sequenced and
+// finalized at once as the next batch, stamped by a caller-supplied clock.
+// Tests drive it (Append adds any body, valid or not; Hold/Release delay
+// finality) and share one between several replicas.
+type MemSequencer struct {
+	mu      sync.Mutex
+	clockMs func() uint64
+	batches []Batch
+	// finalized is how many batches Finalized serves; Hold freezes it.
+	finalized int
+	held      bool
+	sendErr   error
+	pageMax   int
+}
+
+var _ Sequencer = (*MemSequencer)(nil)
+
+// NewMemSequencer returns an empty sequencer whose batch timestamps come
+// from clockMs (clamped never to decrease).
+func NewMemSequencer(clockMs func() uint64) *MemSequencer {
+	return &MemSequencer{clockMs: clockMs, pageMax: 100}
+}
+
+// Send implements Sequencer.
+func (s *MemSequencer) Send(ctx context.Context, body []byte) error {
+	s.mu.Lock()
+	err := s.sendErr
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	s.Append(s.clockMs(), body)
+	return nil
+}
+
+// Append sequences a body at timestampMs (raised to the previous batch's
+// if lower) and returns its index.
+func (s *MemSequencer) Append(timestampMs uint64, body []byte) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var prev [32]byte
+	if n := len(s.batches); n > 0 {
+		prev = s.batches[n-1].ChainingHash
+		timestampMs = max(timestampMs, s.batches[n-1].Timestamp)
+	}
+	b := Batch{Index: uint64(len(s.batches) + 1), Timestamp: timestampMs, Body: slices.Clone(body)}
+	b.ChainingHash = NextChainingHash(prev, BatchHash(timestampMs, body))
+	s.batches = append(s.batches, b)
+	if !s.held {
+		s.finalized = len(s.batches)
+	}
+	return b.Index
+}
+
+// Hold stops finalizing: later batches are sequenced but not served.
+func (s *MemSequencer) Hold() { s.mu.Lock(); s.held = true; s.mu.Unlock() }
+
+// Release finalizes everything sequenced.
+func (s *MemSequencer) Release() {
+	s.mu.Lock()
+	s.held, s.finalized = false, len(s.batches)
+	s.mu.Unlock()
+}
+
+// FailSends makes Send return err (nil to heal).
+func (s *MemSequencer) FailSends(err error) { s.mu.Lock(); s.sendErr = err; s.mu.Unlock() }
+
+// Len returns how many batches were sequenced.
+func (s *MemSequencer) Len() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.batches) }
+
+// Batches returns a copy of every sequenced batch.
+func (s *MemSequencer) Batches() []Batch {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.batches)
+}
+
+// Finalized implements Sequencer.
+func (s *MemSequencer) Finalized(ctx context.Context, after uint64, prev [32]byte) ([]Batch, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if after > uint64(s.finalized) {
+		return nil, fmt.Errorf("asked after %d, only %d finalized", after, s.finalized)
+	}
+	if after > 0 && s.batches[after-1].ChainingHash != prev {
+		return nil, fmt.Errorf("chaining hash at %d differs from the caller's", after)
+	}
+	end := min(s.finalized, int(after)+s.pageMax)
+	return slices.Clone(s.batches[after:end]), nil
+}
