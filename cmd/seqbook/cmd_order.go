@@ -1,0 +1,208 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/seqbook/seqbook/client"
+	"github.com/seqbook/seqbook/client/amount"
+	"github.com/seqbook/seqbook/client/ethsig"
+)
+
+// This file holds `seqbook order` and the pieces the other client
+// commands (cancel, withdraw, balance, verify) share.
+
+func init() {
+	register(command{
+		name:    "order",
+		summary: "sign an EIP-712 order with a trader key and place it on a replica",
+		run:     func(args []string) int { return orderMain(args, os.Stdout, os.Stderr) },
+	})
+}
+
+// defaultReplica is replica1 of a localnet (DESIGN §7).
+const defaultReplica = "127.0.0.1:5001"
+
+// envKey names the environment variable that may hold a trader key (hex)
+// instead of --key FILE, so scripts need not write keys to disk.
+const envKey = "SEQBOOK_KEY"
+
+// clientFlags are the flags every command talking to a replica shares.
+type clientFlags struct {
+	replica *string
+	chainID *uint64
+	timeout *time.Duration
+}
+
+func addClientFlags(fs *flag.FlagSet) *clientFlags {
+	return &clientFlags{
+		replica: fs.String("replica", defaultReplica, "replica HTTP address (host:port or URL)"),
+		chainID: fs.Uint64("chain-id", 0, "EIP-712 chain id to sign for (0: ask the replica's GET /eip712)"),
+		timeout: fs.Duration("timeout", 30*time.Second, "give up after this long"),
+	}
+}
+
+func (cf *clientFlags) orderbook() (*client.Orderbook, error) {
+	opts := []client.Option{client.WithTimeout(*cf.timeout)}
+	if *cf.chainID != 0 {
+		opts = append(opts, client.WithChainID(*cf.chainID))
+	}
+	return client.NewOrderbook(*cf.replica, opts...)
+}
+
+// context is interruptible (Ctrl-C) and bounded by --timeout.
+func (cf *clientFlags) context() (context.Context, context.CancelFunc) {
+	ctx, stop := interruptContext()
+	ctx, cancel := context.WithTimeout(ctx, *cf.timeout)
+	return ctx, func() { cancel(); stop() }
+}
+
+// keyFlag is --key FILE, falling back to $SEQBOOK_KEY.
+func addKeyFlag(fs *flag.FlagSet) *string {
+	return fs.String("key", "", "trader key file (0x hex secp256k1 key, as `seqbook keys trader` writes); default $"+envKey+" (the key's hex itself)")
+}
+
+func loadTraderKey(path string) (*ecdsa.PrivateKey, error) {
+	if path != "" {
+		return ethsig.LoadKey(path)
+	}
+	env := strings.TrimSpace(os.Getenv(envKey))
+	if env == "" {
+		return nil, errUsage("a trader key is required: --key FILE or $" + envKey)
+	}
+	k, err := ethsig.ParseKey(env)
+	if err != nil {
+		return nil, fmt.Errorf("$%s: %w", envKey, err)
+	}
+	return k, nil
+}
+
+// usageError is a command line mistake: it exits with 2, like flag errors.
+type usageError string
+
+func errUsage(msg string) error   { return usageError(msg) }
+func (e usageError) Error() string { return string(e) }
+
+// exitWith prints err in the common format and picks the exit code: 2 for
+// usage mistakes, 1 for everything else.
+func exitWith(stderr io.Writer, name string, err error) int {
+	fmt.Fprintf(stderr, "seqbook %s: %s\n", name, strings.TrimSpace(err.Error()))
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "(seqbook %s --help lists the flags)\n", name)
+		return 2
+	}
+	return 1
+}
+
+// parseCommandFlags parses args; done reports that the command must end
+// with code (a flag error or --help).
+func parseCommandFlags(fs *flag.FlagSet, args []string, positionalMax int) (code int, done bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, true
+		}
+		return 2, true
+	}
+	if fs.NArg() > positionalMax {
+		fmt.Fprintf(fs.Output(), "seqbook %s: unexpected arguments %q\n", fs.Name(), fs.Args()[positionalMax:])
+		return 2, true
+	}
+	return 0, false
+}
+
+// requireFlags takes name, value pairs and names every empty one.
+func requireFlags(nameValues ...string) error {
+	var missing []string
+	for i := 0; i+1 < len(nameValues); i += 2 {
+		if nameValues[i+1] == "" {
+			missing = append(missing, "--"+nameValues[i])
+		}
+	}
+	if len(missing) > 0 {
+		return errUsage("missing " + strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+func emitJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func orderMain(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("order", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cf := addClientFlags(fs)
+	keyPath := addKeyFlag(fs)
+	market := fs.String("market", "", "market BASE/QUOTE, e.g. ETH/USDT (required)")
+	side := fs.String("side", "", "buy or sell (required)")
+	typ := fs.String("type", "limit", "limit, or market (immediate-or-cancel, --price is the worst price)")
+	quantity := fs.String("quantity", "", "quantity of BASE in decimal, e.g. 1.5 (required)")
+	price := fs.String("price", "", "price in QUOTE per BASE, decimal, e.g. 2000 (required)")
+	nonce := fs.Uint64("nonce", 0, "nonce (0: a fresh one from the clock in nanoseconds)")
+	expiresIn := fs.Duration("expires-in", client.DefaultExpiry, "latest sequencing time, from now")
+	wait := fs.Bool("wait", false, "wait until the order is finalized and applied, and print its fills")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage: seqbook order --market ETH/USDT --side buy --quantity 1.5 --price 2000 [--key FILE] [flags]")
+		fmt.Fprintln(fs.Output(), "\nSigns an EIP-712 order (DESIGN §3.1) with the trader key and POSTs it to the replica.")
+		fmt.Fprintln(fs.Output(), "Amounts are decimals with at most 6 digits after the point. Prints the order id (its")
+		fmt.Fprintln(fs.Output(), "EIP-712 digest, checked against the replica's answer) and the answer as JSON.")
+		fmt.Fprintln(fs.Output(), "\nFlags:")
+		fs.PrintDefaults()
+	}
+	if code, done := parseCommandFlags(fs, args, 0); done {
+		return code
+	}
+	err := func() error {
+		if err := requireFlags("market", *market, "side", *side, "quantity", *quantity, "price", *price); err != nil {
+			return err
+		}
+		q, err := amount.ParsePositive(*quantity)
+		if err != nil {
+			return errUsage("--quantity: " + err.Error())
+		}
+		p, err := amount.ParsePositive(*price)
+		if err != nil {
+			return errUsage("--price: " + err.Error())
+		}
+		if *expiresIn <= 0 {
+			return errUsage("--expires-in must be positive")
+		}
+		key, err := loadTraderKey(*keyPath)
+		if err != nil {
+			return err
+		}
+		ob, err := cf.orderbook()
+		if err != nil {
+			return err
+		}
+		ctx, cancel := cf.context()
+		defer cancel()
+		res, err := ob.PlaceOrder(ctx, key, client.OrderParams{
+			Market: *market, Side: strings.ToLower(*side), Type: strings.ToLower(*typ), Quantity: q, Price: p,
+			Nonce: *nonce, Expiry: uint64(time.Now().Add(*expiresIn).Unix()),
+		}, *wait)
+		if err != nil {
+			return err
+		}
+		return emitJSON(stdout, struct {
+			OrderID string          `json:"order_id"`
+			Trader  string          `json:"trader"`
+			Answer  json.RawMessage `json:"answer"`
+		}{res.OrderID, res.Request.Trader, res.Raw})
+	}()
+	if err != nil {
+		return exitWith(stderr, "order", err)
+	}
+	return 0
+}
