@@ -88,7 +88,7 @@ func loadTraderKey(path string) (*ecdsa.PrivateKey, error) {
 // usageError is a command line mistake: it exits with 2, like flag errors.
 type usageError string
 
-func errUsage(msg string) error   { return usageError(msg) }
+func errUsage(msg string) error    { return usageError(msg) }
 func (e usageError) Error() string { return string(e) }
 
 // exitWith prints err in the common format and picks the exit code: 2 for
