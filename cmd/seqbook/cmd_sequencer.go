@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/seqbook/seqbook/client/bls"
+	"github.com/seqbook/seqbook/client/cluster"
+	"github.com/seqbook/seqbook/sequencer/node"
+)
+
+func init() {
+	register(command{
+		name:    "sequencer",
+		summary: "run one sequencer node of a cluster file (QUIC to peers, HTTP to apps)",
+		run:     runSequencer,
+	})
+}
+
+func runSequencer(args []string) int {
+	fs := flag.NewFlagSet("sequencer", flag.ContinueOnError)
+	clusterPath := fs.String("cluster", "cluster.json", "cluster file (DESIGN §7)")
+	id := fs.String("id", "", "this node's id in the cluster file (e.g. node1)")
+	keyPath := fs.String("key", "", "file holding this node's BLS secret key as hex")
+	dataDir := fs.String("data", "", "data folder (the node's database; created if missing)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "text or json")
+	httpListen := fs.String("http-listen", "", "address to bind the HTTP API (default: the node's http address in the cluster file)")
+	quicListen := fs.String("quic-listen", "", "UDP address to bind QUIC (default: the node's quic address in the cluster file)")
+	fast := fs.Bool("test-timeouts", false, "use the short protocol timeouts and small bounds of tests (never in production)")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage: seqbook sequencer --cluster FILE --id NODE --key FILE --data DIR [flags]")
+		fmt.Fprintln(fs.Output(), "\nRuns one sequencer node: talks QUIC to the other nodes of the cluster file")
+		fmt.Fprintln(fs.Output(), "(mutually authenticated with the nodes' BLS keys) and serves the node HTTP API")
+		fmt.Fprintln(fs.Output(), "(DESIGN §4) to apps. Stops cleanly on SIGINT or SIGTERM. See docs/sequencer-ops.md.")
+		fmt.Fprintln(fs.Output(), "\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		return fail("sequencer", fmt.Errorf("unexpected arguments %q", fs.Args()))
+	}
+	if *id == "" || *keyPath == "" || *dataDir == "" {
+		return fail("sequencer", errors.New("--id, --key and --data are required (see --help)"))
+	}
+	logger, err := sequencerLogger(*logLevel, *logFormat)
+	if err != nil {
+		return fail("sequencer", err)
+	}
+	c, err := cluster.Load(*clusterPath)
+	if err != nil {
+		return fail("sequencer", err)
+	}
+	key, err := loadSequencerKey(*keyPath)
+	if err != nil {
+		return fail("sequencer", err)
+	}
+	cfg := node.DefaultConfig()
+	if *fast {
+		cfg = node.TestConfig()
+	}
+	cfg.Cluster, cfg.NodeID, cfg.Key, cfg.DataDir = c, *id, key, *dataDir
+	cfg.HTTPListen, cfg.QUICListen = *httpListen, *quicListen
+	cfg.Logger = logger
+	n, err := node.New(cfg, node.Deps{})
+	if err != nil {
+		return fail("sequencer", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := n.Run(ctx); err != nil {
+		return fail("sequencer", err)
+	}
+	return 0
+}
+
+// loadSequencerKey reads a BLS secret key file: hex, with or without 0x,
+// surrounding whitespace ignored.
+func loadSequencerKey(path string) (*bls.SecretKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("BLS key: %w", err)
+	}
+	sk, err := bls.SecretKeyFromHex(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("BLS key %s: %w", path, err)
+	}
+	return sk, nil
+}
+
+// sequencerLogger builds the process logger from the --log-level/--log-format flags.
+func sequencerLogger(level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}

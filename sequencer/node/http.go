@@ -1,0 +1,264 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/seqbook/seqbook/client/seqapi"
+	"github.com/seqbook/seqbook/sequencer/wire"
+)
+
+// Errors a Backend returns that the API maps to status codes.
+var (
+	// ErrBacklogFull: the node holds as many pending batches as it may
+	// (for this app or in total); the client should retry later (429).
+	ErrBacklogFull = errors.New("backlog full, retry later")
+	// ErrNotRunning: the node is starting or stopping (503).
+	ErrNotRunning = errors.New("node is not running")
+)
+
+// Backend is what the HTTP API needs from the node. The node implements it;
+// tests can drive the API with their own.
+type Backend interface {
+	// NodeID is this node's id in the cluster file.
+	NodeID() string
+	// Submit hands one batch (already checked: valid app, valid body) to
+	// the protocol. It returns once the protocol took it or refused it.
+	Submit(ctx context.Context, app string, body []byte) error
+	// FinalizedAfter returns a page of finalized batches after index
+	// `after` and the proof covering them (seqapi.FinalizedPage).
+	FinalizedAfter(app string, after uint64) (seqapi.FinalizedPage, error)
+	// LastFinalized returns the last finalized batch and its proof.
+	LastFinalized(app string) (seqapi.FinalizedPage, error)
+	// State is the node's view, leader and per-app indexes.
+	State() seqapi.NodeState
+	// Ready reports whether the node runs its protocol loop.
+	Ready() bool
+}
+
+// HTTPConfig bounds the HTTP server.
+type HTTPConfig struct {
+	// BodyBytesMax is the largest PUT body; DESIGN §4 fixes 1 MiB.
+	BodyBytesMax int64
+	// SubmitTimeout bounds how long a PUT waits for the protocol loop to
+	// take the batch before answering 503.
+	SubmitTimeout time.Duration
+	// ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout are the
+	// net/http server's; they keep slow clients from holding connections.
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	// HeaderBytesMax bounds request headers.
+	HeaderBytesMax int
+}
+
+// DefaultHTTPConfig returns the production bounds.
+func DefaultHTTPConfig() HTTPConfig {
+	return HTTPConfig{
+		BodyBytesMax:      wire.MaxBatchBytes,
+		SubmitTimeout:     5 * time.Second,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		HeaderBytesMax:    64 << 10,
+	}
+}
+
+// ValidateBasic checks the bounds.
+func (c *HTTPConfig) ValidateBasic() error {
+	switch {
+	case c.BodyBytesMax < 1 || c.BodyBytesMax > wire.MaxBatchBytes:
+		return fmt.Errorf("http: BodyBytesMax %d outside 1..%d", c.BodyBytesMax, wire.MaxBatchBytes)
+	case c.SubmitTimeout <= 0 || c.ReadHeaderTimeout <= 0 || c.ReadTimeout <= 0 || c.WriteTimeout <= 0 || c.IdleTimeout <= 0:
+		return errors.New("http: timeouts must be positive")
+	case c.HeaderBytesMax < 1024:
+		return errors.New("http: HeaderBytesMax below 1 KiB")
+	}
+	return nil
+}
+
+// NewHandler builds the node's HTTP API (DESIGN §4) over a backend.
+func NewHandler(b Backend, cfg HTTPConfig, log *slog.Logger) http.Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.Use(gin.CustomRecovery(func(c *gin.Context, err any) {
+		log.Error("http handler panicked", "path", c.Request.URL.Path, "panic", fmt.Sprint(err))
+		jsonError(c, http.StatusInternalServerError, "internal error")
+	}))
+	h := &api{b: b, cfg: cfg, log: log}
+	r.PUT("/node/:app/batches", h.putBatch)
+	r.GET("/node/:app/batches/finalized", h.getFinalized)
+	r.GET("/node/:app/batches/finalized/last", h.getLast)
+	r.GET("/node/state", h.getState)
+	r.GET("/node/ready", h.getReady)
+	r.NoRoute(func(c *gin.Context) {
+		jsonError(c, http.StatusNotFound, "no such route: "+c.Request.Method+" "+c.Request.URL.Path)
+	})
+	r.NoMethod(func(c *gin.Context) {
+		jsonError(c, http.StatusMethodNotAllowed, "method "+c.Request.Method+" not allowed on "+c.Request.URL.Path)
+	})
+	return r
+}
+
+// NewHTTPServer wraps the handler in a server with the configured bounds.
+func NewHTTPServer(addr string, h http.Handler, cfg HTTPConfig) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.HeaderBytesMax,
+	}
+}
+
+func init() { gin.SetMode(gin.ReleaseMode) }
+
+type api struct {
+	b   Backend
+	cfg HTTPConfig
+	log *slog.Logger
+}
+
+func jsonError(c *gin.Context, status int, msg string) {
+	c.AbortWithStatusJSON(status, seqapi.Error{Error: msg})
+}
+
+// appParam reads and checks the {app} path segment.
+func appParam(c *gin.Context) (string, bool) {
+	app := c.Param("app")
+	if err := wire.ValidateApp(app); err != nil {
+		jsonError(c, http.StatusBadRequest, "app: "+err.Error())
+		return "", false
+	}
+	return app, true
+}
+
+func (h *api) putBatch(c *gin.Context) {
+	app, ok := appParam(c)
+	if !ok {
+		return
+	}
+	body, status, err := readBatchBody(c.Request, h.cfg.BodyBytesMax)
+	if err != nil {
+		jsonError(c, status, err.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), h.cfg.SubmitTimeout)
+	defer cancel()
+	switch err := h.b.Submit(ctx, app, body); {
+	case err == nil:
+		c.JSON(http.StatusOK, seqapi.Accepted{Status: "accepted"})
+	case errors.Is(err, ErrBacklogFull):
+		c.Header("Retry-After", "1")
+		jsonError(c, http.StatusTooManyRequests, err.Error())
+	case errors.Is(err, ErrNotRunning), errors.Is(err, context.DeadlineExceeded):
+		jsonError(c, http.StatusServiceUnavailable, "node busy or not running: "+err.Error())
+	case errors.Is(err, context.Canceled):
+		// The client went away; nobody reads the answer.
+		c.Abort()
+	default:
+		jsonError(c, http.StatusBadRequest, err.Error())
+	}
+}
+
+// readBatchBody reads a PUT body of at most max bytes and checks it is a
+// batch (DESIGN §4: valid UTF-8, ≤ 1 MiB). It returns the status to answer
+// with when it refuses.
+func readBatchBody(r *http.Request, max int64) ([]byte, int, error) {
+	if r.ContentLength > max {
+		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("batch of %d bytes exceeds the limit of %d bytes", r.ContentLength, max)
+	}
+	// Read one byte past the limit to tell "exactly max" from "more".
+	body, err := io.ReadAll(io.LimitReader(r.Body, max+1))
+	if err != nil {
+		return nil, http.StatusBadRequest, fmt.Errorf("reading body: %v", err)
+	}
+	if int64(len(body)) > max {
+		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("batch exceeds the limit of %d bytes", max)
+	}
+	if err := wire.ValidateBody(body); err != nil {
+		return nil, http.StatusBadRequest, err
+	}
+	return body, 0, nil
+}
+
+// parseAfter reads the ?after= query: a decimal index, 0 when absent.
+func parseAfter(q string, present bool) (uint64, error) {
+	if !present {
+		return 0, nil
+	}
+	if q == "" {
+		return 0, errors.New("after: empty; give a batch index (0 for the start)")
+	}
+	n, err := strconv.ParseUint(q, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("after: %q is not a batch index (a decimal integer ≥ 0)", q)
+	}
+	return n, nil
+}
+
+func (h *api) getFinalized(c *gin.Context) {
+	app, ok := appParam(c)
+	if !ok {
+		return
+	}
+	raw, present := c.GetQuery("after")
+	if vals := c.QueryArray("after"); len(vals) > 1 {
+		jsonError(c, http.StatusBadRequest, "after: given more than once")
+		return
+	}
+	after, err := parseAfter(raw, present)
+	if err != nil {
+		jsonError(c, http.StatusBadRequest, err.Error())
+		return
+	}
+	page, err := h.b.FinalizedAfter(app, after)
+	if err != nil {
+		h.log.Error("reading finalized batches", "app", app, "after", after, "err", err)
+		jsonError(c, http.StatusInternalServerError, "reading finalized batches failed")
+		return
+	}
+	c.JSON(http.StatusOK, page)
+}
+
+func (h *api) getLast(c *gin.Context) {
+	app, ok := appParam(c)
+	if !ok {
+		return
+	}
+	page, err := h.b.LastFinalized(app)
+	if err != nil {
+		h.log.Error("reading last finalized batch", "app", app, "err", err)
+		jsonError(c, http.StatusInternalServerError, "reading the last finalized batch failed")
+		return
+	}
+	c.JSON(http.StatusOK, page)
+}
+
+func (h *api) getState(c *gin.Context) {
+	c.JSON(http.StatusOK, h.b.State())
+}
+
+func (h *api) getReady(c *gin.Context) {
+	r := seqapi.Ready{Ready: h.b.Ready(), Node: h.b.NodeID()}
+	status := http.StatusOK
+	if !r.Ready {
+		status = http.StatusServiceUnavailable
+	}
+	c.JSON(status, r)
+}

@@ -1,0 +1,464 @@
+package node
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/seqbook/seqbook/client/seqapi"
+	"github.com/seqbook/seqbook/sequencer/core"
+	"github.com/seqbook/seqbook/sequencer/store"
+	"github.com/seqbook/seqbook/sequencer/transport"
+	"github.com/seqbook/seqbook/sequencer/wire"
+)
+
+// Metrics counts what the node did. Counters only go up.
+type Metrics struct {
+	BatchesAccepted  atomic.Uint64 // PUTs answered "accepted"
+	BatchesRefused   atomic.Uint64 // PUTs the core refused (backlog, bad app…)
+	BatchesFinalized atomic.Uint64 // batches reported final by the core
+	MessagesStepped  atomic.Uint64 // peer messages handed to the core
+	MessagesInvalid  atomic.Uint64 // peer messages that failed wire.Decode
+	StepErrors       atomic.Uint64 // messages the core called invalid
+	Readies          atomic.Uint64 // Readies handled
+	SaveNanos        atomic.Uint64 // time spent in Store.Save, total
+}
+
+// Deps are the node's ports. A nil field gets the production
+// implementation (QUIC transport, bbolt store in DataDir, wall clock);
+// tests put in-memory ones.
+type Deps struct {
+	Transport transport.Transport
+	Store     Store
+	// Now is the wall clock the leader stamps batches with.
+	Now func() time.Time
+}
+
+// Store is the core's store plus closing it.
+type Store interface {
+	core.Store
+	io.Closer
+}
+
+// Node is one running sequencer node.
+type Node struct {
+	cfg     Config
+	self    int
+	id      string
+	log     *slog.Logger
+	metrics *Metrics
+
+	core  *core.Node
+	store Store
+	tr    transport.Transport
+	now   func() time.Time
+
+	httpLn  net.Listener
+	httpSrv *http.Server
+
+	submits chan submitReq
+	// status is the last core.Status, converted, for HTTP handlers.
+	status  atomic.Pointer[seqapi.NodeState]
+	running atomic.Bool
+	coreOK  atomic.Bool // the core says it follows an established leader
+	stopped chan struct{}
+
+	closeOnce sync.Once
+	runErr    error
+}
+
+type submitReq struct {
+	app   string
+	body  []byte
+	reply chan error
+}
+
+// New opens the store, builds the core from what the store holds, starts
+// listening (HTTP and QUIC) and returns the node; Run drives it.
+func New(cfg Config, deps Deps) (*Node, error) {
+	if err := cfg.ValidateBasic(); err != nil {
+		return nil, err
+	}
+	self, err := cfg.complete()
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("node", cfg.NodeID)
+	cfg.Core.Logger = log.With("component", "core")
+	cfg.Transport.Logger = log.With("component", "transport")
+	n := &Node{
+		cfg: cfg, self: self, id: cfg.NodeID, log: log, metrics: &Metrics{},
+		store: deps.Store, tr: deps.Transport, now: deps.Now,
+		submits: make(chan submitReq, cfg.SubmitQueueMax),
+		stopped: make(chan struct{}),
+	}
+	if n.now == nil {
+		n.now = time.Now
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			n.closePorts()
+		}
+	}()
+	if n.store == nil {
+		n.store, err = store.Open(cfg.DataDir, store.Options{Identity: &store.Identity{
+			ChainID: cfg.Cluster.ChainID, NodeID: cfg.NodeID, PublicKey: cfg.Key.PublicKey().Hex(),
+		}})
+		if err != nil {
+			return nil, err
+		}
+	}
+	crypto, err := core.NewBLSCrypto(cfg.Cluster, self, cfg.Key)
+	if err != nil {
+		return nil, err
+	}
+	n.core, err = core.NewNode(cfg.Core, crypto, n.store)
+	if err != nil {
+		return nil, fmt.Errorf("node: core: %w", err)
+	}
+	httpAddr := cfg.HTTPListen
+	if httpAddr == "" {
+		httpAddr = cfg.Cluster.Nodes[self].HTTP
+	}
+	n.httpLn, err = net.Listen("tcp", httpAddr)
+	if err != nil {
+		return nil, fmt.Errorf("node: http listen on %s: %w", httpAddr, err)
+	}
+	n.httpSrv = NewHTTPServer(httpAddr, NewHandler(n, cfg.HTTP, log.With("component", "http")), cfg.HTTP)
+	if n.tr == nil {
+		q, err := transport.NewQUIC(cfg.Transport)
+		if err != nil {
+			return nil, err
+		}
+		n.tr = q
+	}
+	n.publishStatus()
+	ok = true
+	return n, nil
+}
+
+// HTTPAddr is the address the HTTP API listens on.
+func (n *Node) HTTPAddr() string { return n.httpLn.Addr().String() }
+
+// Metrics returns the node's counters.
+func (n *Node) Metrics() *Metrics { return n.metrics }
+
+// Run serves HTTP and runs the protocol loop until ctx ends or the loop
+// fails (a store error). It then stops: HTTP first (letting in-flight
+// requests finish while the loop still runs), then the loop, the
+// transport and the store. It returns the loop's error, if any.
+func (n *Node) Run(ctx context.Context) error {
+	loopCtx, stopLoop := context.WithCancel(context.Background())
+	loopDone := make(chan error, 1)
+	go func() { loopDone <- n.loop(loopCtx) }()
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- n.httpSrv.Serve(n.httpLn) }()
+	n.log.Info("sequencer node running", "http", n.HTTPAddr(), "nodes", len(n.cfg.Cluster.Nodes), "quorum", n.cfg.Cluster.NodeQuorum())
+
+	var loopErr error
+	select {
+	case <-ctx.Done():
+	case loopErr = <-loopDone:
+		loopDone <- loopErr
+	case err := <-httpDone:
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("http server failed", "err", err)
+			loopErr = err
+		}
+	}
+	n.log.Info("sequencer node stopping")
+	shCtx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
+	if err := n.httpSrv.Shutdown(shCtx); err != nil {
+		n.httpSrv.Close()
+	}
+	cancel()
+	stopLoop()
+	if err := <-loopDone; err != nil && loopErr == nil {
+		loopErr = err
+	}
+	n.closePorts()
+	n.log.Info("sequencer node stopped")
+	return loopErr
+}
+
+// closePorts closes the transport and the store (once).
+func (n *Node) closePorts() {
+	n.closeOnce.Do(func() {
+		if n.httpLn != nil {
+			n.httpLn.Close()
+		}
+		if n.tr != nil {
+			n.tr.Close()
+		}
+		if n.store != nil {
+			if err := n.store.Close(); err != nil {
+				n.log.Error("closing the store", "err", err)
+			}
+		}
+	})
+}
+
+// loop is the one goroutine that owns the core.
+func (n *Node) loop(ctx context.Context) (err error) {
+	n.running.Store(true)
+	defer func() {
+		n.running.Store(false)
+		close(n.stopped)
+		// PUTs still queued get an answer instead of hanging.
+		for {
+			select {
+			case req := <-n.submits:
+				req.reply <- ErrNotRunning
+			default:
+				return
+			}
+		}
+	}()
+	ticker := time.NewTicker(n.cfg.TickInterval())
+	defer ticker.Stop()
+	recv := n.tr.Recv()
+	var awaiting []submitReq // PUTs whose batch the next Save makes durable
+	lastView := ^uint64(0)
+	for {
+		// Wait for one event, then take what else is already there (up
+		// to EventsPerReadyMax) so one Save covers them all.
+		select {
+		case <-ctx.Done():
+			for _, req := range awaiting {
+				req.reply <- ErrNotRunning
+			}
+			return nil
+		case <-ticker.C:
+			n.core.Tick(uint64(n.now().UnixMilli()))
+		case m, ok := <-recv:
+			if !ok {
+				return errors.New("node: transport closed under the loop")
+			}
+			n.step(m)
+		case req := <-n.submits:
+			awaiting = n.submit(req, awaiting)
+		}
+	drain:
+		for i := 1; i < n.cfg.EventsPerReadyMax; i++ {
+			select {
+			case m, ok := <-recv:
+				if !ok {
+					return errors.New("node: transport closed under the loop")
+				}
+				n.step(m)
+			case req := <-n.submits:
+				awaiting = n.submit(req, awaiting)
+			default:
+				break drain
+			}
+		}
+		if n.core.HasReady() {
+			if err := n.handleReady(); err != nil {
+				for _, req := range awaiting {
+					req.reply <- ErrNotRunning
+				}
+				return err
+			}
+		}
+		// Every accepted batch is durable now: either the Save above
+		// covered it or the core had nothing to persist for it.
+		for _, req := range awaiting {
+			req.reply <- nil
+			n.metrics.BatchesAccepted.Add(1)
+		}
+		awaiting = awaiting[:0]
+		st := n.publishStatus()
+		if st.View != lastView {
+			if lastView != ^uint64(0) {
+				n.log.Info("view changed", "view", st.View, "leader", st.Leader)
+			}
+			lastView = st.View
+		}
+	}
+}
+
+func (n *Node) step(m transport.Message) {
+	msg, err := wire.Decode(m.Data)
+	if err != nil {
+		n.metrics.MessagesInvalid.Add(1)
+		n.log.Warn("dropping undecodable message", "peer", n.peerID(m.From), "err", err)
+		return
+	}
+	n.metrics.MessagesStepped.Add(1)
+	if err := n.core.Step(m.From, msg); err != nil {
+		n.metrics.StepErrors.Add(1)
+		n.log.Debug("core refused message", "peer", n.peerID(m.From), "type", msg.Type().String(), "err", err)
+	}
+}
+
+func (n *Node) submit(req submitReq, awaiting []submitReq) []submitReq {
+	if err := n.core.Submit(req.app, req.body); err != nil {
+		n.metrics.BatchesRefused.Add(1)
+		if errors.Is(err, core.ErrBacklogFull) {
+			err = fmt.Errorf("%w: %v", ErrBacklogFull, err)
+		}
+		req.reply <- err
+		return awaiting
+	}
+	return append(awaiting, req)
+}
+
+// handleReady persists, sends, publishes, advances — in that order.
+func (n *Node) handleReady() error {
+	rd := n.core.Ready()
+	n.metrics.Readies.Add(1)
+	if !rd.Persist.IsEmpty() {
+		start := time.Now()
+		if err := n.store.Save(&rd.Persist); err != nil {
+			// Nothing of this Ready may leave the process: its messages may
+			// carry signatures whose safety records did not reach the disk.
+			n.log.Error("store save failed; stopping without sending", "err", err)
+			return fmt.Errorf("node: store: %w", err)
+		}
+		n.metrics.SaveNanos.Add(uint64(time.Since(start)))
+	}
+	// A message broadcast to many peers is one value: encode it once.
+	var lastMsg wire.Message
+	var lastBytes []byte
+	// (The core never addresses itself; the transport would drop and
+	// count such a message.)
+	for _, env := range rd.Messages {
+		if env.Msg != lastMsg {
+			lastMsg, lastBytes = env.Msg, wire.Encode(env.Msg)
+		}
+		n.tr.Send(env.To, lastBytes)
+	}
+	for _, f := range rd.Finalized {
+		if len(f.Entries) == 0 {
+			continue
+		}
+		n.metrics.BatchesFinalized.Add(uint64(len(f.Entries)))
+		n.log.Debug("finalized", "app", f.App, "view", f.Proof.View,
+			"from", f.Entries[0].Index, "index", f.Proof.Index, "batches", len(f.Entries))
+	}
+	n.core.Advance()
+	return nil
+}
+
+func (n *Node) peerID(i int) string {
+	if i >= 0 && i < len(n.cfg.Cluster.Nodes) {
+		return n.cfg.Cluster.Nodes[i].ID
+	}
+	return fmt.Sprintf("#%d", i)
+}
+
+// publishStatus converts the core's status for HTTP readers.
+func (n *Node) publishStatus() *seqapi.NodeState {
+	s := n.core.Status()
+	st := &seqapi.NodeState{Node: n.id, View: s.View, Leader: n.peerID(s.Leader), Apps: make(map[string]seqapi.AppState, len(s.Apps))}
+	for _, a := range s.Apps {
+		st.Apps[a.App] = seqapi.AppState{Pending: a.Initialized, Sequenced: a.Sequenced, Locked: a.Locked, Finalized: a.Finalized}
+	}
+	n.coreOK.Store(s.Ready)
+	n.status.Store(st)
+	return st
+}
+
+// NodeID implements Backend.
+func (n *Node) NodeID() string { return n.id }
+
+// Submit implements Backend: it queues the batch for the loop and waits
+// until the loop has made it durable (or refused it).
+func (n *Node) Submit(ctx context.Context, app string, body []byte) error {
+	if !n.running.Load() {
+		return ErrNotRunning
+	}
+	req := submitReq{app: app, body: body, reply: make(chan error, 1)}
+	select {
+	case n.submits <- req:
+	default:
+		n.metrics.BatchesRefused.Add(1)
+		return fmt.Errorf("%w: %d requests waiting for the node", ErrBacklogFull, cap(n.submits))
+	}
+	select {
+	case err := <-req.reply:
+		return err
+	case <-ctx.Done():
+		// The loop may still take the batch; the client sees a timeout
+		// and may resubmit (batches are opaque; apps deduplicate).
+		return ctx.Err()
+	case <-n.stopped:
+		select {
+		case err := <-req.reply:
+			return err
+		default:
+			return ErrNotRunning
+		}
+	}
+}
+
+// FinalizedAfter implements Backend from the store (bbolt read
+// transactions, beside the loop's writes).
+func (n *Node) FinalizedAfter(app string, after uint64) (seqapi.FinalizedPage, error) {
+	p, err := core.ReadFinalized(n.store, app, after, seqapi.PageBatchesMax, seqapi.PageBytesMax)
+	if err != nil {
+		return seqapi.FinalizedPage{}, err
+	}
+	return n.page(p.Entries, p.Proof), nil
+}
+
+// LastFinalized implements Backend.
+func (n *Node) LastFinalized(app string) (seqapi.FinalizedPage, error) {
+	proof, err := core.LastFinalized(n.store, app)
+	if err != nil || proof == nil {
+		return n.page(nil, nil), err
+	}
+	entries, err := n.store.Entries(app, proof.Index, 1, seqapi.PageBytesMax)
+	if err != nil {
+		return seqapi.FinalizedPage{}, err
+	}
+	if len(entries) != 1 {
+		return seqapi.FinalizedPage{}, fmt.Errorf("store has the proof of %s/%d but not the batch", app, proof.Index)
+	}
+	return n.page(entries, proof), nil
+}
+
+func (n *Node) page(entries []core.Entry, proof *wire.Proof) seqapi.FinalizedPage {
+	out := seqapi.FinalizedPage{Batches: make([]seqapi.Batch, 0, len(entries))}
+	for _, e := range entries {
+		out.Batches = append(out.Batches, seqapi.Batch{
+			Index: e.Index, Timestamp: e.Timestamp, Body: string(e.Body),
+			Hash: hex0x(e.Hash[:]), ChainingHash: hex0x(e.ChainingHash[:]),
+		})
+	}
+	if proof != nil {
+		signers := make([]string, 0, proof.Signers.Count())
+		for _, i := range proof.Signers.Nodes() {
+			signers = append(signers, n.peerID(i))
+		}
+		out.Finalized = &seqapi.FinalizedProof{
+			Index: proof.Index, ChainingHash: hex0x(proof.ChainingHash[:]), View: proof.View,
+			Signature: hex0x(proof.Signature[:]), Signers: signers,
+		}
+	}
+	return out
+}
+
+// State implements Backend.
+func (n *Node) State() seqapi.NodeState { return *n.status.Load() }
+
+// Ready implements Backend: the loop runs and the core follows an
+// established leader of its view.
+func (n *Node) Ready() bool { return n.running.Load() && n.coreOK.Load() }
+
+func hex0x(b []byte) string { return "0x" + hex.EncodeToString(b) }
+
+var _ Backend = (*Node)(nil)
