@@ -117,7 +117,7 @@ func demo(ctx context.Context, n *localnet.Network, step func(string, ...any)) e
 	a1, a2 := keys.Address(user1), keys.Address(user2)
 	step("user1 %s and user2 %s are the tutorial's accounts (genesis: 1000 USDT and 5 ETH)", a1.Hex(), a2.Hex())
 
-	eth1Before, err := demoBalance(ctx, books[0], a1, "ETH")
+	usdt1Before, err := demoBalance(ctx, books[0], a1, "USDT")
 	if err != nil {
 		return err
 	}
@@ -171,7 +171,7 @@ func demo(ctx context.Context, n *localnet.Network, step func(string, ...any)) e
 	}
 	step("all %d replicas are at index %d with state digest %s", len(urls), conv.Index, conv.Digest)
 
-	// The aggregator's quorum proof of user1's ETH, checked offline against
+	// The aggregator's quorum proof of user1's USDT, checked offline against
 	// the cluster file: BLS keys, threshold, digest.
 	agg, err := client.NewAggregator(n.AggregatorURL(), client.WithTimeout(10*time.Second))
 	if err != nil {
@@ -179,7 +179,7 @@ func demo(ctx context.Context, n *localnet.Network, step func(string, ...any)) e
 	}
 	var proof *client.BalanceProof
 	for {
-		if proof, err = agg.BalanceProof(ctx, a1, "ETH"); err != nil {
+		if proof, err = agg.BalanceProof(ctx, a1, "USDT"); err != nil {
 			return fmt.Errorf("aggregator: %w", err)
 		}
 		if proof.Index >= sell.Order.Index {
@@ -191,17 +191,22 @@ func demo(ctx context.Context, n *localnet.Network, step func(string, ...any)) e
 		}
 		sleepCtx(ctx, 50*time.Millisecond)
 	}
-	step("aggregator: user1 holds %s ETH at index %d, signed by %s (threshold %d of %d)",
+	step("aggregator: user1 holds %s USDT at index %d, signed by %s (threshold %d of %d replicas)",
 		proof.Balance, proof.Index, strings.Join(proof.Signers, ", "), proof.Threshold, len(c.Replicas))
 	if err := client.VerifyBalanceProof(c, proof); err != nil {
 		return fmt.Errorf("balance proof does NOT verify: %w", err)
 	}
-	want := eth1Before + demoQuantity
-	if got, err := strconv.ParseUint(proof.BalanceUnits, 10, 64); err != nil || got != want {
-		return fmt.Errorf("the proof says user1 holds %s ETH, expected %s", proof.Balance, amount.Format(want))
+	paid, err := amount.Quote(demoQuantity, demoPrice)
+	if err != nil {
+		return err
 	}
-	step("balance proof verified against %s: %s ETH = %s before + %s bought", n.ClusterPath, proof.Balance,
-		amount.Format(eth1Before), amount.Format(demoQuantity))
+	want := usdt1Before - paid
+	if got, err := strconv.ParseUint(proof.BalanceUnits, 10, 64); err != nil || got != want {
+		return fmt.Errorf("the proof says user1 holds %s USDT, expected %s - %s = %s", proof.Balance,
+			amount.Format(usdt1Before), amount.Format(paid), amount.Format(want))
+	}
+	step("proof verified: balance %s USDT of %s at index %d, signed by %s (threshold %d), checked against %s",
+		proof.Balance, a1.Hex(), proof.Index, strings.Join(proof.Signers, ","), proof.Threshold, n.ClusterPath)
 	return nil
 }
 
