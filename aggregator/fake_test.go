@@ -214,11 +214,17 @@ type testNet struct {
 // down by returning true for them).
 func newTestNet(t testing.TB, n int, setup func(i int, f *fakeReplica) (down bool)) *testNet {
 	t.Helper()
+	return newTestNetKeyed(t, n, "", setup)
+}
+
+// newTestNetKeyed is newTestNet with replica keys testKey(keyPrefix+id).
+func newTestNetKeyed(t testing.TB, n int, keyPrefix string, setup func(i int, f *fakeReplica) (down bool)) *testNet {
+	t.Helper()
 	tn := &testNet{ledger: newLedger()}
 	addrs := make([]string, n)
 	for i := 0; i < n; i++ {
 		id := fmt.Sprintf("replica%d", i+1)
-		sk := testKey(id)
+		sk := testKey(keyPrefix + id)
 		f := &fakeReplica{id: id, sk: sk, ledger: tn.ledger, applied: 1, c: func() *cluster.Cluster { return tn.c }}
 		down := setup != nil && setup(i, f)
 		tn.keys = append(tn.keys, sk)
