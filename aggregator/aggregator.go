@@ -44,6 +44,7 @@ type Aggregator struct {
 	cfg      Config
 	log      *slog.Logger
 	limiter  *logLimiter
+	verifier *verifier
 }
 
 // New returns an aggregator for the cluster c (already checked by
@@ -62,7 +63,7 @@ func New(c *cluster.Cluster, r Replicas, cfg Config, log *slog.Logger) (*Aggrega
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Aggregator{c: c, replicas: r, cfg: cfg, log: log, limiter: newLogLimiter(cfg.LogEvery, len(c.Replicas))}, nil
+	return &Aggregator{c: c, replicas: r, cfg: cfg, log: log, limiter: newLogLimiter(cfg.LogEvery, len(c.Replicas)), verifier: newVerifier(c)}, nil
 }
 
 // Cluster returns the cluster the aggregator serves.
@@ -143,7 +144,7 @@ func (a *Aggregator) Balance(ctx context.Context, address common.Address, token 
 		}
 	}
 
-	d := decide(a.c, shares)
+	d := decide(a.c, a.verifier, shares)
 	a.logNonSigners("balance", d.shares, "address", address.Hex(), "token", token, "index", index)
 	if !d.ok {
 		return nil, a.noQuorum(fmt.Sprintf("fewer than %d of %d replicas signed the same balance at index %d", need, n, index), d.shares, false)
@@ -226,7 +227,7 @@ func (a *Aggregator) Withdrawal(ctx context.Context, id [32]byte) (*client.Withd
 			shares[i].kind, shares[i].reason = a.failure("GET /withdrawals", an.err, an.done, end)
 		}
 	}
-	d := decide(a.c, shares)
+	d := decide(a.c, a.verifier, shares)
 	a.logNonSigners("withdrawal", d.shares, "id", idHex)
 	if !d.ok {
 		// Replicas that do not know the id yet may be behind; others may

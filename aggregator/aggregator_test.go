@@ -12,8 +12,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ethereum/go-ethereum/common"
+	blst "github.com/supranational/blst/bindings/go"
 
 	"github.com/seqbook/seqbook/client"
 	"github.com/seqbook/seqbook/client/bls"
@@ -245,8 +247,9 @@ func TestSlowAndDownReplicasAreNonSigners(t *testing.T) {
 		return i == 2
 	})
 	tn.ledger.set(1, alice, "USDT", 7)
-	// Threshold 2 of 3 with one hanging and one down: no proof.
-	s := serve(t, tn.aggregator(t, log))
+	// Threshold 2 of 3 with one hanging and one down: no proof, after the
+	// round's timeout.
+	s := serve(t, tn.aggregatorWith(t, log, TestConfig()))
 	var e struct {
 		Error    string          `json:"error"`
 		Replicas []ReplicaReport `json:"replicas"`
@@ -258,14 +261,18 @@ func TestSlowAndDownReplicasAreNonSigners(t *testing.T) {
 		t.Fatalf("reasons: %+v", e.Replicas)
 	}
 
-	// With five replicas (threshold 3) the same two failures leave a quorum.
+	// With five replicas (threshold 3) the same two failures leave a
+	// quorum. The round settles once the three honest replicas agree, so
+	// the hanging one costs the straggler wait, not the timeout.
 	tn5 := newTestNet(t, 5, func(i int, f *fakeReplica) bool {
 		f.hang = i == 1
 		return i == 2
 	})
 	tn5.ledger.set(1, alice, "USDT", 7)
 	log5 := &syncBuffer{}
-	p := mustBalanceProof(t, tn5, serve(t, tn5.aggregator(t, log5)), alice, "USDT")
+	cfg := TestConfig()
+	cfg.Timeout = 20 * time.Second
+	p := mustBalanceProof(t, tn5, serve(t, tn5.aggregatorWith(t, log5, cfg)), alice, "USDT")
 	if !slices.Equal(p.Signers, []string{"replica1", "replica4", "replica5"}) || !slices.Equal(p.NonSigners, []string{"replica2", "replica3"}) {
 		t.Fatalf("signers %v non-signers %v", p.Signers, p.NonSigners)
 	}
@@ -525,5 +532,51 @@ func TestOpenRefusesKeysWithoutValidPossessionProof(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "proof of possession") {
 			t.Errorf("%s: Open returned %v, want a proof-of-possession error", name, err)
 		}
+	}
+}
+
+// Two colluding replicas can send σ1+X and σ2−X: each invalid, their sum
+// valid. A check of the plain aggregate would pass them; the randomized
+// batch check must not, and each share must be found invalid on its own.
+func TestBatchCheckCatchesCancellingForgeries(t *testing.T) {
+	tn := newTestNet(t, 3, nil)
+	v := newVerifier(tn.c)
+	d := tn.c.Domain.Digest(&eip712.Balance{App: "orderbook", Account: alice, Token: "USDT", Balance: 9, Index: 1})
+	x := new(blst.P2)
+	x.FromAffine(new(blst.P2Affine).Uncompress(testKey("offset").Sign([32]byte{9}).Bytes()))
+	shift := func(s *bls.Signature, add bool) *bls.Signature {
+		p := new(blst.P2)
+		p.FromAffine(new(blst.P2Affine).Uncompress(s.Bytes()))
+		if add {
+			p.AddAssign(x)
+		} else {
+			p.SubAssign(x)
+		}
+		out, err := bls.SignatureFromBytes(p.ToAffine().Compress())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	honest := tn.keys[0].Sign(d)
+	forged1, forged2 := shift(tn.keys[1].Sign(d), true), shift(tn.keys[2].Sign(d), false)
+	if !bls.Aggregate([]*bls.Signature{honest, forged1, forged2}).VerifyAggregate(
+		[]*bls.PublicKey{tn.c.ReplicaKey(0), tn.c.ReplicaKey(1), tn.c.ReplicaKey(2)}, d) {
+		t.Fatal("test setup: the forged pair should cancel out in a plain aggregate")
+	}
+	shares := []share{
+		{replica: 0, digest: d, sig: honest, value: "v"},
+		{replica: 1, digest: d, sig: forged1, value: "v"},
+		{replica: 2, digest: d, sig: forged2, value: "v"},
+	}
+	if v.batchValid(d, shares, []int{0, 1, 2}) {
+		t.Fatal("the batch check passed two cancelling forgeries")
+	}
+	if !v.batchValid(d, shares, []int{0}) {
+		t.Fatal("the batch check refused an honest share")
+	}
+	dec := decide(tn.c, v, shares)
+	if dec.ok || shares[1].kind != kindBadSig || shares[2].kind != kindBadSig || shares[0].kind != kindMinority {
+		t.Fatalf("decision %v, kinds %q %q %q", dec.ok, shares[0].kind, shares[1].kind, shares[2].kind)
 	}
 }

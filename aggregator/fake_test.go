@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ethereum/go-ethereum/common"
 
@@ -255,14 +256,22 @@ func closedAddr(t testing.TB) string {
 	return a
 }
 
-// aggregator returns an aggregator over the net with test timeouts and a
-// log captured in buf.
+// aggregator returns an aggregator over the net that waits for every
+// replica that does not fail (so which replicas sign does not depend on
+// how busy the machine is), logging to log.
 func (tn *testNet) aggregator(t testing.TB, log io.Writer) *Aggregator {
+	t.Helper()
+	cfg := TestConfig()
+	cfg.Timeout, cfg.StragglerWait = 20*time.Second, 20*time.Second
+	return tn.aggregatorWith(t, log, cfg)
+}
+
+// aggregatorWith is aggregator with the given configuration.
+func (tn *testNet) aggregatorWith(t testing.TB, log io.Writer, cfg Config) *Aggregator {
 	t.Helper()
 	if log == nil {
 		log = io.Discard
 	}
-	cfg := TestConfig()
 	a, err := New(tn.c, NewHTTPReplicas(tn.c, nil, cfg.AnswerBytesMax), cfg, slog.New(slog.NewTextHandler(log, nil)))
 	if err != nil {
 		t.Fatal(err)
