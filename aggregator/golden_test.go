@@ -18,6 +18,7 @@ import (
 	"github.com/ethereum/go-ethereum/signer/core/apitypes"
 
 	"github.com/seqbook/seqbook/client"
+	"github.com/seqbook/seqbook/client/bls"
 	"github.com/seqbook/seqbook/client/cluster"
 	"github.com/seqbook/seqbook/client/eip712"
 )
@@ -234,7 +235,12 @@ type verdicts struct {
 		Signature string `json:"signature"`
 		Valid     bool   `json:"valid"`
 		Reason    string `json:"reason"`
-		Tampered  []struct {
+		Worked    struct {
+			DomainSeparator string `json:"domain_separator"`
+			StructHash      string `json:"struct_hash"`
+			SignersKey      string `json:"signers_aggregate_public_key"`
+		} `json:"worked"`
+		Tampered []struct {
 			Case     string `json:"case"`
 			Rejected bool   `json:"rejected"`
 			Reason   string `json:"reason"`
@@ -277,8 +283,15 @@ func TestGoldenVectorsVerify(t *testing.T) {
 			t.Fatalf("%s: %v", name, err)
 		}
 		var digest, sig string
+		var structHash [32]byte
+		var signers []string
 		switch kind {
 		case client.KindBalance:
+			m, err := bp.Message()
+			if err != nil {
+				t.Fatal(err)
+			}
+			structHash, signers = m.StructHash(), bp.Signers
 			if err := client.VerifyBalanceProof(c, bp); err != nil {
 				t.Fatalf("%s: client verifier: %v", name, err)
 			}
@@ -287,6 +300,11 @@ func TestGoldenVectorsVerify(t *testing.T) {
 			}
 			digest, sig = bp.Digest, bp.Signature
 		case client.KindWithdrawal:
+			m, err := wp.Message()
+			if err != nil {
+				t.Fatal(err)
+			}
+			structHash, signers = m.StructHash(), wp.Signers
 			if err := client.VerifyWithdrawalProof(c, wp); err != nil {
 				t.Fatalf("%s: client verifier: %v", name, err)
 			}
@@ -316,6 +334,18 @@ func TestGoldenVectorsVerify(t *testing.T) {
 			}
 			if !r.Valid {
 				t.Fatalf("%s: the JS checker refused it: %s", name, r.Reason)
+			}
+			// The worked example's intermediate values (docs/verification.md)
+			// agree between ethers/noble and our packages.
+			var keys []*bls.PublicKey
+			for _, id := range signers {
+				i, _ := c.ReplicaIndex(id)
+				keys = append(keys, c.ReplicaKey(i))
+			}
+			if r.Worked.DomainSeparator != hex32(c.Domain.Separator()) || r.Worked.StructHash != hex32(structHash) ||
+				r.Worked.SignersKey != bls.AggregatePublicKeys(keys).Hex() {
+				t.Fatalf("%s: worked values differ: JS %+v, Go %s %s %s", name, r.Worked,
+					hex32(c.Domain.Separator()), hex32(structHash), bls.AggregatePublicKeys(keys).Hex())
 			}
 			if len(r.Tampered) < 3 {
 				t.Fatalf("%s: the JS checker tried only %d tampered copies", name, len(r.Tampered))

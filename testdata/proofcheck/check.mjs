@@ -175,9 +175,19 @@ for (const name of VECTORS) {
   failed ||= !ok;
   console.log(`${ok ? "ok  " : "FAIL"} ${name}: ${reason ?? "valid"}; ${tampered.filter((t) => t.rejected).length}/${tampered.length} tampered copies rejected`);
   for (const t of tampered) if (!t.rejected) console.log(`     accepted a tampered copy: ${t.case}`);
+  // The intermediate values of docs/verification.md's worked example.
+  const domain = { name: "seqbook", version: "1", chainId: v.cluster.chain_id };
+  const byId = new Map(v.cluster.replicas.map((r) => [r.id, r]));
+  const aggPk = bls.aggregatePublicKeys(v.proof.signers.map((id) => bytes(byId.get(id).bls_pubkey)));
   results.push({
     vector: name, kind, digest: v.proof.digest, signature: v.proof.signature,
-    valid: reason === null, reason: reason ?? "valid", tampered,
+    valid: reason === null, reason: reason ?? "valid",
+    worked: {
+      domain_separator: TypedDataEncoder.hashDomain(domain),
+      struct_hash: TypedDataEncoder.hashStruct(kind, { [kind]: TYPES[kind] }, messageOf(kind, v.proof)),
+      signers_aggregate_public_key: "0x" + Buffer.from(aggPk.toBytes(true)).toString("hex"),
+    },
+    tampered,
   });
 }
 writeFileSync(new URL("proof_verdicts.json", vectors), JSON.stringify({
