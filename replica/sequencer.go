@@ -110,6 +110,9 @@ func (s *MemSequencer) Append(timestampMs uint64, body []byte) uint64 {
 	return b.Index
 }
 
+// SetPageMax sets how many batches one Finalized call returns at most.
+func (s *MemSequencer) SetPageMax(n int) { s.mu.Lock(); s.pageMax = max(1, n); s.mu.Unlock() }
+
 // Hold stops finalizing: later batches are sequenced but not served.
 func (s *MemSequencer) Hold() { s.mu.Lock(); s.held = true; s.mu.Unlock() }
 
