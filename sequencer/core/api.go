@@ -135,10 +135,30 @@ type Config struct {
 	// ProofsPerReplyMax bounds the finalize proofs one reply carries.
 	ProofsPerReplyMax int
 
+	// Mutation deliberately breaks a safety rule. It exists only so the
+	// simulator can prove its checker notices an unsafe protocol (the
+	// mutation canary); a running node never sets it.
+	Mutation Mutation
+
 	// Logger receives protocol events (view changes, disputes, refused
 	// messages). Nil means slog.Default().
 	Logger *slog.Logger
 }
+
+// Mutation names a deliberately broken protocol variant (see
+// Config.Mutation).
+type Mutation uint8
+
+// Mutations.
+const (
+	// MutationNone is the protocol as specified.
+	MutationNone Mutation = iota
+	// MutationForgetLocks breaks safety rule 2: at a view change a node
+	// forgets its highest lock (keeping only what is finalized), so it
+	// reports no lock to the new leader and accepts chains that conflict
+	// with a lock that may have produced a finalize proof.
+	MutationForgetLocks
+)
 
 // DefaultConfig is the production configuration of node self in a cluster
 // of n nodes on chain chainID.
@@ -175,7 +195,7 @@ func DefaultConfig(chainID uint64, n, self int) Config {
 func TestConfig(chainID uint64, n, self int) Config {
 	c := DefaultConfig(chainID, n, self)
 	c.PostIntervalTicks = 1
-	c.RetryTicks = 4
+	c.RetryTicks = 10
 	c.LeaderTimeoutTicks = 30
 	c.CensorshipTimeoutTicks = 60
 	c.FinalizeTimeoutTicks = 60
@@ -334,17 +354,25 @@ type AppHardState struct {
 type Pending struct {
 	Seq  uint64
 	Body []byte
+	// SubmittedMs is the node's clock when the batch was submitted (the
+	// nowMs of the last Tick): a leader stamp more than ClockSkewMsMax
+	// before it is a lie, since nobody can sequence a batch before it
+	// exists.
+	SubmittedMs uint64
 }
 
-// AppPersist is what changed for one app. A Store applies it in field
-// order: Hard, Truncate, Entries, Proofs, PendingPut, PendingDelete.
+// AppPersist is what changed for one app. A Store applies all of it in one
+// transaction: Truncate, Entries, Proofs, Hard, PendingPut, PendingDelete.
+// A truncation never reaches below the finalized index the store held
+// before this Persist (a sync may truncate and then finalize further in the
+// same Persist).
 type AppPersist struct {
 	App string
 	// Hard, when non-nil, replaces the app's hard state.
 	Hard *AppHardState
 	// Truncate, when true, deletes every entry with index > TruncateAfter
 	// (a view change drops sequenced batches that were never locked).
-	// Finalized entries are never truncated.
+	// Entries final before this Persist are never truncated.
 	Truncate      bool
 	TruncateAfter uint64
 	// Entries are written at their indexes, replacing what is there.

@@ -23,7 +23,7 @@ type memApp struct {
 	hard    AppHardState
 	log     []Entry // log[i].Index == i+1
 	proofs  []wire.Proof
-	pending map[uint64][]byte
+	pending map[uint64]Pending
 }
 
 var _ Store = (*MemoryStore)(nil)
@@ -57,7 +57,7 @@ func (s *MemoryStore) Load() (*Snapshot, error) {
 		}
 		slices.Sort(seqs)
 		for _, seq := range seqs {
-			as.Pending = append(as.Pending, Pending{Seq: seq, Body: a.pending[seq]})
+			as.Pending = append(as.Pending, a.pending[seq])
 		}
 		snap.Apps = append(snap.Apps, as)
 	}
@@ -81,7 +81,7 @@ func (s *MemoryStore) Save(p *Persist) error {
 		ap := &p.Apps[i]
 		a := s.apps[ap.App]
 		if a == nil {
-			a = &memApp{pending: map[uint64][]byte{}}
+			a = &memApp{pending: map[uint64]Pending{}}
 			s.apps[ap.App] = a
 		}
 		if ap.Hard != nil {
@@ -107,7 +107,7 @@ func (s *MemoryStore) Save(p *Persist) error {
 			}
 		}
 		for _, pd := range ap.PendingPut {
-			a.pending[pd.Seq] = pd.Body
+			a.pending[pd.Seq] = pd
 		}
 		for _, seq := range ap.PendingDelete {
 			delete(a.pending, seq)
@@ -116,8 +116,8 @@ func (s *MemoryStore) Save(p *Persist) error {
 	return nil
 }
 
-// check refuses a change that would leave a gap in the log or truncate a
-// finalized entry.
+// check refuses a change that would leave a gap in the log or truncate an
+// entry the store already holds as final.
 func (s *MemoryStore) check(ap *AppPersist) error {
 	if err := wire.ValidateApp(ap.App); err != nil {
 		return fmt.Errorf("memory store: %w", err)
@@ -128,9 +128,6 @@ func (s *MemoryStore) check(ap *AppPersist) error {
 		if a.hard.Finalized != nil {
 			fin = a.hard.Finalized.Index
 		}
-	}
-	if ap.Hard != nil && ap.Hard.Finalized != nil && ap.Hard.Finalized.Index > fin {
-		fin = ap.Hard.Finalized.Index
 	}
 	if ap.Truncate {
 		if ap.TruncateAfter < fin {

@@ -1,8 +1,23 @@
 package core
 
 import (
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+
+	"github.com/seqbook/seqbook/client/eip712"
 	"github.com/seqbook/seqbook/sequencer/wire"
 )
+
+// verifiedCacheMax bounds the cache of checked quorum proofs. Proofs are
+// re-sent on every retry; caching the answer keeps a node from paying a
+// pairing per copy. Cleared when full: a miss only costs time.
+const verifiedCacheMax = 4096
+
+// recentProofsMax bounds the finalize proofs kept in memory per app for
+// answers given before the store has them (between Ready and Advance).
+const recentProofsMax = 256
 
 // Node is one sequencer node's protocol state machine. Build it with
 // NewNode; drive it as the package doc says.
@@ -10,45 +25,457 @@ type Node struct {
 	cfg    Config
 	crypto Crypto
 	store  Store
+	domain eip712.Domain
+	log    *slog.Logger
+	quorum int // Q
+	fq     int // dispute quorum, > N/3
+
+	tick  uint64 // ticks since start
+	nowMs uint64 // highest wall clock seen
+
+	view      uint64
+	cert      *wire.Certificate
+	hardDirty bool
+
+	apps  map[string]*app
+	names []string // sorted app names: every loop over apps uses it
+
+	// View change.
+	disputes         map[int]wire.Signature // disputes of the current view by node
+	disputed         bool                   // this node disputed the current view
+	disputeReason    wire.DisputeReason
+	disputeSentTick  uint64
+	backoff          int  // consecutive views without finalization progress
+	progressInView   bool // some app finalized something in this view
+	viewStartTick    uint64
+	viewStateSent    uint64 // tick the last ViewState was sent
+	certSentTick     []uint64
+	viewStates       map[int]*wire.ViewState // leader: states of the current view
+	established      bool                    // leader: chose the view's locks
+	quorumStatesTick uint64                  // leader: tick a quorum of states was reached
+
+	verified map[[32]byte]bool
+
+	// Output since the last Advance.
+	persist   map[string]*AppPersist
+	msgs      []Envelope
+	finalized []Finalized
 }
 
 // NewNode builds a node from cfg, its crypto and its store, loading what a
 // previous run persisted (a restarted node is a new Node over the same
 // store). It fails on an invalid config or an unreadable store.
+//
+// A restarted node keeps its log and safety records, rejoins its persisted
+// view and asks the leader for the view's state again (a ViewState in the
+// first Ready) before it signs anything.
 func NewNode(cfg Config, crypto Crypto, store Store) (*Node, error) {
 	if err := cfg.ValidateBasic(); err != nil {
 		return nil, err
 	}
-	return &Node{cfg: cfg, crypto: crypto, store: store}, nil
+	if crypto == nil || store == nil {
+		return nil, fmt.Errorf("core: crypto and store are required")
+	}
+	lg := cfg.Logger
+	if lg == nil {
+		lg = slog.Default()
+	}
+	n := &Node{
+		cfg:          cfg,
+		crypto:       crypto,
+		store:        store,
+		domain:       eip712.NewDomain(cfg.ChainID),
+		log:          lg.With("node", cfg.Self),
+		quorum:       cfg.Quorum(),
+		fq:           cfg.DisputeQuorum(),
+		apps:         map[string]*app{},
+		disputes:     map[int]wire.Signature{},
+		certSentTick: make([]uint64, cfg.Nodes),
+		viewStates:   map[int]*wire.ViewState{},
+		verified:     map[[32]byte]bool{},
+		persist:      map[string]*AppPersist{},
+	}
+	snap, err := store.Load()
+	if err != nil {
+		return nil, fmt.Errorf("core: loading the store: %w", err)
+	}
+	n.view = snap.Hard.View
+	n.cert = snap.Hard.Cert
+	if n.view > 0 && n.cert == nil {
+		return nil, fmt.Errorf("core: store holds view %d without its certificate", n.view)
+	}
+	for i := range snap.Apps {
+		if err := n.loadApp(&snap.Apps[i]); err != nil {
+			return nil, err
+		}
+	}
+	n.rejoinView()
+	return n, nil
+}
+
+// loadApp rebuilds one app from the store.
+func (n *Node) loadApp(s *AppSnapshot) error {
+	if err := wire.ValidateApp(s.Hard.App); err != nil {
+		return fmt.Errorf("core: store: %w", err)
+	}
+	a := newApp(s.Hard.App, n.cfg.Nodes)
+	a.hard = cloneAppHard(s.Hard)
+	if len(a.hard.OriginSeqs) != n.cfg.Nodes {
+		seqs := make([]uint64, n.cfg.Nodes)
+		copy(seqs, a.hard.OriginSeqs)
+		a.hard.OriginSeqs = seqs
+	}
+	if a.hard.NextSeq == 0 {
+		a.hard.NextSeq = 1
+	}
+	a.base = a.finalIdx()
+	if a.hard.Finalized != nil {
+		a.baseHash = a.hard.Finalized.ChainingHash
+		es, err := n.store.Entries(a.name, a.base, 1, wire.MaxBatchBytes)
+		if err != nil {
+			return fmt.Errorf("core: store: %s: %w", a.name, err)
+		}
+		if len(es) != 1 || es[0].Index != a.base || es[0].ChainingHash != a.baseHash {
+			return fmt.Errorf("core: store: %s: entry %d does not match its finalize proof", a.name, a.base)
+		}
+		a.baseTs = es[0].Timestamp
+	}
+	prev := a.baseHash
+	for i, e := range s.Entries {
+		if e.Index != a.base+1+uint64(i) || e.ChainingHash != ChainHash(prev, e.Hash) {
+			return fmt.Errorf("core: store: %s: log broken at entry %d", a.name, e.Index)
+		}
+		prev = e.ChainingHash
+		a.mem = append(a.mem, e)
+		a.memBytes += len(e.Body)
+	}
+	if a.hard.Lock != nil {
+		if h, ok := n.hashAt(a, a.hard.Lock.Index); !ok || h != a.hard.Lock.ChainingHash {
+			return fmt.Errorf("core: store: %s: log does not hold the chain of the lock at %d", a.name, a.hard.Lock.Index)
+		}
+	}
+	for _, p := range s.Pending {
+		a.pend[p.Seq] = &pend{seq: p.Seq, body: p.Body, submittedMs: p.SubmittedMs}
+		a.pendBytes += len(p.Body)
+		if p.Seq >= a.hard.NextSeq {
+			a.hard.NextSeq = p.Seq + 1
+		}
+	}
+	for i := range a.mem {
+		n.matchOwn(a, &a.mem[i])
+	}
+	n.apps[a.name] = a
+	n.names = append(n.names, a.name)
+	sort.Strings(n.names)
+	return nil
 }
 
 // Tick advances abstract time by one tick. nowMs is the runtime's wall
 // clock in unix milliseconds: the leader stamps batches with it (never
 // decreasing) and followers compare leader stamps with it.
-func (n *Node) Tick(nowMs uint64) {}
+func (n *Node) Tick(nowMs uint64) {
+	n.tick++
+	if nowMs > n.nowMs {
+		n.nowMs = nowMs
+	}
+	if n.isLeader() {
+		n.maybeEstablish()
+	}
+	for _, name := range n.names {
+		a := n.apps[name]
+		n.syncTick(a)
+		// A dispute inside this loop can change the view (and the leader).
+		if n.isLeader() {
+			n.leaderTick(a)
+		} else {
+			n.followerTick(a)
+		}
+	}
+	if !n.isLeader() && n.anyAppSyncing() && n.tick-n.viewStateSent >= uint64(n.cfg.RetryTicks) {
+		n.sendViewState()
+	}
+	if n.disputed && n.tick-n.disputeSentTick >= uint64(n.cfg.RetryTicks) {
+		n.broadcastDispute()
+	}
+}
 
 // Step processes one message from node from (a cluster index the transport
-// authenticated). It returns an error when the message is invalid for the
-// protocol (bad signature, inconsistent hashes, wrong sender); the runtime
-// logs it and may count it against the peer. Stale or duplicate messages
-// are not errors.
-func (n *Node) Step(from int, msg wire.Message) error { return nil }
+// authenticated). msg must come from wire.Decode, which ran ValidateBasic.
+// It returns an error when the message is invalid for the protocol (bad
+// signature, inconsistent hashes, wrong sender); the runtime logs it and
+// may count it against the peer. Stale or duplicate messages are not
+// errors.
+func (n *Node) Step(from int, msg wire.Message) error {
+	if from < 0 || from >= n.cfg.Nodes || from == n.cfg.Self {
+		return fmt.Errorf("core: message from invalid node %d", from)
+	}
+	switch m := msg.(type) {
+	case *wire.ViewChange:
+		return n.stepViewChange(from, m)
+	case *wire.SyncRequest:
+		n.serveSync(from, m)
+		return nil
+	case *wire.SyncReply:
+		return n.stepSyncReply(from, m)
+	}
+	v := msg.SenderView()
+	if v < n.view {
+		// The sender is behind: show it how we got here.
+		n.sendCertTo(from)
+		return nil
+	}
+	if v > n.view {
+		vs, ok := msg.(*wire.ViewState)
+		if !ok || vs.Cert == nil {
+			// We are behind. Tell the sender where we are: it answers a
+			// lower-view message with the certificate we are missing.
+			n.pokePeer(from)
+			return nil
+		}
+		if err := n.adoptCert(vs.Cert); err != nil {
+			return err
+		}
+	}
+	switch m := msg.(type) {
+	case *wire.Dispute:
+		return n.stepDispute(from, m)
+	case *wire.ViewState:
+		return n.stepViewState(from, m)
+	case *wire.NewView:
+		return n.stepNewView(from, m)
+	case *wire.Post:
+		return n.stepPost(from, m)
+	case *wire.PostReply:
+		return n.stepPostReply(from, m)
+	case *wire.Round:
+		return n.stepRound(from, m)
+	case *wire.Vote:
+		return n.stepVote(from, m)
+	}
+	return fmt.Errorf("core: unexpected message %T", msg)
+}
 
 // Submit adds a batch received over HTTP to the app's initialized batches.
 // Errors: ErrInvalidApp, ErrBodyTooLarge, ErrInvalidBody, ErrBacklogFull,
 // ErrTooManyApps; on error nothing changed.
-func (n *Node) Submit(app string, body []byte) error { return nil }
+func (n *Node) Submit(app string, body []byte) error {
+	if err := wire.ValidateApp(app); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidApp, err)
+	}
+	if len(body) > wire.MaxBatchBytes {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrBodyTooLarge, len(body), wire.MaxBatchBytes)
+	}
+	if err := wire.ValidateBody(body); err != nil {
+		return fmt.Errorf("%w", ErrInvalidBody)
+	}
+	a := n.apps[app]
+	if a == nil {
+		if len(n.apps) >= n.cfg.AppsMax {
+			return fmt.Errorf("%w: limit %d", ErrTooManyApps, n.cfg.AppsMax)
+		}
+	} else if len(a.pend) >= n.cfg.PendingBatchesMax || a.pendBytes+len(body) > n.cfg.PendingBytesMax {
+		return fmt.Errorf("%w: %d batches, %d bytes waiting on this node", ErrBacklogFull, len(a.pend), a.pendBytes)
+	}
+	if a == nil {
+		a = n.newAppHere(app)
+		if n.isLeader() && n.established {
+			// Nobody reported it for this view: it starts empty here.
+			n.activateLeader(a)
+		}
+	}
+	body = slices.Clone(body)
+	p := &pend{seq: a.hard.NextSeq, body: body, submittedMs: n.nowMs}
+	a.hard.NextSeq++
+	a.hardDirty = true
+	a.pend[p.seq] = p
+	a.pendBytes += len(body)
+	ap := n.appPersist(a)
+	ap.PendingPut = append(ap.PendingPut, Pending{Seq: p.seq, Body: body, SubmittedMs: p.submittedMs})
+	return nil
+}
 
 // HasReady reports whether Ready has anything to persist, send or report.
-func (n *Node) HasReady() bool { return false }
+func (n *Node) HasReady() bool {
+	if n.hardDirty || len(n.persist) > 0 || len(n.msgs) > 0 || len(n.finalized) > 0 {
+		return true
+	}
+	for _, name := range n.names {
+		if n.apps[name].hardDirty {
+			return true
+		}
+	}
+	return false
+}
 
 // Ready returns what changed since the last Advance. Handle it (Persist
 // first, then Messages, then Finalized) and call Advance.
-func (n *Node) Ready() Ready { return Ready{} }
+func (n *Node) Ready() Ready {
+	var rd Ready
+	if n.hardDirty {
+		h := cloneHard(HardState{View: n.view, Cert: n.cert})
+		rd.Persist.Hard = &h
+	}
+	for _, name := range n.names {
+		a := n.apps[name]
+		ap := n.persist[name]
+		if a.hardDirty {
+			if ap == nil {
+				ap = n.appPersist(a)
+			}
+			h := cloneAppHard(a.hard)
+			ap.Hard = &h
+		}
+		if ap != nil {
+			rd.Persist.Apps = append(rd.Persist.Apps, *ap)
+		}
+	}
+	rd.Messages = n.msgs
+	rd.Finalized = n.finalized
+	return rd
+}
 
 // Advance tells the node the last Ready was handled: persisted, sent and
-// reported.
-func (n *Node) Advance() {}
+// reported. Finalized entries now live in the store; the node drops them
+// from memory.
+func (n *Node) Advance() {
+	n.hardDirty = false
+	for _, name := range n.names {
+		a := n.apps[name]
+		a.hardDirty = false
+		if fin := a.finalIdx(); fin > a.base {
+			k := fin - a.base
+			last := a.mem[k-1]
+			for _, e := range a.mem[:k] {
+				a.memBytes -= len(e.Body)
+			}
+			a.mem = slices.Clone(a.mem[k:])
+			a.base, a.baseHash, a.baseTs = fin, last.ChainingHash, last.Timestamp
+		}
+	}
+	clear(n.persist)
+	n.msgs = nil
+	n.finalized = nil
+}
 
 // Status returns a snapshot of the node's view, leader and per-app indexes.
-func (n *Node) Status() Status { return Status{Node: n.cfg.Self} }
+func (n *Node) Status() Status {
+	st := Status{Node: n.cfg.Self, View: n.view, Leader: n.cfg.Leader(n.view)}
+	st.Ready = !n.anyAppSyncing() && (!n.isLeader() || n.established)
+	for _, name := range n.names {
+		a := n.apps[name]
+		init := 0
+		for _, p := range a.pend {
+			if p.index == 0 {
+				init++
+			}
+		}
+		st.Apps = append(st.Apps, AppStatus{
+			App: name, Initialized: init, Sequenced: a.tip(),
+			Locked: max(a.lockIdx(), a.finalIdx()), Finalized: a.finalIdx(),
+		})
+	}
+	return st
+}
+
+// pokePeer sends a peer that is ahead of us our view state (rate limited
+// per peer), so it answers with its certificate.
+func (n *Node) pokePeer(peer int) {
+	if n.certSentTick[peer] != 0 && n.tick-n.certSentTick[peer] < uint64(n.cfg.RetryTicks) {
+		return
+	}
+	n.certSentTick[peer] = n.tick
+	n.send(peer, n.buildViewState())
+}
+
+func (n *Node) isLeader() bool { return n.cfg.Leader(n.view) == n.cfg.Self }
+
+func (n *Node) leader() int { return n.cfg.Leader(n.view) }
+
+func (n *Node) send(to int, m wire.Message) {
+	if to == n.cfg.Self {
+		panic("core: sending to self")
+	}
+	n.msgs = append(n.msgs, Envelope{To: to, Msg: m})
+}
+
+func (n *Node) broadcast(m wire.Message) {
+	for i := 0; i < n.cfg.Nodes; i++ {
+		if i != n.cfg.Self {
+			n.send(i, m)
+		}
+	}
+}
+
+// appPersist returns the app's pending persistence record.
+func (n *Node) appPersist(a *app) *AppPersist {
+	ap := n.persist[a.name]
+	if ap == nil {
+		ap = &AppPersist{App: a.name}
+		n.persist[a.name] = ap
+	}
+	return ap
+}
+
+// newAppHere creates an app this node has never seen (bounded by AppsMax
+// by the callers), waiting for the view's NewView.
+func (n *Node) newAppHere(name string) *app {
+	a := newApp(name, n.cfg.Nodes)
+	a.hardDirty = true
+	a.phaseSince = n.tick
+	a.lastFinalTick = n.tick
+	n.apps[name] = a
+	n.names = append(n.names, name)
+	sort.Strings(n.names)
+	n.appPersist(a)
+	return a
+}
+
+// getApp returns an app, creating it when a peer names one we do not know
+// (up to AppsMax); nil when full.
+func (n *Node) getApp(name string) *app {
+	if a := n.apps[name]; a != nil {
+		return a
+	}
+	if len(n.apps) >= n.cfg.AppsMax {
+		return nil
+	}
+	return n.newAppHere(name)
+}
+
+func (n *Node) anyAppSyncing() bool {
+	for _, name := range n.names {
+		if n.apps[name].phase == phaseSync {
+			return true
+		}
+	}
+	return false
+}
+
+// verifyProof checks a quorum proof for app: at least Q distinct cluster
+// nodes and a valid aggregate signature on the Lock or Finalize digest.
+func (n *Node) verifyProof(app string, p *wire.Proof) bool {
+	if p == nil || p.Signers.Max() >= n.cfg.Nodes || p.Signers.Count() < n.quorum {
+		return false
+	}
+	key := eip712.Keccak256([]byte(app), wire.Encode(&wire.NewView{App: app, Lock: p}))
+	if ok, hit := n.verified[key]; hit {
+		return ok
+	}
+	ok := n.crypto.VerifyAggregate(p.Signers, ProofDigest(n.domain, app, p), p.Signature)
+	if len(n.verified) >= verifiedCacheMax {
+		clear(n.verified)
+	}
+	n.verified[key] = ok
+	return ok
+}
+
+// lockHigher orders lock certificates by (view, index); nil is lowest.
+func lockHigher(a, b *wire.Proof) bool {
+	if a == nil {
+		return false
+	}
+	if b == nil {
+		return true
+	}
+	return a.View > b.View || (a.View == b.View && a.Index > b.Index)
+}

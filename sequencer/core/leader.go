@@ -1,0 +1,310 @@
+package core
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/seqbook/seqbook/sequencer/wire"
+)
+
+// leadState is the leader's per-app state for the current view.
+type leadState struct {
+	// tips[i] is how far node i's log follows ours, from its last post.
+	tips []uint64
+	// lastSeqs[o] is the highest Seq from origin o in our log: posts at or
+	// below it are duplicates.
+	lastSeqs []uint64
+	// viewLock is the newest lock proof formed in this view.
+	viewLock  *wire.Proof
+	lockRound *voteRound
+	finRound  *voteRound
+	sentTick  uint64
+}
+
+// voteRound collects signatures for one Lock or Finalize message.
+type voteRound struct {
+	index uint64
+	hash  wire.Hash
+	lp    *wire.Proof // finalize rounds: the lock proof they finalize
+	votes map[int]wire.Signature
+}
+
+// activateLeader starts leading an app whose log holds the adopted chain:
+// announce it with NewView and start sequencing.
+func (n *Node) activateLeader(a *app) {
+	n.log.Debug("leading", "app", a.name, "view", n.view, "tip", a.tip(), "lock", a.lockIdx(), "final", a.finalIdx())
+	a.phase = phaseActive
+	a.phaseSince = n.tick
+	l := &leadState{
+		tips:     make([]uint64, n.cfg.Nodes),
+		lastSeqs: slices.Clone(a.hard.OriginSeqs),
+	}
+	for i := range a.mem {
+		e := &a.mem[i]
+		if e.Seq > l.lastSeqs[e.Origin] {
+			l.lastSeqs[e.Origin] = e.Seq
+		}
+	}
+	a.lead = l
+	n.broadcast(n.newViewMsg(a))
+	n.selfPost(a)
+	n.maybeStartRounds(a)
+}
+
+func (n *Node) leaderTick(a *app) {
+	if a.phase != phaseActive || a.lead == nil {
+		return
+	}
+	if n.tick-a.lastPostTick >= uint64(n.cfg.PostIntervalTicks) {
+		n.selfPost(a)
+	}
+	n.maybeStartRounds(a)
+	l := a.lead
+	if (l.lockRound != nil || l.finRound != nil) && n.tick-l.sentTick >= uint64(n.cfg.RetryTicks) {
+		n.sendRounds(a, nil)
+	}
+}
+
+// selfPost sequences the leader's own initialized batches.
+func (n *Node) selfPost(a *app) {
+	a.lastPostTick = n.tick
+	n.renumberSkipped(a)
+	for _, seq := range a.initializedSeqs() {
+		if !n.leaderAppend(a, n.cfg.Self, seq, a.pend[seq].body) {
+			break
+		}
+	}
+}
+
+// leaderAppend sequences one posted batch: stamped with the leader's
+// clock, never before the previous batch. It returns false when the
+// unfinalized bounds are full (the poster keeps the batch and retries).
+func (n *Node) leaderAppend(a *app, origin int, seq uint64, body []byte) bool {
+	l := a.lead
+	if seq <= l.lastSeqs[origin] {
+		return true // already sequenced
+	}
+	if cnt, size := a.unfinalized(); cnt >= uint64(n.cfg.UnfinalizedBatchesMax) || size+len(body) > n.cfg.UnfinalizedBytesMax {
+		return false
+	}
+	b := wire.Batch{Index: a.tip() + 1, Timestamp: max(n.nowMs, a.tipTs()), Origin: uint16(origin), Seq: seq, Body: body}
+	n.appendEntry(a, makeEntry(b, a.tipHash()))
+	l.lastSeqs[origin] = seq
+	return true
+}
+
+// stepPost (leader) sequences a node's batches and answers with the log
+// after its tip and the finalize proofs after its finalized index.
+func (n *Node) stepPost(from int, p *wire.Post) error {
+	if !n.isLeader() {
+		return fmt.Errorf("core: Post from node %d to a non-leader", from)
+	}
+	a := n.apps[p.App]
+	if !n.established || a == nil || a.phase != phaseActive || a.lead == nil {
+		n.send(from, &wire.PostReply{App: p.App, View: n.view, After: p.Tip.Index, Mismatch: true})
+		return nil
+	}
+	if h, ok := n.hashAt(a, p.Tip.Index); !ok || h != p.Tip.ChainingHash {
+		n.send(from, &wire.PostReply{App: p.App, View: n.view, After: p.Tip.Index, Mismatch: true})
+		return nil
+	}
+	l := a.lead
+	l.tips[from] = max(l.tips[from], p.Tip.Index)
+	for _, b := range p.Batches {
+		if !n.leaderAppend(a, from, b.Seq, b.Body) {
+			break
+		}
+	}
+	reply := &wire.PostReply{App: a.name, View: n.view, After: p.Tip.Index}
+	end := p.Tip.Index
+	if p.Tip.Index < a.tip() {
+		ents := n.readEntries(a, p.Tip.Index+1, n.cfg.PageBatchesMax, n.cfg.PageBytesMax)
+		for _, e := range ents {
+			reply.Batches = append(reply.Batches, e.Batch)
+		}
+		end += uint64(len(ents))
+	}
+	if p.Finalized < a.finalIdx() {
+		reply.Proofs = n.proofsIn(a, p.Finalized+1, end, n.cfg.ProofsPerReplyMax)
+	}
+	n.send(from, reply)
+	n.maybeStartRounds(a)
+	return nil
+}
+
+// lockCandidate picks the next index to lock: the highest index at least
+// Q nodes hold (the leader included), cut so one round covers at most
+// RoundBatchesMax batches and RoundBytesMax bytes, and never below the
+// adopted lock (nodes refuse to lock below their own).
+func (n *Node) lockCandidate(a *app) (uint64, bool) {
+	l := a.lead
+	tips := slices.Clone(l.tips)
+	tips[n.cfg.Self] = a.tip()
+	slices.Sort(tips)
+	slices.Reverse(tips)
+	cand := tips[n.quorum-1]
+	fin := a.finalIdx()
+	floor := fin
+	if l.viewLock != nil {
+		floor = max(floor, l.viewLock.Index)
+	} else if cand < a.lockIdx() {
+		return 0, false // a quorum does not hold the adopted chain yet
+	}
+	if cand <= floor {
+		return 0, false
+	}
+	limit := min(cand, floor+uint64(n.cfg.RoundBatchesMax))
+	size := 0
+	for idx := floor + 1; idx <= limit; idx++ {
+		size += len(a.memEntry(idx).Body)
+		if size > n.cfg.RoundBytesMax && idx > floor+1 {
+			limit = idx - 1
+			break
+		}
+	}
+	if l.viewLock == nil {
+		limit = max(limit, a.lockIdx())
+	}
+	return limit, limit > floor
+}
+
+// maybeStartRounds starts a finalize round for the newest lock proof and a
+// lock round for the next candidate, pipelined, and keeps going while
+// rounds complete at once (a cluster of one).
+func (n *Node) maybeStartRounds(a *app) {
+	l := a.lead
+	if l == nil || a.phase != phaseActive {
+		return
+	}
+	var newFP *wire.Proof
+	anyStarted := false
+	for {
+		if l.finRound == nil && l.viewLock != nil && l.viewLock.Index > a.finalIdx() {
+			r := &voteRound{index: l.viewLock.Index, hash: l.viewLock.ChainingHash, lp: l.viewLock, votes: map[int]wire.Signature{}}
+			if sig, ok := n.signFinalize(a, l.viewLock); ok {
+				r.votes[n.cfg.Self] = sig
+			}
+			l.finRound, anyStarted = r, true
+		}
+		if l.lockRound == nil {
+			if idx, ok := n.lockCandidate(a); ok {
+				h, _ := n.hashAt(a, idx)
+				r := &voteRound{index: idx, hash: h, votes: map[int]wire.Signature{}}
+				if sig, ok := n.signLock(a, idx, h); ok {
+					r.votes[n.cfg.Self] = sig
+				}
+				l.lockRound, anyStarted = r, true
+				n.log.Debug("lock round", "app", a.name, "view", n.view, "index", idx, "self_signed", len(r.votes))
+			}
+		}
+		locked, fp := n.checkRoundQuorum(a)
+		if fp != nil {
+			newFP = fp
+		}
+		if !locked && fp == nil {
+			break // otherwise a proof formed at once (a cluster of one): go on
+		}
+	}
+	if anyStarted || newFP != nil {
+		n.sendRounds(a, newFP)
+	}
+}
+
+// sendRounds sends every node the requests it has not answered yet, and
+// the newest finalize proof when one was just formed.
+func (n *Node) sendRounds(a *app, newFP *wire.Proof) {
+	l := a.lead
+	l.sentTick = n.tick
+	for i := 0; i < n.cfg.Nodes; i++ {
+		if i == n.cfg.Self {
+			continue
+		}
+		r := &wire.Round{App: a.name, View: n.view}
+		if lr := l.lockRound; lr != nil {
+			if _, voted := lr.votes[i]; !voted {
+				r.Lock = &wire.LockTarget{Index: lr.index, ChainingHash: lr.hash}
+			}
+		}
+		if fr := l.finRound; fr != nil {
+			if _, voted := fr.votes[i]; !voted {
+				r.Finalize = cloneProof(fr.lp)
+			}
+		}
+		if r.Lock == nil && r.Finalize == nil && newFP == nil {
+			continue
+		}
+		r.Finalized = cloneProof(a.hard.Finalized)
+		n.send(i, r)
+	}
+}
+
+// stepVote (leader) collects a node's signatures for the open rounds.
+func (n *Node) stepVote(from int, v *wire.Vote) error {
+	if !n.isLeader() {
+		return nil
+	}
+	a := n.apps[v.App]
+	if a == nil || a.lead == nil {
+		return nil
+	}
+	l := a.lead
+	if s, lr := v.Lock, l.lockRound; s != nil && lr != nil && s.Index == lr.index && s.ChainingHash == lr.hash {
+		if _, dup := lr.votes[from]; !dup {
+			if !n.crypto.Verify(from, LockDigest(n.domain, a.name, n.view, s.Index, s.ChainingHash), s.Signature) {
+				return fmt.Errorf("core: lock vote of node %d for %s: bad signature", from, a.name)
+			}
+			lr.votes[from] = s.Signature
+		}
+	}
+	if s, fr := v.Finalize, l.finRound; s != nil && fr != nil && s.Index == fr.index && s.ChainingHash == fr.hash {
+		if _, dup := fr.votes[from]; !dup {
+			if !n.crypto.Verify(from, FinalizeDigest(n.domain, a.name, n.view, s.Index, s.ChainingHash), s.Signature) {
+				return fmt.Errorf("core: finalize vote of node %d for %s: bad signature", from, a.name)
+			}
+			fr.votes[from] = s.Signature
+		}
+	}
+	n.maybeStartRounds(a)
+	return nil
+}
+
+// checkRoundQuorum turns rounds with Q votes into proofs: a lock proof
+// becomes the view's lock (and the leader's lock certificate), a finalize
+// proof finalizes. It reports whether a lock proof formed and returns the
+// new finalize proof, if any.
+func (n *Node) checkRoundQuorum(a *app) (locked bool, fp *wire.Proof) {
+	l := a.lead
+	if lr := l.lockRound; lr != nil && len(lr.votes) >= n.quorum {
+		if lp := n.aggregate(a, wire.KindLock, lr); lp != nil {
+			l.lockRound = nil
+			l.viewLock = lp
+			n.adoptLock(a, lp)
+			locked = true
+			n.log.Debug("lock proof", "app", a.name, "view", n.view, "index", lp.Index)
+		}
+	}
+	if fr := l.finRound; fr != nil && len(fr.votes) >= n.quorum {
+		if fp = n.aggregate(a, wire.KindFinalize, fr); fp != nil {
+			l.finRound = nil
+			n.finalizeTo(a, fp)
+		}
+	}
+	return locked, fp
+}
+
+func (n *Node) aggregate(a *app, kind wire.ProofKind, r *voteRound) *wire.Proof {
+	var signers wire.Bitmap
+	var sigs []wire.Signature
+	for i := 0; i < n.cfg.Nodes; i++ {
+		if s, ok := r.votes[i]; ok {
+			signers = signers.With(i)
+			sigs = append(sigs, s)
+		}
+	}
+	agg, err := n.crypto.Aggregate(sigs)
+	if err != nil {
+		n.log.Error("aggregating votes failed", "app", a.name, "err", err)
+		return nil
+	}
+	return &wire.Proof{Kind: kind, View: n.view, Index: r.index, ChainingHash: r.hash, Signers: signers, Signature: agg}
+}

@@ -1,0 +1,272 @@
+package core
+
+import (
+	"fmt"
+
+	"github.com/seqbook/seqbook/sequencer/wire"
+)
+
+// syncState fetches the chain that ends at target from peers, a page at a
+// time. Nothing fetched touches the log until it is certified: a page is
+// applied when it ends at a finalize proof, or when the fetched run
+// reaches the target, whose hash comes from a verified proof. A peer that
+// sends garbage only wastes the fetch; the next retry asks another peer
+// and starts over from the last certified point.
+type syncState struct {
+	target   *wire.Proof // lock or finalize proof to reach
+	lock     *wire.Proof // lock certificate to adopt once reached (may equal target)
+	base     uint64      // the log up to base is certified; fetched entries follow it
+	baseHash wire.Hash
+	baseTs   uint64
+	buf      []Entry
+	bufBytes int
+	peers    []int
+	peer     int // index into peers
+	sentTick uint64
+}
+
+// startSync begins fetching the chain of target (a verified proof); lock,
+// when non-nil, is adopted once the chain is in the log. Peers are tried
+// in order: the leader of the view first, then everyone else.
+func (n *Node) startSync(a *app, target, lock *wire.Proof, preferred ...int) {
+	if a.sync != nil && a.sync.target.Index == target.Index && a.sync.target.ChainingHash == target.ChainingHash {
+		return // already fetching it
+	}
+	s := &syncState{target: cloneProof(target), lock: cloneProof(lock)}
+	seen := map[int]bool{n.cfg.Self: true}
+	for _, p := range append(preferred, n.leader()) {
+		if !seen[p] {
+			seen[p] = true
+			s.peers = append(s.peers, p)
+		}
+	}
+	for i := 0; i < n.cfg.Nodes; i++ {
+		if !seen[i] {
+			seen[i] = true
+			s.peers = append(s.peers, i)
+		}
+	}
+	a.sync = s
+	n.log.Debug("sync start", "app", a.name, "target_kind", target.Kind.String(), "target_view", target.View, "target_index", target.Index, "peers", s.peers)
+	n.restartSync(a)
+}
+
+// restartSync starts the fetch over from the finalized index with the
+// current peer.
+func (n *Node) restartSync(a *app) {
+	s := a.sync
+	s.base = a.finalIdx()
+	s.baseHash, _ = n.hashAt(a, s.base)
+	s.baseTs = n.tsAt(a, s.base)
+	s.buf, s.bufBytes = nil, 0
+	n.sendSyncRequest(a)
+}
+
+func (n *Node) sendSyncRequest(a *app) {
+	s := a.sync
+	s.sentTick = n.tick
+	after := s.base + uint64(len(s.buf))
+	n.send(s.peers[s.peer], &wire.SyncRequest{
+		App: a.name, View: n.view, After: after,
+		Target: wire.LockTarget{Index: s.target.Index, ChainingHash: s.target.ChainingHash},
+	})
+}
+
+// syncTick asks the next peer when the current one stopped answering.
+// What was fetched so far is kept: it is checked when the run reaches a
+// proof or the target, and thrown away only if that check fails.
+func (n *Node) syncTick(a *app) {
+	if a.sync == nil || n.tick-a.sync.sentTick < uint64(n.cfg.RetryTicks) {
+		return
+	}
+	a.sync.peer = (a.sync.peer + 1) % len(a.sync.peers)
+	n.sendSyncRequest(a)
+}
+
+// tsAt is the timestamp of entry idx (0 at index 0).
+func (n *Node) tsAt(a *app, idx uint64) uint64 {
+	if idx == 0 {
+		return 0
+	}
+	if idx == a.base {
+		return a.baseTs
+	}
+	if e := a.memEntry(idx); e != nil {
+		return e.Timestamp
+	}
+	es := n.readEntries(a, idx, 1, wire.MaxBatchBytes)
+	if len(es) == 1 {
+		return es[0].Timestamp
+	}
+	return 0
+}
+
+// stepSyncReply takes a page of the chain being fetched.
+func (n *Node) stepSyncReply(from int, r *wire.SyncReply) error {
+	a := n.apps[r.App]
+	if a == nil || a.sync == nil {
+		return nil
+	}
+	s := a.sync
+	if r.After != s.base+uint64(len(s.buf)) || len(r.Batches) == 0 {
+		return nil // stale, or the peer cannot help: the retry moves on
+	}
+	prevHash, prevTs := s.baseHash, s.baseTs
+	if len(s.buf) > 0 {
+		last := s.buf[len(s.buf)-1]
+		prevHash, prevTs = last.ChainingHash, last.Timestamp
+	}
+	for _, b := range r.Batches {
+		if b.Index > s.target.Index {
+			break // past what we asked for
+		}
+		if int(b.Origin) >= n.cfg.Nodes || b.Timestamp < prevTs {
+			n.restartSyncWithNextPeer(a)
+			return fmt.Errorf("core: sync reply for %s: batch %d is invalid", r.App, b.Index)
+		}
+		e := makeEntry(b, prevHash)
+		s.buf = append(s.buf, e)
+		s.bufBytes += len(b.Body)
+		prevHash, prevTs = e.ChainingHash, e.Timestamp
+	}
+	// Apply every certified prefix: pages that end at a finalize proof.
+	for i := range r.Proofs {
+		p := &r.Proofs[i]
+		if p.Index <= s.base || p.Index > s.base+uint64(len(s.buf)) {
+			continue
+		}
+		k := p.Index - s.base
+		if s.buf[k-1].ChainingHash != p.ChainingHash || !n.verifyProof(a.name, p) {
+			continue
+		}
+		if !n.replaceLog(a, s.base, s.buf[:k], p) {
+			a.sync = nil
+			return fmt.Errorf("core: sync of %s: finalize proof at %d conflicts with our lock", a.name, p.Index)
+		}
+		n.finalizeTo(a, p)
+		last := s.buf[k-1]
+		s.base, s.baseHash, s.baseTs = p.Index, last.ChainingHash, last.Timestamp
+		s.buf = s.buf[k:]
+		s.bufBytes = 0
+		for _, e := range s.buf {
+			s.bufBytes += len(e.Body)
+		}
+	}
+	if s.base >= s.target.Index {
+		n.finishSync(a)
+		return nil
+	}
+	if tipIdx := s.base + uint64(len(s.buf)); tipIdx >= s.target.Index {
+		k := s.target.Index - s.base
+		if s.buf[k-1].ChainingHash != s.target.ChainingHash {
+			n.restartSyncWithNextPeer(a)
+			return fmt.Errorf("core: sync of %s from node %d: chain does not reach the target hash", a.name, from)
+		}
+		if !n.replaceLog(a, s.base, s.buf[:k], s.target) {
+			a.sync = nil
+			return fmt.Errorf("core: sync of %s: target at %d conflicts with our lock", a.name, s.target.Index)
+		}
+		n.finishSync(a)
+		return nil
+	}
+	if len(s.buf) > n.cfg.UnfinalizedBatchesMax+n.cfg.PageBatchesMax || s.bufBytes > n.cfg.UnfinalizedBytesMax+n.cfg.PageBytesMax {
+		// Uncertified run longer than any honest unfinalized suffix.
+		n.restartSyncWithNextPeer(a)
+		return fmt.Errorf("core: sync of %s from node %d: uncertified run too long", a.name, from)
+	}
+	n.sendSyncRequest(a)
+	return nil
+}
+
+func (n *Node) restartSyncWithNextPeer(a *app) {
+	a.sync.peer = (a.sync.peer + 1) % len(a.sync.peers)
+	n.restartSync(a)
+}
+
+// finishSync ends a sync whose target chain is now in the log.
+func (n *Node) finishSync(a *app) {
+	s := a.sync
+	a.sync = nil
+	n.log.Debug("sync done", "app", a.name, "target_index", s.target.Index)
+	if s.target.Kind == wire.KindFinalize {
+		n.applyFinalizeProof(a, s.target)
+	}
+	if s.lock != nil {
+		if h, ok := n.hashAt(a, s.lock.Index); ok && h == s.lock.ChainingHash {
+			n.adoptLock(a, s.lock)
+		}
+	}
+	if a.phase == phaseSync {
+		n.reconcile(a)
+	}
+}
+
+// replaceLog puts seg (certified by just, a verified proof whose chain seg
+// ends at) after index base, replacing what the log holds there. It
+// refuses (returns false) when that would drop the chain of the node's lock
+// without a certificate from a higher view: safety rule 2.
+func (n *Node) replaceLog(a *app, base uint64, seg []Entry, just *wire.Proof) bool {
+	end := base + uint64(len(seg))
+	if h, ok := n.hashAt(a, end); ok && h == seg[len(seg)-1].ChainingHash {
+		return true // already there
+	}
+	if l := a.hard.Lock; l != nil && l.Index > base {
+		keeps := l.Index <= end && seg[l.Index-base-1].ChainingHash == l.ChainingHash
+		if !keeps && just.View <= l.View {
+			n.log.Error("refusing a chain that conflicts with our lock", "app", a.name,
+				"lock_view", l.View, "lock_index", l.Index, "proof_view", just.View, "proof_index", just.Index)
+			return false
+		}
+	}
+	if base < a.finalIdx() {
+		panic("core: replaceLog below the finalized index")
+	}
+	n.truncate(a, base)
+	for _, e := range seg {
+		n.appendEntry(a, e)
+	}
+	n.renumberSkipped(a)
+	if l := a.hard.Lock; l != nil && l.Index > base {
+		if h, ok := n.hashAt(a, l.Index); !ok || h != l.ChainingHash {
+			// Superseded by a higher-view certificate.
+			a.hard.Lock = cloneProof(just)
+			a.hardDirty = true
+		}
+	}
+	return true
+}
+
+// serveSync answers a peer's SyncRequest with a page of our log after
+// r.After: up to the target if our log holds its chain, otherwise only our
+// finalized batches, with the finalize proofs in that range.
+func (n *Node) serveSync(from int, r *wire.SyncRequest) {
+	a := n.apps[r.App]
+	if a == nil {
+		return
+	}
+	end := a.finalIdx()
+	if r.Target.Index > end {
+		if h, ok := n.hashAt(a, r.Target.Index); ok && h == r.Target.ChainingHash {
+			end = r.Target.Index
+		}
+	} else if r.Target.Index > 0 {
+		end = r.Target.Index
+	}
+	reply := &wire.SyncReply{App: a.name, View: n.view, After: r.After}
+	if r.After < end {
+		count := min(uint64(n.cfg.PageBatchesMax), end-r.After)
+		ents := n.readEntries(a, r.After+1, int(count), n.cfg.PageBytesMax)
+		if len(ents) > 0 {
+			reply.Proofs = n.proofsIn(a, r.After+1, ents[len(ents)-1].Index, n.cfg.ProofsPerReplyMax)
+			if len(reply.Proofs) == n.cfg.ProofsPerReplyMax {
+				// More proofs than fit: end the page at the last one sent,
+				// so the whole page is certified.
+				ents = ents[:reply.Proofs[len(reply.Proofs)-1].Index-r.After]
+			}
+		}
+		for _, e := range ents {
+			reply.Batches = append(reply.Batches, e.Batch)
+		}
+	}
+	n.send(from, reply)
+}

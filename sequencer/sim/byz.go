@@ -1,0 +1,316 @@
+package sim
+
+import (
+	"github.com/seqbook/seqbook/client/eip712"
+	"github.com/seqbook/seqbook/sequencer/core"
+	"github.com/seqbook/seqbook/sequencer/wire"
+)
+
+// byzantine wraps an honest core and overrides one behaviour: it may
+// rewrite, drop or add to what the core sends, and may react to what the
+// node receives before the core sees it. It signs only with its own key.
+type byzantine interface {
+	name() string
+	outgoing(env core.Envelope) []core.Envelope
+	incoming(from int, m wire.Message) []core.Envelope
+}
+
+func newByzantine(name string, self int, w *world) byzantine {
+	base := byzBase{self: self, w: w, crypto: w.nodes[self].crypto, domain: eip712.NewDomain(chainID)}
+	switch name {
+	case ByzEquivocate:
+		return &equivocator{byzBase: base, forks: map[string]*fork{}, votes: map[[32]byte]map[int]wire.Signature{}}
+	case ByzWithholdFP:
+		return &withholder{byzBase: base, finalize: true}
+	case ByzWithholdLP:
+		return &withholder{byzBase: base}
+	case ByzWrongHash:
+		return &wrongHash{byzBase: base}
+	case ByzDoubleSign:
+		return &doubleSigner{byzBase: base}
+	}
+	panic("sim: unknown Byzantine behaviour " + name)
+}
+
+type byzBase struct {
+	self   int
+	w      *world
+	crypto core.Crypto
+	domain eip712.Domain
+}
+
+func (b *byzBase) incoming(int, wire.Message) []core.Envelope { return nil }
+
+// doubleSigner signs every Lock and Finalize anyone asks for, whatever its
+// log and its earlier signatures say (breaks rules 1–3 for itself).
+type doubleSigner struct{ byzBase }
+
+func (d *doubleSigner) name() string { return ByzDoubleSign }
+
+func (d *doubleSigner) outgoing(env core.Envelope) []core.Envelope { return []core.Envelope{env} }
+
+func (d *doubleSigner) incoming(from int, m wire.Message) []core.Envelope {
+	r, ok := m.(*wire.Round)
+	if !ok {
+		return nil
+	}
+	v := &wire.Vote{App: r.App, View: r.View}
+	if r.Lock != nil {
+		sig := d.crypto.Sign(core.LockDigest(d.domain, r.App, r.View, r.Lock.Index, r.Lock.ChainingHash))
+		v.Lock = &wire.SignedTarget{Index: r.Lock.Index, ChainingHash: r.Lock.ChainingHash, Signature: sig}
+	}
+	if p := r.Finalize; p != nil {
+		sig := d.crypto.Sign(core.FinalizeDigest(d.domain, r.App, r.View, p.Index, p.ChainingHash))
+		v.Finalize = &wire.SignedTarget{Index: p.Index, ChainingHash: p.ChainingHash, Signature: sig}
+	}
+	if v.Lock == nil && v.Finalize == nil {
+		return nil
+	}
+	return []core.Envelope{{To: from, Msg: v}}
+}
+
+// withholder, as leader, keeps proofs to itself: finalize proofs never
+// leave it (and it hides its state from the next leaders), or it never
+// asks for finalize signatures at all.
+type withholder struct {
+	byzBase
+	finalize bool // withhold finalize proofs; otherwise lock proofs
+}
+
+func (h *withholder) name() string {
+	if h.finalize {
+		return ByzWithholdFP
+	}
+	return ByzWithholdLP
+}
+
+func (h *withholder) outgoing(env core.Envelope) []core.Envelope {
+	switch m := env.Msg.(type) {
+	case *wire.Round:
+		r := *m
+		if h.finalize {
+			r.Finalized = nil
+		} else {
+			r.Finalize = nil
+		}
+		if r.Lock == nil && r.Finalize == nil && r.Finalized == nil {
+			return nil
+		}
+		env.Msg = &r
+	case *wire.PostReply:
+		if h.finalize {
+			r := *m
+			r.Proofs = nil
+			env.Msg = &r
+		}
+	case *wire.SyncReply:
+		if h.finalize {
+			r := *m
+			r.Proofs = nil
+			env.Msg = &r
+		}
+	case *wire.NewView:
+		if h.finalize {
+			r := *m
+			r.Finalized = nil
+			if r.Lock != nil && r.Lock.Kind == wire.KindFinalize {
+				r.Lock = nil
+			}
+			env.Msg = &r
+		}
+	case *wire.ViewState:
+		if h.finalize {
+			return nil // hide what it holds from the next leader
+		}
+	}
+	return []core.Envelope{env}
+}
+
+// wrongHash, as leader, asks to lock chaining hashes nobody holds.
+type wrongHash struct{ byzBase }
+
+func (h *wrongHash) name() string { return ByzWrongHash }
+
+func (h *wrongHash) outgoing(env core.Envelope) []core.Envelope {
+	if r, ok := env.Msg.(*wire.Round); ok && r.Lock != nil {
+		c := *r
+		t := *r.Lock
+		t.ChainingHash[0] ^= 0xff
+		c.Lock = &t
+		env.Msg = &c
+	}
+	return []core.Envelope{env}
+}
+
+// equivocator, as leader, shows half of the nodes (set B) a different
+// sequence: every batch after the fork point gets its timestamp moved by
+// one millisecond, so its hash and every chaining hash after it differ.
+// It translates B's tips back so its honest core keeps serving them, asks
+// B to lock B's chain, and aggregates any quorum of signatures it sees on
+// one digest into a proof that it then pushes to everyone: if honest nodes
+// ever signed two conflicting chains, a conflicting finalize proof would
+// come out of it.
+type equivocator struct {
+	byzBase
+	forks map[string]*fork
+	// votes[digest][node] collects every signature it receives.
+	votes map[[32]byte]map[int]wire.Signature
+	made  map[[32]byte]bool
+}
+
+type fork struct {
+	view  uint64
+	at    uint64               // batches after this index are altered for B
+	hashA map[uint64]wire.Hash // chaining hashes of the true chain
+	hashB map[uint64]wire.Hash // and of B's chain
+	tips  map[int]wire.Tip     // last tip each node posted
+}
+
+func (e *equivocator) name() string { return ByzEquivocate }
+
+func (e *equivocator) inB(node int) bool { return node != e.self && node%2 == 1 }
+
+func (e *equivocator) forkFor(app string, view uint64) *fork {
+	f := e.forks[app]
+	if f == nil || f.view != view {
+		f = &fork{view: view, hashA: map[uint64]wire.Hash{}, hashB: map[uint64]wire.Hash{}, tips: map[int]wire.Tip{}}
+		e.forks[app] = f
+	}
+	return f
+}
+
+func (e *equivocator) incoming(from int, m wire.Message) []core.Envelope {
+	switch m := m.(type) {
+	case *wire.Post:
+		f := e.forkFor(m.App, m.View)
+		f.tips[from] = m.Tip
+		// Translate a B tip on B's chain back to the true chain.
+		if e.inB(from) && f.at > 0 && m.Tip.Index > f.at {
+			if hb, ok := f.hashB[m.Tip.Index]; ok && hb == m.Tip.ChainingHash {
+				if ha, ok := f.hashA[m.Tip.Index]; ok {
+					m.Tip.ChainingHash = ha
+				}
+			}
+		}
+	case *wire.Vote:
+		return e.collect(from, m)
+	}
+	return nil
+}
+
+func (e *equivocator) outgoing(env core.Envelope) []core.Envelope {
+	switch m := env.Msg.(type) {
+	case *wire.PostReply:
+		f := e.forkFor(m.App, m.View)
+		tip, ok := f.tips[env.To]
+		if !ok || tip.Index != m.After || m.Mismatch {
+			return []core.Envelope{env}
+		}
+		if f.at == 0 && len(m.Batches) > 0 {
+			f.at = m.After
+			f.hashA[f.at], f.hashB[f.at] = tip.ChainingHash, tip.ChainingHash
+		}
+		r := *m
+		r.Batches = nil
+		for _, b := range m.Batches {
+			ha, okA := f.hashA[b.Index-1]
+			hb, okB := f.hashB[b.Index-1]
+			if okA && okB {
+				f.hashA[b.Index] = core.ChainHash(ha, core.BatchHash(b.Timestamp, b.Body))
+				alt := b
+				if b.Index > f.at {
+					alt.Timestamp++
+				}
+				f.hashB[b.Index] = core.ChainHash(hb, core.BatchHash(alt.Timestamp, alt.Body))
+			}
+			if e.inB(env.To) && b.Index > f.at && f.at > 0 {
+				b.Timestamp++
+			}
+			r.Batches = append(r.Batches, b)
+		}
+		env.Msg = &r
+	case *wire.Round:
+		if !e.inB(env.To) || m.Lock == nil {
+			return []core.Envelope{env}
+		}
+		f := e.forkFor(m.App, m.View)
+		if hb, ok := f.hashB[m.Lock.Index]; ok && m.Lock.Index > f.at && f.at > 0 {
+			r := *m
+			r.Lock = &wire.LockTarget{Index: m.Lock.Index, ChainingHash: hb}
+			r.Finalize = nil // the true chain's lock proof would show B the fork
+			env.Msg = &r
+			// Sign B's version too, as a colluding leader would.
+			e.record(e.self, core.LockDigest(e.domain, m.App, m.View, m.Lock.Index, hb),
+				e.crypto.Sign(core.LockDigest(e.domain, m.App, m.View, m.Lock.Index, hb)))
+		}
+	}
+	return []core.Envelope{env}
+}
+
+func (e *equivocator) record(node int, digest [32]byte, sig wire.Signature) {
+	if e.votes[digest] == nil {
+		e.votes[digest] = map[int]wire.Signature{}
+	}
+	e.votes[digest][node] = sig
+}
+
+// collect keeps every valid signature and builds a proof when a quorum
+// signed one digest: a lock proof goes to B with a finalize request, a
+// finalize proof goes to everyone.
+func (e *equivocator) collect(from int, v *wire.Vote) []core.Envelope {
+	var out []core.Envelope
+	try := func(kind wire.ProofKind, s *wire.SignedTarget) {
+		if s == nil {
+			return
+		}
+		var d [32]byte
+		if kind == wire.KindLock {
+			d = core.LockDigest(e.domain, v.App, v.View, s.Index, s.ChainingHash)
+		} else {
+			d = core.FinalizeDigest(e.domain, v.App, v.View, s.Index, s.ChainingHash)
+		}
+		if !e.crypto.Verify(from, d, s.Signature) {
+			return
+		}
+		e.record(from, d, s.Signature)
+		if kind == wire.KindFinalize {
+			e.record(e.self, d, e.crypto.Sign(d))
+		}
+		if e.made == nil {
+			e.made = map[[32]byte]bool{}
+		}
+		if len(e.votes[d]) < e.w.quorum() || e.made[d] {
+			return
+		}
+		e.made[d] = true
+		var signers wire.Bitmap
+		var sigs []wire.Signature
+		for _, n := range sortedKeys(e.votes[d]) {
+			signers = signers.With(n)
+			sigs = append(sigs, e.votes[d][n])
+		}
+		agg, err := e.crypto.Aggregate(sigs)
+		if err != nil {
+			return
+		}
+		p := &wire.Proof{Kind: kind, View: v.View, Index: s.Index, ChainingHash: s.ChainingHash, Signers: signers, Signature: agg}
+		for i := 0; i < e.w.n; i++ {
+			if i == e.self {
+				continue
+			}
+			r := &wire.Round{App: v.App, View: v.View}
+			if kind == wire.KindLock {
+				if !e.inB(i) {
+					continue
+				}
+				r.Finalize = p
+			} else {
+				r.Finalized = p
+			}
+			out = append(out, core.Envelope{To: i, Msg: r})
+		}
+	}
+	try(wire.KindLock, v.Lock)
+	try(wire.KindFinalize, v.Finalize)
+	return out
+}

@@ -1,0 +1,159 @@
+// Package sim is the sequencer's deterministic cluster simulator (in the
+// spirit of TigerBeetle's VOPR): one seed drives a whole cluster of
+// core.Nodes over an in-memory network that drops, duplicates, delays and
+// reorders messages, partitions nodes (also one way), crashes and restarts
+// them from their memory stores, skews their clocks, submits client
+// batches to random nodes, and makes up to f nodes Byzantine (equivocating
+// or withholding leaders, wrong chaining hashes, double signing). Every
+// message goes through the wire codec.
+//
+// A checker runs after every step: no two valid finalize proofs for
+// different chaining hashes at one (app, index) anywhere (messages, node
+// outputs, stores); no node's finalized index goes back; every honest
+// node's finalized batches are the same. After the faults stop (partitions
+// healed, every node up), finality must resume within a bound of ticks and
+// every batch an honest node accepted must be finalized. A failed run
+// reports its seed; `go test ./sequencer/sim -run TestSim -seed=<n> -v`
+// replays it.
+package sim
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+
+	"github.com/seqbook/seqbook/sequencer/core"
+)
+
+// Behaviour names of Byzantine nodes.
+const (
+	ByzEquivocate = "equivocate"  // leader: different sequences to two halves, builds proofs for either
+	ByzWithholdFP = "withhold-fp" // leader: never lets a finalize proof out; hides its state in view changes
+	ByzWithholdLP = "withhold-lp" // leader: never asks for finalize signatures
+	ByzWrongHash  = "wrong-hash"  // leader: asks to lock wrong chaining hashes
+	ByzDoubleSign = "double-sign" // node: signs every Lock and Finalize anyone asks for
+)
+
+var allByz = []string{ByzEquivocate, ByzWithholdFP, ByzWithholdLP, ByzWrongHash, ByzDoubleSign}
+
+// Options configure one run. Zero values pick defaults from the seed.
+type Options struct {
+	Seed uint64
+	// Nodes is N; 0 picks 4 (7 for one seed in eight).
+	Nodes int
+	// Ticks is the length of the faulty phase (default 1500 ticks of 10 ms).
+	Ticks int
+	// LivenessTicks bounds how long after healing finality must resume and
+	// every accepted batch be final (default 4000).
+	LivenessTicks int
+	// RealBLS signs with herumi BLS instead of the keyed-hash keyring.
+	RealBLS bool
+	// Byzantine lists behaviours for nodes 0, 1, …; nil picks at random
+	// (at most f), an empty non-nil slice means none.
+	Byzantine []string
+	// Mutation is applied to every honest node (the mutation canary).
+	Mutation core.Mutation
+	// Quiet disables faults except Byzantine nodes (scenario tests set
+	// their own).
+	Quiet bool
+	// Trace receives a log of protocol events; nil discards it.
+	Trace io.Writer
+}
+
+// Result summarises a run.
+type Result struct {
+	Seed       uint64
+	Nodes      int
+	Byzantine  map[int]string
+	Violations []string
+	// Finalized is the canonical finalized index per app at the end.
+	Finalized map[string]uint64
+	MaxView   uint64
+	Stats     Stats
+}
+
+// Stats counts what happened in a run.
+type Stats struct {
+	Ticks, Messages, Dropped, Duplicated, Crashes, Partitions int
+	Submitted, Accepted, ProofsChecked                        int
+	HealTicks                                                 int // ticks from healing to settled
+}
+
+// Failed reports whether the run found a violation.
+func (r *Result) Failed() bool { return len(r.Violations) > 0 }
+
+// String is a one-line summary.
+func (r *Result) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "seed=%d n=%d byz=%v view=%d final=%v msgs=%d drop=%d crash=%d part=%d acc=%d/%d heal=%d",
+		r.Seed, r.Nodes, r.Byzantine, r.MaxView, r.Finalized, r.Stats.Messages, r.Stats.Dropped,
+		r.Stats.Crashes, r.Stats.Partitions, r.Stats.Accepted, r.Stats.Submitted, r.Stats.HealTicks)
+	if r.Failed() {
+		fmt.Fprintf(&b, " VIOLATIONS=%d first=%q", len(r.Violations), r.Violations[0])
+	}
+	return b.String()
+}
+
+// Run simulates one seed.
+func Run(o Options) *Result {
+	rng := rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15))
+	if o.Nodes == 0 {
+		o.Nodes = 4
+		if rng.IntN(8) == 0 {
+			o.Nodes = 7
+		}
+	}
+	if o.Ticks == 0 {
+		o.Ticks = 1500
+	}
+	if o.LivenessTicks == 0 {
+		o.LivenessTicks = 4000
+	}
+	if o.Byzantine == nil {
+		f := (o.Nodes - 1) / 3
+		k := rng.IntN(f + 2) // 0..f+1, clamped: more runs with a Byzantine node than without
+		k = min(k, f)
+		for i := 0; i < k; i++ {
+			o.Byzantine = append(o.Byzantine, allByz[rng.IntN(len(allByz))])
+		}
+	}
+	var trace *slog.Logger
+	if o.Trace != nil {
+		trace = slog.New(slog.NewTextHandler(o.Trace, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	} else {
+		trace = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError + 1}))
+	}
+	w := newWorld(o, rng, trace)
+	res := &Result{Seed: o.Seed, Nodes: o.Nodes, Byzantine: map[int]string{}}
+	for i, b := range w.byz {
+		if b != nil {
+			res.Byzantine[i] = b.name()
+		}
+	}
+	for t := 0; t < o.Ticks && !w.chk.failed(); t++ {
+		w.step(true)
+	}
+	if !w.chk.failed() {
+		w.heal()
+		settled := false
+		for t := 0; t < o.LivenessTicks && !w.chk.failed(); t++ {
+			w.step(false)
+			if t%20 == 0 && w.settled() {
+				settled = true
+				res.Stats.HealTicks = t
+				break
+			}
+		}
+		if !settled && !w.chk.failed() {
+			w.chk.violate("liveness: %d ticks after healing, %s", o.LivenessTicks, w.unsettledReason())
+		}
+	}
+	res.Violations = w.chk.violations
+	res.Finalized = w.chk.canonFinal()
+	res.MaxView = w.maxView()
+	w.stats.ProofsChecked = w.chk.proofsChecked
+	res.Stats = w.stats
+	return res
+}

@@ -1,0 +1,56 @@
+package sim
+
+import (
+	"flag"
+	"os"
+	"testing"
+	"time"
+)
+
+var (
+	flagSeed  = flag.Uint64("seed", 0, "replay one seed (with -v for a protocol trace)")
+	flagSeeds = flag.Int("seeds", 0, "number of seeds TestSim runs (default 200, or SEQBOOK_SIM_SEEDS)")
+	flagStart = flag.Uint64("start", 1, "first seed TestSim runs")
+)
+
+// TestSim is the main consensus test: many seeds, each a whole faulty
+// cluster run, each checked for safety after every step and for liveness
+// after healing.
+func TestSim(t *testing.T) {
+	if *flagSeed != 0 {
+		o := Options{Seed: *flagSeed}
+		if testing.Verbose() {
+			o.Trace = os.Stderr
+		}
+		r := Run(o)
+		t.Log(r)
+		if r.Failed() {
+			for _, v := range r.Violations {
+				t.Error(v)
+			}
+		}
+		return
+	}
+	seeds := 200
+	if *flagSeeds > 0 {
+		seeds = *flagSeeds
+	}
+	if testing.Short() {
+		seeds = 40
+	}
+	start := time.Now()
+	failed := 0
+	for s := *flagStart; s < *flagStart+uint64(seeds); s++ {
+		r := Run(Options{Seed: s})
+		if r.Failed() {
+			failed++
+			t.Errorf("SEED=%d: %s\n  replay: go test ./sequencer/sim -run 'TestSim$' -seed=%d -v", s, r.Violations[0], s)
+			if failed >= 5 {
+				break
+			}
+		} else if testing.Verbose() {
+			t.Log(r)
+		}
+	}
+	t.Logf("%d seeds in %v", seeds, time.Since(start).Round(time.Millisecond))
+}

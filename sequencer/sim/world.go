@@ -1,0 +1,427 @@
+package sim
+
+import (
+	"container/heap"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+
+	"github.com/seqbook/seqbook/client/bls"
+	"github.com/seqbook/seqbook/client/cluster"
+	"github.com/seqbook/seqbook/client/eip712"
+	"github.com/seqbook/seqbook/sequencer/core"
+	"github.com/seqbook/seqbook/sequencer/wire"
+)
+
+// Simulated time: tick t is startMs + t*tickMs on a perfect clock; each
+// node sees it shifted by its skew.
+const (
+	startMs = 1_700_000_000_000
+	tickMs  = 10
+	chainID = eip712.DefaultChainID
+)
+
+var apps = []string{"orderbook", "alt"}
+
+type simNode struct {
+	id      int
+	core    *core.Node // nil while crashed
+	store   *core.MemoryStore
+	crypto  core.Crypto
+	cfg     core.Config
+	skewMs  int64
+	downTil int // tick to restart at, while crashed
+}
+
+type packet struct {
+	at, seq  int
+	from, to int
+	data     []byte
+}
+
+type queue []*packet
+
+func (q queue) Len() int { return len(q) }
+func (q queue) Less(i, j int) bool {
+	if q[i].at != q[j].at {
+		return q[i].at < q[j].at
+	}
+	return q[i].seq < q[j].seq
+}
+func (q queue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *queue) Push(x any)   { *q = append(*q, x.(*packet)) }
+func (q *queue) Pop() any {
+	old := *q
+	p := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return p
+}
+
+type accepted struct {
+	app  string
+	body string
+	node int
+}
+
+type world struct {
+	o     Options
+	rng   *rand.Rand
+	log   *slog.Logger
+	n     int
+	nodes []*simNode
+	byz   []byzantine
+	chk   *checker
+	stats Stats
+
+	tick    int
+	seq     int
+	net     queue
+	blocked [][]bool // blocked[from][to]
+	partTil int      // tick the current partition heals
+	// fault rates of this seed
+	dropP, dupP         float64
+	delayMax            int
+	crashP, partP, subP float64
+	crashAfterSaveP     float64
+
+	accepted []accepted
+	subCount int
+}
+
+func newWorld(o Options, rng *rand.Rand, lg *slog.Logger) *world {
+	w := &world{o: o, rng: rng, log: lg, n: o.Nodes}
+	w.blocked = make([][]bool, w.n)
+	for i := range w.blocked {
+		w.blocked[i] = make([]bool, w.n)
+	}
+	if !o.Quiet {
+		w.dropP = rng.Float64() * 0.15
+		w.dupP = rng.Float64() * 0.05
+		w.delayMax = 1 + rng.IntN(6)
+		w.crashP = rng.Float64() * 0.004
+		w.partP = rng.Float64() * 0.004
+		w.crashAfterSaveP = rng.Float64() * 0.002
+	} else {
+		w.delayMax = 2
+	}
+	w.subP = 0.1 + rng.Float64()*0.4
+	lg.Info("sim: world", "seed", o.Seed, "nodes", o.Nodes, "byzantine", o.Byzantine, "drop", w.dropP, "dup", w.dupP,
+		"delay_max", w.delayMax, "crash", w.crashP, "partition", w.partP, "submit", w.subP)
+	cryptos := w.makeCrypto()
+	w.chk = newChecker(w.n, cryptos[0])
+	for i := 0; i < w.n; i++ {
+		cfg := core.TestConfig(chainID, w.n, i)
+		cfg.Logger = lg
+		sn := &simNode{id: i, store: core.NewMemoryStore(), crypto: cryptos[i], cfg: cfg}
+		if !o.Quiet {
+			sn.skewMs = int64(rng.IntN(2*150+1)) - 150 // well inside ClockSkewMsMax (500)
+		}
+		w.nodes = append(w.nodes, sn)
+	}
+	w.byz = make([]byzantine, w.n)
+	for i, name := range o.Byzantine {
+		w.byz[i] = newByzantine(name, i, w)
+		w.chk.byzantine[i] = true
+	}
+	for i, sn := range w.nodes {
+		if w.byz[i] == nil {
+			sn.cfg.Mutation = o.Mutation
+		}
+		w.start(sn)
+	}
+	return w
+}
+
+// makeCrypto builds every node's signer: the keyring, or real BLS keys
+// derived from the seed.
+func (w *world) makeCrypto() []core.Crypto {
+	out := make([]core.Crypto, w.n)
+	if !w.o.RealBLS {
+		k := newKeyring(w.o.Seed, w.n)
+		for i := range out {
+			out[i] = &fakeCrypto{k: k, self: i}
+		}
+		return out
+	}
+	f := cluster.File{ChainID: chainID, App: apps[0], Aggregator: cluster.Aggregator{HTTP: "127.0.0.1:1"}}
+	keys := make([]*bls.SecretKey, w.n)
+	for i := 0; i < w.n; i++ {
+		for ctr := 0; ; ctr++ {
+			b := eip712.Keccak256([]byte(fmt.Sprintf("seqbook/sim/bls/%d/%d/%d", w.o.Seed, i, ctr)))
+			if sk, err := bls.SecretKeyFromBytes(b[:]); err == nil {
+				keys[i] = sk
+				break
+			}
+		}
+		f.Nodes = append(f.Nodes, cluster.Member{
+			ID: fmt.Sprintf("node%d", i+1), HTTP: fmt.Sprintf("127.0.0.1:%d", 6001+i), QUIC: fmt.Sprintf("127.0.0.1:%d", 7001+i),
+			BLSPubkey: keys[i].PublicKey().Hex(), BLSPop: keys[i].ProvePossession().Hex(),
+		})
+	}
+	c, err := cluster.New(f)
+	if err != nil {
+		panic("sim: cluster: " + err.Error())
+	}
+	for i := range out {
+		bc, err := core.NewBLSCrypto(c, i, keys[i])
+		if err != nil {
+			panic("sim: " + err.Error())
+		}
+		out[i] = bc
+	}
+	return out
+}
+
+func (w *world) nowMs(i int) uint64 {
+	return uint64(int64(startMs+w.tick*tickMs) + w.nodes[i].skewMs)
+}
+
+// start builds a node's core from its store (a fresh node or a restart).
+func (w *world) start(sn *simNode) {
+	c, err := core.NewNode(sn.cfg, sn.crypto, sn.store)
+	if err != nil {
+		w.chk.violate("node %d failed to start from its store: %v", sn.id, err)
+		return
+	}
+	sn.core = c
+	w.chk.observeStatus(sn.id, c.Status())
+	w.drain(sn)
+}
+
+func (w *world) crash(sn *simNode, downTicks int) {
+	w.log.Info("sim: crash", "node", sn.id, "tick", w.tick, "down", downTicks)
+	sn.core = nil
+	sn.downTil = w.tick + downTicks
+	w.stats.Crashes++
+}
+
+// drain hands a node's Ready to the world: persist, (maybe crash right
+// after persisting), send, report, advance.
+func (w *world) drain(sn *simNode) {
+	for sn.core != nil && sn.core.HasReady() {
+		rd := sn.core.Ready()
+		if err := sn.store.Save(&rd.Persist); err != nil {
+			w.chk.violate("node %d: store refused a Persist: %v", sn.id, err)
+			return
+		}
+		w.chk.observeReady(sn.id, &rd)
+		if w.crashAfterSaveP > 0 && w.rng.Float64() < w.crashAfterSaveP {
+			w.crash(sn, 1+w.rng.IntN(100)) // persisted but never sent
+			return
+		}
+		for _, env := range rd.Messages {
+			envs := []core.Envelope{env}
+			if b := w.byz[sn.id]; b != nil {
+				envs = b.outgoing(env)
+			}
+			for _, e := range envs {
+				w.chk.observeMessage(e.Msg)
+				w.send(sn.id, e.To, wire.Encode(e.Msg))
+			}
+		}
+		sn.core.Advance()
+		w.chk.observeStatus(sn.id, sn.core.Status())
+	}
+}
+
+func (w *world) send(from, to int, data []byte) {
+	w.stats.Messages++
+	if w.blocked[from][to] || (w.dropP > 0 && w.rng.Float64() < w.dropP) {
+		w.stats.Dropped++
+		return
+	}
+	copies := 1
+	if w.dupP > 0 && w.rng.Float64() < w.dupP {
+		copies = 2
+		w.stats.Duplicated++
+	}
+	for c := 0; c < copies; c++ {
+		w.seq++
+		heap.Push(&w.net, &packet{at: w.tick + 1 + w.rng.IntN(w.delayMax), seq: w.seq, from: from, to: to, data: data})
+	}
+}
+
+// step runs one tick: faults, ticks, deliveries, checks.
+func (w *world) step(faults bool) {
+	w.tick++
+	w.stats.Ticks++
+	if faults {
+		w.faults()
+	}
+	for _, sn := range w.nodes {
+		if sn.core == nil && sn.downTil <= w.tick && (!faults || sn.downTil > 0) {
+			w.log.Info("sim: restart", "node", sn.id, "tick", w.tick)
+			w.start(sn)
+		}
+	}
+	if faults && w.rng.Float64() < w.subP {
+		w.submit()
+	}
+	for _, sn := range w.nodes {
+		if sn.core != nil {
+			sn.core.Tick(w.nowMs(sn.id))
+			w.drain(sn)
+		}
+	}
+	for w.net.Len() > 0 && w.net[0].at <= w.tick {
+		p := heap.Pop(&w.net).(*packet)
+		w.deliver(p)
+		if w.chk.failed() {
+			return
+		}
+	}
+}
+
+func (w *world) deliver(p *packet) {
+	sn := w.nodes[p.to]
+	if sn.core == nil {
+		return
+	}
+	m, err := wire.Decode(p.data)
+	if err != nil {
+		w.chk.violate("node %d sent undecodable bytes: %v", p.from, err)
+		return
+	}
+	if b := w.byz[p.to]; b != nil {
+		for _, e := range b.incoming(p.from, m) {
+			w.chk.observeMessage(e.Msg)
+			w.send(p.to, e.To, wire.Encode(e.Msg))
+		}
+	}
+	if err := sn.core.Step(p.from, m); err != nil {
+		w.log.Debug("sim: step error", "node", p.to, "from", p.from, "type", m.Type().String(), "err", err)
+		if w.byz[p.from] == nil && w.byz[p.to] == nil && !w.o.Quiet && false {
+			w.chk.violate("honest node %d rejected a message from honest node %d: %v", p.to, p.from, err)
+		}
+	}
+	w.drain(sn)
+}
+
+// faults injects this tick's crashes and partitions.
+func (w *world) faults() {
+	if w.partTil > 0 && w.tick >= w.partTil {
+		w.clearPartition()
+	}
+	if w.partTil == 0 && w.rng.Float64() < w.partP {
+		w.partition()
+	}
+	if w.rng.Float64() < w.crashP {
+		i := w.rng.IntN(w.n)
+		if sn := w.nodes[i]; sn.core != nil {
+			w.crash(sn, 20+w.rng.IntN(400))
+		}
+	}
+}
+
+func (w *world) partition() {
+	w.stats.Partitions++
+	w.partTil = w.tick + 50 + w.rng.IntN(400)
+	side := make([]bool, w.n)
+	for i := range side {
+		side[i] = w.rng.IntN(2) == 0
+	}
+	oneWay := w.rng.IntN(3) == 0
+	for a := 0; a < w.n; a++ {
+		for b := 0; b < w.n; b++ {
+			if side[a] && !side[b] {
+				w.blocked[a][b] = true
+				if !oneWay {
+					w.blocked[b][a] = true
+				}
+			}
+		}
+	}
+	w.log.Info("sim: partition", "tick", w.tick, "side", side, "one_way", oneWay, "until", w.partTil)
+}
+
+func (w *world) clearPartition() {
+	for a := range w.blocked {
+		clear(w.blocked[a])
+	}
+	w.partTil = 0
+}
+
+// submit sends one client batch to a random node that is up.
+func (w *world) submit() {
+	i := w.rng.IntN(w.n)
+	sn := w.nodes[i]
+	if sn.core == nil {
+		return
+	}
+	app := apps[w.rng.IntN(len(apps))]
+	w.subCount++
+	body := fmt.Sprintf(`{"seed":%d,"n":%d,"to":%d}`, w.o.Seed, w.subCount, i)
+	w.stats.Submitted++
+	if err := sn.core.Submit(app, []byte(body)); err != nil {
+		return // a bound: the client would retry elsewhere
+	}
+	w.stats.Accepted++
+	if w.byz[i] == nil {
+		w.accepted = append(w.accepted, accepted{app: app, body: body, node: i})
+	}
+	w.drain(sn)
+}
+
+// heal ends the faulty phase: no partitions, no loss, every node up.
+func (w *world) heal() {
+	w.clearPartition()
+	w.dropP, w.dupP, w.crashAfterSaveP = 0, 0, 0
+	w.delayMax = min(w.delayMax, 3)
+	for _, sn := range w.nodes {
+		if sn.core == nil {
+			sn.downTil = w.tick
+		}
+	}
+	w.log.Info("sim: healed", "tick", w.tick)
+}
+
+// settled reports whether every batch an honest node accepted is final
+// and every honest node holds the whole finalized sequence.
+func (w *world) settled() bool { return w.unsettledReason() == "" }
+
+func (w *world) unsettledReason() string {
+	for _, a := range w.accepted {
+		if !w.chk.isFinal(a.app, a.body) {
+			st := ""
+			if c := w.nodes[a.node].core; c != nil {
+				st = fmt.Sprintf("%+v", c.Status())
+			}
+			return fmt.Sprintf("batch %s accepted by node %d for %s is not final (node status %s)", a.body, a.node, a.app, st)
+		}
+	}
+	for _, app := range apps {
+		want := w.chk.canonFinal()[app]
+		for _, sn := range w.nodes {
+			if w.byz[sn.id] != nil || sn.core == nil {
+				continue
+			}
+			if got := w.chk.nodeFinal(sn.id, app); got < want {
+				return fmt.Sprintf("node %d finalized %s up to %d of %d", sn.id, app, got, want)
+			}
+		}
+	}
+	return ""
+}
+
+func (w *world) maxView() uint64 {
+	var v uint64
+	for _, sn := range w.nodes {
+		if sn.core != nil {
+			v = max(v, sn.core.Status().View)
+		}
+	}
+	return v
+}
+
+// quorum is Q for the world's cluster.
+func (w *world) quorum() int { return cluster.Quorum(w.n) }
+
+func sortedKeys[K ~int | ~uint64, V any](m map[K]V) []K {
+	ks := make([]K, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
