@@ -20,6 +20,7 @@ type order struct {
 	acct      uint32
 	market    uint32
 	side      Side
+	tag       uint32 // idIndex hash of id
 	// FIFO links within the price level, and links in the account's list
 	// of open orders; 0 = none.
 	prev, next         uint32
@@ -97,6 +98,7 @@ func (e *Engine) freeOrderSlot(i uint32) {
 // taker is the incoming order while it matches.
 type taker struct {
 	id        string
+	tag       uint32 // idIndex hash of id
 	acct      uint32
 	side      Side
 	limit     uint64
@@ -236,7 +238,7 @@ func (e *Engine) rest(mi uint32, t *taker, quantity, seq uint64) {
 	i := e.newOrder()
 	o := &e.orders[i]
 	*o = order{
-		id: t.id, seq: seq, price: t.limit, quantity: quantity, remaining: t.remaining,
+		id: t.id, tag: t.tag, seq: seq, price: t.limit, quantity: quantity, remaining: t.remaining,
 		acct: t.acct, market: mi, side: t.side,
 	}
 	e.link(i)
@@ -247,7 +249,7 @@ func (e *Engine) rest(mi uint32, t *taker, quantity, seq uint64) {
 func (e *Engine) link(i uint32) {
 	e.linkLevel(i)
 	e.linkAccount(i)
-	e.orderIdx[e.orders[i].id] = i
+	e.ids.insert(e.orders[i].tag, i)
 	e.openCount++
 }
 
@@ -327,7 +329,7 @@ func (e *Engine) forget(i uint32) {
 		acc.tail = o.acctPrev
 	}
 	acc.open--
-	delete(e.orderIdx, o.id)
+	e.ids.remove(o.tag, i)
 	e.openCount--
 	e.freeOrderSlot(i)
 }

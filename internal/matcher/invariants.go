@@ -58,7 +58,7 @@ func (e *Engine) CheckInvariants() error {
 					if o.remaining == 0 || o.remaining > o.quantity || o.seq <= prevSeq || o.seq > e.orderSeq {
 						return fmt.Errorf("order %s: bad remaining or seq", o.id)
 					}
-					if j, ok := e.orderIdx[o.id]; !ok || j != i {
+					if o.tag != e.ids.tag(o.id) || e.ids.find(e.orders, o.id, o.tag) != i {
 						return fmt.Errorf("order %s: not in the id index", o.id)
 					}
 					prevSeq, prev = o.seq, i
@@ -78,8 +78,8 @@ func (e *Engine) CheckInvariants() error {
 			return fmt.Errorf("market %s: crossed book", mk.name)
 		}
 	}
-	if seen != e.openCount || len(e.orderIdx) != e.openCount {
-		return fmt.Errorf("open order count %d, book holds %d, index holds %d", e.openCount, seen, len(e.orderIdx))
+	if seen != e.openCount || e.ids.n != e.openCount {
+		return fmt.Errorf("open order count %d, book holds %d, index holds %d", e.openCount, seen, e.ids.n)
 	}
 
 	sums := make([]uint64, len(e.tokens))

@@ -208,6 +208,22 @@ func (o *Order) ValidateBasic() error {
 	if _, _, err := SplitMarket(o.Market); err != nil {
 		return err
 	}
+	return o.validateAfterMarket()
+}
+
+// validateKnownMarket is ValidateBasic for an order whose market the engine
+// already knows (so it is valid), keeping the same order of checks.
+func (o *Order) validateKnownMarket() error {
+	if !validName(o.ID) {
+		return ErrInvalidOrderID
+	}
+	if !validName(o.Account) {
+		return ErrInvalidAccount
+	}
+	return o.validateAfterMarket()
+}
+
+func (o *Order) validateAfterMarket() error {
 	if o.Side != Buy && o.Side != Sell {
 		return ErrInvalidSide
 	}
@@ -223,11 +239,17 @@ func (o *Order) ValidateBasic() error {
 	if o.Quantity > amount.Max || o.Price > amount.Max {
 		return ErrAmountTooLarge
 	}
-	q, err := amount.Quote(o.Quantity, o.Price)
-	if err != nil {
+	// amount.Quote, with the common 64-bit product kept off the divide
+	// instruction.
+	hi, lo := bits.Mul64(o.Quantity, o.Price)
+	if hi != 0 {
+		if _, err := amount.Quote(o.Quantity, o.Price); err != nil {
+			return ErrQuoteOverflow
+		}
+	} else if lo/amount.Scale > amount.Max {
 		return ErrQuoteOverflow
 	}
-	if q == 0 {
+	if hi == 0 && lo < amount.Scale {
 		return ErrZeroQuoteAmount
 	}
 	return nil
@@ -352,12 +374,15 @@ type Engine struct {
 
 	markets   []market
 	marketIdx map[string]uint32
+	// The market of the last accepted order: a cache in front of marketIdx.
+	lastMarketName string
+	lastMarket     uint32
 
 	// orders is a slab of order records; index 0 is never used, so 0 means
 	// "none" in the intrusive links. Free slots are chained through next.
 	orders    []order
 	freeOrder uint32
-	orderIdx  map[string]uint32 // open orders by id
+	ids       idIndex // open orders by id
 	openCount int
 
 	orderSeq uint64 // acceptance number of the last accepted order
@@ -376,7 +401,7 @@ func New(cfg Config) *Engine {
 		tokenIdx:   map[string]uint32{},
 		marketIdx:  map[string]uint32{},
 		orders:     make([]order, 1, 1024),
-		orderIdx:   map[string]uint32{},
+		ids:        newIDIndex(),
 	}
 }
 
@@ -507,10 +532,21 @@ func (e *Engine) Place(o Order) (PlaceResult, error) {
 // per order once the slices have grown. res is reset even on error.
 func (e *Engine) PlaceInto(o Order, res *PlaceResult) error {
 	res.reset()
-	if err := o.ValidateBasic(); err != nil {
+	// Most orders go to the market of the previous one: comparing the
+	// name is cheaper than hashing it, and a known market is valid.
+	mi, known := e.lastMarket, e.lastMarketName == o.Market && o.Market != ""
+	if !known {
+		mi, known = e.marketIdx[o.Market]
+	}
+	if known {
+		if err := o.validateKnownMarket(); err != nil {
+			return err
+		}
+	} else if err := o.ValidateBasic(); err != nil {
 		return err
 	}
-	if _, dup := e.orderIdx[o.ID]; dup {
+	tag := e.ids.tag(o.ID)
+	if e.ids.find(e.orders, o.ID, tag) != 0 {
 		return ErrDuplicateOrderID
 	}
 	a, ok := e.accountIdx[o.Account]
@@ -528,7 +564,6 @@ func (e *Engine) PlaceInto(o Order, res *PlaceResult) error {
 	if o.Side == Buy {
 		need = quoteOf(o.Quantity, o.Price)
 	}
-	mi, known := e.marketIdx[o.Market]
 	var resT uint32
 	if known {
 		resT = e.markets[mi].base
@@ -557,6 +592,7 @@ func (e *Engine) PlaceInto(o Order, res *PlaceResult) error {
 		base, quote, _ := SplitMarket(o.Market)
 		mi = e.internMarket(o.Market, base, quote)
 	}
+	e.lastMarket, e.lastMarketName = mi, o.Market
 	e.bal(a, e.markets[mi].base)
 	e.bal(a, e.markets[mi].quote) // both tokens present, so fills index directly
 	rb := &e.accounts[a].bal[resT]
@@ -566,7 +602,7 @@ func (e *Engine) PlaceInto(o Order, res *PlaceResult) error {
 	res.Seq = e.orderSeq
 
 	t := taker{
-		id: o.ID, acct: a, side: o.Side, limit: o.Price,
+		id: o.ID, tag: tag, acct: a, side: o.Side, limit: o.Price,
 		remaining: o.Quantity, reserved: need,
 	}
 	mk := &e.markets[mi]
@@ -601,8 +637,8 @@ func (e *Engine) PlaceInto(o Order, res *PlaceResult) error {
 // Cancel cancels an open order of account and releases what it holds. It
 // returns the order as it was when cancelled, with StatusCancelled.
 func (e *Engine) Cancel(acct, orderID string) (OrderInfo, error) {
-	oi, ok := e.orderIdx[orderID]
-	if !ok {
+	oi := e.ids.find(e.orders, orderID, e.ids.tag(orderID))
+	if oi == 0 {
 		return OrderInfo{}, ErrUnknownOrder
 	}
 	if e.accounts[e.orders[oi].acct].name != acct {

@@ -58,8 +58,8 @@ func (e *Engine) Supply(tok string) uint64 {
 // Order returns an open order by id. Closed orders are not kept (see
 // Status): ok is false for them as for unknown ids.
 func (e *Engine) Order(id string) (OrderInfo, bool) {
-	i, ok := e.orderIdx[id]
-	if !ok {
+	i := e.ids.find(e.orders, id, e.ids.tag(id))
+	if i == 0 {
 		return OrderInfo{}, false
 	}
 	return e.info(i), true

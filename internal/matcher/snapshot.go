@@ -264,7 +264,8 @@ func decodeSnapshot(cfg Config, data []byte) (*Engine, error) {
 				}
 				where := fmt.Sprintf("market %q %s order %d", name, side, j)
 				a, known := e.accountIdx[acct]
-				_, dup := e.orderIdx[o.id]
+				o.tag = e.ids.tag(o.id)
+				dup := e.ids.find(e.orders, o.id, o.tag) != 0
 				switch {
 				case !validName(o.id):
 					d.fail("%s: invalid id", where)
@@ -305,7 +306,7 @@ func decodeSnapshot(cfg Config, data []byte) (*Engine, error) {
 				i := e.newOrder()
 				e.orders[i] = o
 				e.linkLevel(i)
-				e.orderIdx[o.id] = i
+				e.ids.insert(o.tag, i)
 				e.openCount++
 				all = append(all, i)
 			}
