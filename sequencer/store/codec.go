@@ -282,3 +282,20 @@ func parseKey64(k []byte) (uint64, error) {
 	}
 	return binary.BigEndian.Uint64(k), nil
 }
+
+// encodePending stores a pending batch under its seq key.
+func encodePending(p *core.Pending) []byte {
+	w := &enc{b: make([]byte, 0, 1+8+4+len(p.Body))}
+	w.u8(recordFormat)
+	w.u64(p.SubmittedMs)
+	w.bytes(p.Body)
+	return w.b
+}
+
+func decodePending(seq uint64, b []byte) (core.Pending, error) {
+	d := &dec{b: b}
+	d.format("pending")
+	p := core.Pending{Seq: seq, SubmittedMs: d.u64()}
+	p.Body = d.bytes(wire.MaxBatchBytes)
+	return p, d.finish(fmt.Sprintf("pending %d", seq))
+}

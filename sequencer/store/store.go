@@ -18,7 +18,7 @@
 //	                      highest lock proof, finalize proof, counters)
 //	        log/   uint64be(index) → entry (hashes, timestamp, origin, seq, body)
 //	        proofs/ uint64be(index) → finalize proof
-//	        pending/ uint64be(seq)  → body
+//	        pending/ uint64be(seq)  → submission time, body
 //
 // Readers (the HTTP API through core.ReadFinalized) run in bbolt read
 // transactions, concurrently with the node's writes.
@@ -199,7 +199,11 @@ func (s *Bolt) Load() (*core.Snapshot, error) {
 				if err != nil {
 					return err
 				}
-				as.Pending = append(as.Pending, core.Pending{Seq: seq, Body: bytes.Clone(v)})
+				pd, err := decodePending(seq, v)
+				if err != nil {
+					return err
+				}
+				as.Pending = append(as.Pending, pd)
 				return nil
 			})
 			if err != nil {
@@ -262,7 +266,11 @@ func saveApp(tx *bolt.Tx, ap *core.AppPersist) error {
 		return err
 	}
 	// What the log looks like before this change: its last index and the
-	// finalized index, which no truncation may go below.
+	// finalized index, which no truncation may go below. (A sync may
+	// truncate and finalize further in the same Persist: the bound is what
+	// the store held as final before it, as the core's contract says.)
+	// The parts are applied in the core's order: Truncate, Entries,
+	// Proofs, Hard, PendingPut, PendingDelete.
 	var last, fin uint64
 	if k, _ := logB.Cursor().Last(); k != nil {
 		if last, err = parseKey64(k); err != nil {
@@ -276,17 +284,6 @@ func saveApp(tx *bolt.Tx, ap *core.AppPersist) error {
 		}
 		if h.Finalized != nil {
 			fin = h.Finalized.Index
-		}
-	}
-	if ap.Hard != nil {
-		if ap.Hard.App != ap.App {
-			return fmt.Errorf("app %s: hard state names app %q", ap.App, ap.Hard.App)
-		}
-		if ap.Hard.Finalized != nil && ap.Hard.Finalized.Index > fin {
-			fin = ap.Hard.Finalized.Index
-		}
-		if err := ab.Put(keyHard, encodeAppHard(ap.Hard)); err != nil {
-			return err
 		}
 	}
 	if ap.Truncate {
@@ -322,8 +319,16 @@ func saveApp(tx *bolt.Tx, ap *core.AppPersist) error {
 			return err
 		}
 	}
+	if ap.Hard != nil {
+		if ap.Hard.App != "" && ap.Hard.App != ap.App {
+			return fmt.Errorf("app %s: hard state names app %q", ap.App, ap.Hard.App)
+		}
+		if err := ab.Put(keyHard, encodeAppHard(ap.Hard)); err != nil {
+			return err
+		}
+	}
 	for _, pd := range ap.PendingPut {
-		if err := pendB.Put(key64(pd.Seq), pd.Body); err != nil {
+		if err := pendB.Put(key64(pd.Seq), encodePending(&pd)); err != nil {
 			return err
 		}
 	}

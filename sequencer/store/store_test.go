@@ -65,7 +65,7 @@ func TestSaveReopenLoad(t *testing.T) {
 			},
 			Entries:    entries,
 			Proofs:     []wire.Proof{proofAt(wire.KindFinalize, 1, 3, entries[2].ChainingHash), fin},
-			PendingPut: []core.Pending{{Seq: 11, Body: []byte("p11")}, {Seq: 12, Body: []byte("p12")}},
+			PendingPut: []core.Pending{{Seq: 11, Body: []byte("p11"), SubmittedMs: 5}, {Seq: 12, Body: []byte("p12"), SubmittedMs: 1700000000123}},
 		}},
 	}
 	if err := s.Save(p); err != nil {
@@ -95,7 +95,7 @@ func TestSaveReopenLoad(t *testing.T) {
 	if len(a.Entries) != 4 || a.Entries[0].Index != 7 || !reflect.DeepEqual(a.Entries, entries[6:]) {
 		t.Fatalf("entries after finalized: %d, first %d", len(a.Entries), a.Entries[0].Index)
 	}
-	if len(a.Pending) != 2 || a.Pending[1].Seq != 12 || string(a.Pending[1].Body) != "p12" {
+	if len(a.Pending) != 2 || !reflect.DeepEqual(a.Pending, p.Apps[0].PendingPut) {
 		t.Fatalf("pending: %+v", a.Pending)
 	}
 	// Reads for the HTTP API.
@@ -160,6 +160,17 @@ func TestSaveRefusesAndAppliesNothing(t *testing.T) {
 	got, _ := s.Entries("x", 1, 100, 1<<20)
 	if len(got) != 4 || string(got[3].Body) != "b-batch-4" {
 		t.Fatalf("after truncate: %d entries", len(got))
+	}
+	// A sync truncates to the old finalized index and finalizes further in
+	// the same Persist: the bound is what was final before it.
+	synced := chain(entries[2].ChainingHash, 4, 6, "c")
+	fin6 := proofAt(wire.KindFinalize, 1, 6, synced[2].ChainingHash)
+	if err := s.Save(&core.Persist{Apps: []core.AppPersist{{App: "x", Truncate: true, TruncateAfter: 3, Entries: synced,
+		Proofs: []wire.Proof{fin6}, Hard: &core.AppHardState{App: "x", Finalized: &fin6}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Save(&core.Persist{Apps: []core.AppPersist{{App: "x", Truncate: true, TruncateAfter: 5}}}); err == nil {
+		t.Fatal("truncation below the new finalized index accepted")
 	}
 }
 
@@ -242,7 +253,7 @@ func TestConformsToMemoryStore(t *testing.T) {
 				ap.Proofs = []wire.Proof{pr}
 			}
 		case 5: // pending batches come and go
-			ap.PendingPut = []core.Pending{{Seq: uint64(rng.IntN(10)), Body: []byte(fmt.Sprint("p", step))}}
+			ap.PendingPut = []core.Pending{{Seq: uint64(rng.IntN(10)), Body: []byte(fmt.Sprint("p", step)), SubmittedMs: rng.Uint64()}}
 			ap.PendingDelete = []uint64{uint64(rng.IntN(10))}
 		case 6: // a gap: always refused
 			ap.Entries = chain(am.tip, am.last+2, am.last+2, "gap")
@@ -426,6 +437,7 @@ func FuzzDecodeRecord(f *testing.F) {
 	f.Add(append([]byte{2}, encodeHard(&core.HardState{View: 3, Cert: &wire.Certificate{View: 2, Signers: wire.NewBitmap(1)}})...))
 	f.Add(append([]byte{3}, encodeAppHard(&core.AppHardState{App: "x", Finalized: &pr, OriginSeqs: []uint64{1, 2}, NextSeq: 3})...))
 	f.Add(append([]byte{4}, encodeIdentity(&Identity{ChainID: 1, NodeID: "n", PublicKey: "k"})...))
+	f.Add(append([]byte{5}, encodePending(&core.Pending{Seq: 9, SubmittedMs: 77, Body: []byte("b")})...))
 	f.Add([]byte{3, 1, 0, 0, 0, 200})
 	f.Fuzz(func(t *testing.T, in []byte) {
 		if len(in) == 0 {
@@ -433,7 +445,7 @@ func FuzzDecodeRecord(f *testing.F) {
 		}
 		b := in[1:]
 		var re []byte
-		switch in[0] % 5 {
+		switch in[0] % 6 {
 		case 0:
 			e, err := decodeEntry(5, b)
 			if err != nil {
@@ -464,9 +476,15 @@ func FuzzDecodeRecord(f *testing.F) {
 				return
 			}
 			re = encodeIdentity(&id)
+		case 5:
+			p, err := decodePending(9, b)
+			if err != nil {
+				return
+			}
+			re = encodePending(&p)
 		}
 		if !bytes.Equal(re, b) {
-			t.Fatalf("decoder %d accepted %x but re-encodes to %x", in[0]%5, b, re)
+			t.Fatalf("decoder %d accepted %x but re-encodes to %x", in[0]%6, b, re)
 		}
 	})
 }
