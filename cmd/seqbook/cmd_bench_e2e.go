@@ -180,7 +180,7 @@ func benchE2E(ctx context.Context, c *cluster.Cluster, o e2eOpts) (e2eResult, er
 	}
 	end := time.Now()
 	res.Saturation.OrdersPerSec = float64(accepted) / end.Sub(start).Seconds()
-	fmt.Printf("bench: all replicas at index %d, digest %s, %.1fs after the first order\n", conv.Index, shortID(conv.Digest), end.Sub(start).Seconds())
+	fmt.Printf("bench: all replicas at index %d, digest %s, %.1fs after the first order\n", conv.Index, load.ShortHash(conv.Digest), end.Sub(start).Seconds())
 	if err := checkApplied(ctx, h, urls, satOrders[:sent], outcomes, 200); err != nil {
 		return res, err
 	}

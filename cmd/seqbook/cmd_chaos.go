@@ -249,7 +249,7 @@ func chaos(ctx context.Context, n *localnet.Network, duration time.Duration, rat
 		return sum
 	}
 	sum.FinalIndex, sum.StateDigest = conv.Index, conv.Digest
-	logf("all %d replicas at index %d, digest %s", len(urls), conv.Index, shortID(conv.Digest))
+	logf("all %d replicas at index %d, digest %s", len(urls), conv.Index, load.ShortHash(conv.Digest))
 
 	applied, failures := checkExactlyOnce(ctx, h, urls, accepted)
 	sum.Applied = applied

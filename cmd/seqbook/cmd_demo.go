@@ -151,7 +151,7 @@ func demo(ctx context.Context, n *localnet.Network, step func(string, ...any)) e
 		return fmt.Errorf("user2's sell should have filled against user1's buy, its status is %q", sell.Order.Status)
 	}
 	for _, f := range sell.Order.Fills {
-		step("fill: %s ETH at %s USDT (%s USDT): user2 sold as taker to order %s", f.Quantity, f.Price, f.Quote, shortID(f.Counterparty))
+		step("fill: %s ETH at %s USDT (%s USDT): user2 sold as taker to order %s", f.Quantity, f.Price, f.Quote, load.ShortHash(f.Counterparty))
 	}
 	// The third replica saw the same trade from the sequence alone.
 	last := books[len(books)-1]
@@ -227,7 +227,7 @@ func demoPlace(ctx context.Context, ob *client.Orderbook, key *ecdsa.PrivateKey,
 	if err != nil {
 		return nil, fmt.Errorf("%s's %s order: %w", who, side, err)
 	}
-	step("%s's order %s is %s at index %d after %d ms (%s ETH filled)", who, shortID(r.OrderID), r.Order.Status,
+	step("%s's order %s is %s at index %d after %d ms (%s ETH filled)", who, load.ShortHash(r.OrderID), r.Order.Status,
 		r.Order.Index, time.Since(t0).Milliseconds(), r.Order.Filled)
 	if r.Order.Status == obapi.StatusRejected {
 		return nil, fmt.Errorf("%s's order was rejected: %s", who, r.Order.Reason)
@@ -247,12 +247,4 @@ func demoWaitOrder(ctx context.Context, ob *client.Orderbook, id [32]byte, index
 		}
 		sleepCtx(ctx, 20*time.Millisecond)
 	}
-}
-
-// shortID abbreviates a 0x hash for progress lines.
-func shortID(h string) string {
-	if len(h) > 12 {
-		return h[:10] + "…"
-	}
-	return h
 }

@@ -169,7 +169,7 @@ func WaitConverged(ctx context.Context, h *HTTP, replicaURLs []string, minIndex 
 				continue
 			}
 			states[r] = s
-			last = append(last, fmt.Sprintf("%s: index %d digest %s pending %d", s.Replica, s.AppliedIndex, short(s.StateDigest), s.Pending))
+			last = append(last, fmt.Sprintf("%s: index %d digest %s pending %d", s.Replica, s.AppliedIndex, ShortHash(s.StateDigest), s.Pending))
 			if s.Pending != 0 || s.AppliedIndex < minIndex ||
 				s.AppliedIndex != states[0].AppliedIndex || s.StateDigest != states[0].StateDigest {
 				agree = false
@@ -186,8 +186,9 @@ func WaitConverged(ctx context.Context, h *HTTP, replicaURLs []string, minIndex 
 	}
 }
 
-func short(h string) string {
-	if len(h) > 14 {
+// ShortHash abbreviates a 0x hash for progress lines: "0x1234abcd…".
+func ShortHash(h string) string {
+	if len(h) > 12 {
 		return h[:10] + "…"
 	}
 	return h
