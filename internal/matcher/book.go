@@ -10,9 +10,10 @@ package matcher
 // Each level is a FIFO of orders linked through order.prev/next: appending
 // is O(1) and cancelling from the middle is O(1) once the level is found.
 
-// order is a resting order in the slab.
+// order is a resting order in the slab. It holds no pointer (its id lives
+// in Engine.orderIDs at the same index), so the garbage collector never
+// scans the slab and growing it copies plain memory.
 type order struct {
-	id        string
 	seq       uint64 // acceptance number: time priority and per-account order
 	price     uint64
 	quantity  uint64 // original
@@ -85,6 +86,7 @@ func (e *Engine) newOrder() uint32 {
 		return i
 	}
 	e.orders = append(e.orders, order{})
+	e.orderIDs = append(e.orderIDs, "")
 	return uint32(len(e.orders) - 1)
 }
 
@@ -92,6 +94,7 @@ func (e *Engine) newOrder() uint32 {
 // garbage collector can reclaim it.
 func (e *Engine) freeOrderSlot(i uint32) {
 	e.orders[i] = order{next: e.freeOrder}
+	e.orderIDs[i] = ""
 	e.freeOrder = i
 }
 
@@ -154,7 +157,7 @@ func (e *Engine) matchBuy(mk *market, t *taker, res *PlaceResult) {
 			lv.total -= q
 			e.tradeSeq++
 			res.Trades = append(res.Trades, Trade{
-				Seq: e.tradeSeq, Market: mk.name, MakerOrder: m.id, TakerOrder: t.id,
+				Seq: e.tradeSeq, Market: mk.name, MakerOrder: e.orderIDs[mi], TakerOrder: t.id,
 				Maker: e.accounts[m.acct].name, Taker: e.accounts[t.acct].name, TakerSide: Buy,
 				Price: lv.price, Quantity: q, Quote: pay, MakerRemaining: m.remaining,
 			})
@@ -217,7 +220,7 @@ func (e *Engine) matchSell(mk *market, t *taker, res *PlaceResult) {
 			lv.total -= q
 			e.tradeSeq++
 			res.Trades = append(res.Trades, Trade{
-				Seq: e.tradeSeq, Market: mk.name, MakerOrder: m.id, TakerOrder: t.id,
+				Seq: e.tradeSeq, Market: mk.name, MakerOrder: e.orderIDs[mi], TakerOrder: t.id,
 				Maker: e.accounts[m.acct].name, Taker: e.accounts[t.acct].name, TakerSide: Sell,
 				Price: p, Quantity: q, Quote: pay, MakerRemaining: m.remaining,
 			})
@@ -238,9 +241,10 @@ func (e *Engine) rest(mi uint32, t *taker, quantity, seq uint64) {
 	i := e.newOrder()
 	o := &e.orders[i]
 	*o = order{
-		id: t.id, tag: t.tag, seq: seq, price: t.limit, quantity: quantity, remaining: t.remaining,
+		tag: t.tag, seq: seq, price: t.limit, quantity: quantity, remaining: t.remaining,
 		acct: t.acct, market: mi, side: t.side,
 	}
+	e.orderIDs[i] = t.id
 	e.link(i)
 }
 
@@ -373,7 +377,7 @@ func (e *Engine) info(i uint32) OrderInfo {
 		st = StatusPartiallyFilled
 	}
 	return OrderInfo{
-		ID: o.id, Account: e.accounts[o.acct].name, Market: e.markets[o.market].name,
+		ID: e.orderIDs[i], Account: e.accounts[o.acct].name, Market: e.markets[o.market].name,
 		Side: o.side, Type: Limit, Price: o.price, Quantity: o.quantity,
 		Filled: o.quantity - o.remaining, Remaining: o.remaining, Seq: o.seq, Status: st,
 	}

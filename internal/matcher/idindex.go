@@ -33,13 +33,14 @@ func newIDIndex() idIndex {
 func (x *idIndex) tag(id string) uint32 { return uint32(maphash.String(x.seed, id)) }
 
 // find returns the slab index of the open order with this id and tag, or 0.
-func (x *idIndex) find(orders []order, id string, tag uint32) uint32 {
+// ids is the engine's slab of order ids.
+func (x *idIndex) find(ids []string, id string, tag uint32) uint32 {
 	for p := tag & x.mask; ; p = (p + 1) & x.mask {
 		s := x.slots[p]
 		if s == 0 {
 			return 0
 		}
-		if uint32(s>>32) == tag && orders[uint32(s)].id == id {
+		if uint32(s>>32) == tag && ids[uint32(s)] == id {
 			return uint32(s)
 		}
 	}

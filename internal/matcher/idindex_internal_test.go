@@ -21,6 +21,7 @@ func TestIDIndexAgainstMap(t *testing.T) {
 		rng := rand.New(rand.NewPCG(uint64(tagBits), 7))
 		x := newIDIndex()
 		orders := make([]order, 1, 5000) // slab: index 0 unused
+		ids := make([]string, 1, 5000)
 		want := map[string]uint32{}
 		var live []uint32
 		for step := range 20_000 {
@@ -30,15 +31,16 @@ func TestIDIndexAgainstMap(t *testing.T) {
 				live[k] = live[len(live)-1]
 				live = live[:len(live)-1]
 				x.remove(orders[i].tag, i)
-				delete(want, orders[i].id)
-				orders[i].id = "" // freed
+				delete(want, ids[i])
+				ids[i] = "" // freed
 			} else {
 				id := fmt.Sprintf("id-%d", step)
 				tag := x.tag(id)&(1<<tagBits-1) | c.orBits
-				if x.find(orders, id, tag) != 0 {
+				if x.find(ids, id, tag) != 0 {
 					t.Fatalf("absent id %s found", id)
 				}
-				orders = append(orders, order{id: id, tag: tag})
+				orders = append(orders, order{tag: tag})
+				ids = append(ids, id)
 				i := uint32(len(orders) - 1)
 				x.insert(tag, i)
 				want[id] = i
@@ -49,8 +51,8 @@ func TestIDIndexAgainstMap(t *testing.T) {
 			}
 			if step%97 == 0 {
 				for _, i := range live {
-					if got := x.find(orders, orders[i].id, orders[i].tag); got != i {
-						t.Fatalf("bits %d step %d: find(%s) = %d, want %d", tagBits, step, orders[i].id, got, i)
+					if got := x.find(ids, ids[i], orders[i].tag); got != i {
+						t.Fatalf("bits %d step %d: find(%s) = %d, want %d", tagBits, step, ids[i], got, i)
 					}
 				}
 			}

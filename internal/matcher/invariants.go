@@ -51,15 +51,15 @@ func (e *Engine) CheckInvariants() error {
 				var prevSeq uint64
 				prev := uint32(0)
 				for i := lv.head; i != 0; i = e.orders[i].next {
-					o := &e.orders[i]
+					o, id := &e.orders[i], e.orderIDs[i]
 					if o.prev != prev || o.market != uint32(mi) || o.side != side || o.price != lv.price {
-						return fmt.Errorf("order %s: bad links or placement", o.id)
+						return fmt.Errorf("order %s: bad links or placement", id)
 					}
 					if o.remaining == 0 || o.remaining > o.quantity || o.seq <= prevSeq || o.seq > e.orderSeq {
-						return fmt.Errorf("order %s: bad remaining or seq", o.id)
+						return fmt.Errorf("order %s: bad remaining or seq", id)
 					}
-					if o.tag != e.ids.tag(o.id) || e.ids.find(e.orders, o.id, o.tag) != i {
-						return fmt.Errorf("order %s: not in the id index", o.id)
+					if id == "" || o.tag != e.ids.tag(id) || e.ids.find(e.orderIDs, id, o.tag) != i {
+						return fmt.Errorf("order %s: not in the id index", id)
 					}
 					prevSeq, prev = o.seq, i
 					total += o.remaining
@@ -100,7 +100,7 @@ func (e *Engine) CheckInvariants() error {
 		for i := acc.head; i != 0; i = e.orders[i].acctNext {
 			o := &e.orders[i]
 			if o.acct != uint32(a) || o.acctPrev != prev || o.seq <= prevSeq {
-				return fmt.Errorf("account %s: order list broken at %s", acc.name, o.id)
+				return fmt.Errorf("account %s: order list broken at %s", acc.name, e.orderIDs[i])
 			}
 			prev, prevSeq = i, o.seq
 			n++

@@ -368,6 +368,7 @@ type Engine struct {
 
 	accounts   []account
 	accountIdx map[string]uint32
+	acctByName []uint32 // cache of sortedAccounts
 
 	tokens   []token
 	tokenIdx map[string]uint32
@@ -382,7 +383,8 @@ type Engine struct {
 	// "none" in the intrusive links. Free slots are chained through next.
 	orders    []order
 	freeOrder uint32
-	ids       idIndex // open orders by id
+	orderIDs  []string // id of the order in the same slab slot
+	ids       idIndex  // open orders by id
 	openCount int
 
 	orderSeq uint64 // acceptance number of the last accepted order
@@ -401,6 +403,7 @@ func New(cfg Config) *Engine {
 		tokenIdx:   map[string]uint32{},
 		marketIdx:  map[string]uint32{},
 		orders:     make([]order, 1, 1024),
+		orderIDs:   make([]string, 1, 1024),
 		ids:        newIDIndex(),
 	}
 }
@@ -546,7 +549,7 @@ func (e *Engine) PlaceInto(o Order, res *PlaceResult) error {
 		return err
 	}
 	tag := e.ids.tag(o.ID)
-	if e.ids.find(e.orders, o.ID, tag) != 0 {
+	if e.ids.find(e.orderIDs, o.ID, tag) != 0 {
 		return ErrDuplicateOrderID
 	}
 	a, ok := e.accountIdx[o.Account]
@@ -637,7 +640,7 @@ func (e *Engine) PlaceInto(o Order, res *PlaceResult) error {
 // Cancel cancels an open order of account and releases what it holds. It
 // returns the order as it was when cancelled, with StatusCancelled.
 func (e *Engine) Cancel(acct, orderID string) (OrderInfo, error) {
-	oi := e.ids.find(e.orders, orderID, e.ids.tag(orderID))
+	oi := e.ids.find(e.orderIDs, orderID, e.ids.tag(orderID))
 	if oi == 0 {
 		return OrderInfo{}, ErrUnknownOrder
 	}

@@ -58,7 +58,7 @@ func (e *Engine) Supply(tok string) uint64 {
 // Order returns an open order by id. Closed orders are not kept (see
 // Status): ok is false for them as for unknown ids.
 func (e *Engine) Order(id string) (OrderInfo, bool) {
-	i := e.ids.find(e.orders, id, e.ids.tag(id))
+	i := e.ids.find(e.orderIDs, id, e.ids.tag(id))
 	if i == 0 {
 		return OrderInfo{}, false
 	}
@@ -137,14 +137,18 @@ func depthOf(s *bookSide, levelsMax int) []Level {
 // number of the last trade.
 func (e *Engine) Counters() (orderSeq, tradeSeq uint64) { return e.orderSeq, e.tradeSeq }
 
-// sortedAccounts returns account numbers ordered by name.
+// sortedAccounts returns account numbers ordered by name. Accounts are
+// only ever added, so the order is cached and re-sorted only after new
+// accounts appear: the digest, asked once per batch, needs it every time.
+// The result is shared: do not modify it.
 func (e *Engine) sortedAccounts() []uint32 {
-	idx := make([]uint32, len(e.accounts))
-	for i := range idx {
-		idx[i] = uint32(i)
+	if len(e.acctByName) != len(e.accounts) {
+		for i := len(e.acctByName); i < len(e.accounts); i++ {
+			e.acctByName = append(e.acctByName, uint32(i))
+		}
+		slices.SortFunc(e.acctByName, func(x, y uint32) int { return cmp.Compare(e.accounts[x].name, e.accounts[y].name) })
 	}
-	slices.SortFunc(idx, func(x, y uint32) int { return cmp.Compare(e.accounts[x].name, e.accounts[y].name) })
-	return idx
+	return e.acctByName
 }
 
 // sortedMarkets returns market numbers ordered by name.

@@ -33,7 +33,7 @@ const (
 // MarshalBinary returns the canonical encoding of the whole state. Equal
 // states give equal bytes.
 func (e *Engine) MarshalBinary() ([]byte, error) {
-	return e.appendSnapshot(make([]byte, 0, 64+64*len(e.accounts)+96*e.openCount)), nil
+	return e.appendSnapshot(make([]byte, 0, 64+64*len(e.accounts)+96*e.openCount), nil), nil
 }
 
 // Digest returns the SHA-256 of the canonical encoding: equal on equal
@@ -41,11 +41,28 @@ func (e *Engine) MarshalBinary() ([]byte, error) {
 // balance, an order or a counter). It costs a walk of the whole state, so
 // call it once per applied batch, not per order.
 func (e *Engine) Digest() [32]byte {
-	b, _ := e.MarshalBinary()
-	return sha256.Sum256(b)
+	// Stream the encoding through the hash in chunks instead of building
+	// the whole snapshot (tens of MB for a large book) first.
+	h := sha256.New()
+	b := e.appendSnapshot(make([]byte, 0, snapshotChunkBytes+256), func(p []byte) { h.Write(p) })
+	h.Write(b)
+	var d [32]byte
+	h.Sum(d[:0])
+	return d
 }
 
-func (e *Engine) appendSnapshot(b []byte) []byte {
+const snapshotChunkBytes = 32 << 10
+
+// appendSnapshot appends the encoding to b. With a non-nil flush, it hands
+// the bytes so far to flush whenever they exceed snapshotChunkBytes and
+// starts over; the caller gets the tail.
+func (e *Engine) appendSnapshot(b []byte, flush func([]byte)) []byte {
+	maybeFlush := func() {
+		if flush != nil && len(b) >= snapshotChunkBytes {
+			flush(b)
+			b = b[:0]
+		}
+	}
 	b = append(b, snapshotMagic...)
 	b = append(b, snapshotVersion)
 	b = binary.AppendUvarint(b, e.orderSeq)
@@ -58,6 +75,7 @@ func (e *Engine) appendSnapshot(b []byte) []byte {
 		b = appendString(b, x.Token)
 		b = binary.AppendUvarint(b, x.Available)
 		b = binary.AppendUvarint(b, x.Reserved)
+		maybeFlush()
 	}
 
 	ms := e.sortedMarkets()
@@ -83,12 +101,13 @@ func (e *Engine) appendSnapshot(b []byte) []byte {
 			for k := len(s.levels) - 1; k >= 0; k-- {
 				for i := s.levels[k].head; i != 0; i = e.orders[i].next {
 					o := &e.orders[i]
-					b = appendString(b, o.id)
+					b = appendString(b, e.orderIDs[i])
 					b = appendString(b, e.accounts[o.acct].name)
 					b = binary.AppendUvarint(b, o.seq)
 					b = binary.AppendUvarint(b, o.price)
 					b = binary.AppendUvarint(b, o.quantity)
 					b = binary.AppendUvarint(b, o.remaining)
+					maybeFlush()
 				}
 			}
 		}
@@ -256,7 +275,7 @@ func decodeSnapshot(cfg Config, data []byte) (*Engine, error) {
 			var prevPrice, prevSeq uint64
 			for j := 0; j < no && d.err == nil; j++ {
 				o := order{market: mi, side: side}
-				o.id = d.str()
+				id := d.str()
 				acct := d.str()
 				o.seq, o.price, o.quantity, o.remaining = d.uvarint(), d.uvarint(), d.uvarint(), d.uvarint()
 				if d.err != nil {
@@ -264,10 +283,10 @@ func decodeSnapshot(cfg Config, data []byte) (*Engine, error) {
 				}
 				where := fmt.Sprintf("market %q %s order %d", name, side, j)
 				a, known := e.accountIdx[acct]
-				o.tag = e.ids.tag(o.id)
-				dup := e.ids.find(e.orders, o.id, o.tag) != 0
+				o.tag = e.ids.tag(id)
+				dup := e.ids.find(e.orderIDs, id, o.tag) != 0
 				switch {
-				case !validName(o.id):
+				case !validName(id):
 					d.fail("%s: invalid id", where)
 				case !known:
 					d.fail("%s: account without balance", where)
@@ -305,6 +324,7 @@ func decodeSnapshot(cfg Config, data []byte) (*Engine, error) {
 				e.bal(a, e.markets[mi].quote)
 				i := e.newOrder()
 				e.orders[i] = o
+				e.orderIDs[i] = id
 				e.linkLevel(i)
 				e.ids.insert(o.tag, i)
 				e.openCount++

@@ -1,9 +1,11 @@
 package matcher_test
 
 import (
+	"crypto/sha256"
 	"testing"
 
 	"github.com/seqbook/seqbook/internal/matcher"
+	"github.com/seqbook/seqbook/internal/matcher/benchload"
 )
 
 // snapshotSeeds returns encodings of a few real states: empty, balances only,
@@ -62,4 +64,30 @@ func FuzzUnmarshalBinary(f *testing.F) {
 			t.Fatalf("accepted a non-canonical encoding:\n in  %x\n out %x", data, back)
 		}
 	})
+}
+
+// TestDigestIsHashOfSnapshot: Digest streams the encoding through SHA-256 in
+// chunks; it must equal the hash of MarshalBinary's bytes, also for states
+// far larger than one chunk, and survive a round trip.
+func TestDigestIsHashOfSnapshot(t *testing.T) {
+	cfg := benchload.DefaultConfig()
+	cfg.Resting, cfg.Accounts = 3000, 300
+	e, err := benchload.New(cfg).Setup()
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, _ := e.MarshalBinary()
+	if len(snap) < 100<<10 {
+		t.Fatalf("state too small to span chunks: %d bytes", len(snap))
+	}
+	if e.Digest() != sha256.Sum256(snap) {
+		t.Fatal("Digest differs from sha256(MarshalBinary)")
+	}
+	r := matcher.New(matcher.DefaultConfig())
+	if err := r.UnmarshalBinary(snap); err != nil {
+		t.Fatal(err)
+	}
+	if r.Digest() != e.Digest() {
+		t.Fatal("digest changed by the round trip")
+	}
 }
