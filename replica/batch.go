@@ -136,6 +136,28 @@ var errBatchNotArray = errors.New("batch body is not a JSON array of operations"
 // bad operation never hides the others. Pure: every replica decodes the
 // same body the same way.
 func DecodeBatch(d *Domain, body []byte) ([]BatchOp, error) {
+	raws, err := splitBatch(body)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]BatchOp, len(raws))
+	for i, raw := range raws {
+		out[i] = decodeEntry(d, raw)
+	}
+	return out, nil
+}
+
+func decodeEntry(d *Domain, raw []byte) BatchOp {
+	op, err := DecodeOp(d, raw)
+	e := BatchOp{Op: op, Err: err}
+	if op != nil {
+		e.ID = op.ID
+	}
+	return e
+}
+
+// splitBatch checks a batch body and splits its array.
+func splitBatch(body []byte) ([]json.RawMessage, error) {
 	if len(body) > BatchBytesMax {
 		return nil, fmt.Errorf("batch of %d bytes exceeds %d", len(body), BatchBytesMax)
 	}
@@ -146,15 +168,7 @@ func DecodeBatch(d *Domain, body []byte) ([]BatchOp, error) {
 	if err := json.Unmarshal(body, &raws); err != nil {
 		return nil, errBatchNotArray
 	}
-	out := make([]BatchOp, len(raws))
-	for i, raw := range raws {
-		op, err := DecodeOp(d, raw)
-		out[i] = BatchOp{Op: op, Err: err}
-		if op != nil {
-			out[i].ID = op.ID
-		}
-	}
-	return out, nil
+	return raws, nil
 }
 
 // DecodeOp decodes one batch operation.

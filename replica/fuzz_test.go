@@ -197,9 +197,18 @@ func FuzzDecodeBatch(f *testing.F) {
 		}
 		b := Batch{Index: 1, Timestamp: testNowSec * 1000, Body: body}
 		b.ChainingHash = NextChainingHash([32]byte{}, BatchHash(b.Timestamp, body))
-		// Signatures are checked once (the costly part); both ledgers
-		// apply the same results.
-		sigErrs := VerifyBatch(ops, 1)
+		// The parallel decoder agrees with the sequential one. Signatures
+		// are checked once (the costly part); both ledgers apply the same
+		// results.
+		pops, sigErrs, perr := DecodeAndVerifyBatch(d, body, 3)
+		if (perr == nil) != (err == nil) || len(pops) != len(ops) {
+			t.Fatalf("parallel decode: %d entries (%v), sequential %d (%v)", len(pops), perr, len(ops), err)
+		}
+		for i := range ops {
+			if pops[i].ID != ops[i].ID || (pops[i].Err == nil) != (ops[i].Err == nil) {
+				t.Fatalf("entry %d decodes differently in parallel", i)
+			}
+		}
 		var digests [2][32]byte
 		for i := range digests {
 			l, lerr := NewLedger(DefaultLedgerConfig(), d, testGenesis())

@@ -292,8 +292,8 @@ type prepared struct {
 }
 
 func prepareBatch(d *Domain, b Batch, workers int) prepared {
-	ops, err := DecodeBatch(d, b.Body)
-	return prepared{batch: b, ops: ops, batchErr: err, sigErrs: VerifyBatch(ops, workers)}
+	ops, sigErrs, err := DecodeAndVerifyBatch(d, b.Body, workers)
+	return prepared{batch: b, ops: ops, batchErr: err, sigErrs: sigErrs}
 }
 
 func (r *Replica) applyPrepared(p prepared) *Applied {
