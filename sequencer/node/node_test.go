@@ -1,0 +1,354 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/seqbook/seqbook/client/seqapi"
+	"github.com/seqbook/seqbook/sequencer/core"
+	"github.com/seqbook/seqbook/sequencer/node/testnet"
+	"github.com/seqbook/seqbook/sequencer/transport"
+)
+
+// inProcess is a cluster of nodes in this process over a MemNetwork, each
+// with its own bbolt store and a real HTTP server on a loopback port.
+type inProcess struct {
+	t      *testing.T
+	net    *testnet.Net
+	mem    *transport.MemNetwork
+	nodes  []*Node
+	cancel []context.CancelFunc
+	done   []chan error
+	dirs   []string
+	client *testnet.Client
+}
+
+// testLogger logs at info under -v (debug with SEQBOOK_TEST_LOG=debug),
+// and nothing otherwise.
+func testLogger(t *testing.T) *slog.Logger {
+	if testing.Verbose() {
+		level := slog.LevelInfo
+		if os.Getenv("SEQBOOK_TEST_LOG") == "debug" {
+			level = slog.LevelDebug
+		}
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func startInProcess(t *testing.T, n int) *inProcess {
+	t.Helper()
+	tn, err := testnet.New(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &inProcess{t: t, net: tn, mem: transport.NewMemNetwork(n, 4096), client: testnet.NewClient(),
+		nodes: make([]*Node, n), cancel: make([]context.CancelFunc, n), done: make([]chan error, n)}
+	for i := 0; i < n; i++ {
+		c.dirs = append(c.dirs, t.TempDir())
+		c.start(i)
+	}
+	t.Cleanup(func() {
+		for i := range c.nodes {
+			c.stop(i)
+		}
+	})
+	return c
+}
+
+func (c *inProcess) config(i int) Config {
+	cfg := TestConfig()
+	cfg.Cluster, cfg.NodeID, cfg.Key, cfg.DataDir = c.net.Cluster, c.net.File.Nodes[i].ID, c.net.Keys[i], c.dirs[i]
+	cfg.HTTPListen = "127.0.0.1:0"
+	cfg.Logger = testLogger(c.t)
+	return cfg
+}
+
+// start runs node i. A MemNetwork endpoint cannot be reopened once
+// closed, so a restarted node gets a fresh network slot through a relay.
+func (c *inProcess) start(i int) {
+	c.t.Helper()
+	nd, err := New(c.config(i), Deps{Transport: newRelay(c.mem.Endpoint(i))})
+	if err != nil {
+		c.t.Fatalf("node %d: %v", i, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- nd.Run(ctx) }()
+	c.nodes[i], c.cancel[i], c.done[i] = nd, cancel, done
+}
+
+func (c *inProcess) stop(i int) {
+	if c.cancel[i] == nil {
+		return
+	}
+	c.cancel[i]()
+	if err := <-c.done[i]; err != nil {
+		c.t.Errorf("node %d stopped with %v", i, err)
+	}
+	c.cancel[i] = nil
+}
+
+func (c *inProcess) url(i int) string { return "http://" + c.nodes[i].HTTPAddr() }
+
+// relay lets a node be stopped and started again over the same MemNetwork
+// endpoint: Close stops this relay only, not the endpoint.
+type relay struct {
+	ep     *transport.Mem
+	recv   chan transport.Message
+	stop   chan struct{}
+	done   chan struct{}
+	closed sync.Once
+}
+
+func newRelay(ep *transport.Mem) *relay {
+	r := &relay{ep: ep, recv: make(chan transport.Message, 1024), stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		defer close(r.recv)
+		for {
+			select {
+			case m := <-ep.Recv():
+				select {
+				case r.recv <- m:
+				case <-r.stop:
+					return
+				}
+			case <-r.stop:
+				return
+			}
+		}
+	}()
+	return r
+}
+
+func (r *relay) Send(to int, data []byte) {
+	select {
+	case <-r.stop:
+	default:
+		r.ep.Send(to, data)
+	}
+}
+func (r *relay) Recv() <-chan transport.Message { return r.recv }
+func (r *relay) Close() error {
+	r.closed.Do(func() { close(r.stop); <-r.done })
+	return nil
+}
+
+// waitSameFinalized waits until every listed node serves the same verified
+// finalized log holding at least want batches, and returns it.
+func (c *inProcess) waitSameFinalized(nodes []int, want int, timeout time.Duration) []seqapi.Batch {
+	c.t.Helper()
+	var logs [][]seqapi.Batch
+	err := testnet.WaitFor(timeout, 20*time.Millisecond, func() error {
+		logs = logs[:0]
+		for _, i := range nodes {
+			l, err := c.client.AllFinalized(c.net.Cluster, c.url(i), testnet.DefaultApp)
+			if err != nil {
+				return err
+			}
+			if len(l) < want {
+				return fmt.Errorf("node %d has %d finalized batches, want %d", i, len(l), want)
+			}
+			logs = append(logs, l)
+		}
+		for k := 1; k < len(logs); k++ {
+			n := min(len(logs[0]), len(logs[k]))
+			if !slices.Equal(logs[0][:n], logs[k][:n]) {
+				c.t.Fatalf("nodes %d and %d finalized different batches", nodes[0], nodes[k])
+			}
+			if len(logs[k]) != len(logs[0]) {
+				return fmt.Errorf("nodes hold %d and %d batches", len(logs[0]), len(logs[k]))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return logs[0]
+}
+
+func (c *inProcess) put(i int, body string) {
+	c.t.Helper()
+	err := testnet.WaitFor(10*time.Second, 20*time.Millisecond, func() error {
+		status, ans, err := c.client.Put(c.url(i)+"/node/"+testnet.DefaultApp+"/batches", []byte(body))
+		if err != nil {
+			return err
+		}
+		if status != 200 {
+			return fmt.Errorf("PUT to node %d: %d %s", i, status, ans)
+		}
+		return nil
+	})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *inProcess) state(i int) seqapi.NodeState {
+	var st seqapi.NodeState
+	if err := c.client.GetJSON(c.url(i)+"/node/state", &st); err != nil {
+		c.t.Fatal(err)
+	}
+	return st
+}
+
+func bodiesOf(bs []seqapi.Batch) map[string]int {
+	out := map[string]int{}
+	for _, b := range bs {
+		out[b.Body]++
+	}
+	return out
+}
+
+func TestInProcessClusterFinalizesAndFailsOver(t *testing.T) {
+	c := startInProcess(t, 4)
+	for k := 0; k < 12; k++ {
+		c.put(k%4, fmt.Sprintf(`{"k":%d}`, k))
+	}
+	all := []int{0, 1, 2, 3}
+	log := c.waitSameFinalized(all, 12, 20*time.Second)
+	for k := 0; k < 12; k++ {
+		if n := bodiesOf(log)[fmt.Sprintf(`{"k":%d}`, k)]; n != 1 {
+			t.Fatalf("batch %d finalized %d times", k, n)
+		}
+	}
+	var last seqapi.FinalizedPage
+	if err := c.client.GetJSON(c.url(2)+"/node/"+testnet.DefaultApp+"/batches/finalized/last", &last); err != nil {
+		t.Fatal(err)
+	}
+	if len(last.Batches) != 1 || last.Finalized == nil || last.Batches[0].Index != uint64(len(log)) || last.Finalized.Index != uint64(len(log)) {
+		t.Fatalf("last: %+v", last)
+	}
+	if err := testnet.VerifyProof(c.net.Cluster, testnet.DefaultApp, last.Finalized); err != nil {
+		t.Fatal(err)
+	}
+
+	// Cut the leader off; the others elect a new one and go on.
+	st := c.state(0)
+	leader, _ := c.net.Cluster.NodeIndex(st.Leader)
+	c.mem.Isolate(leader, true)
+	var rest []int
+	for i := range 4 {
+		if i != leader {
+			rest = append(rest, i)
+		}
+	}
+	if err := testnet.WaitFor(20*time.Second, 20*time.Millisecond, func() error {
+		for _, i := range rest {
+			if s := c.state(i); s.Leader == st.Leader || s.View <= st.View {
+				return fmt.Errorf("node %d still in view %d led by %s", i, s.View, s.Leader)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for k := 12; k < 18; k++ {
+		c.put(rest[k%3], fmt.Sprintf(`{"k":%d}`, k))
+	}
+	c.waitSameFinalized(rest, 18, 20*time.Second)
+
+	// The old leader rejoins; apps keep sending to every node, and all
+	// four converge on one log again.
+	c.mem.Isolate(leader, false)
+	for k := 18; k < 26; k++ {
+		c.put(k%4, fmt.Sprintf(`{"k":%d}`, k))
+	}
+	log = c.waitSameFinalized(all, 26, 20*time.Second)
+	for k := 0; k < 26; k++ {
+		if n := bodiesOf(log)[fmt.Sprintf(`{"k":%d}`, k)]; n != 1 {
+			t.Fatalf("batch %d finalized %d times", k, n)
+		}
+	}
+}
+
+func TestRestartedNodeKeepsItsLog(t *testing.T) {
+	c := startInProcess(t, 4)
+	for k := 0; k < 5; k++ {
+		c.put(k%4, fmt.Sprintf("before-%d", k))
+	}
+	c.waitSameFinalized([]int{0, 1, 2, 3}, 5, 20*time.Second)
+	c.stop(3)
+	c.start(3)
+	for k := 0; k < 5; k++ {
+		c.put(k%4, fmt.Sprintf("after-%d", k))
+	}
+	c.waitSameFinalized([]int{0, 1, 2, 3}, 10, 20*time.Second)
+}
+
+// failingStore fails every Save after the first `ok` ones and records when.
+type failingStore struct {
+	*core.MemoryStore
+	ok     atomic.Int32
+	failed atomic.Bool
+	sends  *atomic.Int32
+	sendAt atomic.Int32 // sends counted when Save failed
+}
+
+func (s *failingStore) Save(p *core.Persist) error {
+	if s.ok.Add(-1) < 0 {
+		s.sendAt.Store(s.sends.Load())
+		s.failed.Store(true)
+		return errors.New("disk on fire")
+	}
+	return s.MemoryStore.Save(p)
+}
+func (s *failingStore) Close() error { return nil }
+
+// countingTransport counts Sends on top of a MemNetwork endpoint.
+type countingTransport struct {
+	*transport.Mem
+	sends *atomic.Int32
+}
+
+func (c countingTransport) Send(to int, data []byte) { c.sends.Add(1); c.Mem.Send(to, data) }
+
+func TestSaveFailureStopsWithoutSending(t *testing.T) {
+	tn, err := testnet.New(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem := transport.NewMemNetwork(4, 4096)
+	sends := &atomic.Int32{}
+	st := &failingStore{MemoryStore: core.NewMemoryStore(), sends: sends}
+	st.ok.Store(0) // the very first Save fails
+	cfg := TestConfig()
+	cfg.Cluster, cfg.NodeID, cfg.Key, cfg.DataDir = tn.Cluster, "node2", tn.Keys[1], t.TempDir()
+	cfg.HTTPListen = "127.0.0.1:0"
+	cfg.Logger = testLogger(t)
+	nd, err := New(cfg, Deps{Transport: countingTransport{Mem: mem.Endpoint(1), sends: sends}, Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- nd.Run(context.Background()) }()
+	// A submitted batch must be persisted before anything is said about it.
+	status, ans, err := testnet.NewClient().Put("http://"+nd.HTTPAddr()+"/node/app/batches", []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status != 503 {
+		t.Fatalf("PUT answered %d %s while the store failed", status, ans)
+	}
+	select {
+	case err := <-done:
+		if err == nil || !st.failed.Load() {
+			t.Fatalf("Run returned %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("node kept running after its store failed")
+	}
+	if got, at := sends.Load(), st.sendAt.Load(); got != at {
+		t.Fatalf("%d messages sent after the failed Save", got-at)
+	}
+}
