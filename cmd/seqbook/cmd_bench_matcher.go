@@ -50,10 +50,19 @@ func benchMatcher(args []string) int {
 		return fail("bench matcher", err)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "resting\torders\tseconds\torders/s\ttrades\trejected\topen at end\t")
-	fmt.Fprintf(tw, "%d\t%d\t%.3f\t%.0f\t%d\t%d\t%d\t\n", cfg.Resting, r.Orders, r.Seconds, r.OrdersPerSecond(), r.Trades, r.Rejected, r.OpenOrders)
+	fmt.Fprintln(tw, "resting\torders\tseconds\torders/s\tcpu seconds\torders/cpu-s\ttrades\trejected\topen at end\t")
+	fmt.Fprintf(tw, "%d\t%d\t%.3f\t%.0f\t%s\t%s\t%d\t%d\t%d\t\n", cfg.Resting, r.Orders, r.Seconds, r.OrdersPerSecond(),
+		orNA(r.CPUSeconds > 0, fmt.Sprintf("%.3f", r.CPUSeconds)), orNA(r.CPUSeconds > 0, fmt.Sprintf("%.0f", r.OrdersPerCPUSecond())),
+		r.Trades, r.Rejected, r.OpenOrders)
 	if err := tw.Flush(); err != nil {
 		return fail("bench matcher", err)
 	}
 	return 0
+}
+
+func orNA(ok bool, s string) string {
+	if ok {
+		return s
+	}
+	return "n/a"
 }

@@ -85,6 +85,13 @@ func (e *Engine) newOrder() uint32 {
 		e.freeOrder = e.orders[i].next
 		return i
 	}
+	if len(e.orders) == cap(e.orders) {
+		// Double explicitly: append grows large slices by only ~1.25x,
+		// which copies a big book several times over while it grows.
+		n := 2 * cap(e.orders)
+		e.orders = append(make([]order, 0, n), e.orders...)
+		e.orderIDs = append(make([]string, 0, n), e.orderIDs...)
+	}
 	e.orders = append(e.orders, order{})
 	e.orderIDs = append(e.orderIDs, "")
 	return uint32(len(e.orders) - 1)

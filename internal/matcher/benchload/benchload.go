@@ -126,8 +126,13 @@ func (w *Workload) Next(dst []matcher.Order, n int) []matcher.Order {
 
 // Result is one run's measurement.
 type Result struct {
-	Orders     int
-	Seconds    float64 // time spent inside the matcher only
+	Orders  int
+	Seconds float64 // wall time spent inside the matcher only
+	// CPUSeconds is the CPU time of the matcher's thread over the timed
+	// sections (Linux; -1 elsewhere). On a busy machine it is the steadier
+	// figure, as it leaves out time spent waiting for a core; it also
+	// leaves out garbage-collector work done on other threads.
+	CPUSeconds float64
 	Trades     int
 	Rejected   int // orders refused (e.g. the per-account open-order bound)
 	OpenOrders int // resting at the end
@@ -135,10 +140,18 @@ type Result struct {
 
 // OrdersPerSecond is Orders / Seconds.
 func (r Result) OrdersPerSecond() float64 {
-	if r.Seconds == 0 {
+	if r.Seconds <= 0 {
 		return 0
 	}
 	return float64(r.Orders) / r.Seconds
+}
+
+// OrdersPerCPUSecond is Orders / CPUSeconds, or 0 when unknown.
+func (r Result) OrdersPerCPUSecond() float64 {
+	if r.CPUSeconds <= 0 {
+		return 0
+	}
+	return float64(r.Orders) / r.CPUSeconds
 }
 
 // ChunkOrders is how many orders are generated between timed sections.
@@ -152,16 +165,19 @@ func Run(cfg Config) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	runtime.GC() // start the timed part without the setup's garbage
+	runtime.GC()           // start the timed part without the setup's garbage
+	runtime.LockOSThread() // so threadCPU measures the matcher's thread
+	defer runtime.UnlockOSThread()
 	var (
 		r      = Result{Orders: cfg.Orders}
 		res    matcher.PlaceResult
 		orders = make([]matcher.Order, 0, ChunkOrders)
 		spent  time.Duration
+		cpu    float64
 	)
 	for done := 0; done < cfg.Orders; {
 		orders = w.Next(orders[:0], min(ChunkOrders, cfg.Orders-done))
-		start := time.Now()
+		cpu0, start := threadCPU(), time.Now()
 		for i := range orders {
 			if err := e.PlaceInto(orders[i], &res); err != nil {
 				r.Rejected++
@@ -170,9 +186,16 @@ func Run(cfg Config) (Result, error) {
 			r.Trades += len(res.Trades)
 		}
 		spent += time.Since(start)
+		if cpu >= 0 {
+			if c := threadCPU(); c >= 0 && cpu0 >= 0 {
+				cpu += c - cpu0
+			} else {
+				cpu = -1
+			}
+		}
 		done += len(orders)
 	}
-	r.Seconds = spent.Seconds()
+	r.Seconds, r.CPUSeconds = spent.Seconds(), cpu
 	r.OpenOrders = e.OpenOrderCount()
 	if err := e.CheckInvariants(); err != nil {
 		return r, fmt.Errorf("benchload: state broken after the run: %w", err)
