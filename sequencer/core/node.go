@@ -50,6 +50,8 @@ type Node struct {
 	viewStartTick    uint64
 	viewStateSent    uint64 // tick the last ViewState was sent
 	certSentTick     []uint64
+	heardTick        []uint64 // last tick each peer sent us anything
+	pingTick         []uint64 // last tick we pinged each silent peer
 	viewStates       map[int]*wire.ViewState // leader: states of the current view
 	established      bool                    // leader: chose the view's locks
 	quorumStatesTick uint64                  // leader: tick a quorum of states was reached
@@ -91,6 +93,8 @@ func NewNode(cfg Config, crypto Crypto, store Store) (*Node, error) {
 		apps:         map[string]*app{},
 		disputes:     map[int]wire.Signature{},
 		certSentTick: make([]uint64, cfg.Nodes),
+		heardTick:    make([]uint64, cfg.Nodes),
+		pingTick:     make([]uint64, cfg.Nodes),
 		viewStates:   map[int]*wire.ViewState{},
 		verified:     map[[32]byte]bool{},
 		persist:      map[string]*AppPersist{},
@@ -197,6 +201,24 @@ func (n *Node) Tick(nowMs uint64) {
 	if n.disputed && n.tick-n.disputeSentTick >= uint64(n.cfg.RetryTicks) {
 		n.broadcastDispute()
 	}
+	n.pingSilentPeers()
+}
+
+// pingSilentPeers sends our view state to every peer we have not heard
+// from for LeaderTimeoutTicks (at most once per LeaderTimeoutTicks). A
+// node can only learn of a newer view from a peer that talks to it; a
+// leader nobody posts to anymore, or a node whose messages all go to a dead
+// leader, would otherwise never hear of the views it missed. A peer in a
+// newer view answers the stale state with its certificate.
+func (n *Node) pingSilentPeers() {
+	timeout := uint64(n.cfg.LeaderTimeoutTicks)
+	for p := 0; p < n.cfg.Nodes; p++ {
+		if p == n.cfg.Self || n.tick-n.heardTick[p] <= timeout || n.tick-n.pingTick[p] <= timeout {
+			continue
+		}
+		n.pingTick[p] = n.tick
+		n.send(p, n.buildViewState())
+	}
 }
 
 // Step processes one message from node from (a cluster index the transport
@@ -209,6 +231,7 @@ func (n *Node) Step(from int, msg wire.Message) error {
 	if from < 0 || from >= n.cfg.Nodes || from == n.cfg.Self {
 		return fmt.Errorf("core: message from invalid node %d", from)
 	}
+	n.heardTick[from] = n.tick
 	switch m := msg.(type) {
 	case *wire.ViewChange:
 		return n.stepViewChange(from, m)

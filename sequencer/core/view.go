@@ -191,7 +191,8 @@ func (n *Node) sendViewState() {
 }
 
 // stepViewState (leader) records a node's state for the view; once the
-// view is established it answers with NewView for every app it names.
+// view is established it answers with NewView for every app it leads
+// (a node that lost or never had an app learns of it this way).
 func (n *Node) stepViewState(from int, vs *wire.ViewState) error {
 	if !n.isLeader() {
 		return nil
@@ -212,7 +213,9 @@ func (n *Node) stepViewState(from int, vs *wire.ViewState) error {
 			n.leaderStartApp(a, []*wire.ViewState{vs}, []int{from})
 			continue
 		}
-		if a.phase == phaseActive {
+	}
+	for _, name := range n.names {
+		if a := n.apps[name]; a.phase == phaseActive {
 			n.send(from, n.newViewMsg(a))
 		}
 	}

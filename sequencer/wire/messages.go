@@ -380,7 +380,7 @@ func (m *ViewState) ValidateBasic() error {
 		if i > 0 && m.Apps[i-1].App >= a.App {
 			return errors.New("view state: apps not in strictly increasing order")
 		}
-		if err := validateLockAndFinal(a.Lock, a.Finalized, m.View); err != nil {
+		if err := validateLockAndFinal(a.Lock, a.Finalized); err != nil {
 			return fmt.Errorf("view state: app %s: %w", a.App, err)
 		}
 	}
@@ -392,7 +392,7 @@ func (m *NewView) ValidateBasic() error {
 	if err := ValidateApp(m.App); err != nil {
 		return fmt.Errorf("new view: %w", err)
 	}
-	if err := validateLockAndFinal(m.Lock, m.Finalized, m.View); err != nil {
+	if err := validateLockAndFinal(m.Lock, m.Finalized); err != nil {
 		return fmt.Errorf("new view: %w", err)
 	}
 	return nil
@@ -430,14 +430,13 @@ func (m *SyncReply) ValidateBasic() error {
 }
 
 // validateLockAndFinal checks the (lock, finalized) pair of a ViewState app
-// or a NewView: a lock certificate may be a lock or a finalize proof.
-func validateLockAndFinal(lock, fin *Proof, view uint64) error {
+// or a NewView: a lock certificate may be a lock or a finalize proof. Their
+// views are not bounded by the message's: a node still in view v may have
+// synced a finalize proof made in a later view from a peer.
+func validateLockAndFinal(lock, fin *Proof) error {
 	if lock != nil {
 		if err := lock.ValidateBasic(); err != nil {
 			return fmt.Errorf("lock: %w", err)
-		}
-		if lock.View > view {
-			return fmt.Errorf("lock of view %d in view %d", lock.View, view)
 		}
 	}
 	if fin != nil {
@@ -446,9 +445,6 @@ func validateLockAndFinal(lock, fin *Proof, view uint64) error {
 		}
 		if fin.Kind != KindFinalize {
 			return errors.New("finalized must be a finalize proof")
-		}
-		if fin.View > view {
-			return fmt.Errorf("finalize proof of view %d in view %d", fin.View, view)
 		}
 	}
 	return nil

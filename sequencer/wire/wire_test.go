@@ -129,7 +129,7 @@ func TestDecodeRejects(t *testing.T) {
 		"target":         Encode(&SyncRequest{App: "a", After: 5, Target: LockTarget{Index: 5}}),
 		"proof range":    Encode(&SyncReply{App: "a", After: 1, Batches: []Batch{{Index: 2, Seq: 1}}, Proofs: []Proof{*proof(KindFinalize, 1, 3)}}),
 		"proof index 0":  Encode(&NewView{App: "a", View: 1, Finalized: proof(KindFinalize, 1, 0)}),
-		"future lock":    Encode(&NewView{App: "a", View: 1, Lock: proof(KindLock, 2, 1)}),
+		"lock as final":  Encode(&NewView{App: "a", View: 1, Finalized: proof(KindLock, 1, 1)}),
 		"oversized body": Encode(&Post{App: "a", Batches: []PostedBatch{{Seq: 1, Body: bytes.Repeat([]byte("a"), MaxBatchBytes+1)}}}),
 	}
 	for name, b := range cases {

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/seqbook/seqbook/sequencer/core"
+	"github.com/seqbook/seqbook/sequencer/sim"
+)
+
+func init() {
+	register(command{
+		name:    "sim",
+		summary: "run the sequencer's seeded cluster simulator over many seeds (make sim)",
+		run:     runSim,
+	})
+}
+
+func runSim(args []string) int {
+	fs := flag.NewFlagSet("sim", flag.ContinueOnError)
+	seeds := fs.Int("seeds", 1000, "number of seeds to run")
+	start := fs.Uint64("start", 1, "first seed")
+	nodes := fs.Int("nodes", 0, "cluster size; 0 lets each seed pick (4, or 7 for one seed in eight)")
+	ticks := fs.Int("ticks", 0, "ticks of the faulty phase per seed (0: the simulator's default)")
+	blsEvery := fs.Int("real-bls-every", 50, "use real BLS signatures for every n-th seed (0: never); slower")
+	mutation := fs.String("mutation", "none", "deliberately broken variant to run (none, forget-locks): the run must FAIL")
+	workers := fs.Int("workers", 1, "seeds run in parallel (each seed stays deterministic)")
+	verbose := fs.Bool("v", false, "print every seed's summary, not only failures and progress")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage: seqbook sim [flags]")
+		fmt.Fprintln(fs.Output(), "\nRuns the sequencer simulator (sequencer/sim) over seeds start..start+seeds-1: a")
+		fmt.Fprintln(fs.Output(), "cluster per seed with message loss, duplication, delays, partitions, crashes,")
+		fmt.Fprintln(fs.Output(), "clock skew and up to f Byzantine nodes, checked for safety after every step and")
+		fmt.Fprintln(fs.Output(), "for liveness after healing. A failing seed is printed with the command that")
+		fmt.Fprintln(fs.Output(), "replays it; the exit status is 1 if any seed failed.")
+		fmt.Fprintln(fs.Output(), "\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		return fail("sim", fmt.Errorf("unexpected arguments %q", fs.Args()))
+	}
+	if *seeds < 1 || *workers < 1 || *nodes < 0 || *ticks < 0 || *blsEvery < 0 {
+		return fail("sim", errors.New("--seeds and --workers must be positive; --nodes, --ticks, --real-bls-every not negative"))
+	}
+	if *nodes != 0 && (*nodes < 1 || *nodes > 64) {
+		return fail("sim", fmt.Errorf("--nodes %d: want 1..64", *nodes))
+	}
+	var mut core.Mutation
+	switch *mutation {
+	case "none":
+	case "forget-locks":
+		mut = core.MutationForgetLocks
+	default:
+		return fail("sim", fmt.Errorf("--mutation %q: want none or forget-locks", *mutation))
+	}
+
+	began := time.Now()
+	jobs := make(chan uint64)
+	results := make(chan *sim.Result)
+	var wg sync.WaitGroup
+	for w := 0; w < *workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for s := range jobs {
+				o := sim.Options{Seed: s, Nodes: *nodes, Ticks: *ticks, Mutation: mut}
+				o.RealBLS = *blsEvery > 0 && s%uint64(*blsEvery) == 0
+				if o.RealBLS {
+					o.Ticks = min(o.Ticks, 400)
+					if o.Ticks == 0 {
+						o.Ticks = 400
+					}
+				}
+				results <- sim.Run(o)
+			}
+		}()
+	}
+	go func() {
+		for s := *start; s < *start+uint64(*seeds); s++ {
+			jobs <- s
+		}
+		close(jobs)
+		wg.Wait()
+		close(results)
+	}()
+
+	var (
+		done, failed, bls              int
+		msgs, crashes, parts, accepted int
+		maxView                        uint64
+		finals                         uint64
+		failures                       []string
+		progressEvery                  = max(*seeds/20, 1)
+	)
+	for r := range results {
+		done++
+		msgs += r.Stats.Messages
+		crashes += r.Stats.Crashes
+		parts += r.Stats.Partitions
+		accepted += r.Stats.Accepted
+		maxView = max(maxView, r.MaxView)
+		for _, f := range r.Finalized {
+			finals += f
+		}
+		if r.Failed() {
+			failed++
+			line := fmt.Sprintf("SEED=%d FAILED: %s\n  replay: go test ./sequencer/sim -run 'TestSim$' -seed=%d -v", r.Seed, r.Violations[0], r.Seed)
+			failures = append(failures, line)
+			fmt.Println(line)
+		} else if *verbose {
+			fmt.Println(r)
+		}
+		if done%progressEvery == 0 {
+			fmt.Fprintf(os.Stderr, "sim: %d/%d seeds, %d failed, %v\n", done, *seeds, failed, time.Since(began).Round(time.Second))
+		}
+	}
+	for s := *start; s < *start+uint64(*seeds); s++ {
+		if *blsEvery > 0 && s%uint64(*blsEvery) == 0 {
+			bls++
+		}
+	}
+	fmt.Printf("\nseeds %d..%d: %d run (%d with real BLS), %d failed, %v\n", *start, *start+uint64(*seeds)-1, done, bls, failed, time.Since(began).Round(time.Millisecond))
+	fmt.Printf("messages %d, crashes %d, partitions %d, batches accepted %d, batches finalized %d, highest view %d\n",
+		msgs, crashes, parts, accepted, finals, maxView)
+	if mut != core.MutationNone {
+		if failed == 0 {
+			fmt.Println("mutation canary NOT caught: the simulator missed a broken protocol")
+			return 1
+		}
+		fmt.Printf("mutation canary caught in %d of %d seeds (expected: the variant is unsafe)\n", failed, done)
+		return 0
+	}
+	if failed > 0 {
+		fmt.Println("FAILED:\n" + strings.Join(failures, "\n"))
+		return 1
+	}
+	return 0
+}
