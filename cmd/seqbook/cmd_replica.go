@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/seqbook/seqbook/client"
+	"github.com/seqbook/seqbook/client/cluster"
+	"github.com/seqbook/seqbook/client/keys"
+	"github.com/seqbook/seqbook/replica"
+)
+
+func init() {
+	register(command{
+		name:    "replica",
+		summary: "run one orderbook replica (signed orders in, finalized batches applied, signed reads out)",
+		run:     runReplica,
+	})
+}
+
+func runReplica(args []string) int {
+	fs := flag.NewFlagSet("replica", flag.ContinueOnError)
+	clusterPath := fs.String("cluster", "cluster.json", "cluster file (DESIGN §7)")
+	id := fs.String("id", "", "this replica's id in the cluster file (e.g. replica1)")
+	keyPath := fs.String("key", "", "file holding this replica's BLS secret key as hex (its public key must be the cluster file's)")
+	dataDir := fs.String("data", "", "data folder (replica.db; created if missing)")
+	genesisPath := fs.String("genesis", "", "genesis balances file: {\"balances\":[{\"address\",\"token\",\"amount\"}]} (see docs/api.md)")
+	listen := fs.String("listen", "", "address to bind the HTTP API (default: the replica's http address in the cluster file)")
+	batchInterval := fs.Duration("batch-interval", 10*time.Millisecond, "how long accepted operations gather into one batch (at most 10ms)")
+	snapshotEvery := fs.Uint64("snapshot-every", 1000, "applied batches between state snapshots (batches in between are logged)")
+	noSync := fs.Bool("no-sync", false, "skip fsync on commits (faster; a power loss may tear the database)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "text or json")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage: seqbook replica --cluster FILE --id REPLICA --key FILE --data DIR [--genesis FILE] [flags]")
+		fmt.Fprintln(fs.Output(), "\nRuns one orderbook replica: takes EIP-712 (and legacy) signed operations over")
+		fmt.Fprintln(fs.Output(), "HTTP, batches them to the sequencer, follows the finalized batches (verifying")
+		fmt.Fprintln(fs.Output(), "the nodes' quorum signature itself), applies them, persists its state, and")
+		fmt.Fprintln(fs.Output(), "serves reads with BLS-signed balances. Stops cleanly on SIGINT or SIGTERM.")
+		fmt.Fprintln(fs.Output(), "API: docs/api.md.")
+		fmt.Fprintln(fs.Output(), "\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		return fail("replica", fmt.Errorf("unexpected arguments %q", fs.Args()))
+	}
+	if *id == "" || *keyPath == "" || *dataDir == "" {
+		return fail("replica", errors.New("--id, --key and --data are required (see --help)"))
+	}
+	logger, err := sequencerLogger(*logLevel, *logFormat)
+	if err != nil {
+		return fail("replica", err)
+	}
+	c, err := cluster.Load(*clusterPath)
+	if err != nil {
+		return fail("replica", err)
+	}
+	key, err := keys.LoadBLS(*keyPath)
+	if err != nil {
+		return fail("replica", err)
+	}
+	if err := replica.CheckKey(c, *id, key); err != nil {
+		return fail("replica", err)
+	}
+	addr := *listen
+	if addr == "" {
+		i, _ := c.ReplicaIndex(*id) // CheckKey proved it exists
+		addr = c.Replicas[i].HTTP
+	}
+	cfg := replica.DefaultConfig()
+	cfg.ID, cfg.Domain, cfg.Key, cfg.Logger = *id, replica.DomainOf(c), key, logger
+	cfg.BatchInterval, cfg.SnapshotEvery = *batchInterval, *snapshotEvery
+	if *genesisPath != "" {
+		if cfg.Genesis, err = replica.LoadGenesis(*genesisPath); err != nil {
+			return fail("replica", err)
+		}
+	}
+	store, err := replica.OpenBoltStore(*dataDir, replica.BoltOptions{NoSync: *noSync})
+	if err != nil {
+		return fail("replica", err)
+	}
+	seq := replica.NewSDKSequencer(c, client.WithLogger(logger))
+	r, err := replica.New(cfg, seq, store)
+	if err != nil {
+		store.Close()
+		return fail("replica", err)
+	}
+	defer r.Close()
+
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fail("replica", err)
+	}
+	srv := &http.Server{Handler: r.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	index, digest := r.StateDigest()
+	logger.Info("replica started", "replica", *id, "app", c.App, "listen", ln.Addr().String(), "applied", index,
+		"state_digest", fmt.Sprintf("%x", digest))
+
+	runErr := make(chan error, 1)
+	go func() { runErr <- r.Run(ctx) }()
+	var failure error
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		failure = fmt.Errorf("http server: %w", err)
+	case err := <-runErr:
+		failure = err
+		runErr <- nil
+	}
+	stop()
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutCtx)
+	if err := <-runErr; err != nil && failure == nil {
+		failure = err
+	}
+	if failure != nil {
+		return fail("replica", failure)
+	}
+	logger.Info("replica stopped", "replica", *id)
+	return 0
+}

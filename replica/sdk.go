@@ -1,0 +1,43 @@
+package replica
+
+import (
+	"context"
+
+	"github.com/seqbook/seqbook/client"
+	"github.com/seqbook/seqbook/client/cluster"
+)
+
+// SDKSequencer is the Sequencer over the network: the client SDK's
+// trustless follower. It sends batches to any node (trying the others when
+// one fails) and reads finalized pages from any node, verifying batch
+// hashes, the chaining hash and the quorum's BLS finality signature itself,
+// so the replica trusts no single node.
+type SDKSequencer struct {
+	s   *client.Sequencer
+	app string
+}
+
+var _ Sequencer = (*SDKSequencer)(nil)
+
+// NewSDKSequencer follows c's app through the client SDK.
+func NewSDKSequencer(c *cluster.Cluster, opts ...client.Option) *SDKSequencer {
+	return &SDKSequencer{s: client.NewSequencer(c, opts...), app: c.App}
+}
+
+// Send implements Sequencer.
+func (q *SDKSequencer) Send(ctx context.Context, body []byte) error {
+	return q.s.Send(ctx, q.app, body)
+}
+
+// Finalized implements Sequencer.
+func (q *SDKSequencer) Finalized(ctx context.Context, after uint64, prev [32]byte) ([]Batch, error) {
+	page, err := q.s.Finalized(ctx, q.app, after, prev)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Batch, len(page.Batches))
+	for i, b := range page.Batches {
+		out[i] = Batch{Index: b.Index, Timestamp: b.Timestamp, Body: b.Body, ChainingHash: b.ChainingHash}
+	}
+	return out, nil
+}
