@@ -50,8 +50,8 @@ type Node struct {
 	viewStartTick    uint64
 	viewStateSent    uint64 // tick the last ViewState was sent
 	certSentTick     []uint64
-	heardTick        []uint64 // last tick each peer sent us anything
-	pingTick         []uint64 // last tick we pinged each silent peer
+	heardTick        []uint64                // last tick each peer sent us anything
+	pingTick         []uint64                // last tick we pinged each silent peer
 	viewStates       map[int]*wire.ViewState // leader: states of the current view
 	established      bool                    // leader: chose the view's locks
 	quorumStatesTick uint64                  // leader: tick a quorum of states was reached
