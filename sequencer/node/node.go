@@ -91,13 +91,14 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.Default()
+	base := cfg.Logger
+	if base == nil {
+		base = slog.Default()
 	}
-	log = log.With("node", cfg.NodeID)
+	log := base.With("node", cfg.NodeID)
 	cfg.Core.Logger = log.With("component", "core")
-	cfg.Transport.Logger = log.With("component", "transport")
+	// The transport names the node itself (it is usable on its own).
+	cfg.Transport.Logger = base.With("component", "transport")
 	n := &Node{
 		cfg: cfg, self: self, id: cfg.NodeID, log: log, metrics: &Metrics{},
 		store: deps.Store, tr: deps.Transport, now: deps.Now,

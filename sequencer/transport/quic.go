@@ -459,6 +459,9 @@ func (t *QUIC) runPeer(p *peer) {
 		t.metrics.Dials.Add(1)
 		conn, stream, err := t.dial(p)
 		if err != nil {
+			if t.ctx.Err() != nil {
+				return // closing, not a peer problem
+			}
 			t.metrics.DialFailures.Add(1)
 			failures++
 			// Say it loudly once, then quietly while the peer stays down.
