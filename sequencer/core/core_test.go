@@ -1,0 +1,332 @@
+package core_test
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/seqbook/seqbook/client/eip712"
+	"github.com/seqbook/seqbook/sequencer/core"
+	"github.com/seqbook/seqbook/sequencer/wire"
+)
+
+const chain = eip712.DefaultChainID
+
+// testCrypto is a keyed-hash signature scheme (see sim's keyring): a real
+// check inside a test, cheap enough to run everywhere.
+type testCrypto struct{ self int }
+
+func (c testCrypto) sig(node int, d [32]byte) wire.Signature {
+	var s wire.Signature
+	h := eip712.Keccak256([]byte{byte(node)}, d[:])
+	copy(s[:], h[:])
+	return s
+}
+func (c testCrypto) Sign(d [32]byte) wire.Signature { return c.sig(c.self, d) }
+func (c testCrypto) Verify(n int, d [32]byte, s wire.Signature) bool {
+	return n >= 0 && n < 16 && c.sig(n, d) == s
+}
+func (c testCrypto) Aggregate(sigs []wire.Signature) (wire.Signature, error) {
+	var out wire.Signature
+	for _, s := range sigs {
+		for i := range out {
+			out[i] ^= s[i]
+		}
+	}
+	return out, nil
+}
+func (c testCrypto) VerifyAggregate(signers wire.Bitmap, d [32]byte, s wire.Signature) bool {
+	var want wire.Signature
+	for _, n := range signers.Nodes() {
+		p := c.sig(n, d)
+		for i := range want {
+			want[i] ^= p[i]
+		}
+	}
+	return len(signers.Nodes()) > 0 && want == s
+}
+
+// proofBy makes a proof signed by the given nodes.
+func proofBy(kind wire.ProofKind, app string, view, index uint64, h wire.Hash, nodes ...int) *wire.Proof {
+	p := &wire.Proof{Kind: kind, View: view, Index: index, ChainingHash: h, Signers: wire.NewBitmap(nodes...)}
+	d := core.ProofDigest(eip712.NewDomain(chain), app, p)
+	var sigs []wire.Signature
+	for _, n := range nodes {
+		sigs = append(sigs, testCrypto{}.sig(n, d))
+	}
+	p.Signature, _ = testCrypto{}.Aggregate(sigs)
+	return p
+}
+
+func quiet(c core.Config) core.Config {
+	c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	return c
+}
+
+// handle runs the runtime's loop body once: save, then return messages.
+func handle(t *testing.T, n *core.Node, s core.Store) core.Ready {
+	t.Helper()
+	var all core.Ready
+	for n.HasReady() {
+		rd := n.Ready()
+		if err := s.Save(&rd.Persist); err != nil {
+			t.Fatalf("save: %v", err)
+		}
+		all.Messages = append(all.Messages, rd.Messages...)
+		all.Finalized = append(all.Finalized, rd.Finalized...)
+		all.Persist.Apps = append(all.Persist.Apps, rd.Persist.Apps...)
+		n.Advance()
+	}
+	return all
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, c := range []core.Config{core.DefaultConfig(chain, 4, 0), core.TestConfig(chain, 7, 6), core.DefaultConfig(chain, 1, 0)} {
+		if err := c.ValidateBasic(); err != nil {
+			t.Fatalf("%+v: %v", c, err)
+		}
+	}
+	bad := map[string]func(*core.Config){
+		"chain":   func(c *core.Config) { c.ChainID = 0 },
+		"nodes":   func(c *core.Config) { c.Nodes = 0 },
+		"self":    func(c *core.Config) { c.Self = 4 },
+		"post":    func(c *core.Config) { c.PostIntervalTicks = 0 },
+		"retry":   func(c *core.Config) { c.RetryTicks = c.LeaderTimeoutTicks },
+		"round":   func(c *core.Config) { c.RoundBatchesMax = c.UnfinalizedBatchesMax + 1 },
+		"page":    func(c *core.Config) { c.PageBytesMax = wire.MaxMessageBytes },
+		"apps":    func(c *core.Config) { c.AppsMax = wire.MaxAppsPerMessage + 1 },
+		"pending": func(c *core.Config) { c.PendingBytesMax = -1 },
+	}
+	for name, mutate := range bad {
+		c := core.DefaultConfig(chain, 4, 0)
+		mutate(&c)
+		if err := c.ValidateBasic(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	c := core.DefaultConfig(chain, 4, 0)
+	if c.Quorum() != 3 || c.DisputeQuorum() != 2 || c.Leader(5) != 1 {
+		t.Fatalf("quorum %d dispute %d leader %d", c.Quorum(), c.DisputeQuorum(), c.Leader(5))
+	}
+	c = core.DefaultConfig(chain, 7, 0)
+	if c.Quorum() != 5 || c.DisputeQuorum() != 3 {
+		t.Fatalf("N=7: quorum %d dispute %d", c.Quorum(), c.DisputeQuorum())
+	}
+}
+
+func TestSubmitErrors(t *testing.T) {
+	cfg := quiet(core.TestConfig(chain, 4, 1))
+	n, err := core.NewNode(cfg, testCrypto{1}, core.NewMemoryStore())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		app  string
+		body []byte
+		want error
+	}{
+		{"", []byte("x"), core.ErrInvalidApp},
+		{"a b", []byte("x"), core.ErrInvalidApp},
+		{strings.Repeat("a", 65), []byte("x"), core.ErrInvalidApp},
+		{"ok", make([]byte, wire.MaxBatchBytes+1), core.ErrBodyTooLarge},
+		{"ok", []byte{0xff, 0xfe}, core.ErrInvalidBody},
+	}
+	for _, c := range cases {
+		if err := n.Submit(c.app, c.body); !errors.Is(err, c.want) {
+			t.Errorf("Submit(%q, %d bytes) = %v, want %v", c.app, len(c.body), err, c.want)
+		}
+	}
+	for i := 0; i < cfg.PendingBatchesMax; i++ {
+		if err := n.Submit("ok", []byte("b")); err != nil {
+			t.Fatalf("submit %d: %v", i, err)
+		}
+	}
+	if err := n.Submit("ok", []byte("b")); !errors.Is(err, core.ErrBacklogFull) {
+		t.Fatalf("over the backlog: %v", err)
+	}
+	for i := 1; i < cfg.AppsMax; i++ {
+		if err := n.Submit("app"+string(rune('a'+i)), []byte("b")); err != nil {
+			t.Fatalf("app %d: %v", i, err)
+		}
+	}
+	if err := n.Submit("onemore", []byte("b")); !errors.Is(err, core.ErrTooManyApps) {
+		t.Fatalf("over AppsMax: %v", err)
+	}
+	if st := n.Status(); len(st.Apps) != cfg.AppsMax || st.Apps[0].Initialized != 1 {
+		t.Fatalf("status %+v", st)
+	}
+}
+
+// TestSingleNode: a cluster of one finalizes on its own, reports the
+// batches once, stores them with their proof, and a restart keeps them.
+func TestSingleNode(t *testing.T) {
+	store := core.NewMemoryStore()
+	cfg := quiet(core.TestConfig(chain, 1, 0))
+	n, err := core.NewNode(cfg, testCrypto{0}, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := uint64(1_700_000_000_000)
+	n.Tick(now)
+	handle(t, n, store)
+	for _, b := range []string{"one", "two", "three"} {
+		if err := n.Submit("ob", []byte(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var finals []core.Finalized
+	for i := 0; i < 5; i++ {
+		now += 10
+		n.Tick(now)
+		finals = append(finals, handle(t, n, store).Finalized...)
+	}
+	var got []string
+	prev := wire.Hash{}
+	for _, f := range finals {
+		for _, e := range f.Entries {
+			got = append(got, string(e.Body))
+			if e.Hash != core.BatchHash(e.Timestamp, e.Body) || e.ChainingHash != core.ChainHash(prev, e.Hash) {
+				t.Fatalf("entry %d hashes wrong", e.Index)
+			}
+			prev = e.ChainingHash
+		}
+		if last := f.Entries[len(f.Entries)-1]; f.Proof.Index != last.Index || f.Proof.ChainingHash != last.ChainingHash {
+			t.Fatalf("proof %+v does not cover entry %d", f.Proof, last.Index)
+		}
+	}
+	if strings.Join(got, ",") != "one,two,three" {
+		t.Fatalf("finalized %v", got)
+	}
+	page, err := core.ReadFinalized(store, "ob", 0, 10, 1<<20)
+	if err != nil || len(page.Entries) != 3 || page.Proof.Index != 3 {
+		t.Fatalf("page %+v, %v", page, err)
+	}
+	n2, err := core.NewNode(cfg, testCrypto{0}, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := n2.Status(); st.Apps[0].Finalized != 3 || st.Apps[0].Initialized != 0 {
+		t.Fatalf("after restart: %+v", st)
+	}
+}
+
+// TestFollowerSafetyRecordsSurviveRestart drives one follower by hand: it
+// signs a lock only for its own chain, the record is in the same Ready as
+// the vote, and after a restart it still refuses to go back to a lower
+// index in the same view, while re-signing the identical lock is allowed.
+// It signs Finalize only with a valid lock proof (rule 3).
+func TestFollowerSafetyRecordsSurviveRestart(t *testing.T) {
+	store := core.NewMemoryStore()
+	cfg := quiet(core.TestConfig(chain, 4, 1))
+	now := uint64(1_700_000_000_000)
+	start := func() *core.Node {
+		n, err := core.NewNode(cfg, testCrypto{1}, store)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.Tick(now)
+		handle(t, n, store)
+		if err := n.Step(0, &wire.NewView{App: "ob", View: 0}); err != nil {
+			t.Fatal(err)
+		}
+		handle(t, n, store)
+		return n
+	}
+	n := start()
+	batches := []wire.Batch{{Index: 1, Timestamp: now, Origin: 0, Seq: 1, Body: []byte("a")}, {Index: 2, Timestamp: now, Origin: 2, Seq: 1, Body: []byte("b")}}
+	if err := n.Step(0, &wire.PostReply{App: "ob", View: 0, After: 0, Batches: batches}); err != nil {
+		t.Fatal(err)
+	}
+	handle(t, n, store)
+	h1 := core.ChainHash(wire.Hash{}, core.BatchHash(now, []byte("a")))
+	h2 := core.ChainHash(h1, core.BatchHash(now, []byte("b")))
+
+	vote := func(r *wire.Round) (*wire.Vote, core.Ready) {
+		t.Helper()
+		if err := n.Step(0, r); err != nil {
+			t.Fatalf("round: %v", err)
+		}
+		rd := handle(t, n, store)
+		for _, e := range rd.Messages {
+			if v, ok := e.Msg.(*wire.Vote); ok {
+				return v, rd
+			}
+		}
+		return nil, rd
+	}
+	if v, _ := vote(&wire.Round{App: "ob", View: 0, Lock: &wire.LockTarget{Index: 2, ChainingHash: wire.Hash{7}}}); v != nil {
+		t.Fatal("signed a lock for a chain it does not hold")
+	}
+	v, rd := vote(&wire.Round{App: "ob", View: 0, Lock: &wire.LockTarget{Index: 2, ChainingHash: h2}})
+	if v == nil || v.Lock == nil {
+		t.Fatal("did not sign the lock of its own chain")
+	}
+	recorded := false
+	for _, ap := range rd.Persist.Apps {
+		if ap.Hard != nil && ap.Hard.SignedLock == (core.Signed{View: 0, Index: 2, ChainingHash: h2}) {
+			recorded = true
+		}
+	}
+	if !recorded {
+		t.Fatal("the lock record is not in the Ready that carries the vote")
+	}
+
+	n = start() // restart from the store
+	if v, _ := vote(&wire.Round{App: "ob", View: 0, Lock: &wire.LockTarget{Index: 1, ChainingHash: h1}}); v != nil {
+		t.Fatal("after restart, signed a lower lock in the same view")
+	}
+	if v, _ := vote(&wire.Round{App: "ob", View: 0, Lock: &wire.LockTarget{Index: 2, ChainingHash: h2}}); v == nil || v.Lock == nil {
+		t.Fatal("after restart, refused to repeat the identical lock")
+	}
+	forged := proofBy(wire.KindLock, "ob", 0, 2, h2, 0, 2, 3)
+	forged.Signature[0] ^= 1
+	if err := n.Step(0, &wire.Round{App: "ob", View: 0, Finalize: forged}); err == nil {
+		t.Fatal("accepted a forged lock proof")
+	}
+	if err := n.Step(0, &wire.Round{App: "ob", View: 0, Finalize: proofBy(wire.KindLock, "ob", 0, 2, h2, 0, 2)}); err == nil {
+		t.Fatal("accepted a lock proof of fewer than Q signers")
+	}
+	v, _ = vote(&wire.Round{App: "ob", View: 0, Finalize: proofBy(wire.KindLock, "ob", 0, 2, h2, 0, 2, 3)})
+	if v == nil || v.Finalize == nil || v.Finalize.Index != 2 {
+		t.Fatal("did not sign Finalize with a valid lock proof")
+	}
+	if st := n.Status(); st.Apps[0].Locked != 2 || st.Apps[0].Finalized != 0 {
+		t.Fatalf("status %+v", st.Apps[0])
+	}
+	if err := n.Step(0, &wire.Round{App: "ob", View: 0, Finalized: proofBy(wire.KindFinalize, "ob", 0, 2, h2, 0, 1, 2)}); err != nil {
+		t.Fatal(err)
+	}
+	rd = handle(t, n, store)
+	if len(rd.Finalized) != 1 || rd.Finalized[0].Proof.Index != 2 {
+		t.Fatalf("finalized %+v", rd.Finalized)
+	}
+}
+
+// TestLeaderTimestampChecks: a follower refuses (and disputes) a batch
+// stamped in its future beyond the skew bound.
+func TestLeaderTimestampChecks(t *testing.T) {
+	store := core.NewMemoryStore()
+	cfg := quiet(core.TestConfig(chain, 4, 1))
+	n, _ := core.NewNode(cfg, testCrypto{1}, store)
+	now := uint64(1_700_000_000_000)
+	n.Tick(now)
+	_ = n.Step(0, &wire.NewView{App: "ob", View: 0})
+	handle(t, n, store)
+	future := now + cfg.ClockSkewMsMax + 1
+	err := n.Step(0, &wire.PostReply{App: "ob", View: 0, Batches: []wire.Batch{{Index: 1, Timestamp: future, Seq: 1, Body: []byte("x")}}})
+	if err == nil {
+		t.Fatal("accepted a timestamp beyond the skew bound")
+	}
+	rd := handle(t, n, store)
+	disputed := false
+	for _, e := range rd.Messages {
+		if d, ok := e.Msg.(*wire.Dispute); ok && d.Reason == wire.ReasonMisbehaved {
+			disputed = true
+		}
+	}
+	if !disputed || n.Status().Apps[0].Sequenced != 0 {
+		t.Fatalf("disputed %v, sequenced %d", disputed, n.Status().Apps[0].Sequenced)
+	}
+}
