@@ -151,7 +151,11 @@ func (a *Aggregator) Balance(ctx context.Context, address common.Address, token 
 	}
 	m := eip712.Balance{App: a.c.App, Account: address, Token: token, Balance: d.shares[d.winner].units, Index: index}
 	p := client.NewBalanceProof(a.c, m, d.aggregate, ids(a.c, d.signers))
-	if err := a.selfCheck(d, client.VerifyBalanceProof(a.c, p)); err != nil {
+	served, err := p.Message()
+	if err == nil {
+		err = a.verifier.checkProof(&served, p.Digest, p.Signature, p.Signers, p.NonSigners, p.Threshold)
+	}
+	if err := a.selfCheck(d, err); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -241,7 +245,11 @@ func (a *Aggregator) Withdrawal(ctx context.Context, id [32]byte) (*client.Withd
 		return nil, a.noQuorum(reason, d.shares, notFound > 0)
 	}
 	p := client.NewWithdrawalProof(a.c, *d.shares[d.winner].withdrawal, d.aggregate, ids(a.c, d.signers))
-	if err := a.selfCheck(d, client.VerifyWithdrawalProof(a.c, p)); err != nil {
+	served, err := p.Message()
+	if err == nil {
+		err = a.verifier.checkProof(&served, p.Digest, p.Signature, p.Signers, p.NonSigners, p.Threshold)
+	}
+	if err := a.selfCheck(d, err); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -296,11 +304,11 @@ func (a *Aggregator) withdrawalShare(i int, id [32]byte, w *obapi.Withdrawal) sh
 	return s
 }
 
-// selfCheck takes the outcome of verifying the assembled proof exactly as
-// a bridge would (client.VerifyBalanceProof / VerifyWithdrawalProof) before
-// it is handed out: a bug in grouping, aggregation or assembly must never
-// produce a proof that fails elsewhere, or one that passes for the wrong
-// signers.
+// selfCheck takes the outcome of verifying the assembled proof as a bridge
+// would (verifier.checkProof, reading the proof back through the SDK's
+// Message) before it is handed out: a bug in grouping, aggregation or
+// assembly must never produce a proof that fails elsewhere, or one that
+// passes for the wrong signers.
 func (a *Aggregator) selfCheck(d decision, verifyErr error) error {
 	if verifyErr != nil {
 		a.log.Error("assembled proof failed its own verification", "digest", hex32(d.digest), "signers", ids(a.c, d.signers), "err", verifyErr)

@@ -580,3 +580,43 @@ func TestBatchCheckCatchesCancellingForgeries(t *testing.T) {
 		t.Fatalf("decision %v, kinds %q %q %q", dec.ok, shares[0].kind, shares[1].kind, shares[2].kind)
 	}
 }
+
+// The aggregator's own check of a proof before serving it refuses every
+// inconsistency a bridge would.
+func TestCheckProofBeforeServing(t *testing.T) {
+	tn := newTestNet(t, 3, nil)
+	tn.ledger.set(1, alice, "USDT", 5)
+	p, err := tn.aggregator(t, nil).Balance(context.Background(), alice, "USDT")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := newVerifier(tn.c)
+	check := func(q *client.BalanceProof) error {
+		m, err := q.Message()
+		if err != nil {
+			return err
+		}
+		return v.checkProof(&m, q.Digest, q.Signature, q.Signers, q.NonSigners, q.Threshold)
+	}
+	if err := check(p); err != nil {
+		t.Fatalf("a good proof: %v", err)
+	}
+	for name, edit := range map[string]func(q *client.BalanceProof){
+		"value":               func(q *client.BalanceProof) { q.BalanceUnits, q.Balance = "6", "0.000006" },
+		"digest":              func(q *client.BalanceProof) { q.Digest = hex32([32]byte{1}) },
+		"signer missing":      func(q *client.BalanceProof) { q.Signers, q.NonSigners = q.Signers[:2], q.Signers[2:] },
+		"signer twice":        func(q *client.BalanceProof) { q.Signers = []string{"replica1", "replica1", "replica2"} },
+		"non-signer dropped":  func(q *client.BalanceProof) { q.Signers = q.Signers[:2] },
+		"unknown signer":      func(q *client.BalanceProof) { q.Signers = []string{"replica1", "replica2", "replica9"} },
+		"threshold":           func(q *client.BalanceProof) { q.Threshold = 1 },
+		"signature":           func(q *client.BalanceProof) { q.Signature = tn.keys[0].Sign([32]byte{}).Hex() },
+		"signature not hex":   func(q *client.BalanceProof) { q.Signature = "0xzz" },
+		"signature not point": func(q *client.BalanceProof) { q.Signature = "0x" + strings.Repeat("ab", 96) },
+	} {
+		q := *p
+		edit(&q)
+		if err := check(&q); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
