@@ -78,6 +78,9 @@ func (e *Engine) CheckInvariants() error {
 			return fmt.Errorf("market %s: crossed book", mk.name)
 		}
 	}
+	if e.lastMarketName != "" && (int(e.lastMarket) >= len(e.markets) || e.markets[e.lastMarket].name != e.lastMarketName) {
+		return fmt.Errorf("market cache names %q, points at another market", e.lastMarketName)
+	}
 	if seen != e.openCount || e.ids.n != e.openCount {
 		return fmt.Errorf("open order count %d, book holds %d, index holds %d", e.openCount, seen, e.ids.n)
 	}
