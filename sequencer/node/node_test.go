@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -351,4 +352,32 @@ func TestSaveFailureStopsWithoutSending(t *testing.T) {
 	if got, at := sends.Load(), st.sendAt.Load(); got != at {
 		t.Fatalf("%d messages sent after the failed Save", got-at)
 	}
+}
+
+// TestBacklogFullAnswers429: a node cut off from the others cannot get its
+// batches finalized; past the core's pending bound it answers 429 with a
+// JSON error instead of taking more.
+func TestBacklogFullAnswers429(t *testing.T) {
+	c := startInProcess(t, 4)
+	c.mem.Isolate(1, true)
+	max := TestConfig().Core.PendingBatchesMax
+	url := c.url(1) + "/node/" + testnet.DefaultApp + "/batches"
+	for k := 0; k < max; k++ {
+		status, ans, err := c.client.Put(url, []byte(fmt.Sprintf("b%d", k)))
+		if err != nil || status != 200 {
+			t.Fatalf("PUT %d of %d: %d %s %v", k+1, max, status, ans, err)
+		}
+	}
+	status, ans, err := c.client.Put(url, []byte("one too many"))
+	if err != nil || status != 429 || !strings.Contains(ans, `"error"`) {
+		t.Fatalf("PUT past the backlog: %d %s %v", status, ans, err)
+	}
+	// Cut off, it could not post them to the leader: all are pending.
+	if st := c.state(1).Apps[testnet.DefaultApp]; st.Pending != max {
+		t.Fatalf("state does not show the backlog of %d: %+v", max, st)
+	}
+	// Reconnected, the backlog drains and the node accepts again.
+	c.mem.Isolate(1, false)
+	c.waitSameFinalized([]int{0, 1, 2, 3}, max, 20*time.Second)
+	c.put(1, "after the backlog")
 }
