@@ -233,7 +233,11 @@ func (n *Node) maybeEstablish() {
 	if n.quorumStatesTick == 0 {
 		n.quorumStatesTick = n.tick
 	}
-	if len(n.viewStates) < n.cfg.Nodes && n.tick-n.quorumStatesTick < uint64(n.cfg.ViewStateGraceTicks) {
+	// The grace grows with the view timeouts: after views that made no
+	// progress, waiting longer for the states outside the first quorum is
+	// what lets the leader see a higher lock that a node outside it holds.
+	grace := uint64(n.cfg.ViewStateGraceTicks) * uint64(1+n.backoff)
+	if len(n.viewStates) < n.cfg.Nodes && n.tick-n.quorumStatesTick < grace {
 		return
 	}
 	n.established = true
