@@ -72,7 +72,6 @@ type Node struct {
 	stopped chan struct{}
 
 	closeOnce sync.Once
-	runErr    error
 }
 
 type submitReq struct {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -380,4 +381,27 @@ func TestBacklogFullAnswers429(t *testing.T) {
 	c.mem.Isolate(1, false)
 	c.waitSameFinalized([]int{0, 1, 2, 3}, max, 20*time.Second)
 	c.put(1, "after the backlog")
+}
+
+// TestStopLeavesNoGoroutines: Run returns only once the loop, the HTTP
+// server and the transport have stopped.
+func TestStopLeavesNoGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	c := startInProcess(t, 4)
+	c.put(0, "x")
+	c.waitSameFinalized([]int{0, 1, 2, 3}, 1, 20*time.Second)
+	for i := range c.nodes {
+		c.stop(i)
+	}
+	c.client.HTTP.CloseIdleConnections()
+	err := testnet.WaitFor(5*time.Second, 10*time.Millisecond, func() error {
+		if n := runtime.NumGoroutine(); n > before {
+			return fmt.Errorf("%d goroutines, %d before", n, before)
+		}
+		return nil
+	})
+	if err != nil {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("%v\n%s", err, buf[:runtime.Stack(buf, true)])
+	}
 }
