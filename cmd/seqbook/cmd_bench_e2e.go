@@ -62,7 +62,7 @@ func runBenchE2E(args []string) int {
 	fs.DurationVar(&o.drain, "drain", 60*time.Second, "how long to wait for accepted orders to be applied everywhere after each phase")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "leading part of the latency phase left out of the percentiles")
 	fs.IntVar(&o.orders, "orders", 30000, "orders signed for the saturation phase (it ends early if they run out)")
-	fs.IntVar(&o.traders, "traders", 64, "trader keys signing the orders (bench traders 0..n-1, funded by the localnet genesis)")
+	fs.IntVar(&o.traders, "signers", 64, "bench trader keys signing the orders (traders 0..n-1 of the genesis; at most --traders)")
 	fs.IntVar(&o.concurrency, "concurrency", 64, "requests in flight in the saturation phase")
 	fs.Float64Var(&o.rate, "rate", 0, "orders/s of the latency phase (0: half the measured saturation)")
 	jsonOut := fs.String("json", "", "also write the results to this file as JSON")
@@ -80,9 +80,13 @@ func runBenchE2E(args []string) int {
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	if o.duration <= 0 || o.latencyDuration <= o.warmup || o.orders < 2 || o.traders < 2 || o.traders > localnet.DefaultTraders ||
+	funded := *nf.traders
+	if *clusterPath != "" {
+		funded = localnet.DefaultTraders // what seqbook localnet funds unless told otherwise
+	}
+	if o.duration <= 0 || o.latencyDuration <= o.warmup || o.orders < 2 || o.traders < 2 || o.traders > funded ||
 		o.concurrency < 1 || o.concurrency > 4096 || o.rate < 0 {
-		return fail("bench", fmt.Errorf("need --duration > 0, --latency-duration > --warmup, --orders >= 2, 2 <= --traders <= %d, 1 <= --concurrency <= 4096, --rate >= 0", localnet.DefaultTraders))
+		return fail("bench", fmt.Errorf("need --duration > 0, --latency-duration > --warmup, --orders >= 2, 2 <= --signers <= %d, 1 <= --concurrency <= 4096, --rate >= 0", funded))
 	}
 	ctx, cancel := interruptContext()
 	defer cancel()

@@ -50,7 +50,7 @@ func runChaos(args []string) int {
 	down := fs.Duration("down", 3*time.Second, "how long each crashed component stays down")
 	bound := fs.Duration("finality-bound", 15*time.Second, "largest finality gap allowed (docs/operations.md)")
 	drain := fs.Duration("drain", 90*time.Second, "how long to wait for the replicas to agree after the load")
-	traders := fs.Int("traders", 16, "bench trader keys signing the orders")
+	traders := fs.Int("signers", 16, "bench trader keys signing the orders (at most --traders)")
 	jsonOut := fs.String("json", "", "also write the summary to this file as JSON")
 	keep := fs.Bool("keep", false, "keep the temporary data folder (keys, logs)")
 	fs.Usage = func() {
@@ -66,8 +66,8 @@ func runChaos(args []string) int {
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	if *duration < 3**down || *rate <= 0 || *rate > 10000 || *traders < 2 || *traders > localnet.DefaultTraders || *bound <= 0 {
-		return fail("chaos", fmt.Errorf("need --duration >= 3×--down, 0 < --rate <= 10000, 2 <= --traders <= %d, --finality-bound > 0", localnet.DefaultTraders))
+	if *duration < 3**down || *rate <= 0 || *rate > 10000 || *traders < 2 || *traders > *nf.traders || *bound <= 0 {
+		return fail("chaos", fmt.Errorf("need --duration >= 3×--down, 0 < --rate <= 10000, 2 <= --signers <= %d, --finality-bound > 0", *nf.traders))
 	}
 	ctx, cancel := interruptContext()
 	defer cancel()
