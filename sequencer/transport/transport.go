@@ -11,10 +11,7 @@
 // is the cluster index of an authenticated peer.
 package transport
 
-import (
-	"errors"
-	"sync/atomic"
-)
+import "sync/atomic"
 
 // Message is one inbound message.
 type Message struct {
@@ -39,9 +36,6 @@ type Transport interface {
 	// sockets. It returns once they have stopped. Send after Close drops.
 	Close() error
 }
-
-// ErrClosed is returned by operations on a closed transport.
-var ErrClosed = errors.New("transport: closed")
 
 // Metrics counts what a transport did. The counters only go up; read them
 // with Snapshot. A nil *Metrics is not allowed: use &Metrics{}.
