@@ -171,7 +171,7 @@ func benchE2E(ctx context.Context, c *cluster.Cluster, o e2eOpts) (e2eResult, er
 		return res, ctx.Err()
 	}
 	accepted, refusals := summarize(outcomes)
-	fmt.Printf("bench: sent %d in %.1fs, accepted %d, refused %d %s; waiting until every replica has applied them\n",
+	fmt.Printf("bench: sent %d in %.1fs, accepted %d, refused %d%s; waiting until every replica has applied them\n",
 		sent, sendEnd.Sub(start).Seconds(), accepted, sent-accepted, refusals)
 	if accepted == 0 {
 		return res, errors.New("no order was accepted")
@@ -294,7 +294,7 @@ func summarize(outs []load.Outcome) (int, string) {
 			break
 		}
 	}
-	return accepted, "(" + strings.Join(parts, ", ") + ")"
+	return accepted, " (" + strings.Join(parts, ", ") + ")"
 }
 
 // checkApplied reads up to sample accepted orders back from every replica:

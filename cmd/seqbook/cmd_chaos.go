@@ -228,6 +228,9 @@ func chaos(ctx context.Context, n *localnet.Network, duration time.Duration, rat
 	}
 
 	sum.Sent = len(outs)
+	if n, why := summarize(outs); n < len(outs) {
+		logf("refused: %d%s", len(outs)-n, why)
+	}
 	var accepted []string
 	for k, x := range outs {
 		if x.Accepted {
