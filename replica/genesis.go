@@ -70,7 +70,20 @@ func ParseGenesis(data []byte) (*Genesis, error) {
 	default:
 		return nil, errors.New("genesis: balances must be a list of {address, token, amount} or an object address → token → amount")
 	}
+	if err := g.ValidateBasic(); err != nil {
+		return nil, err
+	}
 	return g, nil
+}
+
+// ValidateBasic checks every balance (addresses, tokens, amounts, supply
+// bounds) by crediting them to a scratch ledger.
+func (g *Genesis) ValidateBasic() error {
+	_, err := NewLedger(DefaultLedgerConfig(), &Domain{App: "genesis-check"}, g)
+	if err != nil {
+		return fmt.Errorf("genesis: %w", err)
+	}
+	return nil
 }
 
 // LoadGenesis reads and parses a genesis file.
