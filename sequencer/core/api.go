@@ -15,6 +15,9 @@
 //	        n.Advance()               // 4. tell the core rd is done
 //	    }
 //
+// NewNode may already have output (a restarted node asks the leader for
+// the view's state): check HasReady before the first Tick.
+//
 // Ordering rules (they are what makes the safety rules survive crashes):
 //   - Persist BEFORE sending: a Ready's Messages may contain signatures
 //     whose safety records are in the same Ready's Persist. If Save fails,
@@ -443,8 +446,10 @@ type Status struct {
 	Node   int
 	View   uint64
 	Leader int
-	// Ready is true when the node follows an established leader of its view
-	// (or is that leader) and has synchronised every app it knows.
+	// Ready is true when the node leads its view and has chosen the view's
+	// starting point from a quorum of view states, or follows a leader it
+	// heard from recently; and every app it knows is synchronised. A node
+	// alone, or still syncing after a restart, is not ready.
 	Ready bool
 	// Apps are ordered by name.
 	Apps []AppStatus

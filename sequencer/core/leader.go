@@ -84,6 +84,9 @@ func (n *Node) leaderAppend(a *app, origin int, seq uint64, body []byte) bool {
 	if seq <= l.lastSeqs[origin] {
 		return true // already sequenced
 	}
+	if n.nowMs == 0 {
+		return false // no clock reading yet (before the first Tick): nothing to stamp with
+	}
 	if cnt, size := a.unfinalized(); cnt >= uint64(n.cfg.UnfinalizedBatchesMax) || size+len(body) > n.cfg.UnfinalizedBytesMax {
 		return false
 	}

@@ -56,7 +56,7 @@ type Node struct {
 	established      bool                    // leader: chose the view's locks
 	quorumStatesTick uint64                  // leader: tick a quorum of states was reached
 
-	verified map[[32]byte]bool
+	verified map[proofKey]bool
 
 	// Output since the last Advance.
 	persist   map[string]*AppPersist
@@ -96,7 +96,7 @@ func NewNode(cfg Config, crypto Crypto, store Store) (*Node, error) {
 		heardTick:    make([]uint64, cfg.Nodes),
 		pingTick:     make([]uint64, cfg.Nodes),
 		viewStates:   map[int]*wire.ViewState{},
-		verified:     map[[32]byte]bool{},
+		verified:     map[proofKey]bool{},
 		persist:      map[string]*AppPersist{},
 	}
 	snap, err := store.Load()
@@ -383,7 +383,15 @@ func (n *Node) Advance() {
 // Status returns a snapshot of the node's view, leader and per-app indexes.
 func (n *Node) Status() Status {
 	st := Status{Node: n.cfg.Self, View: n.view, Leader: n.cfg.Leader(n.view)}
-	st.Ready = !n.anyAppSyncing() && (!n.isLeader() || n.established)
+	if n.isLeader() {
+		st.Ready = n.established && !n.anyAppSyncing()
+	} else {
+		// Following means hearing from the leader: its answers, rounds, or
+		// at least its pings (every LeaderTimeoutTicks even when idle).
+		heard := n.heardTick[n.leader()]
+		window := 2 * uint64(n.cfg.LeaderTimeoutTicks) * uint64(1+n.backoff)
+		st.Ready = heard > 0 && n.tick-heard <= window && !n.anyAppSyncing()
+	}
 	for _, name := range n.names {
 		a := n.apps[name]
 		init := 0
@@ -480,7 +488,7 @@ func (n *Node) verifyProof(app string, p *wire.Proof) bool {
 	if p == nil || p.Signers.Max() >= n.cfg.Nodes || p.Signers.Count() < n.quorum {
 		return false
 	}
-	key := eip712.Keccak256([]byte(app), wire.Encode(&wire.NewView{App: app, Lock: p}))
+	key := keyOf(app, p)
 	if ok, hit := n.verified[key]; hit {
 		return ok
 	}
@@ -490,6 +498,20 @@ func (n *Node) verifyProof(app string, p *wire.Proof) bool {
 	}
 	n.verified[key] = ok
 	return ok
+}
+
+// proofKey identifies a proof (with its app) for the verification cache.
+type proofKey struct {
+	app          string
+	kind         wire.ProofKind
+	view, index  uint64
+	chainingHash wire.Hash
+	signers      string
+	signature    wire.Signature
+}
+
+func keyOf(app string, p *wire.Proof) proofKey {
+	return proofKey{app, p.Kind, p.View, p.Index, p.ChainingHash, string(p.Signers), p.Signature}
 }
 
 // lockHigher orders lock certificates by (view, index); nil is lowest.

@@ -37,7 +37,7 @@ type checker struct {
 	// locks[(app, index, view)] is the chaining hash of lock proofs: two
 	// lock proofs of one view and index must agree too.
 	locks   map[lockKey]wire.Hash
-	checked map[string]bool
+	checked map[checkKey]bool
 	// canon[app][i] is finalized entry i+1 as the first honest node that
 	// finalized it reported it.
 	canon      map[string][]canonEntry
@@ -46,6 +46,15 @@ type checker struct {
 
 	proofsChecked int
 	violations    []string
+}
+
+type checkKey struct {
+	app          string
+	kind         wire.ProofKind
+	view, index  uint64
+	chainingHash wire.Hash
+	signers      string
+	signature    wire.Signature
 }
 
 type lockKey struct {
@@ -57,7 +66,7 @@ func newChecker(n int, verifier core.Crypto) *checker {
 	c := &checker{
 		n: n, q: cluster.Quorum(n), domain: eip712.NewDomain(chainID), verifier: verifier,
 		byzantine: map[int]bool{},
-		final:     map[appIndex]wire.Hash{}, locks: map[lockKey]wire.Hash{}, checked: map[string]bool{},
+		final:     map[appIndex]wire.Hash{}, locks: map[lockKey]wire.Hash{}, checked: map[checkKey]bool{},
 		canon: map[string][]canonEntry{}, finalBody: map[string]map[string]bool{},
 	}
 	for i := 0; i < n; i++ {
@@ -81,7 +90,7 @@ func (c *checker) observeProof(app string, p *wire.Proof) {
 	if p == nil {
 		return
 	}
-	key := app + string(wire.Encode(&wire.NewView{App: app, Lock: p}))
+	key := checkKey{app, p.Kind, p.View, p.Index, p.ChainingHash, string(p.Signers), p.Signature}
 	if c.checked[key] {
 		return
 	}

@@ -13,7 +13,7 @@ const Version byte = 1
 // fields in declaration order. It does not validate; encoding a message
 // that fails ValidateBasic yields bytes Decode refuses.
 func Encode(m Message) []byte {
-	w := &writer{buf: make([]byte, 0, 64)}
+	w := &writer{buf: make([]byte, 0, sizeHint(m))}
 	w.u8(Version)
 	w.u8(uint8(m.Type()))
 	switch m := m.(type) {
@@ -174,6 +174,31 @@ func Decode(b []byte) (Message, error) {
 		return nil, fmt.Errorf("wire: %w", err)
 	}
 	return m, nil
+}
+
+// sizeHint estimates an encoding's size so Encode allocates once.
+func sizeHint(m Message) int {
+	n := 256
+	add := func(bodies int) { n += bodies }
+	switch m := m.(type) {
+	case *Post:
+		for i := range m.Batches {
+			add(12 + len(m.Batches[i].Body))
+		}
+	case *PostReply:
+		for i := range m.Batches {
+			add(30 + len(m.Batches[i].Body))
+		}
+		add(len(m.Proofs) * 160)
+	case *SyncReply:
+		for i := range m.Batches {
+			add(30 + len(m.Batches[i].Body))
+		}
+		add(len(m.Proofs) * 160)
+	case *ViewState:
+		add(len(m.Apps) * 400)
+	}
+	return n
 }
 
 type writer struct{ buf []byte }
