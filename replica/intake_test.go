@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/seqbook/seqbook/client/obapi"
 )
@@ -246,3 +247,52 @@ func TestIntakeSequencerDown(t *testing.T) {
 type errTest string
 
 func (e errTest) Error() string { return string(e) }
+
+// An accepted operation whose batch a node lost is sent again, also by a
+// replica restarted in between (from its outbox): accepted is never lost.
+func TestAcceptedOperationsAreResent(t *testing.T) {
+	clock := newClock()
+	seq := NewMemSequencer(clock.Ms)
+	store := NewMemStore()
+	cfg := testConfig("replica1", clock)
+	r := startReplica(t, cfg, seq, store)
+
+	seq.DropSends(true)
+	o1 := signOrder(t, alice, orderSpec{side: "buy", qty: 1_000_000, price: 1000_000_000, nonce: 1})
+	if code := r.do(t, "POST", "/order", o1, nil); code != 200 {
+		t.Fatalf("o1: %d", code)
+	}
+	seq.DropSends(false)
+	clock.Advance(cfg.ResendAfter + time.Second) // the resend timer reads the replica's clock
+	r.waitApplied(t, 1)
+	var ord obapi.Order
+	if code := r.do(t, "GET", "/orders/"+orderID(t, o1), nil, &ord); code != 200 || ord.Status != "open" {
+		t.Fatalf("resent o1: %d %+v", code, ord)
+	}
+
+	// Lost again, and this time the replica restarts before resending.
+	seq.DropSends(true)
+	o2 := signOrder(t, alice, orderSpec{side: "buy", qty: 1_000_000, price: 1000_000_000, nonce: 2})
+	if code := r.do(t, "POST", "/order", o2, nil); code != 200 {
+		t.Fatalf("o2: %d", code)
+	}
+	r.stop()
+	seq.DropSends(false)
+	store.Reopen()
+	r2 := startReplica(t, cfg, seq, store)
+	if s := r2.state(t); s.Pending != 1 {
+		t.Fatalf("restarted replica holds %d pending operations, want 1 from its outbox", s.Pending)
+	}
+	clock.Advance(cfg.ResendAfter + time.Second)
+	r2.waitApplied(t, 2)
+	if code := r2.do(t, "GET", "/orders/"+orderID(t, o2), nil, &ord); code != 200 || ord.Status != "open" {
+		t.Fatalf("o2 after restart: %d %+v", code, ord)
+	}
+	waitFor(t, "the outbox to empty", 5*time.Second, func() bool {
+		ob, _ := store.Outbox()
+		return len(ob) == 0 && r2.in.count() == 0
+	})
+	if m := r2.Metrics(); m.Resent == 0 {
+		t.Fatalf("no resend counted: %+v", m)
+	}
+}

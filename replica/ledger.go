@@ -711,6 +711,15 @@ func (l *Ledger) NonceUsed(signer common.Address, nonce uint64) bool {
 	return l.nonces.has(nonceKey{signer, nonce})
 }
 
+// alreadyApplied reports whether op can no longer apply: its nonce (or
+// legacy id) is used.
+func (l *Ledger) alreadyApplied(op *Op) bool {
+	if op.HasNonce() {
+		return l.NonceUsed(op.Signer, op.Nonce)
+	}
+	return l.LegacyUsed(op.ID)
+}
+
 // LegacyUsed reports whether a legacy order id was already applied.
 func (l *Ledger) LegacyUsed(id [32]byte) bool { _, ok := l.legacyUsed[id]; return ok }
 

@@ -269,7 +269,7 @@ func New(cfg Config, seq Sequencer, store Store) (*Replica, error) {
 	var stale [][32]byte
 	for _, e := range entries {
 		op, err := DecodeOp(cfg.Domain, e.Wire)
-		if err != nil || op.ID != e.ID {
+		if err != nil || op.ID != e.ID || r.ledger.alreadyApplied(op) {
 			stale = append(stale, e.ID)
 			continue
 		}

@@ -68,6 +68,7 @@ type MemSequencer struct {
 	finalized int
 	held      bool
 	sendErr   error
+	dropSends bool
 	pageMax   int
 }
 
@@ -82,14 +83,18 @@ func NewMemSequencer(clockMs func() uint64) *MemSequencer {
 // Send implements Sequencer.
 func (s *MemSequencer) Send(ctx context.Context, body []byte) error {
 	s.mu.Lock()
-	err := s.sendErr
+	err, drop := s.sendErr, s.dropSends
 	s.mu.Unlock()
-	if err != nil {
+	if err != nil || drop {
 		return err
 	}
 	s.Append(s.clockMs(), body)
 	return nil
 }
+
+// DropSends makes Send answer success and lose the batch, like a node that
+// accepts a batch and crashes before the leader sequences it.
+func (s *MemSequencer) DropSends(drop bool) { s.mu.Lock(); s.dropSends = drop; s.mu.Unlock() }
 
 // Append sequences a body at timestampMs (raised to the previous batch's
 // if lower) and returns its index.
