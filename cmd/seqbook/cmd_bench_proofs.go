@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,9 +13,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -53,6 +58,12 @@ type proofsPhase struct {
 	P90Ms     float64 `json:"p90_ms"`
 	P99Ms     float64 `json:"p99_ms"`
 	AllSigned int     `json:"all_replicas_signed"` // proofs signed by every replica
+	// CPU per proof during the phase, in ms: this process (aggregator and
+	// load generator) and the network's processes (replicas and nodes,
+	// when the benchmark started them). Unlike proofs/s, it does not depend
+	// on what else the machine runs.
+	CPUSelfMs  float64 `json:"cpu_self_ms_per_proof"`
+	CPUOtherMs float64 `json:"cpu_network_ms_per_proof,omitempty"`
 }
 
 type proofsResult struct {
@@ -66,6 +77,9 @@ type proofsResult struct {
 type proofsOpts struct {
 	latencyDuration, duration, warmup time.Duration
 	concurrency                       int
+	// pids are the network's processes whose CPU time is counted (none
+	// when running against --cluster).
+	pids []int
 }
 
 // proofTarget is one (account, token) whose balance is proven.
@@ -127,6 +141,11 @@ func runBenchProofs(args []string) int {
 		}
 		defer done()
 		c = n.Cluster
+		for _, comp := range n.Components {
+			if pid := n.PID(comp.ID); pid != 0 && comp.Kind != localnet.KindAggregator {
+				o.pids = append(o.pids, pid)
+			}
+		}
 	}
 
 	base := *aggURL
@@ -215,11 +234,19 @@ func benchProofs(ctx context.Context, c *cluster.Cluster, base string, targets [
 		d        time.Duration
 	}{{"latency", 1, o.latencyDuration}, {"throughput", o.concurrency, o.duration}} {
 		fmt.Fprintf(out, "\nbench: %s: %d in flight for %s\n", ph.name, ph.inFlight, ph.d)
+		self0, other0 := selfCPU(), processesCPU(o.pids)
 		samples := runProofPhase(ctx, hc, base, targets, ph.inFlight, ph.d, ph.name, out)
+		selfUsed, otherUsed := selfCPU()-self0, processesCPU(o.pids)-other0
 		if ctx.Err() != nil {
 			return res, ctx.Err()
 		}
 		p := summarizeProofs(ph.name, ph.inFlight, samples, o.warmup, len(c.Replicas))
+		if n := len(samples); n > 0 {
+			p.CPUSelfMs = ms(selfUsed) / float64(n)
+			if len(o.pids) > 0 {
+				p.CPUOtherMs = ms(otherUsed) / float64(n)
+			}
+		}
 		if p.Proofs == 0 {
 			return res, fmt.Errorf("%s phase: no proof (%d failed; first error: %v)", ph.name, p.Failed, firstErr(samples))
 		}
@@ -374,9 +401,13 @@ func firstErr(samples []proofSample) error {
 
 func printProofsTable(out io.Writer, res proofsResult) {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "phase\tin flight\tproofs\tproofs/s\tp50 ms\tp90 ms\tp99 ms\tfailed\tall signed\t")
+	fmt.Fprintln(tw, "phase\tin flight\tproofs\tproofs/s\tp50 ms\tp90 ms\tp99 ms\tfailed\tall signed\tcpu ms/proof\t")
 	for _, p := range res.Phases {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%d\t%d\t\n", p.Name, p.InFlight, p.Proofs, p.PerSec, p.P50Ms, p.P90Ms, p.P99Ms, p.Failed, p.AllSigned)
+		cpu := fmt.Sprintf("%.2f", p.CPUSelfMs)
+		if p.CPUOtherMs > 0 {
+			cpu = fmt.Sprintf("%.2f + %.2f", p.CPUSelfMs, p.CPUOtherMs)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%d\t%d\t%s\t\n", p.Name, p.InFlight, p.Proofs, p.PerSec, p.P50Ms, p.P90Ms, p.P99Ms, p.Failed, p.AllSigned, cpu)
 	}
 	tw.Flush()
 	verdict := func(ok bool) string {
@@ -389,5 +420,62 @@ func printProofsTable(out io.Writer, res proofsResult) {
 	fmt.Fprintf(out, "targets (%d replicas, threshold %d): p50 <= %d ms: %.2f ms, %s; >= %d proofs/s: %.0f/s, %s\n",
 		res.Replicas, res.Threshold, proofsTargetP50Ms, lat.P50Ms, verdict(lat.P50Ms <= proofsTargetP50Ms),
 		proofsTargetPerSec, thr.PerSec, verdict(thr.PerSec >= proofsTargetPerSec))
-	fmt.Fprintf(out, "(figures exclude a warm-up at the start of each phase; 'all signed': proofs signed by every replica)\n")
+	fmt.Fprintf(out, "(figures exclude a warm-up at the start of each phase; 'all signed': proofs signed by every replica;\n"+
+		" cpu: this process (aggregator + load generator) + the network's replicas and nodes, per proof)\n")
+	if thr.CPUOtherMs > 0 {
+		total := thr.CPUSelfMs + thr.CPUOtherMs
+		fmt.Fprintf(out, "cpu bound: %.2f ms of CPU per proof in all, so at most %.0f proofs/s on %d otherwise idle cores (load average now %s)\n",
+			total, float64(runtime.NumCPU())*1000/total, runtime.NumCPU(), loadAverage())
+	}
+}
+
+// selfCPU is this process's CPU time so far (user + system).
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// processesCPU sums the CPU time so far of processes by pid, from
+// /proc/PID/stat (Linux; elsewhere, and for a process that is gone, 0).
+func processesCPU(pids []int) time.Duration {
+	const clockTicksPerSec = 100 // USER_HZ, fixed at 100 on Linux
+	var total time.Duration
+	for _, pid := range pids {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			continue
+		}
+		// Fields after "(comm)": state is field 3; utime and stime are 14
+		// and 15, so 11 and 12 after the closing parenthesis.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		ut, err1 := strconv.ParseInt(f[11], 10, 64)
+		st, err2 := strconv.ParseInt(f[12], 10, 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		total += time.Duration(ut+st) * time.Second / clockTicksPerSec
+	}
+	return total
+}
+
+// loadAverage is the 1-minute load average, for reading the figures.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	if f := strings.Fields(string(b)); len(f) > 0 {
+		return f[0]
+	}
+	return "unknown"
 }
