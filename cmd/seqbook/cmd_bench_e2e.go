@@ -47,7 +47,7 @@ type e2eResult struct {
 }
 
 type e2eOpts struct {
-	duration, latencyDuration, drain, warmup time.Duration
+	duration, latencyDuration, drain, warmup, poll time.Duration
 	orders, traders, concurrency             int
 	rate                                     float64
 }
@@ -61,6 +61,7 @@ func runBenchE2E(args []string) int {
 	fs.DurationVar(&o.latencyDuration, "latency-duration", 10*time.Second, "length of the fixed-rate latency phase")
 	fs.DurationVar(&o.drain, "drain", 60*time.Second, "how long to wait for accepted orders to be applied everywhere after each phase")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "leading part of the latency phase left out of the percentiles")
+	fs.DurationVar(&o.poll, "poll", 10*time.Millisecond, "how often each replica's /state is read in the latency phase (the latency resolution; faster polling costs the replicas CPU)")
 	fs.IntVar(&o.orders, "orders", 30000, "orders signed for the saturation phase (it ends early if they run out)")
 	fs.IntVar(&o.traders, "signers", 64, "bench trader keys signing the orders (traders 0..n-1 of the genesis; at most --traders)")
 	fs.IntVar(&o.concurrency, "concurrency", 64, "requests in flight in the saturation phase")
@@ -85,8 +86,8 @@ func runBenchE2E(args []string) int {
 		funded = localnet.DefaultTraders // what seqbook localnet funds unless told otherwise
 	}
 	if o.duration <= 0 || o.latencyDuration <= o.warmup || o.orders < 2 || o.traders < 2 || o.traders > funded ||
-		o.concurrency < 1 || o.concurrency > 4096 || o.rate < 0 {
-		return fail("bench", fmt.Errorf("need --duration > 0, --latency-duration > --warmup, --orders >= 2, 2 <= --signers <= %d, 1 <= --concurrency <= 4096, --rate >= 0", funded))
+		o.concurrency < 1 || o.concurrency > 4096 || o.rate < 0 || o.poll < time.Millisecond {
+		return fail("bench", fmt.Errorf("need --duration > 0, --latency-duration > --warmup, --orders >= 2, 2 <= --signers <= %d, 1 <= --concurrency <= 4096, --rate >= 0, --poll >= 1ms", funded))
 	}
 	ctx, cancel := interruptContext()
 	defer cancel()
@@ -202,7 +203,7 @@ func benchE2E(ctx context.Context, c *cluster.Cluster, o e2eOpts) (e2eResult, er
 	tr := load.NewTracker(h, urls)
 	tctx, tcancel := context.WithCancel(ctx)
 	trackDone := make(chan struct{})
-	go func() { tr.Run(tctx, 2*time.Millisecond); close(trackDone) }()
+	go func() { tr.Run(tctx, o.poll); close(trackDone) }()
 	lat := &load.Sender{H: h, Replicas: urls, Wait: true, InFlightMax: 4096}
 	stopProgress = progressLine(ctx, "latency", &lat.Counters, h, urls)
 	lstart := time.Now()
@@ -256,8 +257,8 @@ func benchE2E(ctx context.Context, c *cluster.Cluster, o e2eOpts) (e2eResult, er
 	fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.1f\t%.1f\t%.1f\t%.0f\t\n", res.Replicas, res.Saturation.OrdersPerSec, rate,
 		res.LatencyAtRate.P50Ms, res.LatencyAtRate.P90Ms, res.LatencyAtRate.P99Ms, ceiling/float64(len(urls)))
 	tw.Flush()
-	fmt.Printf("(latency samples: %d after a %s warm-up; resolution 2 ms, the /state poll interval; sig ceiling: %.0f ecrecover/s on %d cores / %d replicas)\n",
-		len(ds), o.warmup, ceiling, runtime.GOMAXPROCS(0), len(urls))
+	fmt.Printf("(latency samples: %d after a %s warm-up; resolution %s, the /state poll interval; sig ceiling: %.0f ecrecover/s on %d cores / %d replicas)\n",
+		len(ds), o.warmup, o.poll, ceiling, runtime.GOMAXPROCS(0), len(urls))
 	return res, nil
 }
 
