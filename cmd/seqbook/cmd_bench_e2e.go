@@ -48,8 +48,8 @@ type e2eResult struct {
 
 type e2eOpts struct {
 	duration, latencyDuration, drain, warmup, poll time.Duration
-	orders, traders, concurrency             int
-	rate                                     float64
+	orders, traders, concurrency                   int
+	rate                                           float64
 }
 
 func runBenchE2E(args []string) int {
