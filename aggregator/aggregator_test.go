@@ -620,3 +620,59 @@ func TestCheckProofBeforeServing(t *testing.T) {
 		}
 	}
 }
+
+// Proofs in progress are bounded: past InFlightMax a request is refused at
+// once with 503 instead of queueing goroutines and connections.
+func TestInFlightBound(t *testing.T) {
+	tn := newTestNet(t, 3, func(i int, f *fakeReplica) bool {
+		f.hang = true // every /balance waits until its request is cancelled
+		return false
+	})
+	cfg := TestConfig()
+	cfg.InFlightMax, cfg.Timeout = 1, 20*time.Second
+	s := serve(t, tn.aggregatorWith(t, nil, cfg))
+	firstDone := make(chan int, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+balancePath(alice, "USDT"), nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			firstDone <- 0
+			return
+		}
+		resp.Body.Close()
+		firstDone <- resp.StatusCode
+	}()
+	// Wait until the first proof is in progress (its questions reached the
+	// replicas), then ask for a second.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		tn.replicas[0].mu.Lock()
+		n := tn.replicas[0].balanceQ
+		tn.replicas[0].mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first proof never reached the replicas")
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition
+	}
+	var e struct {
+		Error string `json:"error"`
+	}
+	if st := getJSON(t, s, balancePath(alice, "USDT"), &e); st != http.StatusServiceUnavailable || !strings.Contains(e.Error, "busy") {
+		t.Fatalf("second request while one is in flight: %d %q", st, e.Error)
+	}
+	cancel()
+	<-firstDone
+	// Other methods are refused by name.
+	resp, err := http.Post(s.URL+"/aggregate_balance", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("POST: %d, want 405", resp.StatusCode)
+	}
+}
