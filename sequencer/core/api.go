@@ -182,8 +182,8 @@ func DefaultConfig(chainID uint64, n, self int) Config {
 		AppsMax:                64,
 		PendingBatchesMax:      10_000,
 		PendingBytesMax:        64 << 20,
-		UnfinalizedBatchesMax:  20_000,
-		UnfinalizedBytesMax:    64 << 20,
+		UnfinalizedBatchesMax:  4096,
+		UnfinalizedBytesMax:    12 << 20,
 		RoundBatchesMax:        1000,
 		RoundBytesMax:          4 << 20,
 		PageBatchesMax:         1000,
@@ -271,6 +271,12 @@ func (c *Config) ValidateBasic() error {
 	}
 	if c.RoundBatchesMax > c.UnfinalizedBatchesMax || c.RoundBytesMax > c.UnfinalizedBytesMax {
 		return errors.New("config: a round must fit in the unfinalized bounds")
+	}
+	// The first round of a view finalizes everything locked in the previous
+	// one at once: that run must stay servable as one page (ReadFinalized)
+	// and fetchable as one uncertified sync run.
+	if c.UnfinalizedBatchesMax > pageGapBatchesMax || c.UnfinalizedBytesMax+wire.MaxBatchBytes+(1<<20) > wire.MaxMessageBytes {
+		return fmt.Errorf("config: unfinalized bounds over %d batches or the message size", pageGapBatchesMax)
 	}
 	return nil
 }

@@ -207,7 +207,7 @@ func (n *Node) checkFutureFP(a *app) {
 	if a.futureFP != nil && a.tip() >= a.futureFP.Index && a.sync == nil {
 		fp := a.futureFP
 		a.futureFP = nil
-		n.applyFinalizeProof(a, fp)
+		n.applyFinalizeProof(a, fp, false)
 	}
 }
 
@@ -382,7 +382,13 @@ func (n *Node) finalizeTo(a *app, p *wire.Proof) {
 // applyFinalizeProof handles a finalize proof a peer showed us (already
 // verified): finalize if we hold its chain, wait for the batches if it is
 // beyond our tip, resynchronise if our unfinalized suffix disagrees.
-func (n *Node) applyFinalizeProof(a *app, p *wire.Proof) {
+//
+// inOrder says the proof comes from a source that sends every proof after
+// our finalized index in order (PostReply, SyncReply). A proof from
+// elsewhere (the newest one in a Round) that would skip more than a round
+// is left to those: finalizing through it would store no proof for the
+// rounds it skips, and pages of finalized batches must end at proofs.
+func (n *Node) applyFinalizeProof(a *app, p *wire.Proof, inOrder bool) {
 	if p.Index <= a.finalIdx() {
 		return
 	}
@@ -397,6 +403,9 @@ func (n *Node) applyFinalizeProof(a *app, p *wire.Proof) {
 		return
 	}
 	if h == p.ChainingHash {
+		if !inOrder && p.Index-a.finalIdx() > uint64(n.cfg.RoundBatchesMax) {
+			return
+		}
 		n.finalizeTo(a, p)
 		return
 	}

@@ -102,7 +102,7 @@ func (n *Node) stepPostReply(from int, r *wire.PostReply) error {
 		if !n.verifyProof(a.name, p) {
 			return fmt.Errorf("core: PostReply for %s: invalid finalize proof at %d", a.name, p.Index)
 		}
-		n.applyFinalizeProof(a, p)
+		n.applyFinalizeProof(a, p, true)
 		if a.sync != nil {
 			break
 		}
@@ -144,7 +144,7 @@ func (n *Node) stepRound(from int, r *wire.Round) error {
 		if !n.verifyProof(a.name, p) {
 			return fmt.Errorf("core: Round for %s: invalid finalize proof", a.name)
 		}
-		n.applyFinalizeProof(a, p)
+		n.applyFinalizeProof(a, p, false)
 		if a.sync != nil {
 			return nil
 		}

@@ -189,7 +189,7 @@ func (n *Node) finishSync(a *app) {
 	a.sync = nil
 	n.log.Debug("sync done", "app", a.name, "target_index", s.target.Index)
 	if s.target.Kind == wire.KindFinalize {
-		n.applyFinalizeProof(a, s.target)
+		n.applyFinalizeProof(a, s.target, true)
 	}
 	if s.lock != nil {
 		if h, ok := n.hashAt(a, s.lock.Index); ok && h == s.lock.ChainingHash {

@@ -336,7 +336,12 @@ func (n *Node) reconcile(a *app) { n.reconcileFrom(a, nil) }
 func (n *Node) reconcileFrom(a *app, sources []int) {
 	if fin := a.target.fin; fin != nil && fin.Index > a.finalIdx() {
 		if h, ok := n.hashAt(a, fin.Index); ok && h == fin.ChainingHash {
-			n.finalizeTo(a, fin)
+			// A follower that would skip rounds lets the leader's in-order
+			// proofs finalize it (see applyFinalizeProof); a leader has
+			// no one to get them from and finalizes at once.
+			if n.isLeader() || fin.Index-a.finalIdx() <= uint64(n.cfg.RoundBatchesMax) {
+				n.finalizeTo(a, fin)
+			}
 		} else {
 			lock := a.target.lock
 			if lock == nil || lock.Index < fin.Index {

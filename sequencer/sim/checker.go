@@ -122,6 +122,12 @@ func (c *checker) observeProof(app string, p *wire.Proof) {
 	}
 }
 
+// valid checks a finalize proof's quorum and signature.
+func (c *checker) valid(app string, p *wire.Proof) bool {
+	return p.Kind == wire.KindFinalize && p.Signers.Max() < c.n && p.Signers.Count() >= c.q &&
+		c.verifier.VerifyAggregate(p.Signers, core.ProofDigest(c.domain, app, p), p.Signature)
+}
+
 func (c *checker) canonAt(app string, idx uint64) *canonEntry {
 	cs := c.canon[app]
 	if idx == 0 || idx > uint64(len(cs)) {

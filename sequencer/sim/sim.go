@@ -149,6 +149,9 @@ func Run(o Options) *Result {
 		if !settled && !w.chk.failed() {
 			w.chk.violate("liveness: %d ticks after healing, %s", o.LivenessTicks, w.unsettledReason())
 		}
+		if settled {
+			w.checkPages()
+		}
 	}
 	res.Violations = w.chk.violations
 	res.Finalized = w.chk.canonFinal()

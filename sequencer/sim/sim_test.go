@@ -54,3 +54,20 @@ func TestSim(t *testing.T) {
 	}
 	t.Logf("%d seeds in %v", seeds, time.Since(start).Round(time.Millisecond))
 }
+
+// TestSimRealBLS runs a few seeds with herumi BLS signatures instead of
+// the keyring, so the simulator also exercises the production Crypto
+// (aggregation, subgroup checks, digests) under faults.
+func TestSimRealBLS(t *testing.T) {
+	seeds := []uint64{7, 8}
+	if testing.Short() {
+		seeds = seeds[:1]
+	}
+	for _, s := range seeds {
+		r := Run(Options{Seed: s, RealBLS: true, Ticks: 300, Nodes: 4})
+		if r.Failed() {
+			t.Errorf("SEED=%d (real BLS): %s\n  replay: go test ./sequencer/sim -run TestSimRealBLS -v", s, r.Violations[0])
+		}
+		t.Log(r)
+	}
+}

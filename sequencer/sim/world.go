@@ -404,6 +404,55 @@ func (w *world) unsettledReason() string {
 	return ""
 }
 
+// checkPages reads every honest node's finalized sequence through
+// core.ReadFinalized, as the HTTP API does: each page must end at a
+// finalize proof for its last batch, pages must chain, and together they
+// must be the canonical sequence.
+func (w *world) checkPages() {
+	for _, sn := range w.nodes {
+		if w.byz[sn.id] != nil {
+			continue
+		}
+		for _, app := range apps {
+			var after uint64
+			prev := wire.Hash{}
+			for pages := 0; ; pages++ {
+				p, err := core.ReadFinalized(sn.store, app, after, sn.cfg.PageBatchesMax, sn.cfg.PageBytesMax)
+				if err != nil {
+					w.chk.violate("node %d: reading %s after %d: %v", sn.id, app, after, err)
+					return
+				}
+				if len(p.Entries) == 0 {
+					break
+				}
+				for _, e := range p.Entries {
+					if e.Index != after+1 || e.ChainingHash != core.ChainHash(prev, e.Hash) {
+						w.chk.violate("node %d: %s page after %d does not chain at %d", sn.id, app, after, e.Index)
+						return
+					}
+					if ce := w.chk.canonAt(app, e.Index); ce == nil || ce.chaining != e.ChainingHash {
+						w.chk.violate("node %d: %s stored batch %d differs from the canonical one", sn.id, app, e.Index)
+						return
+					}
+					after, prev = e.Index, e.ChainingHash
+				}
+				if p.Proof == nil || p.Proof.Index != after || p.Proof.ChainingHash != prev {
+					w.chk.violate("node %d: %s page ending at %d has no proof for it", sn.id, app, after)
+					return
+				}
+				if !w.chk.valid(app, p.Proof) {
+					w.chk.violate("node %d: %s stores an invalid finalize proof at %d", sn.id, app, after)
+					return
+				}
+				w.chk.observeProof(app, p.Proof)
+			}
+			if want := w.chk.nodeFinal(sn.id, app); after != want {
+				w.chk.violate("node %d: %s pages end at %d, finalized %d", sn.id, app, after, want)
+			}
+		}
+	}
+}
+
 func (w *world) maxView() uint64 {
 	var v uint64
 	for _, sn := range w.nodes {
