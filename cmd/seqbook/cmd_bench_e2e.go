@@ -93,6 +93,7 @@ func runBenchE2E(args []string) int {
 	defer cancel()
 
 	var c *cluster.Cluster
+	var pids []int // the network's processes, whose CPU time is counted
 	var deaths atomic.Int64
 	if *clusterPath != "" {
 		var err error
@@ -109,8 +110,13 @@ func runBenchE2E(args []string) int {
 		}
 		defer done()
 		c = n.Cluster
+		for _, comp := range n.Components {
+			if pid := n.PID(comp.ID); pid != 0 {
+				pids = append(pids, pid)
+			}
+		}
 	}
-	res, err := benchE2E(ctx, c, o)
+	res, err := benchE2E(ctx, c, o, pids)
 	if err == nil && deaths.Load() > 0 {
 		err = fmt.Errorf("%d component(s) died during the benchmark (reports above)", deaths.Load())
 	}
@@ -125,7 +131,7 @@ func runBenchE2E(args []string) int {
 	return 0
 }
 
-func benchE2E(ctx context.Context, c *cluster.Cluster, o e2eOpts) (e2eResult, error) {
+func benchE2E(ctx context.Context, c *cluster.Cluster, o e2eOpts, pids []int) (e2eResult, error) {
 	var res e2eResult
 	urls := make([]string, len(c.Replicas))
 	for i, r := range c.Replicas {
@@ -164,6 +170,7 @@ func benchE2E(ctx context.Context, c *cluster.Cluster, o e2eOpts) (e2eResult, er
 	fmt.Printf("\nbench: saturation: %d requests in flight for %s\n", o.concurrency, o.duration)
 	sat := &load.Sender{H: h, Replicas: urls, InFlightMax: o.concurrency}
 	stopProgress := progressLine(ctx, "saturation", &sat.Counters, h, urls)
+	cpu0 := processesCPU(pids)
 	start := time.Now()
 	sent, outcomes := sat.ClosedLoop(ctx, satOrders, start.Add(o.duration))
 	sendEnd := time.Now()
@@ -184,6 +191,7 @@ func benchE2E(ctx context.Context, c *cluster.Cluster, o e2eOpts) (e2eResult, er
 		return res, fmt.Errorf("after the saturation phase: %w", err)
 	}
 	end := time.Now()
+	cpuPerOrder := (processesCPU(pids) - cpu0) / time.Duration(accepted)
 	res.Saturation.OrdersPerSec = float64(accepted) / end.Sub(start).Seconds()
 	fmt.Printf("bench: all replicas at index %d, digest %s, %.1fs after the first order\n", conv.Index, load.ShortHash(conv.Digest), end.Sub(start).Seconds())
 	if err := checkApplied(ctx, h, urls, satOrders[:sent], outcomes, 200); err != nil {
@@ -259,6 +267,12 @@ func benchE2E(ctx context.Context, c *cluster.Cluster, o e2eOpts) (e2eResult, er
 	tw.Flush()
 	fmt.Printf("(latency samples: %d after a %s warm-up; resolution %s, the /state poll interval; sig ceiling: %.0f ecrecover/s on %d cores / %d replicas)\n",
 		len(ds), o.warmup, o.poll, ceiling, runtime.GOMAXPROCS(0), len(urls))
+	if cpuPerOrder > 0 {
+		// On a machine other work is loading, this says what the network
+		// would do with the cores to itself.
+		fmt.Printf("cpu: the network's %d processes used %.3f ms of CPU per order in the saturation phase, so at most %.0f orders/s on %d otherwise idle cores (load average now %s)\n",
+			len(pids), float64(cpuPerOrder.Microseconds())/1000, float64(runtime.NumCPU())*float64(time.Second)/float64(cpuPerOrder), runtime.NumCPU(), loadAverage())
+	}
 	return res, nil
 }
 
