@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,6 +42,9 @@ type seqBenchResult struct {
 	P99Ms            float64 `json:"p99_ms"`
 	MaxMs            float64 `json:"max_ms"`
 	FinalizedIndexes uint64  `json:"finalized_indexes"`
+	// CPUMsPerBatch is the nodes' CPU time (all four processes) per
+	// finalized batch during the run.
+	CPUMsPerBatch float64 `json:"cpu_ms_per_batch"`
 }
 
 func runBenchSequencer(args []string) int {
@@ -77,16 +81,26 @@ func runBenchSequencer(args []string) int {
 		return fail("bench sequencer", err)
 	}
 	defer done()
+	var pids []int
+	for _, comp := range n.Components {
+		if pid := n.PID(comp.ID); pid != 0 {
+			pids = append(pids, pid)
+		}
+	}
+	cpu0 := processesCPU(pids)
 	res, err := benchSequencer(ctx, n, *rate, *size, *duration, *warmup, *drain)
 	if err != nil {
 		return fail("bench sequencer", err)
 	}
+	res.CPUMsPerBatch = float64((processesCPU(pids) - cpu0).Microseconds()) / 1000 / float64(res.Finalized)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Println()
 	fmt.Fprintln(tw, "nodes\tbatch bytes\toffered/s\tfinalized/s\tsent\trefused\tp50 ms\tp99 ms\tmax ms\tfinalized indexes\t")
 	fmt.Fprintf(tw, "%d\t%d\t%.0f\t%.0f\t%d\t%d\t%.1f\t%.1f\t%.1f\t%d\t\n", res.Nodes, res.BatchBytes, res.OfferedPerSec,
 		res.FinalizedPerSec, res.Sent, res.Refused, res.P50Ms, res.P99Ms, res.MaxMs, res.FinalizedIndexes)
 	tw.Flush()
+	fmt.Printf("cpu: the %d nodes used %.3f ms of CPU per finalized batch (%.0f batches/s on %d otherwise idle cores; load average now %s)\n",
+		len(pids), res.CPUMsPerBatch, float64(runtime.NumCPU())*1000/res.CPUMsPerBatch, runtime.NumCPU(), loadAverage())
 	printNodeMetrics(ctx, n)
 	if *jsonOut != "" {
 		if err := writeJSONFile(*jsonOut, res); err != nil {
