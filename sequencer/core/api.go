@@ -461,6 +461,20 @@ type Status struct {
 	Apps []AppStatus
 }
 
+// Metrics counts protocol events on one node since it started. The core
+// only increments them; Node.Metrics returns a copy the runtime can export
+// (Prometheus is wired in the node package, not here).
+type Metrics struct {
+	ViewChanges      uint64 // views entered
+	DisputesSent     uint64 // disputes this node signed
+	LockProofs       uint64 // lock proofs formed as leader
+	FinalizeProofs   uint64 // finalize proofs formed as leader
+	BatchesSequenced uint64 // batches appended as leader
+	BatchesFinalized uint64 // batches that became final here
+	SyncsStarted     uint64 // chain fetches started
+	StepErrors       uint64 // peer messages refused with an error
+}
+
 // LogReader reads what a Store holds. Implementations must be safe for
 // concurrent use if the runtime reads from HTTP handlers.
 type LogReader interface {

@@ -342,6 +342,7 @@ func (n *Node) finalizeTo(a *app, p *wire.Proof) {
 		panic("core: finalizeTo: log does not hold the proof's chain")
 	}
 	ents := slices.Clone(a.mem[old-a.base : p.Index-a.base])
+	n.metrics.BatchesFinalized += uint64(len(ents))
 	ap := n.appPersist(a)
 	for i := range ents {
 		e := &ents[i]

@@ -330,3 +330,22 @@ func TestLeaderTimestampChecks(t *testing.T) {
 		t.Fatalf("disputed %v, sequenced %d", disputed, n.Status().Apps[0].Sequenced)
 	}
 }
+
+func TestMetricsCount(t *testing.T) {
+	store := core.NewMemoryStore()
+	n, _ := core.NewNode(quiet(core.TestConfig(chain, 1, 0)), testCrypto{0}, store)
+	now := uint64(1_700_000_000_000)
+	_ = n.Submit("ob", []byte("x"))
+	for i := 0; i < 3; i++ {
+		now += 10
+		n.Tick(now)
+		handle(t, n, store)
+	}
+	m := n.Metrics()
+	if m.BatchesSequenced != 1 || m.BatchesFinalized != 1 || m.LockProofs != 1 || m.FinalizeProofs != 1 {
+		t.Fatalf("metrics %+v", m)
+	}
+	if err := n.Step(5, &wire.Post{App: "ob"}); err == nil || n.Metrics().StepErrors != 1 {
+		t.Fatalf("a message from a non-node: %v, %+v", err, n.Metrics())
+	}
+}

@@ -93,6 +93,7 @@ func (n *Node) leaderAppend(a *app, origin int, seq uint64, body []byte) bool {
 	b := wire.Batch{Index: a.tip() + 1, Timestamp: max(n.nowMs, a.tipTs()), Origin: uint16(origin), Seq: seq, Body: body}
 	n.appendEntry(a, makeEntry(b, a.tipHash()))
 	l.lastSeqs[origin] = seq
+	n.metrics.BatchesSequenced++
 	return true
 }
 
@@ -283,12 +284,14 @@ func (n *Node) checkRoundQuorum(a *app) (locked bool, fp *wire.Proof) {
 			l.viewLock = lp
 			n.adoptLock(a, lp)
 			locked = true
+			n.metrics.LockProofs++
 			n.log.Debug("lock proof", "app", a.name, "view", n.view, "index", lp.Index)
 		}
 	}
 	if fr := l.finRound; fr != nil && len(fr.votes) >= n.quorum {
 		if fp = n.aggregate(a, wire.KindFinalize, fr); fp != nil {
 			l.finRound = nil
+			n.metrics.FinalizeProofs++
 			n.finalizeTo(a, fp)
 		}
 	}

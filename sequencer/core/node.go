@@ -57,6 +57,7 @@ type Node struct {
 	quorumStatesTick uint64                  // leader: tick a quorum of states was reached
 
 	verified map[proofKey]bool
+	metrics  Metrics
 
 	// Output since the last Advance.
 	persist   map[string]*AppPersist
@@ -228,6 +229,17 @@ func (n *Node) pingSilentPeers() {
 // may count it against the peer. Stale or duplicate messages are not
 // errors.
 func (n *Node) Step(from int, msg wire.Message) error {
+	err := n.step(from, msg)
+	if err != nil {
+		n.metrics.StepErrors++
+	}
+	return err
+}
+
+// Metrics returns a copy of the node's counters.
+func (n *Node) Metrics() Metrics { return n.metrics }
+
+func (n *Node) step(from int, msg wire.Message) error {
 	if from < 0 || from >= n.cfg.Nodes || from == n.cfg.Self {
 		return fmt.Errorf("core: message from invalid node %d", from)
 	}

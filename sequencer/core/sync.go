@@ -47,6 +47,7 @@ func (n *Node) startSync(a *app, target, lock *wire.Proof, preferred ...int) {
 		}
 	}
 	a.sync = s
+	n.metrics.SyncsStarted++
 	n.log.Debug("sync start", "app", a.name, "target_kind", target.Kind.String(), "target_view", target.View, "target_index", target.Index, "peers", s.peers)
 	n.restartSync(a)
 }

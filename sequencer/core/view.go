@@ -18,6 +18,7 @@ func (n *Node) dispute(reason wire.DisputeReason, app string) {
 	}
 	n.disputed = true
 	n.disputeReason = reason
+	n.metrics.DisputesSent++
 	n.log.Info("disputing the leader", "view", n.view, "leader", n.leader(), "reason", reason.String(), "app", app)
 	n.disputes[n.cfg.Self] = n.crypto.Sign(DisputeDigest(n.cfg.ChainID, n.view))
 	n.broadcastDispute()
@@ -124,6 +125,7 @@ func (n *Node) enterView(v uint64, cert *wire.Certificate) {
 		n.backoff++
 	}
 	n.view, n.cert, n.hardDirty = v, cloneCert(cert), true
+	n.metrics.ViewChanges++
 	n.progressInView = false
 	clear(n.disputes)
 	n.disputed = false
