@@ -59,9 +59,10 @@ import (
 	"github.com/seqbook/seqbook/tutorial/internal/tut"
 )
 
-// defaultApp is the sequencer app the tutorial instances share; it is not
-// the full system's "orderbook", whose batches carry other operations.
-const defaultApp = "tutorial"
+// defaultApp is the sequencer app the tutorial instances share, step 3's:
+// not the full system's "orderbook", whose batches carry other operations.
+// Step 3 and step 4 instances on one app hold the same book.
+const defaultApp = "tutorial-orderbook"
 
 func main() { os.Exit(run(os.Args[1:])) }
 

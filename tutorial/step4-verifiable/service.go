@@ -217,5 +217,5 @@ func (s *instance) balance(c *gin.Context) {
 
 func (s *instance) state(c *gin.Context) {
 	applied, _ := s.ledger.state()
-	c.JSON(http.StatusOK, obapi.State{App: s.app, Replica: s.id, AppliedIndex: applied})
+	c.JSON(http.StatusOK, obapi.State{App: s.app, Replica: s.id, AppliedIndex: applied, OpenOrders: len(s.ledger.book.OpenOrders())})
 }
