@@ -1,31 +1,27 @@
 package localnet
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
 	"sort"
 
 	"github.com/ethereum/go-ethereum/common"
 
 	"github.com/seqbook/seqbook/client/amount"
 	"github.com/seqbook/seqbook/client/ethsig"
+	"github.com/seqbook/seqbook/replica"
 )
 
 // genesis is the opening balances: account (checksummed address) → token →
 // base units.
 type genesis map[string]map[string]uint64
 
-// genesisFileJSON is the replica's genesis file format:
-// {"balances": {"0xAddress": {"USDT": "1000", "ETH": "5"}}}, amounts as
-// decimal strings (DESIGN §2).
+// genesisFileJSON is the layout localnet writes, one of the two the
+// replica reads: {"balances": {"0xAddress": {"USDT": "1000", "ETH": "5"}}},
+// amounts as decimal strings (DESIGN §2).
 type genesisFileJSON struct {
 	Balances map[string]map[string]json.Number `json:"balances"`
 }
-
-// genesisBytesMax bounds a --genesis file read into memory.
-const genesisBytesMax = 64 << 20
 
 func defaultGenesis(traders int) (genesis, error) {
 	g := genesis{}
@@ -94,39 +90,22 @@ func (g genesis) encode() ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
+// readGenesis reads a genesis file with the replica's own parser (either
+// of its layouts), so an extra file localnet accepts is one the replicas
+// accept too.
 func readGenesis(path string) (genesis, error) {
-	b, err := os.ReadFile(path)
+	rg, err := replica.LoadGenesis(path)
 	if err != nil {
-		return nil, fmt.Errorf("localnet: genesis: %w", err)
-	}
-	if len(b) > genesisBytesMax {
-		return nil, fmt.Errorf("localnet: genesis %s: larger than %d bytes", path, genesisBytesMax)
-	}
-	g, err := parseGenesis(b)
-	if err != nil {
-		return nil, fmt.Errorf("localnet: genesis %s: %w", path, err)
-	}
-	return g, nil
-}
-
-func parseGenesis(b []byte) (genesis, error) {
-	var f genesisFileJSON
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	dec.UseNumber()
-	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf("invalid JSON: %w", err)
+		return nil, fmt.Errorf("localnet: %w", err)
 	}
 	g := genesis{}
-	for _, acct := range sortedKeys(f.Balances) {
-		for _, tok := range sortedKeys(f.Balances[acct]) {
-			units, err := amount.Parse(f.Balances[acct][tok].String())
-			if err != nil {
-				return nil, fmt.Errorf("%s %s: %w", acct, tok, err)
-			}
-			if err := g.add(acct, tok, units); err != nil {
-				return nil, err
-			}
+	for _, b := range rg.Balances {
+		units, err := amount.Parse(string(b.Amount))
+		if err != nil {
+			return nil, fmt.Errorf("localnet: genesis %s: %s %s: %w", path, b.Address, b.Token, err)
+		}
+		if err := g.add(b.Address, b.Token, units); err != nil {
+			return nil, fmt.Errorf("localnet: genesis %s: %w", path, err)
 		}
 	}
 	return g, nil
