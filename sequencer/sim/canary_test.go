@@ -34,7 +34,11 @@ func TestCanaryForgetLocks(t *testing.T) {
 // same Byzantine leader must not break safety when honest nodes keep their
 // locks, so what the canary catches is the mutation and nothing else.
 func TestCanaryControl(t *testing.T) {
-	for s := uint64(1); s <= 20; s++ {
+	seeds := uint64(20)
+	if testing.Short() {
+		seeds = 5
+	}
+	for s := uint64(1); s <= seeds; s++ {
 		r := Run(Options{Seed: s, Nodes: 4, Byzantine: []string{ByzWithholdFP}, Ticks: 600})
 		if r.Failed() {
 			t.Errorf("SEED=%d without the mutation: %s", s, r.Violations[0])
