@@ -102,7 +102,7 @@ func runBenchE2E(args []string) int {
 		}
 	} else {
 		fmt.Printf("bench: starting a local network (%d nodes, %d replicas, aggregator)\n", *nf.nodes, *nf.replicas)
-		n, done, err := throwawayNet(ctx, nf, "seqbook-bench-", *keep, os.Stdout, func(cfg *localnet.Config) {
+		n, done, err := throwawayNetKeep(ctx, nf, "seqbook-bench-", keep, os.Stdout, func(cfg *localnet.Config) {
 			cfg.OnExit = func(localnet.Exit) { deaths.Add(1) }
 		})
 		if err != nil {
@@ -121,6 +121,7 @@ func runBenchE2E(args []string) int {
 		err = fmt.Errorf("%d component(s) died during the benchmark (reports above)", deaths.Load())
 	}
 	if err != nil {
+		*keep = true // the logs say why
 		return fail("bench", err)
 	}
 	if *jsonOut != "" {

@@ -75,7 +75,7 @@ func runBenchSequencer(args []string) int {
 	ctx, cancel := interruptContext()
 	defer cancel()
 	fmt.Printf("bench sequencer: starting %d nodes\n", *nf.nodes)
-	n, done, err := throwawayNet(ctx, nf, "seqbook-bench-sequencer-", *keep, os.Stdout,
+	n, done, err := throwawayNetKeep(ctx, nf, "seqbook-bench-sequencer-", keep, os.Stdout,
 		func(c *localnet.Config) { c.Kinds = []string{localnet.KindSequencer} })
 	if err != nil {
 		return fail("bench sequencer", err)
@@ -90,6 +90,7 @@ func runBenchSequencer(args []string) int {
 	cpu0 := processesCPU(pids)
 	res, err := benchSequencer(ctx, n, *rate, *size, *duration, *warmup, *drain)
 	if err != nil {
+		*keep = true // the logs say why
 		return fail("bench sequencer", err)
 	}
 	res.CPUMsPerBatch = float64((processesCPU(pids) - cpu0).Microseconds()) / 1000 / float64(res.Finalized)

@@ -75,7 +75,7 @@ func runChaos(args []string) int {
 	fmt.Printf("chaos: starting a local network (%d nodes, %d replicas, aggregator)\n", *nf.nodes, *nf.replicas)
 	var deathMu sync.Mutex
 	var deaths []string
-	n, done, err := throwawayNet(ctx, nf, "seqbook-chaos-", *keep, os.Stdout, func(c *localnet.Config) {
+	n, done, err := throwawayNetKeep(ctx, nf, "seqbook-chaos-", keep, os.Stdout, func(c *localnet.Config) {
 		c.OnExit = func(e localnet.Exit) { deathMu.Lock(); deaths = append(deaths, e.ID); deathMu.Unlock() }
 	})
 	if err != nil {

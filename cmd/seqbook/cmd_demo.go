@@ -68,7 +68,7 @@ func runDemo(args []string) int {
 	step("starting a local network: %d sequencer nodes, %d replicas, 1 aggregator", *nf.nodes, *nf.replicas)
 	var deathMu sync.Mutex
 	var deaths []string
-	n, done, err := throwawayNet(ctx, nf, "seqbook-demo-", *keep, os.Stdout, func(c *localnet.Config) {
+	n, done, err := throwawayNetKeep(ctx, nf, "seqbook-demo-", keep, os.Stdout, func(c *localnet.Config) {
 		c.OnExit = func(e localnet.Exit) {
 			deathMu.Lock()
 			deaths = append(deaths, e.ID)

@@ -161,6 +161,12 @@ func runLocalnet(args []string) int {
 // folder that done removes unless keep is set. done stops every component.
 // tweak, if not nil, adjusts the configuration before the start.
 func throwawayNet(ctx context.Context, nf *netFlags, prefix string, keep bool, out io.Writer, tweak func(*localnet.Config)) (n *localnet.Network, done func(), err error) {
+	return throwawayNetKeep(ctx, nf, prefix, &keep, out, tweak)
+}
+
+// throwawayNetKeep is throwawayNet with keep read when done runs, so a
+// command that fails can still decide to keep the folder and its logs.
+func throwawayNetKeep(ctx context.Context, nf *netFlags, prefix string, keep *bool, out io.Writer, tweak func(*localnet.Config)) (n *localnet.Network, done func(), err error) {
 	dir := *nf.dir
 	temp := dir == ""
 	if temp {
@@ -169,7 +175,7 @@ func throwawayNet(ctx context.Context, nf *netFlags, prefix string, keep bool, o
 		}
 	}
 	cleanup := func() {
-		if temp && !keep {
+		if temp && !*keep {
 			os.RemoveAll(dir)
 		} else {
 			fmt.Fprintf(out, "data, keys and logs kept in %s\n", dir)
@@ -186,7 +192,7 @@ func throwawayNet(ctx context.Context, nf *netFlags, prefix string, keep bool, o
 	n, err = localnet.Start(ctx, cfg)
 	if err != nil {
 		// Keep the logs of a network that failed to start: they say why.
-		keep = true
+		*keep = true
 		cleanup()
 		return nil, nil, err
 	}
