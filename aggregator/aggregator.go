@@ -106,6 +106,9 @@ func (a *Aggregator) Balance(ctx context.Context, address common.Address, token 
 	states, end := gather(ctx, n, a.cfg.Timeout, a.cfg.StragglerWait,
 		a.replicas.State,
 		func(as []answer[uint64]) bool { return countOK(as) >= need })
+	if err := ctx.Err(); err != nil {
+		return nil, err // the caller left: its replicas did nothing wrong
+	}
 	var applied []uint64
 	shares := make([]share, n)
 	for i, st := range states {
@@ -134,6 +137,9 @@ func (a *Aggregator) Balance(ctx context.Context, address common.Address, token 
 			return a.balanceShare(i, address, token, index, b), nil
 		},
 		func(as []answer[share]) bool { return sameDigestCount(as) >= need })
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	for i, an := range answers {
 		shares[i] = share{replica: i}
 		switch {
@@ -217,6 +223,9 @@ func (a *Aggregator) Withdrawal(ctx context.Context, id [32]byte) (*client.Withd
 		func(as []answer[share]) bool {
 			return sameDigestCount(as) >= need || countNotFound(as) >= need
 		})
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	shares := make([]share, n)
 	notFound := 0
 	for i, an := range answers {

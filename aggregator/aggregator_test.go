@@ -676,3 +676,30 @@ func TestInFlightBound(t *testing.T) {
 		t.Fatalf("POST: %d, want 405", resp.StatusCode)
 	}
 }
+
+// A caller that leaves ends the attempt without blaming the replicas.
+func TestCallerCancelIsNotAReplicaFailure(t *testing.T) {
+	log := &syncBuffer{}
+	tn := newTestNet(t, 3, func(i int, f *fakeReplica) bool { f.hang = true; return false })
+	tn.ledger.set(1, alice, "USDT", 1)
+	a := tn.aggregator(t, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		for { // cancel once the questions reached the replicas
+			tn.replicas[2].mu.Lock()
+			n := tn.replicas[2].balanceQ
+			tn.replicas[2].mu.Unlock()
+			if n > 0 {
+				cancel()
+				return
+			}
+			time.Sleep(2 * time.Millisecond) // polling a condition
+		}
+	}()
+	if _, err := a.Balance(ctx, alice, "USDT"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v, want context.Canceled", err)
+	}
+	if strings.Contains(log.String(), "left out") {
+		t.Fatalf("replicas blamed for the caller leaving:\n%s", log.String())
+	}
+}

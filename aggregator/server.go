@@ -1,6 +1,7 @@
 package aggregator
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -101,6 +102,11 @@ func (a *Aggregator) answerError(c *gin.Context, err error) {
 			status = http.StatusNotFound
 		}
 		c.JSON(status, gin.H{"error": qe.Reason, "replicas": qe.Replicas})
+		return
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		// The client went away; nobody reads this answer.
+		c.JSON(http.StatusServiceUnavailable, gin.H{"error": "request cancelled"})
 		return
 	}
 	a.log.Error("building a proof failed", "path", c.Request.URL.Path, "err", err)
