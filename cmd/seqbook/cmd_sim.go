@@ -99,6 +99,7 @@ func runSim(args []string) int {
 		done, failed, bls              int
 		msgs, crashes, parts, accepted int
 		maxView                        uint64
+		healMax                        int
 		finals                         uint64
 		failures                       []string
 		progressEvery                  = max(*seeds/20, 1)
@@ -110,6 +111,7 @@ func runSim(args []string) int {
 		parts += r.Stats.Partitions
 		accepted += r.Stats.Accepted
 		maxView = max(maxView, r.MaxView)
+		healMax = max(healMax, r.Stats.HealTicks)
 		for _, f := range r.Finalized {
 			finals += f
 		}
@@ -133,6 +135,7 @@ func runSim(args []string) int {
 	fmt.Printf("\nseeds %d..%d: %d run (%d with real BLS), %d failed, %v\n", *start, *start+uint64(*seeds)-1, done, bls, failed, time.Since(began).Round(time.Millisecond))
 	fmt.Printf("messages %d, crashes %d, partitions %d, batches accepted %d, batches finalized %d, highest view %d\n",
 		msgs, crashes, parts, accepted, finals, maxView)
+	fmt.Printf("slowest recovery after healing: %d ticks (bound %d)\n", healMax, 4000)
 	if mut != core.MutationNone {
 		if failed == 0 {
 			fmt.Println("mutation canary NOT caught: the simulator missed a broken protocol")

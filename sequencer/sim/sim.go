@@ -142,7 +142,7 @@ func Run(o Options) *Result {
 			w.step(false)
 			if t%20 == 0 && w.settled() {
 				settled = true
-				res.Stats.HealTicks = t
+				w.stats.HealTicks = t
 				break
 			}
 		}
