@@ -135,7 +135,7 @@ func runSim(args []string) int {
 	fmt.Printf("\nseeds %d..%d: %d run (%d with real BLS), %d failed, %v\n", *start, *start+uint64(*seeds)-1, done, bls, failed, time.Since(began).Round(time.Millisecond))
 	fmt.Printf("messages %d, crashes %d, partitions %d, batches accepted %d, batches finalized %d, highest view %d\n",
 		msgs, crashes, parts, accepted, finals, maxView)
-	fmt.Printf("slowest recovery after healing: %d ticks (bound %d)\n", healMax, 4000)
+	fmt.Printf("slowest recovery after healing: %d ticks (bound %d)\n", healMax, sim.DefaultLivenessTicks)
 	if mut != core.MutationNone {
 		if failed == 0 {
 			fmt.Println("mutation canary NOT caught: the simulator missed a broken protocol")

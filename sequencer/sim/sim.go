@@ -38,6 +38,11 @@ const (
 
 var allByz = []string{ByzEquivocate, ByzWithholdFP, ByzWithholdLP, ByzWrongHash, ByzDoubleSign}
 
+// DefaultLivenessTicks bounds the recovery after healing: with the test
+// timeouts (30–60 ticks, growing up to 6× after views without progress) a
+// handful of failed views fit in it; runs recover in a few hundred ticks.
+const DefaultLivenessTicks = 4000
+
 // Options configure one run. Zero values pick defaults from the seed.
 type Options struct {
 	Seed uint64
@@ -109,7 +114,7 @@ func Run(o Options) *Result {
 		o.Ticks = 1500
 	}
 	if o.LivenessTicks == 0 {
-		o.LivenessTicks = 4000
+		o.LivenessTicks = DefaultLivenessTicks
 	}
 	if o.Byzantine == nil {
 		f := (o.Nodes - 1) / 3
