@@ -18,6 +18,10 @@ type syncState struct {
 	base     uint64      // the log up to base is certified; fetched entries follow it
 	baseHash wire.Hash
 	baseTs   uint64
+	// have is a certified point past base the node offers as a start
+	// (its lock, when below the target); 0 when none.
+	have     wire.Tip
+	haveTs   uint64
 	buf      []Entry
 	bufBytes int
 	peers    []int
@@ -60,6 +64,10 @@ func (n *Node) restartSync(a *app) {
 	s.baseHash, _ = n.hashAt(a, s.base)
 	s.baseTs = n.tsAt(a, s.base)
 	s.buf, s.bufBytes = nil, 0
+	s.have, s.haveTs = wire.Tip{}, 0
+	if l := a.hard.Lock; l != nil && l.Index > s.base && l.Index < s.target.Index {
+		s.have, s.haveTs = wire.Tip{Index: l.Index, ChainingHash: l.ChainingHash}, n.tsAt(a, l.Index)
+	}
 	n.sendSyncRequest(a)
 }
 
@@ -67,10 +75,14 @@ func (n *Node) sendSyncRequest(a *app) {
 	s := a.sync
 	s.sentTick = n.tick
 	after := s.base + uint64(len(s.buf))
-	n.send(s.peers[s.peer], &wire.SyncRequest{
+	req := &wire.SyncRequest{
 		App: a.name, View: n.view, After: after,
 		Target: wire.LockTarget{Index: s.target.Index, ChainingHash: s.target.ChainingHash},
-	})
+	}
+	if len(s.buf) == 0 && s.have.Index > after {
+		req.Have = s.have
+	}
+	n.send(s.peers[s.peer], req)
 }
 
 // syncTick asks the next peer when the current one stopped answering.
@@ -109,6 +121,12 @@ func (n *Node) stepSyncReply(from int, r *wire.SyncReply) error {
 		return nil
 	}
 	s := a.sync
+	if len(s.buf) == 0 && s.have.Index > s.base && r.After == s.have.Index {
+		// The peer confirmed our lock is on the target's chain (if it
+		// lied, the target's hash check fails and we start over).
+		s.base, s.baseHash, s.baseTs = s.have.Index, s.have.ChainingHash, s.haveTs
+		s.have = wire.Tip{}
+	}
 	if r.After != s.base+uint64(len(s.buf)) || len(r.Batches) == 0 {
 		return nil // stale, or the peer cannot help: the retry moves on
 	}
@@ -253,16 +271,22 @@ func (n *Node) serveSync(from int, r *wire.SyncRequest) {
 	} else if r.Target.Index > 0 {
 		end = r.Target.Index
 	}
-	reply := &wire.SyncReply{App: a.name, View: n.view, After: r.After}
-	if r.After < end {
-		count := min(uint64(n.cfg.PageBatchesMax), end-r.After)
-		ents := n.readEntries(a, r.After+1, int(count), n.cfg.PageBytesMax)
+	after := r.After
+	if h := r.Have; h.Index > after && h.Index < end {
+		if hh, ok := n.hashAt(a, h.Index); ok && hh == h.ChainingHash {
+			after = h.Index
+		}
+	}
+	reply := &wire.SyncReply{App: a.name, View: n.view, After: after}
+	if after < end {
+		count := min(uint64(n.cfg.PageBatchesMax), end-after)
+		ents := n.readEntries(a, after+1, int(count), n.cfg.PageBytesMax)
 		if len(ents) > 0 {
-			reply.Proofs = n.proofsIn(a, r.After+1, ents[len(ents)-1].Index, n.cfg.ProofsPerReplyMax)
+			reply.Proofs = n.proofsIn(a, after+1, ents[len(ents)-1].Index, n.cfg.ProofsPerReplyMax)
 			if len(reply.Proofs) == n.cfg.ProofsPerReplyMax {
 				// More proofs than fit: end the page at the last one sent,
 				// so the whole page is certified.
-				ents = ents[:reply.Proofs[len(reply.Proofs)-1].Index-r.After]
+				ents = ents[:reply.Proofs[len(reply.Proofs)-1].Index-after]
 			}
 		}
 		for _, e := range ents {

@@ -322,10 +322,14 @@ func (n *Node) stepNewView(from int, nv *wire.NewView) error {
 	if a == nil || a.phase == phaseActive {
 		return nil
 	}
-	if a.sync != nil && a.target.lock != nil && nv.Lock != nil && a.target.lock.Signature == nv.Lock.Signature {
-		return nil // already syncing to it
-	}
 	a.target.lock, a.target.fin = cloneProof(nv.Lock), cloneProof(nv.Finalized)
+	if a.sync != nil {
+		// Finish the fetch under way (its target is still a valid
+		// certificate); finishSync reconciles with this newer target. A
+		// leader's lock moves on every round: restarting the fetch for
+		// each one could never finish.
+		return nil
+	}
 	n.reconcile(a)
 	return nil
 }

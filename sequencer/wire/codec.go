@@ -78,6 +78,7 @@ func Encode(m Message) []byte {
 		w.u64(m.View)
 		w.u64(m.After)
 		w.target(m.Target)
+		w.tip(m.Have)
 	case *SyncReply:
 		w.str(m.App)
 		w.u64(m.View)
@@ -153,7 +154,7 @@ func Decode(b []byte) (Message, error) {
 	case TypeNewView:
 		m = &NewView{App: r.str(), View: r.u64(), Lock: r.optProof(), Finalized: r.optProof()}
 	case TypeSyncRequest:
-		m = &SyncRequest{App: r.str(), View: r.u64(), After: r.u64(), Target: r.target()}
+		m = &SyncRequest{App: r.str(), View: r.u64(), After: r.u64(), Target: r.target(), Have: r.tip()}
 	case TypeSyncReply:
 		p := &SyncReply{App: r.str(), View: r.u64(), After: r.u64()}
 		p.Batches = r.batches()

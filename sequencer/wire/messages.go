@@ -160,12 +160,16 @@ type NewView struct {
 
 // SyncRequest (node → peer): send me the batches of app after After on
 // the chain that reaches Target (when Target.Index > 0), with the finalize
-// proofs in that range.
+// proofs in that range. Have, when its index is above After, names a point
+// of the requester's log it expects to be on that chain (its lock): a peer
+// whose chain has Have.ChainingHash at Have.Index starts after Have
+// instead, saving the requester a refetch of what it holds.
 type SyncRequest struct {
 	App    string
 	View   uint64
 	After  uint64
 	Target LockTarget
+	Have   Tip
 }
 
 // SyncReply (peer → node): batches after After (consecutive, a page) and
@@ -405,6 +409,9 @@ func (m *SyncRequest) ValidateBasic() error {
 	}
 	if m.Target.Index != 0 && m.Target.Index <= m.After {
 		return fmt.Errorf("sync request: target %d not after %d", m.Target.Index, m.After)
+	}
+	if m.Have.Index != 0 && (m.Have.Index <= m.After || m.Have.Index >= m.Target.Index) {
+		return fmt.Errorf("sync request: have %d outside (%d, %d)", m.Have.Index, m.After, m.Target.Index)
 	}
 	return nil
 }

@@ -42,7 +42,7 @@ func samples() []Message {
 		&ViewState{View: 0},
 		&NewView{App: "orderbook", View: 7, Lock: proof(KindLock, 5, 3), Finalized: proof(KindFinalize, 4, 2)},
 		&NewView{App: "orderbook", View: 7},
-		&SyncRequest{App: "orderbook", View: 7, After: 2, Target: LockTarget{Index: 9, ChainingHash: Hash{3}}},
+		&SyncRequest{App: "orderbook", View: 7, After: 2, Target: LockTarget{Index: 9, ChainingHash: Hash{3}}, Have: Tip{Index: 5, ChainingHash: Hash{2}}},
 		&SyncRequest{App: "orderbook", View: 7, After: 2},
 		&SyncReply{App: "orderbook", View: 7, After: 2, Batches: []Batch{{Index: 3, Timestamp: 5, Seq: 1, Body: []byte("b")}}, Proofs: []Proof{*proof(KindFinalize, 1, 3)}},
 	}
@@ -127,6 +127,7 @@ func TestDecodeRejects(t *testing.T) {
 		"apps order":     Encode(&ViewState{View: 0, Apps: []AppState{{App: "b"}, {App: "a"}}}),
 		"reason":         Encode(&Dispute{View: 1, Reason: 9}),
 		"target":         Encode(&SyncRequest{App: "a", After: 5, Target: LockTarget{Index: 5}}),
+		"have":           Encode(&SyncRequest{App: "a", After: 5, Target: LockTarget{Index: 9}, Have: Tip{Index: 9}}),
 		"proof range":    Encode(&SyncReply{App: "a", After: 1, Batches: []Batch{{Index: 2, Seq: 1}}, Proofs: []Proof{*proof(KindFinalize, 1, 3)}}),
 		"proof index 0":  Encode(&NewView{App: "a", View: 1, Finalized: proof(KindFinalize, 1, 0)}),
 		"lock as final":  Encode(&NewView{App: "a", View: 1, Finalized: proof(KindLock, 1, 1)}),
