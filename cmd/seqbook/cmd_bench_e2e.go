@@ -230,7 +230,7 @@ func benchE2E(ctx context.Context, c *cluster.Cluster, o e2eOpts, pids []int) (e
 	}
 	tcancel()
 	<-trackDone
-	var ds []time.Duration
+	var ds, answered []time.Duration
 	lost := 0
 	for _, x := range louts {
 		if !x.Accepted || x.Scheduled.Sub(lstart) < o.warmup {
@@ -244,6 +244,7 @@ func benchE2E(ctx context.Context, c *cluster.Cluster, o e2eOpts, pids []int) (e
 			lost++
 			continue
 		}
+		answered = append(answered, x.Answered.Sub(x.Scheduled))
 		if x.Answered.After(everywhere) {
 			everywhere = x.Answered
 		}
@@ -256,6 +257,9 @@ func benchE2E(ctx context.Context, c *cluster.Cluster, o e2eOpts, pids []int) (e
 	res.LatencyAtRate.P50Ms = ms(load.Percentile(ds, 50))
 	res.LatencyAtRate.P90Ms = ms(load.Percentile(ds, 90))
 	res.LatencyAtRate.P99Ms = ms(load.Percentile(ds, 99))
+	slices.Sort(answered)
+	fmt.Printf("bench: the ?wait=finalized answer (applied on the replica that took the order) came after p50 %.1f ms, p99 %.1f ms\n",
+		ms(load.Percentile(answered, 50)), ms(load.Percentile(answered, 99)))
 	if lost > 0 {
 		fmt.Printf("bench: %d of %d latency orders were refused or never seen applied everywhere\n", lost, len(louts))
 	}
