@@ -93,7 +93,7 @@ func runBenchE2E(args []string) int {
 	defer cancel()
 
 	var c *cluster.Cluster
-	var pids []int // the network's processes, whose CPU time is counted
+	pids := map[string][]int{} // the network's processes by kind, whose CPU time is counted
 	var deaths atomic.Int64
 	if *clusterPath != "" {
 		var err error
@@ -112,7 +112,7 @@ func runBenchE2E(args []string) int {
 		c = n.Cluster
 		for _, comp := range n.Components {
 			if pid := n.PID(comp.ID); pid != 0 {
-				pids = append(pids, pid)
+				pids[comp.Kind] = append(pids[comp.Kind], pid)
 			}
 		}
 	}
@@ -132,7 +132,7 @@ func runBenchE2E(args []string) int {
 	return 0
 }
 
-func benchE2E(ctx context.Context, c *cluster.Cluster, o e2eOpts, pids []int) (e2eResult, error) {
+func benchE2E(ctx context.Context, c *cluster.Cluster, o e2eOpts, pids map[string][]int) (e2eResult, error) {
 	var res e2eResult
 	urls := make([]string, len(c.Replicas))
 	for i, r := range c.Replicas {
@@ -171,7 +171,11 @@ func benchE2E(ctx context.Context, c *cluster.Cluster, o e2eOpts, pids []int) (e
 	fmt.Printf("\nbench: saturation: %d requests in flight for %s\n", o.concurrency, o.duration)
 	sat := &load.Sender{H: h, Replicas: urls, InFlightMax: o.concurrency}
 	stopProgress := progressLine(ctx, "saturation", &sat.Counters, h, urls)
-	cpu0 := processesCPU(pids)
+	kinds := []string{localnet.KindSequencer, localnet.KindReplica, localnet.KindAggregator}
+	cpu0 := map[string]time.Duration{}
+	for _, k := range kinds {
+		cpu0[k] = processesCPU(pids[k])
+	}
 	start := time.Now()
 	sent, outcomes := sat.ClosedLoop(ctx, satOrders, start.Add(o.duration))
 	sendEnd := time.Now()
@@ -192,7 +196,13 @@ func benchE2E(ctx context.Context, c *cluster.Cluster, o e2eOpts, pids []int) (e
 		return res, fmt.Errorf("after the saturation phase: %w", err)
 	}
 	end := time.Now()
-	cpuPerOrder := (processesCPU(pids) - cpu0) / time.Duration(accepted)
+	var cpuPerOrder time.Duration
+	var cpuSplit []string
+	for _, k := range kinds {
+		used := (processesCPU(pids[k]) - cpu0[k]) / time.Duration(accepted)
+		cpuPerOrder += used
+		cpuSplit = append(cpuSplit, fmt.Sprintf("%d %s %.3f ms", len(pids[k]), k, float64(used.Microseconds())/1000))
+	}
 	res.Saturation.OrdersPerSec = float64(accepted) / end.Sub(start).Seconds()
 	fmt.Printf("bench: all replicas at index %d, digest %s, %.1fs after the first order\n", conv.Index, load.ShortHash(conv.Digest), end.Sub(start).Seconds())
 	if err := checkApplied(ctx, h, urls, satOrders[:sent], outcomes, 200); err != nil {
@@ -275,8 +285,8 @@ func benchE2E(ctx context.Context, c *cluster.Cluster, o e2eOpts, pids []int) (e
 	if cpuPerOrder > 0 {
 		// On a machine other work is loading, this says what the network
 		// would do with the cores to itself.
-		fmt.Printf("cpu: the network's %d processes used %.3f ms of CPU per order in the saturation phase, so at most %.0f orders/s on %d otherwise idle cores (load average now %s)\n",
-			len(pids), float64(cpuPerOrder.Microseconds())/1000, float64(runtime.NumCPU())*float64(time.Second)/float64(cpuPerOrder), runtime.NumCPU(), loadAverage())
+		fmt.Printf("cpu: the network used %.3f ms of CPU per order in the saturation phase (%s), so at most %.0f orders/s on %d otherwise idle cores (load average now %s)\n",
+			float64(cpuPerOrder.Microseconds())/1000, strings.Join(cpuSplit, ", "), float64(runtime.NumCPU())*float64(time.Second)/float64(cpuPerOrder), runtime.NumCPU(), loadAverage())
 	}
 	return res, nil
 }
