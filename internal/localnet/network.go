@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -46,8 +47,7 @@ type proc struct {
 	log      *os.File
 	done     chan struct{} // closed once Wait returned
 	waitErr  error         // valid after done is closed
-	mu       sync.Mutex
-	expected bool // an exit was asked for (Stop/Kill): not a failure
+	expected atomic.Bool   // an exit was asked for (Stop/Kill): not a failure
 }
 
 func (p *proc) exited() bool {
@@ -131,9 +131,7 @@ func (n *Network) Kill(id string) error {
 	if err != nil {
 		return err
 	}
-	p.mu.Lock()
-	p.expected = true
-	p.mu.Unlock()
+	p.expected.Store(true)
 	signalGroup(p.cmd.Process.Pid, syscall.SIGKILL)
 	<-p.done
 	return nil
@@ -189,9 +187,7 @@ func (n *Network) Stop() {
 // SIGKILLs the rest and waits for them.
 func (n *Network) terminate(ps []*proc) {
 	for _, p := range ps {
-		p.mu.Lock()
-		p.expected = true
-		p.mu.Unlock()
+		p.expected.Store(true)
 		signalGroup(p.cmd.Process.Pid, syscall.SIGTERM)
 	}
 	deadline := time.NewTimer(n.cfg.StopGrace)
@@ -278,10 +274,7 @@ func (n *Network) supervise(p *proc) {
 	p.waitErr = p.cmd.Wait()
 	p.log.Close()
 	close(p.done)
-	p.mu.Lock()
-	expected := p.expected
-	p.mu.Unlock()
-	if expected {
+	if p.expected.Load() {
 		return
 	}
 	e := Exit{ID: p.comp.ID, Err: p.waitErr, LogPath: p.comp.LogPath, LogTail: LogTail(p.comp.LogPath, logTailLines)}
