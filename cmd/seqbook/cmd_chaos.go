@@ -159,17 +159,18 @@ func chaos(ctx context.Context, n *localnet.Network, duration time.Duration, rat
 
 	// The crashes: leader at 15 %, a follower at 45 %, a replica at 70 %.
 	type crash struct {
-		at   float64
+		at   float64 // fraction of the load's duration
+		role string
 		pick func() (string, error)
 	}
 	var lastLeader string
 	crashes := []crash{
-		{0.15, func() (string, error) {
+		{0.15, "leader", func() (string, error) {
 			l, err := currentLeader(ctx, h, n)
 			lastLeader = l
 			return l, err
 		}},
-		{0.45, func() (string, error) {
+		{0.45, "follower", func() (string, error) {
 			l, err := currentLeader(ctx, h, n)
 			if err != nil {
 				return "", err
@@ -183,7 +184,7 @@ func chaos(ctx context.Context, n *localnet.Network, duration time.Duration, rat
 			}
 			return "", errors.New("no follower to crash")
 		}},
-		{0.70, func() (string, error) { return n.Cluster.Replicas[len(n.Cluster.Replicas)-1].ID, nil }},
+		{0.70, "replica", func() (string, error) { return n.Cluster.Replicas[len(n.Cluster.Replicas)-1].ID, nil }},
 	}
 	for _, c := range crashes {
 		wait := time.Until(began.Add(time.Duration(c.at * float64(duration))))
@@ -196,12 +197,7 @@ func chaos(ctx context.Context, n *localnet.Network, duration time.Duration, rat
 			failf("choosing whom to crash: %v", err)
 			continue
 		}
-		role := "follower"
-		if c.at == 0.15 {
-			role = "leader"
-		} else if c.at == 0.70 {
-			role = "replica"
-		}
+		role := c.role
 		logf("SIGKILL %s (%s); sent %d accepted %d so far", id, role, sender.Counters.Sent.Load(), sender.Counters.Accepted.Load())
 		if err := n.Kill(id); err != nil {
 			failf("killing %s: %v", id, err)
