@@ -34,15 +34,10 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"strings"
 
-	"github.com/ethereum/go-ethereum/common"
 	"github.com/gin-gonic/gin"
 
-	"github.com/seqbook/seqbook/client/eip712"
-	"github.com/seqbook/seqbook/client/ethsig"
 	"github.com/seqbook/seqbook/client/keys"
-	"github.com/seqbook/seqbook/client/legacy"
 	"github.com/seqbook/seqbook/tutorial/internal/tut"
 )
 
@@ -70,136 +65,30 @@ func newServer() (*server, error) {
 
 func (s *server) routes() http.Handler {
 	r := tut.NewEngine()
-	r.GET("/balance", s.balance)
+	r.GET("/balance", tut.BalanceHandler(s.book))
 	r.GET("/orders", s.orders)
 	r.POST("/order", s.placeOrder)
 	return r
-}
-
-// address parses an address field; accounts are kept under the EIP-55
-// checksummed spelling, so any capitalisation names the same account.
-func address(field, s string) (string, *tut.HTTPError) {
-	if s == "" {
-		return "", tut.BadRequest("field %q is required", field)
-	}
-	if !strings.HasPrefix(s, "0x") || !common.IsHexAddress(s) {
-		return "", tut.BadRequest("field %q: %q is not a 0x-prefixed 20-byte hex address", field, s)
-	}
-	return common.HexToAddress(s).Hex(), nil
-}
-
-func (s *server) balance(c *gin.Context) {
-	addr, e := address("address", c.Query("address"))
-	if e != nil {
-		tut.Abort(c, e)
-		return
-	}
-	token := c.Query("token")
-	if e := tut.Token("token", token); e != nil {
-		tut.Abort(c, e)
-		return
-	}
-	tut.WriteAmount(c, s.book.Balance(addr, token))
 }
 
 func (s *server) orders(c *gin.Context) {
 	c.JSON(http.StatusOK, s.book.OpenOrders())
 }
 
-// orderRequest is the tutorial's signed order.
-type orderRequest struct {
-	Sender     string          `json:"sender"`
-	OrderType  string          `json:"order_type"`
-	BaseToken  string          `json:"base_token"`
-	QuoteToken string          `json:"quote_token"`
-	Quantity   tut.AmountField `json:"quantity"`
-	Price      tut.AmountField `json:"price"`
-	Signature  string          `json:"signature"`
-}
-
-// checked is a request that passed every stateless check, with the message
-// its signature covers.
-type checked struct {
-	order   tut.OrderIn
-	message string
-	sigKey  [32]byte
-}
-
-// check validates a request and its signature: everything that needs no
-// state, so it runs before the book is locked.
-func check(req orderRequest) (*checked, *tut.HTTPError) {
-	sender, e := address("sender", req.Sender)
-	if e != nil {
-		return nil, e
-	}
-	if e := tut.Side(req.OrderType); e != nil {
-		return nil, e
-	}
-	if e := tut.Token("base_token", req.BaseToken); e != nil {
-		return nil, e
-	}
-	if e := tut.Token("quote_token", req.QuoteToken); e != nil {
-		return nil, e
-	}
-	qty, e := tut.PositiveAmount("quantity", req.Quantity)
-	if e != nil {
-		return nil, e
-	}
-	price, e := tut.PositiveAmount("price", req.Price)
-	if e != nil {
-		return nil, e
-	}
-	// The signed text names the amounts as floats; refuse amounts a float
-	// cannot name exactly, or one signature would cover several orders.
-	if err := legacy.CheckExact(qty); err != nil {
-		return nil, tut.BadRequest("field \"quantity\": %v", err)
-	}
-	if err := legacy.CheckExact(price); err != nil {
-		return nil, tut.BadRequest("field \"price\": %v", err)
-	}
-	if req.Signature == "" {
-		return nil, tut.BadRequest("field \"signature\" is required")
-	}
-	sig, err := ethsig.ParseHex(req.Signature)
-	if err != nil {
-		return nil, tut.BadRequest("field \"signature\": %v", err)
-	}
-	msg := legacy.Message(req.OrderType, qty, price, req.BaseToken, req.QuoteToken)
-	signer, err := legacy.Recover(msg, sig)
-	if err != nil {
-		return nil, &tut.HTTPError{Status: http.StatusUnauthorized, Msg: fmt.Sprintf("invalid signature: %v", err)}
-	}
-	if signer.Hex() != sender {
-		// Saying which text was checked is what lets a client find a
-		// formatting mismatch (1 vs 1.0) in its own message.
-		return nil, &tut.HTTPError{Status: http.StatusUnauthorized,
-			Msg: fmt.Sprintf("invalid signature: it is not the sender's signature of %q", msg)}
-	}
-	h := legacy.Hash(msg)
-	return &checked{
-		order: tut.OrderIn{
-			ID: "0x" + common.Bytes2Hex(h[:]), Account: sender, Side: req.OrderType,
-			Base: req.BaseToken, Quote: req.QuoteToken, Qty: qty, Price: price,
-		},
-		message: msg,
-		sigKey:  eip712.Keccak256(sig[:64]),
-	}, nil
-}
-
 func (s *server) placeOrder(c *gin.Context) {
-	var req orderRequest
+	var req tut.OrderRequest
 	if e := tut.DecodeJSON(c, &req); e != nil {
 		tut.Abort(c, e)
 		return
 	}
-	ck, e := check(req)
+	ck, e := tut.CheckSigned(req)
 	if e != nil {
 		tut.Abort(c, e)
 		return
 	}
 	var placed *tut.Placed
 	s.book.Lock(func(l *tut.Locked) {
-		if _, dup := s.used[ck.sigKey]; dup {
+		if _, dup := s.used[ck.SigKey]; dup {
 			e = &tut.HTTPError{Status: http.StatusConflict,
 				Msg: "signature already used: a legacy order carries no nonce, so each signature places one order; sign a different order (quantity or price) or use the EIP-712 API"}
 			return
@@ -208,24 +97,24 @@ func (s *server) placeOrder(c *gin.Context) {
 			e = &tut.HTTPError{Status: http.StatusServiceUnavailable, Msg: "replay-protection memory is full; restart the tutorial service"}
 			return
 		}
-		placed, e = l.Place(ck.order)
+		placed, e = l.Place(ck.Order)
 		if e != nil {
 			if e.Status == http.StatusConflict {
 				// The id is the hash of the signed text, so this is an
 				// identical order (another signature of the same text).
-				e.Msg = fmt.Sprintf("an identical order %q is already open (id %s)", ck.message, ck.order.ID)
+				e.Msg = fmt.Sprintf("an identical order %q is already open (id %s)", ck.Message, ck.Order.ID)
 			}
 			return
 		}
 		// A signature counts as used once it has placed an order; one
 		// refused for balance or validity may be sent again later.
-		s.used[ck.sigKey] = struct{}{}
+		s.used[ck.SigKey] = struct{}{}
 	})
 	if e != nil {
 		tut.Abort(c, e)
 		return
 	}
-	slog.Info("order", "sender", ck.order.Account, "id", ck.order.ID, "message", ck.message, "status", placed.Status, "fills", len(placed.Fills))
+	slog.Info("order", "sender", ck.Order.Account, "id", ck.Order.ID, "message", ck.Message, "status", placed.Status, "fills", len(placed.Fills))
 	c.JSON(http.StatusOK, placed)
 }
 

@@ -162,7 +162,7 @@ func TestInstancesApplyTheSameSequence(t *testing.T) {
 		"base_token": "ETH", "quote_token": "USDT", "quantity": 1, "price": 100, "signature": forged["signature"]}}))
 
 	for _, s := range servers {
-		waitUntil(t, "both orders applied", 5*time.Second, func() bool { return s.applied.Load() >= 4 })
+		waitUntil(t, "both orders applied", 5*time.Second, func() bool { applied, _ := s.ledger.State(); return applied >= 4 })
 	}
 	for _, u := range urls {
 		if b := get(t, u+"/balance?address="+keys.TutorialUser2Address.Hex()+"&token=USDT"); b != "100" {

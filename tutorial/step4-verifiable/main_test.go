@@ -28,6 +28,7 @@ import (
 	"github.com/seqbook/seqbook/sequencer/node"
 	"github.com/seqbook/seqbook/sequencer/node/testnet"
 	"github.com/seqbook/seqbook/sequencer/transport"
+	"github.com/seqbook/seqbook/tutorial/internal/replicated"
 )
 
 // sequencerCluster runs four sequencer nodes in this process (in-memory
@@ -96,7 +97,7 @@ func getJSON(t *testing.T, u string, out any) int {
 
 // placeLegacy signs and posts a tutorial order and waits until the
 // instance applied it.
-func placeLegacy(t *testing.T, base string, key string, side string, qty, price uint64) outcome {
+func placeLegacy(t *testing.T, base string, key string, side string, qty, price uint64) replicated.Outcome {
 	t.Helper()
 	k := keys.TutorialUser1()
 	if key == "user2" {
@@ -115,9 +116,9 @@ func placeLegacy(t *testing.T, base string, key string, side string, qty, price 
 	}
 	defer resp.Body.Close()
 	var out struct {
-		OrderID string  `json:"order_id"`
-		Outcome outcome `json:"outcome"`
-		Error   string  `json:"error"`
+		OrderID string             `json:"order_id"`
+		Outcome replicated.Outcome `json:"outcome"`
+		Error   string             `json:"error"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("POST /order: %d %v %+v", resp.StatusCode, err, out)

@@ -19,6 +19,7 @@ import (
 	"github.com/seqbook/seqbook/client/cluster"
 	"github.com/seqbook/seqbook/client/eip712"
 	"github.com/seqbook/seqbook/client/obapi"
+	"github.com/seqbook/seqbook/tutorial/internal/replicated"
 	"github.com/seqbook/seqbook/tutorial/internal/tut"
 )
 
@@ -76,7 +77,7 @@ func (s *instance) follow(ctx context.Context) error {
 func (s *instance) routes() http.Handler {
 	r := tut.NewEngine()
 	r.POST("/order", s.placeOrder)
-	r.GET("/orders", func(c *gin.Context) { c.JSON(http.StatusOK, s.ledger.book.OpenOrders()) })
+	r.GET("/orders", func(c *gin.Context) { c.JSON(http.StatusOK, s.ledger.Book().OpenOrders()) })
 	r.GET("/balance", s.balance)
 	r.GET("/state", s.state)
 	r.GET("/identity", func(c *gin.Context) {
@@ -85,19 +86,8 @@ func (s *instance) routes() http.Handler {
 	return r
 }
 
-// orderRequest is the tutorial's signed order, as in step 2.
-type orderRequest struct {
-	Sender     string          `json:"sender"`
-	OrderType  string          `json:"order_type"`
-	BaseToken  string          `json:"base_token"`
-	QuoteToken string          `json:"quote_token"`
-	Quantity   tut.AmountField `json:"quantity"`
-	Price      tut.AmountField `json:"price"`
-	Signature  string          `json:"signature"`
-}
-
 func (s *instance) placeOrder(c *gin.Context) {
-	var req orderRequest
+	var req tut.OrderRequest
 	if e := tut.DecodeJSON(c, &req); e != nil {
 		tut.Abort(c, e)
 		return
@@ -112,7 +102,7 @@ func (s *instance) placeOrder(c *gin.Context) {
 		tut.Abort(c, e)
 		return
 	}
-	ck, e := checkOrder(req.Sender, req.OrderType, req.BaseToken, req.QuoteToken, qty, price, req.Signature)
+	ck, e := replicated.CheckOrder(req.Sender, req.OrderType, req.BaseToken, req.QuoteToken, qty, price, req.Signature)
 	if e != nil {
 		tut.Abort(c, e)
 		return
@@ -124,16 +114,16 @@ func (s *instance) placeOrder(c *gin.Context) {
 		need, _ = amount.Quote(qty, price)
 		tok = req.QuoteToken
 	}
-	if have := s.ledger.book.Balance(ck.order.Account, tok); have < need {
+	if have := s.ledger.Book().Balance(ck.Order.Account, tok); have < need {
 		tut.Abort(c, &tut.HTTPError{Status: http.StatusForbidden,
 			Msg: fmt.Sprintf("insufficient %s balance: the order needs %s, available %s", tok, amount.Format(need), amount.Format(have))})
 		return
 	}
-	if s.ledger.signatureUsed(ck.sigKey) {
+	if s.ledger.SignatureUsed(ck.SigKey) {
 		tut.Abort(c, &tut.HTTPError{Status: http.StatusConflict, Msg: "signature already used: each legacy signature places one order"})
 		return
 	}
-	body, err := json.Marshal([]orderPayload{payloadOf(ck, req.Signature)})
+	body, err := json.Marshal([]replicated.OrderPayload{replicated.PayloadOf(ck.Order, req.Signature)})
 	if err != nil {
 		tut.Abort(c, &tut.HTTPError{Status: http.StatusInternalServerError, Msg: err.Error()})
 		return
@@ -142,17 +132,17 @@ func (s *instance) placeOrder(c *gin.Context) {
 		tut.Abort(c, &tut.HTTPError{Status: http.StatusBadGateway, Msg: "sending to the sequencer: " + err.Error()})
 		return
 	}
-	s.log.Info("order sent to the sequencer", "sender", ck.order.Account, "id", ck.order.ID, "message", ck.text)
+	s.log.Info("order sent to the sequencer", "sender", ck.Order.Account, "id", ck.Order.ID, "message", ck.Text)
 	if c.Query("wait") != "applied" {
-		c.JSON(http.StatusOK, gin.H{"message": "Order sent to consensus layer", "order_id": ck.order.ID})
+		c.JSON(http.StatusOK, gin.H{"message": "Order sent to consensus layer", "order_id": ck.Order.ID})
 		return
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), orderWaitMax)
 	defer cancel()
 	for {
-		_, changed := s.ledger.state()
-		if o, ok := s.ledger.outcomeOf(ck.order.ID); ok {
-			c.JSON(http.StatusOK, gin.H{"message": "Order applied", "order_id": ck.order.ID, "outcome": o})
+		_, changed := s.ledger.State()
+		if o, ok := s.ledger.OutcomeOf(ck.Order.ID); ok {
+			c.JSON(http.StatusOK, gin.H{"message": "Order applied", "order_id": ck.Order.ID, "outcome": o})
 			return
 		}
 		select {
@@ -182,7 +172,7 @@ func (s *instance) balance(c *gin.Context) {
 		tut.Abort(c, e)
 		return
 	}
-	applied, changed := s.ledger.state()
+	applied, changed := s.ledger.State()
 	at := applied
 	if q := c.Query("index"); q != "" {
 		v, err := strconv.ParseUint(q, 10, 64)
@@ -202,7 +192,7 @@ func (s *instance) balance(c *gin.Context) {
 			case <-c.Request.Context().Done():
 				return
 			}
-			applied, changed = s.ledger.state()
+			applied, changed = s.ledger.State()
 		}
 	}
 	v, err := s.ledger.balanceAt(account.Hex(), token, at)
@@ -216,6 +206,6 @@ func (s *instance) balance(c *gin.Context) {
 }
 
 func (s *instance) state(c *gin.Context) {
-	applied, _ := s.ledger.state()
-	c.JSON(http.StatusOK, obapi.State{App: s.app, Replica: s.id, AppliedIndex: applied, OpenOrders: len(s.ledger.book.OpenOrders())})
+	applied, _ := s.ledger.State()
+	c.JSON(http.StatusOK, obapi.State{App: s.app, Replica: s.id, AppliedIndex: applied, OpenOrders: len(s.ledger.Book().OpenOrders())})
 }

@@ -1,8 +1,9 @@
-// Package tut is what tutorial steps 1 and 2 share: an in-memory orderbook
+// Package tut is what the tutorial steps share: an in-memory orderbook
 // (the real matcher behind a mutex), the seed-shaped JSON they answer with,
-// strict request decoding, and the HTTP server loop.
+// strict request decoding, the signed legacy order of steps 2 to 4, and the
+// HTTP server loop.
 //
-// Amounts in these two steps' answers are JSON numbers written with their
+// Amounts in steps 1 and 2's answers are JSON numbers written with their
 // exact decimal text (1000, 1.5, 0.000001), the shape the tutorial's Python
 // services answered with; they are produced from base units, never through
 // a float. Requests take amounts as JSON numbers or decimal strings.
