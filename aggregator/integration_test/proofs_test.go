@@ -12,14 +12,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,71 +31,18 @@ import (
 	"github.com/seqbook/seqbook/client/keys"
 	"github.com/seqbook/seqbook/client/obapi"
 	"github.com/seqbook/seqbook/internal/localnet"
+	"github.com/seqbook/seqbook/internal/testproc"
 )
 
 var seqbookBin string
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() {
-		os.Exit(m.Run())
-	}
-	dir, err := os.MkdirTemp("", "seqbook-aggregator-integration-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	seqbookBin = filepath.Join(dir, "seqbook")
-	build := exec.Command("go", "build", "-o", seqbookBin, "github.com/seqbook/seqbook/cmd/seqbook")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building seqbook:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// waitFor polls cond until it holds or the deadline passes; cond returns a
-// description of the state for the failure message.
-func waitFor(t *testing.T, what string, deadline time.Duration, cond func() (bool, string)) {
-	t.Helper()
-	end := time.Now().Add(deadline)
-	last := ""
-	for time.Now().Before(end) {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		time.Sleep(50 * time.Millisecond) // polling interval of a condition, not a protocol wait
-	}
-	t.Fatalf("%s: not within %s; last: %s", what, deadline, last)
+	os.Exit(testproc.Main(m, "seqbook-aggregator-integration-", &seqbookBin))
 }
 
 func startNetwork(t *testing.T) *localnet.Network {
 	t.Helper()
-	cfg, err := localnet.TestConfig(t.TempDir(), seqbookBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	n, err := localnet.Start(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		n.Stop()
-		if t.Failed() {
-			for _, c := range n.Components {
-				t.Logf("--- %s log (tail):\n%s", c.ID, localnet.LogTail(c.LogPath, 30))
-			}
-		}
-	})
-	return n
+	return testproc.StartNetwork(t, seqbookBin, 30, nil)
 }
 
 func TestQuorumProofsOnARealNetwork(t *testing.T) {
@@ -127,7 +71,7 @@ func TestQuorumProofsOnARealNetwork(t *testing.T) {
 	waitProof := func(what string, addr common.Address, token, units string, signers []string) *client.BalanceProof {
 		t.Helper()
 		var p *client.BalanceProof
-		waitFor(t, what, 60*time.Second, func() (bool, string) {
+		testproc.WaitFor(t, what, 60*time.Second, func() (bool, string) {
 			var err error
 			p, err = proofOf(addr, token)
 			if err != nil {
@@ -177,7 +121,7 @@ func TestQuorumProofsOnARealNetwork(t *testing.T) {
 	}
 	id := common.HexToHash(w.ID)
 	var wp *client.WithdrawalProof
-	waitFor(t, "withdrawal proof", 60*time.Second, func() (bool, string) {
+	testproc.WaitFor(t, "withdrawal proof", 60*time.Second, func() (bool, string) {
 		wp, err = agg.WithdrawalProof(ctx, id)
 		if err != nil {
 			return false, err.Error()
@@ -238,7 +182,7 @@ func TestQuorumProofsOnARealNetwork(t *testing.T) {
 		t.Fatalf("non-signers %v, Byzantine answers %d", p.NonSigners, byz())
 	}
 	aggLog, _ := n.Component(localnet.AggregatorID)
-	waitFor(t, "the aggregator logs the Byzantine replica", 10*time.Second, func() (bool, string) {
+	testproc.WaitFor(t, "the aggregator logs the Byzantine replica", 10*time.Second, func() (bool, string) {
 		b, _ := os.ReadFile(aggLog.LogPath)
 		s := string(b)
 		return strings.Contains(s, "replica=replica3") && strings.Contains(s, "problem=disagrees") && strings.Contains(s, "790.000001"), "log has no such line"
@@ -268,7 +212,7 @@ func byzantineReplica(t *testing.T, addr, upstream string, lie func(*obapi.Balan
 	var ln net.Listener
 	var err error
 	// The stopped replica's port may take a moment to be free.
-	waitFor(t, "listening on "+addr, 10*time.Second, func() (bool, string) {
+	testproc.WaitFor(t, "listening on "+addr, 10*time.Second, func() (bool, string) {
 		ln, err = net.Listen("tcp", addr)
 		return err == nil, fmt.Sprint(err)
 	})

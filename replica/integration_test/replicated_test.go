@@ -15,13 +15,10 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -33,32 +30,12 @@ import (
 	"github.com/seqbook/seqbook/client/obapi"
 	"github.com/seqbook/seqbook/client/seqapi"
 	"github.com/seqbook/seqbook/internal/localnet"
+	"github.com/seqbook/seqbook/internal/testproc"
 )
 
 var seqbookBin string
 
-func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() {
-		os.Exit(m.Run())
-	}
-	dir, err := os.MkdirTemp("", "seqbook-replica-integration-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	seqbookBin = filepath.Join(dir, "seqbook")
-	build := exec.Command("go", "build", "-o", seqbookBin, "github.com/seqbook/seqbook/cmd/seqbook")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building seqbook:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testproc.Main(m, "seqbook-replica-integration-", &seqbookBin)) }
 
 var httpc = &http.Client{Timeout: 10 * time.Second}
 
@@ -97,22 +74,6 @@ func call(method, url string, in, out any) (int, error) {
 	return resp.StatusCode, nil
 }
 
-// waitUntil polls cond until it holds, failing the test at the deadline.
-func waitUntil(t *testing.T, what string, d time.Duration, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		ok, detail := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s: %s", d, what, detail)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 type network struct {
 	t   *testing.T
 	net *localnet.Network
@@ -124,27 +85,11 @@ func startNetwork(t *testing.T) *network {
 	if testing.Short() {
 		t.Skip("starts real processes; skipped under -short")
 	}
-	cfg, err := localnet.TestConfig(t.TempDir(), seqbookBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Kinds = []string{localnet.KindSequencer, localnet.KindReplica}
-	cfg.Traders = 4
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	n, err := localnet.Start(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nw := &network{t: t, net: n, dom: n.Cluster.Domain}
-	t.Cleanup(func() {
-		n.Stop()
-		if t.Failed() {
-			for _, c := range n.Components {
-				t.Logf("---- %s log tail:\n%s", c.ID, localnet.LogTail(c.LogPath, 40))
-			}
-		}
+	n := testproc.StartNetwork(t, seqbookBin, 40, func(cfg *localnet.Config) {
+		cfg.Kinds = []string{localnet.KindSequencer, localnet.KindReplica}
+		cfg.Traders = 4
 	})
+	nw := &network{t: t, net: n, dom: n.Cluster.Domain}
 	return nw
 }
 
@@ -232,7 +177,7 @@ func TestReplicasAgreeAndLoseNothingAcrossCrashes(t *testing.T) {
 			}
 		}()
 	}
-	waitUntil(t, "some orders", 60*time.Second, func() (bool, string) { return sent.Load() >= 100, fmt.Sprint(sent.Load()) })
+	testproc.WaitFor(t, "some orders", 60*time.Second, func() (bool, string) { return sent.Load() >= 100, fmt.Sprint(sent.Load()) })
 
 	// SIGKILL a replica and the leader mid-stream.
 	leader := nw.leader()
@@ -244,12 +189,12 @@ func TestReplicasAgreeAndLoseNothingAcrossCrashes(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := sent.Load()
-	waitUntil(t, "orders to flow again after the crashes", 90*time.Second, func() (bool, string) {
+	testproc.WaitFor(t, "orders to flow again after the crashes", 90*time.Second, func() (bool, string) {
 		return sent.Load() >= before+100, fmt.Sprint(sent.Load() - before)
 	})
 	// The surviving nodes moved to a new leader (finality resumed without
 	// the killed one).
-	waitUntil(t, "a new leader", 60*time.Second, func() (bool, string) {
+	testproc.WaitFor(t, "a new leader", 60*time.Second, func() (bool, string) {
 		l := nw.leader()
 		return l != leader, l
 	})
@@ -262,7 +207,7 @@ func TestReplicasAgreeAndLoseNothingAcrossCrashes(t *testing.T) {
 		t.Fatal(err)
 	}
 	before = sent.Load()
-	waitUntil(t, "more orders after the restarts", 60*time.Second, func() (bool, string) {
+	testproc.WaitFor(t, "more orders after the restarts", 60*time.Second, func() (bool, string) {
 		return sent.Load() >= before+50, fmt.Sprint(sent.Load() - before)
 	})
 	stop.Store(true)
@@ -270,7 +215,7 @@ func TestReplicasAgreeAndLoseNothingAcrossCrashes(t *testing.T) {
 	t.Logf("%d orders accepted", len(accepted))
 
 	// Every accepted order is applied on every replica, which all agree.
-	waitUntil(t, "every accepted order applied everywhere", 2*time.Minute, func() (bool, string) {
+	testproc.WaitFor(t, "every accepted order applied everywhere", 2*time.Minute, func() (bool, string) {
 		for _, r := range replicas {
 			for id := range accepted {
 				var o obapi.Order
@@ -302,7 +247,7 @@ func TestReplicasAgreeAndLoseNothingAcrossCrashes(t *testing.T) {
 func checkAgreement(t *testing.T, nw *network, replicas []string, traders []*ecdsa.PrivateKey) {
 	t.Helper()
 	var states []obapi.State
-	waitUntil(t, "replicas at the same index with the same digest", 2*time.Minute, func() (bool, string) {
+	testproc.WaitFor(t, "replicas at the same index with the same digest", 2*time.Minute, func() (bool, string) {
 		states = states[:0]
 		for _, r := range replicas {
 			var s obapi.State

@@ -9,7 +9,6 @@ package integration_test
 
 import (
 	"bufio"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -20,34 +19,14 @@ import (
 	"time"
 
 	"github.com/seqbook/seqbook/client/seqapi"
+	"github.com/seqbook/seqbook/internal/testproc"
 	"github.com/seqbook/seqbook/sequencer/node/testnet"
 )
 
 // seqbookBin is the binary built by TestMain ("" under -short).
 var seqbookBin string
 
-func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() {
-		os.Exit(m.Run())
-	}
-	dir, err := os.MkdirTemp("", "seqbook-integration-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	seqbookBin = filepath.Join(dir, "seqbook")
-	build := exec.Command("go", "build", "-o", seqbookBin, "github.com/seqbook/seqbook/cmd/seqbook")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building seqbook:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testproc.Main(m, "seqbook-integration-bin-", &seqbookBin)) }
 
 // proc is one running `seqbook sequencer`.
 type proc struct {
