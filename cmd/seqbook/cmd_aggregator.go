@@ -36,14 +36,11 @@ func runAggregator(args []string) int {
 	straggler := fs.Duration("straggler-wait", d.StragglerWait, "how long to keep waiting for the other replicas once a quorum agreed")
 	inFlight := fs.Int("max-in-flight", d.InFlightMax, "proofs built at once; more requests get 503")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: seqbook aggregator --cluster FILE [flags]")
-		fmt.Fprintln(fs.Output(), "\nServes GET /aggregate_balance?address=&token= and GET /aggregate_withdrawal?id=:")
-		fmt.Fprintln(fs.Output(), "asks every replica of the cluster file for the same signed value, checks each BLS")
-		fmt.Fprintln(fs.Output(), "signature, and aggregates those of a quorum that agrees (DESIGN §6).")
-		fmt.Fprintln(fs.Output(), "\nFlags:")
-		fs.PrintDefaults()
-	}
+	setUsage(fs, "Usage: seqbook aggregator --cluster FILE [flags]",
+		"Serves GET /aggregate_balance?address=&token= and GET /aggregate_withdrawal?id=:",
+		"asks every replica of the cluster file for the same signed value, checks each BLS",
+		"signature, and aggregates those of a quorum that agrees (DESIGN §6).",
+	)
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}

@@ -34,14 +34,11 @@ func balanceMain(args []string, stdout, stderr io.Writer) int {
 	index := fs.Uint64("index", 0, "balance as of this applied index (replica only; 0: latest)")
 	clusterPath := fs.String("cluster", "", "cluster file: also verify the answer's signature(s) with it")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: seqbook balance --address 0x… --token ETH [--index N] [--replica URL | --aggregator URL] [--cluster FILE]")
-		fmt.Fprintln(fs.Output(), "\nPrints the replica's BLS-signed balance answer, or with --aggregator the quorum proof")
-		fmt.Fprintln(fs.Output(), "(save it and check it anywhere with `seqbook verify`). With --cluster the signature is")
-		fmt.Fprintln(fs.Output(), "checked here too, and a failed check exits 1.")
-		fmt.Fprintln(fs.Output(), "\nFlags:")
-		fs.PrintDefaults()
-	}
+	setUsage(fs, "Usage: seqbook balance --address 0x… --token ETH [--index N] [--replica URL | --aggregator URL] [--cluster FILE]",
+		"Prints the replica's BLS-signed balance answer, or with --aggregator the quorum proof",
+		"(save it and check it anywhere with `seqbook verify`). With --cluster the signature is",
+		"checked here too, and a failed check exits 1.",
+	)
 	if code, done := parseCommandFlags(fs, args, 0); done {
 		return code
 	}

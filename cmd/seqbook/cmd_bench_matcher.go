@@ -27,18 +27,13 @@ func benchMatcher(args []string) int {
 	resting := fs.Int("resting", def.Resting, "non-crossing orders placed first (not timed)")
 	accounts := fs.Int("accounts", def.Accounts, "funded traders the orders are spread over")
 	seed := fs.Uint64("seed", def.Seed, "workload seed")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: seqbook bench matcher [flags]")
-		fmt.Fprintln(fs.Output(), "\nTimes limit orders through the matcher on one core: half buys, half sells, prices")
-		fmt.Fprintln(fs.Output(), "uniform over 101 ticks 99.50-100.50, 1-10 lots, balances and reservations on.")
-		fmt.Fprintln(fs.Output(), "Order generation is not timed.\n\nFlags:")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	setUsage(fs, "Usage: seqbook bench matcher [flags]",
+		"Times limit orders through the matcher on one core: half buys, half sells, prices",
+		"uniform over 101 ticks 99.50-100.50, 1-10 lots, balances and reservations on.",
+		"Order generation is not timed.",
+	)
+	if code, done := parseOrExit(fs, args); done {
+		return code
 	}
 	if *orders < 1 || *resting < 0 || *accounts < 1 {
 		return fail("bench matcher", errors.New("--orders and --accounts must be positive, --resting not negative"))

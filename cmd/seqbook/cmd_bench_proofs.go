@@ -101,15 +101,12 @@ func runBenchProofs(args []string) int {
 	accounts := fs.Int("accounts", 32, "bench traders whose USDT and ETH balances are proven in turn (plus the tutorial accounts)")
 	jsonOut := fs.String("json", "", "also write the results to this file as JSON")
 	keep := fs.Bool("keep", false, "keep the temporary data folder (keys, logs)")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: seqbook bench proofs [flags]")
-		fmt.Fprintln(fs.Output(), "\nStarts a local network (or uses --cluster's replicas) and an aggregator (or uses")
-		fmt.Fprintln(fs.Output(), "--aggregator), then asks for balance quorum proofs: (1) one at a time, for latency;")
-		fmt.Fprintln(fs.Output(), "(2) --concurrency at a time, for proofs/s. Every proof is verified with the client SDK")
-		fmt.Fprintln(fs.Output(), "after the clock stops. Targets with three replicas: p50 <= 10 ms, >= 300 proofs/s.")
-		fmt.Fprintln(fs.Output(), "\nFlags:")
-		fs.PrintDefaults()
-	}
+	setUsage(fs, "Usage: seqbook bench proofs [flags]",
+		"Starts a local network (or uses --cluster's replicas) and an aggregator (or uses",
+		"--aggregator), then asks for balance quorum proofs: (1) one at a time, for latency;",
+		"(2) --concurrency at a time, for proofs/s. Every proof is verified with the client SDK",
+		"after the clock stops. Targets with three replicas: p50 <= 10 ms, >= 300 proofs/s.",
+	)
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}

@@ -60,11 +60,8 @@ func runKeys(args []string) int {
 // parseKeysFlags parses fs and reports a usage error (exit 2) or a help
 // request (exit 0) through done.
 func parseKeysFlags(fs *flag.FlagSet, args []string) (code int, done bool) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0, true
-		}
-		return 2, true
+	if code, done := parseOrExit(fs, args); done {
+		return code, true
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))

@@ -85,6 +85,61 @@ func loadTraderKey(path string) (*ecdsa.PrivateKey, error) {
 	return k, nil
 }
 
+// opFlags are the flags of every command that signs an operation and
+// sends it to a replica (order, cancel, withdraw): the replica connection,
+// the trader key, the nonce and expiry, and --wait.
+type opFlags struct {
+	*clientFlags
+	keyPath   *string
+	nonce     *uint64
+	expiresIn *time.Duration
+	wait      *bool
+}
+
+// addOpFlags adds the signed-operation flags; waitHelp says what --wait
+// waits for.
+func addOpFlags(fs *flag.FlagSet, waitHelp string) *opFlags {
+	return &opFlags{
+		clientFlags: addClientFlags(fs),
+		keyPath:     addKeyFlag(fs),
+		nonce:       fs.Uint64("nonce", 0, "nonce (0: a fresh one from the clock in nanoseconds)"),
+		expiresIn:   fs.Duration("expires-in", client.DefaultExpiry, "latest sequencing time, from now"),
+		wait:        fs.Bool("wait", false, waitHelp),
+	}
+}
+
+// opSession is what sending one signed operation needs.
+type opSession struct {
+	key    *ecdsa.PrivateKey
+	ob     *client.Orderbook
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// session checks --expires-in, loads the trader key and connects to the
+// replica, in that order, after the command has checked its own flags.
+// The caller must call cancel.
+func (of *opFlags) session() (*opSession, error) {
+	if *of.expiresIn <= 0 {
+		return nil, errUsage("--expires-in must be positive")
+	}
+	key, err := loadTraderKey(*of.keyPath)
+	if err != nil {
+		return nil, err
+	}
+	ob, err := of.orderbook()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := of.context()
+	return &opSession{key: key, ob: ob, ctx: ctx, cancel: cancel}, nil
+}
+
+// params is the operation's nonce and its expiry, --expires-in from now.
+func (of *opFlags) params() client.OpParams {
+	return client.OpParams{Nonce: *of.nonce, Expiry: uint64(time.Now().Add(*of.expiresIn).Unix())}
+}
+
 // usageError is a command line mistake: it exits with 2, like flag errors.
 type usageError string
 
@@ -106,11 +161,8 @@ func exitWith(stderr io.Writer, name string, err error) int {
 // parseCommandFlags parses args; done reports that the command must end
 // with code (a flag error or --help).
 func parseCommandFlags(fs *flag.FlagSet, args []string, positionalMax int) (code int, done bool) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0, true
-		}
-		return 2, true
+	if code, done := parseOrExit(fs, args); done {
+		return code, true
 	}
 	if fs.NArg() > positionalMax {
 		fmt.Fprintf(fs.Output(), "seqbook %s: unexpected arguments %q\n", fs.Name(), fs.Args()[positionalMax:])
@@ -142,24 +194,17 @@ func emitJSON(w io.Writer, v any) error {
 func orderMain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("order", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cf := addClientFlags(fs)
-	keyPath := addKeyFlag(fs)
+	of := addOpFlags(fs, "wait until the order is finalized and applied, and print its fills")
 	market := fs.String("market", "", "market BASE/QUOTE, e.g. ETH/USDT (required)")
 	side := fs.String("side", "", "buy or sell (required)")
 	typ := fs.String("type", "limit", "limit, or market (immediate-or-cancel, --price is the worst price)")
 	quantity := fs.String("quantity", "", "quantity of BASE in decimal, e.g. 1.5 (required)")
 	price := fs.String("price", "", "price in QUOTE per BASE, decimal, e.g. 2000 (required)")
-	nonce := fs.Uint64("nonce", 0, "nonce (0: a fresh one from the clock in nanoseconds)")
-	expiresIn := fs.Duration("expires-in", client.DefaultExpiry, "latest sequencing time, from now")
-	wait := fs.Bool("wait", false, "wait until the order is finalized and applied, and print its fills")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: seqbook order --market ETH/USDT --side buy --quantity 1.5 --price 2000 [--key FILE] [flags]")
-		fmt.Fprintln(fs.Output(), "\nSigns an EIP-712 order (DESIGN §3.1) with the trader key and POSTs it to the replica.")
-		fmt.Fprintln(fs.Output(), "Amounts are decimals with at most 6 digits after the point. Prints the order id (its")
-		fmt.Fprintln(fs.Output(), "EIP-712 digest, checked against the replica's answer) and the answer as JSON.")
-		fmt.Fprintln(fs.Output(), "\nFlags:")
-		fs.PrintDefaults()
-	}
+	setUsage(fs, "Usage: seqbook order --market ETH/USDT --side buy --quantity 1.5 --price 2000 [--key FILE] [flags]",
+		"Signs an EIP-712 order (DESIGN §3.1) with the trader key and POSTs it to the replica.",
+		"Amounts are decimals with at most 6 digits after the point. Prints the order id (its",
+		"EIP-712 digest, checked against the replica's answer) and the answer as JSON.",
+	)
 	if code, done := parseCommandFlags(fs, args, 0); done {
 		return code
 	}
@@ -175,23 +220,16 @@ func orderMain(args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return errUsage("--price: " + err.Error())
 		}
-		if *expiresIn <= 0 {
-			return errUsage("--expires-in must be positive")
-		}
-		key, err := loadTraderKey(*keyPath)
+		ss, err := of.session()
 		if err != nil {
 			return err
 		}
-		ob, err := cf.orderbook()
-		if err != nil {
-			return err
-		}
-		ctx, cancel := cf.context()
-		defer cancel()
-		res, err := ob.PlaceOrder(ctx, key, client.OrderParams{
+		defer ss.cancel()
+		op := of.params()
+		res, err := ss.ob.PlaceOrder(ss.ctx, ss.key, client.OrderParams{
 			Market: *market, Side: strings.ToLower(*side), Type: strings.ToLower(*typ), Quantity: q, Price: p,
-			Nonce: *nonce, Expiry: uint64(time.Now().Add(*expiresIn).Unix()),
-		}, *wait)
+			Nonce: op.Nonce, Expiry: op.Expiry,
+		}, *of.wait)
 		if err != nil {
 			return err
 		}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -22,19 +21,13 @@ func runReplay(args []string) int {
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	openMax := fs.Int("max-open-orders", matcher.DefaultConfig().OpenOrdersPerAccountMax,
 		"open orders one account may hold (the replica's bound)")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: seqbook replay [flags] < ops.jsonl > events.jsonl")
-		fmt.Fprintln(fs.Output(), "\nReads deposit/withdraw/order/cancel operations as JSON lines on stdin, applies them")
-		fmt.Fprintln(fs.Output(), "to a fresh matcher, and prints trade and rejected events, then the final non-zero")
-		fmt.Fprintln(fs.Output(), "balances, as JSON lines on stdout. Bad lines are rejected events, not errors.")
-		fmt.Fprintln(fs.Output(), "\nFlags:")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	setUsage(fs, "Usage: seqbook replay [flags] < ops.jsonl > events.jsonl",
+		"Reads deposit/withdraw/order/cancel operations as JSON lines on stdin, applies them",
+		"to a fresh matcher, and prints trade and rejected events, then the final non-zero",
+		"balances, as JSON lines on stdout. Bad lines are rejected events, not errors.",
+	)
+	if code, done := parseOrExit(fs, args); done {
+		return code
 	}
 	if fs.NArg() > 0 {
 		return fail("replay", fmt.Errorf("unexpected arguments %q: input is read from stdin", fs.Args()))

@@ -38,21 +38,15 @@ func runReplica(args []string) int {
 	noSync := fs.Bool("no-sync", false, "skip fsync on commits (faster; a power loss may tear the database)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: seqbook replica --cluster FILE --id REPLICA --key FILE --data DIR [--genesis FILE] [flags]")
-		fmt.Fprintln(fs.Output(), "\nRuns one orderbook replica: takes EIP-712 (and legacy) signed operations over")
-		fmt.Fprintln(fs.Output(), "HTTP, batches them to the sequencer, follows the finalized batches (verifying")
-		fmt.Fprintln(fs.Output(), "the nodes' quorum signature itself), applies them, persists its state, and")
-		fmt.Fprintln(fs.Output(), "serves reads with BLS-signed balances. Stops cleanly on SIGINT or SIGTERM.")
-		fmt.Fprintln(fs.Output(), "API: docs/api.md.")
-		fmt.Fprintln(fs.Output(), "\nFlags:")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	setUsage(fs, "Usage: seqbook replica --cluster FILE --id REPLICA --key FILE --data DIR [--genesis FILE] [flags]",
+		"Runs one orderbook replica: takes EIP-712 (and legacy) signed operations over",
+		"HTTP, batches them to the sequencer, follows the finalized batches (verifying",
+		"the nodes' quorum signature itself), applies them, persists its state, and",
+		"serves reads with BLS-signed balances. Stops cleanly on SIGINT or SIGTERM.",
+		"API: docs/api.md.",
+	)
+	if code, done := parseOrExit(fs, args); done {
+		return code
 	}
 	if fs.NArg() > 0 {
 		return fail("replica", fmt.Errorf("unexpected arguments %q", fs.Args()))

@@ -35,19 +35,13 @@ func runSequencer(args []string) int {
 	httpListen := fs.String("http-listen", "", "address to bind the HTTP API (default: the node's http address in the cluster file)")
 	quicListen := fs.String("quic-listen", "", "UDP address to bind QUIC (default: the node's quic address in the cluster file)")
 	fast := fs.Bool("test-timeouts", false, "use the short protocol timeouts and small bounds of tests (never in production)")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: seqbook sequencer --cluster FILE --id NODE --key FILE --data DIR [flags]")
-		fmt.Fprintln(fs.Output(), "\nRuns one sequencer node: talks QUIC to the other nodes of the cluster file")
-		fmt.Fprintln(fs.Output(), "(mutually authenticated with the nodes' BLS keys) and serves the node HTTP API")
-		fmt.Fprintln(fs.Output(), "(DESIGN §4) to apps. Stops cleanly on SIGINT or SIGTERM. See docs/sequencer-ops.md.")
-		fmt.Fprintln(fs.Output(), "\nFlags:")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	setUsage(fs, "Usage: seqbook sequencer --cluster FILE --id NODE --key FILE --data DIR [flags]",
+		"Runs one sequencer node: talks QUIC to the other nodes of the cluster file",
+		"(mutually authenticated with the nodes' BLS keys) and serves the node HTTP API",
+		"(DESIGN §4) to apps. Stops cleanly on SIGINT or SIGTERM. See docs/sequencer-ops.md.",
+	)
+	if code, done := parseOrExit(fs, args); done {
+		return code
 	}
 	if fs.NArg() > 0 {
 		return fail("sequencer", fmt.Errorf("unexpected arguments %q", fs.Args()))

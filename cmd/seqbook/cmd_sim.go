@@ -31,21 +31,15 @@ func runSim(args []string) int {
 	mutation := fs.String("mutation", "none", "deliberately broken variant to run (none, forget-locks): the run must FAIL")
 	workers := fs.Int("workers", 1, "seeds run in parallel (each seed stays deterministic)")
 	verbose := fs.Bool("v", false, "print every seed's summary, not only failures and progress")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: seqbook sim [flags]")
-		fmt.Fprintln(fs.Output(), "\nRuns the sequencer simulator (sequencer/sim) over seeds start..start+seeds-1: a")
-		fmt.Fprintln(fs.Output(), "cluster per seed with message loss, duplication, delays, partitions, crashes,")
-		fmt.Fprintln(fs.Output(), "clock skew and up to f Byzantine nodes, checked for safety after every step and")
-		fmt.Fprintln(fs.Output(), "for liveness after healing. A failing seed is printed with the command that")
-		fmt.Fprintln(fs.Output(), "replays it; the exit status is 1 if any seed failed.")
-		fmt.Fprintln(fs.Output(), "\nFlags:")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	setUsage(fs, "Usage: seqbook sim [flags]",
+		"Runs the sequencer simulator (sequencer/sim) over seeds start..start+seeds-1: a",
+		"cluster per seed with message loss, duplication, delays, partitions, crashes,",
+		"clock skew and up to f Byzantine nodes, checked for safety after every step and",
+		"for liveness after healing. A failing seed is printed with the command that",
+		"replays it; the exit status is 1 if any seed failed.",
+	)
+	if code, done := parseOrExit(fs, args); done {
+		return code
 	}
 	if fs.NArg() > 0 {
 		return fail("sim", fmt.Errorf("unexpected arguments %q", fs.Args()))

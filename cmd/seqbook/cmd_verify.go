@@ -29,16 +29,13 @@ func verifyMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	clusterPath := fs.String("cluster", "", "cluster file with the replicas' BLS keys (required)")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: seqbook verify --cluster FILE PROOF.json   (- or nothing: read stdin)")
-		fmt.Fprintln(fs.Output(), "\nChecks a quorum proof from the aggregator (balance or withdrawal, told apart by its")
-		fmt.Fprintln(fs.Output(), "fields) or one replica's signed /balance answer, trusting only the cluster file:")
-		fmt.Fprintln(fs.Output(), "the EIP-712 digest is recomputed from the fields, the signers must be distinct")
-		fmt.Fprintln(fs.Output(), "replicas reaching the cluster's threshold, and the aggregate BLS signature must")
-		fmt.Fprintln(fs.Output(), "verify on their summed keys. Exit 0 and a \"verified: …\" line, or exit 1 and why not.")
-		fmt.Fprintln(fs.Output(), "\nFlags:")
-		fs.PrintDefaults()
-	}
+	setUsage(fs, "Usage: seqbook verify --cluster FILE PROOF.json   (- or nothing: read stdin)",
+		"Checks a quorum proof from the aggregator (balance or withdrawal, told apart by its",
+		"fields) or one replica's signed /balance answer, trusting only the cluster file:",
+		"the EIP-712 digest is recomputed from the fields, the signers must be distinct",
+		"replicas reaching the cluster's threshold, and the aggregate BLS signature must",
+		"verify on their summed keys. Exit 0 and a \"verified: …\" line, or exit 1 and why not.",
+	)
 	if code, done := parseCommandFlags(fs, args, 1); done {
 		return code
 	}

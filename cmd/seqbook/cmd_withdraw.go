@@ -3,10 +3,8 @@ package main
 import (
 	"encoding/json"
 	"flag"
-	"fmt"
 	"io"
 	"os"
-	"time"
 
 	"github.com/ethereum/go-ethereum/common"
 
@@ -25,22 +23,15 @@ func init() {
 func withdrawMain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("withdraw", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cf := addClientFlags(fs)
-	keyPath := addKeyFlag(fs)
+	of := addOpFlags(fs, "wait until the withdrawal is finalized and applied")
 	token := fs.String("token", "", "token to withdraw, e.g. ETH (required)")
 	amt := fs.String("amount", "", "amount in decimal, e.g. 0.5 (required)")
 	recipient := fs.String("recipient", "", "address to pay out to (default: the trader's own)")
-	nonce := fs.Uint64("nonce", 0, "nonce (0: a fresh one from the clock in nanoseconds)")
-	expiresIn := fs.Duration("expires-in", client.DefaultExpiry, "latest sequencing time, from now")
-	wait := fs.Bool("wait", false, "wait until the withdrawal is finalized and applied")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: seqbook withdraw --token ETH --amount 0.5 [--recipient 0x…] [--key FILE] [flags]")
-		fmt.Fprintln(fs.Output(), "\nSigns Withdraw(trader, token, amount, recipient, nonce, expiry) and POSTs it to the")
-		fmt.Fprintln(fs.Output(), "replica. Prints the withdrawal id (what a bridge pays out on, with the aggregator's")
-		fmt.Fprintln(fs.Output(), "quorum proof: GET /aggregate_withdrawal?id=) and the answer as JSON.")
-		fmt.Fprintln(fs.Output(), "\nFlags:")
-		fs.PrintDefaults()
-	}
+	setUsage(fs, "Usage: seqbook withdraw --token ETH --amount 0.5 [--recipient 0x…] [--key FILE] [flags]",
+		"Signs Withdraw(trader, token, amount, recipient, nonce, expiry) and POSTs it to the",
+		"replica. Prints the withdrawal id (what a bridge pays out on, with the aggregator's",
+		"quorum proof: GET /aggregate_withdrawal?id=) and the answer as JSON.",
+	)
 	if code, done := parseCommandFlags(fs, args, 0); done {
 		return code
 	}
@@ -58,23 +49,14 @@ func withdrawMain(args []string, stdout, stderr io.Writer) int {
 				return errUsage("--recipient: " + err.Error())
 			}
 		}
-		if *expiresIn <= 0 {
-			return errUsage("--expires-in must be positive")
-		}
-		key, err := loadTraderKey(*keyPath)
+		ss, err := of.session()
 		if err != nil {
 			return err
 		}
-		ob, err := cf.orderbook()
-		if err != nil {
-			return err
-		}
-		ctx, cancel := cf.context()
-		defer cancel()
-		res, err := ob.Withdraw(ctx, key, client.WithdrawParams{
-			Token: *token, Amount: units, Recipient: to,
-			OpParams: client.OpParams{Nonce: *nonce, Expiry: uint64(time.Now().Add(*expiresIn).Unix())},
-		}, *wait)
+		defer ss.cancel()
+		res, err := ss.ob.Withdraw(ss.ctx, ss.key, client.WithdrawParams{
+			Token: *token, Amount: units, Recipient: to, OpParams: of.params(),
+		}, *of.wait)
 		if err != nil {
 			return err
 		}

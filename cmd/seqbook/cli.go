@@ -1,0 +1,37 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+)
+
+// setUsage makes fs's --help text the usage line, a blank line, the
+// description (one line per entry), a blank line and the flags: the shape
+// every seqbook command's help has.
+func setUsage(fs *flag.FlagSet, usage string, about ...string) {
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintln(w, usage)
+		fmt.Fprintln(w)
+		for _, line := range about {
+			fmt.Fprintln(w, line)
+		}
+		fmt.Fprintln(w, "\nFlags:")
+		fs.PrintDefaults()
+	}
+}
+
+// parseOrExit parses args into fs; done reports that the command must end
+// with code: 0 after --help, 2 after a flag error (the flag package has
+// already said what was wrong). Checking positional arguments is left to
+// the caller.
+func parseOrExit(fs *flag.FlagSet, args []string) (code int, done bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, true
+		}
+		return 2, true
+	}
+	return 0, false
+}
