@@ -364,6 +364,20 @@ func clip(s string) string {
 	return s
 }
 
+// parseAuth reads the fields every nonced, signed operation ends with:
+// nonce, expiry and signature, checked in that order.
+func (op *Op) parseAuth(nonce, expiry obapi.Number, sig string) error {
+	var err error
+	if op.Nonce, err = parseUint64("nonce", nonce); err != nil {
+		return err
+	}
+	if op.Expiry, err = parseUint64("expiry", expiry); err != nil {
+		return err
+	}
+	op.Sig, err = parseSig(sig)
+	return err
+}
+
 // checkOrderAmounts runs the matcher's stateless checks that are about the
 // amounts (dust orders whose quote rounds to zero, overflow).
 func checkOrderAmounts(op *Op) error {
@@ -405,13 +419,7 @@ func OrderOp(d *Domain, r *obapi.OrderRequest) (*Op, error) {
 	if op.Price, err = parseUnits("price", r.Price); err != nil {
 		return nil, err
 	}
-	if op.Nonce, err = parseUint64("nonce", r.Nonce); err != nil {
-		return nil, err
-	}
-	if op.Expiry, err = parseUint64("expiry", r.Expiry); err != nil {
-		return nil, err
-	}
-	if op.Sig, err = parseSig(r.Signature); err != nil {
+	if err := op.parseAuth(r.Nonce, r.Expiry, r.Signature); err != nil {
 		return nil, err
 	}
 	if err := checkOrderAmounts(op); err != nil {
@@ -475,13 +483,7 @@ func CancelOp(d *Domain, r *obapi.CancelRequest) (*Op, error) {
 	if op.CancelID, err = parseHash32("orderId", r.OrderID); err != nil {
 		return nil, err
 	}
-	if op.Nonce, err = parseUint64("nonce", r.Nonce); err != nil {
-		return nil, err
-	}
-	if op.Expiry, err = parseUint64("expiry", r.Expiry); err != nil {
-		return nil, err
-	}
-	if op.Sig, err = parseSig(r.Signature); err != nil {
+	if err := op.parseAuth(r.Nonce, r.Expiry, r.Signature); err != nil {
 		return nil, err
 	}
 	op.ID = d.EIP712.Digest(&eip712.Cancel{Trader: op.Signer, OrderID: op.CancelID, Nonce: op.Nonce, Expiry: op.Expiry})
@@ -504,13 +506,7 @@ func WithdrawOp(d *Domain, r *obapi.WithdrawRequest) (*Op, error) {
 	if op.Recipient, err = parseAddress("recipient", r.Recipient); err != nil {
 		return nil, err
 	}
-	if op.Nonce, err = parseUint64("nonce", r.Nonce); err != nil {
-		return nil, err
-	}
-	if op.Expiry, err = parseUint64("expiry", r.Expiry); err != nil {
-		return nil, err
-	}
-	if op.Sig, err = parseSig(r.Signature); err != nil {
+	if err := op.parseAuth(r.Nonce, r.Expiry, r.Signature); err != nil {
 		return nil, err
 	}
 	op.ID = d.EIP712.Digest(&eip712.Withdraw{
@@ -533,13 +529,7 @@ func DepositOp(d *Domain, r *obapi.DepositRequest) (*Op, error) {
 	if op.Amount, err = parseUnits("amount", r.Amount); err != nil {
 		return nil, err
 	}
-	if op.Nonce, err = parseUint64("nonce", r.Nonce); err != nil {
-		return nil, err
-	}
-	if op.Expiry, err = parseUint64("expiry", r.Expiry); err != nil {
-		return nil, err
-	}
-	if op.Sig, err = parseSig(r.Signature); err != nil {
+	if err := op.parseAuth(r.Nonce, r.Expiry, r.Signature); err != nil {
 		return nil, err
 	}
 	if d.Bridge == (common.Address{}) {
