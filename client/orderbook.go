@@ -458,29 +458,16 @@ func VerifyBalanceSignature(c *cluster.Cluster, replicaID string, b *obapi.Balan
 	if b == nil {
 		return fmt.Errorf("%w: no balance", ErrProofMalformed)
 	}
-	if replicaID == "" {
-		replicaID = b.Replica
-	}
-	if b.Replica != replicaID {
-		return fmt.Errorf("%w: answer says replica %q, expected %q", ErrProofSigner, b.Replica, replicaID)
-	}
-	i, ok := c.ReplicaIndex(replicaID)
-	if !ok {
-		return fmt.Errorf("%w: %q", ErrProofSigner, replicaID)
+	i, err := answeringReplica(c, replicaID, b.Replica)
+	if err != nil {
+		return err
 	}
 	p := BalanceProof{App: c.App, Address: b.Address, Token: b.Token, Balance: b.Balance, BalanceUnits: b.BalanceUnits, Index: b.Index}
 	m, err := p.Message()
 	if err != nil {
 		return err
 	}
-	sig, err := bls.SignatureFromHex(b.Signature)
-	if err != nil {
-		return fmt.Errorf("%w: signature: %v", ErrProofMalformed, err)
-	}
-	if !sig.Verify(c.ReplicaKey(i), c.Domain.Digest(&m)) {
-		return ErrProofSignature
-	}
-	return nil
+	return verifyReplicaSignature(c, i, b.Signature, &m)
 }
 
 // Withdrawal reads a recorded withdrawal and the replica's signature over
@@ -502,15 +489,9 @@ func VerifyWithdrawalSignature(c *cluster.Cluster, replicaID string, w *obapi.Wi
 	if w == nil {
 		return fmt.Errorf("%w: no withdrawal", ErrProofMalformed)
 	}
-	if replicaID == "" {
-		replicaID = w.Replica
-	}
-	if w.Replica != replicaID {
-		return fmt.Errorf("%w: answer says replica %q, expected %q", ErrProofSigner, w.Replica, replicaID)
-	}
-	i, ok := c.ReplicaIndex(replicaID)
-	if !ok {
-		return fmt.Errorf("%w: %q", ErrProofSigner, replicaID)
+	i, err := answeringReplica(c, replicaID, w.Replica)
+	if err != nil {
+		return err
 	}
 	if w.App != c.App {
 		return fmt.Errorf("%w: record app %q, cluster app %q", ErrProofApp, w.App, c.App)
@@ -521,11 +502,35 @@ func VerifyWithdrawalSignature(c *cluster.Cluster, replicaID string, w *obapi.Wi
 	if err != nil {
 		return err
 	}
-	sig, err := bls.SignatureFromHex(w.Signature)
+	return verifyReplicaSignature(c, i, w.Signature, &m)
+}
+
+// answeringReplica returns the index of the replica whose signed answer
+// is checked: replicaID, or when it is "" the one the answer names (the
+// signature then proves it); an answer naming another replica, or a
+// replica not in the cluster, is refused.
+func answeringReplica(c *cluster.Cluster, replicaID, answered string) (int, error) {
+	if replicaID == "" {
+		replicaID = answered
+	}
+	if answered != replicaID {
+		return 0, fmt.Errorf("%w: answer says replica %q, expected %q", ErrProofSigner, answered, replicaID)
+	}
+	i, ok := c.ReplicaIndex(replicaID)
+	if !ok {
+		return 0, fmt.Errorf("%w: %q", ErrProofSigner, replicaID)
+	}
+	return i, nil
+}
+
+// verifyReplicaSignature checks replica i's BLS signature (hex) over the
+// EIP-712 digest of m in the cluster's domain.
+func verifyReplicaSignature(c *cluster.Cluster, i int, sigHex string, m eip712.Message) error {
+	sig, err := bls.SignatureFromHex(sigHex)
 	if err != nil {
 		return fmt.Errorf("%w: signature: %v", ErrProofMalformed, err)
 	}
-	if !sig.Verify(c.ReplicaKey(i), c.Domain.Digest(&m)) {
+	if !sig.Verify(c.ReplicaKey(i), c.Domain.Digest(m)) {
 		return ErrProofSignature
 	}
 	return nil
