@@ -79,6 +79,23 @@ type NodeState struct {
 	Leader string `json:"leader"`
 	// Apps maps an app name to its indexes on this node.
 	Apps map[string]AppState `json:"apps"`
+	// Work counts what the node did since it started, so a benchmark can
+	// report BLS and disk work per finalized index. Not part of the
+	// DESIGN contract: absent on nodes that do not count.
+	Work *NodeWork `json:"work,omitempty"`
+}
+
+// NodeWork is a node's work since start.
+type NodeWork struct {
+	BLSSigns             uint64 `json:"bls_signs"`
+	BLSVerifies          uint64 `json:"bls_verifies"`
+	BLSAggregates        uint64 `json:"bls_aggregates"`
+	BLSAggregateVerifies uint64 `json:"bls_aggregate_verifies"`
+	// StoreSaves is the number of durable (fsynced) store transactions;
+	// StoreSaveMs the time spent in them.
+	StoreSaves       uint64  `json:"store_saves"`
+	StoreSaveMs      float64 `json:"store_save_ms"`
+	BatchesFinalized uint64  `json:"batches_finalized"`
 }
 
 // Ready answers GET /node/ready: 200 with Ready true once the node runs

@@ -300,30 +300,28 @@ func benchSeq(body, run string) (int, bool) {
 	return seq, err == nil && seq >= 0
 }
 
-// printNodeMetrics prints whatever work counters the nodes publish in GET
-// /node/state beyond the DESIGN fields (BLS signatures and verifications,
-// disk writes), divided by the finalized indexes if they are there.
+// printNodeMetrics prints the work counters every node publishes in GET
+// /node/state (BLS operations, fsynced store transactions), per batch that
+// became final on that node: what one finalized index costs.
 func printNodeMetrics(ctx context.Context, n *localnet.Network) {
 	h := load.NewHTTP(2 * time.Second)
-	var raw map[string]json.RawMessage
-	if err := h.GetJSON(ctx, n.NodeURLs()[0]+"/node/state", &raw); err != nil {
-		fmt.Printf("node1 /node/state: %v\n", err)
-		return
-	}
-	extra := false
-	for k, v := range raw {
-		switch k {
-		case "node", "view", "leader", "apps":
+	fmt.Println("\nwork per finalized batch, from each node's /node/state (since it started):")
+	fmt.Printf("  %-6s %9s %13s %13s %13s %13s %13s %13s\n", "node", "finalized", "bls signs", "bls verify", "bls aggregate", "agg verify", "store saves", "save ms/batch")
+	for i, url := range n.NodeURLs() {
+		var st seqapi.NodeState
+		if err := h.GetJSON(ctx, url+"/node/state", &st); err != nil {
+			fmt.Printf("  node%d: %v\n", i+1, err)
 			continue
 		}
-		if !extra {
-			fmt.Println("\nnode1 counters from /node/state:")
-			extra = true
+		w := st.Work
+		if w == nil || w.BatchesFinalized == 0 {
+			fmt.Printf("  %-6s publishes no work counters (or finalized nothing)\n", st.Node)
+			continue
 		}
-		fmt.Printf("  %s: %s\n", k, v)
-	}
-	if !extra {
-		fmt.Println("\n(nodes publish no BLS or disk counters in /node/state; per-index work is not reported)")
+		per := func(v float64) float64 { return v / float64(w.BatchesFinalized) }
+		fmt.Printf("  %-6s %9d %13.3f %13.3f %13.3f %13.3f %13.3f %13.3f\n", st.Node, w.BatchesFinalized,
+			per(float64(w.BLSSigns)), per(float64(w.BLSVerifies)), per(float64(w.BLSAggregates)),
+			per(float64(w.BLSAggregateVerifies)), per(float64(w.StoreSaves)), per(w.StoreSaveMs))
 	}
 }
 

@@ -3,6 +3,7 @@ package core
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/seqbook/seqbook/client/bls"
 	"github.com/seqbook/seqbook/client/cluster"
@@ -15,6 +16,22 @@ import (
 type BLSCrypto struct {
 	sk   *bls.SecretKey
 	keys []*bls.PublicKey
+	// Work counters, read by the runtime for GET /node/state. Atomic
+	// because HTTP handlers read them while the loop signs.
+	signs, verifies, aggregates, aggregateVerifies atomic.Uint64
+}
+
+// BLSWork counts the BLS operations a node has done since it started.
+type BLSWork struct {
+	Signs             uint64 // own signatures made
+	Verifies          uint64 // single signatures checked
+	Aggregates        uint64 // signature aggregations
+	AggregateVerifies uint64 // aggregate (quorum proof) checks
+}
+
+// Work returns the BLS operation counts so far.
+func (b *BLSCrypto) Work() BLSWork {
+	return BLSWork{Signs: b.signs.Load(), Verifies: b.verifies.Load(), Aggregates: b.aggregates.Load(), AggregateVerifies: b.aggregateVerifies.Load()}
 }
 
 var _ Crypto = (*BLSCrypto)(nil)
@@ -37,6 +54,7 @@ func NewBLSCrypto(c *cluster.Cluster, self int, sk *bls.SecretKey) (*BLSCrypto, 
 
 // Sign implements Crypto.
 func (b *BLSCrypto) Sign(digest [32]byte) wire.Signature {
+	b.signs.Add(1)
 	var out wire.Signature
 	copy(out[:], b.sk.Sign(digest).Bytes())
 	return out
@@ -44,6 +62,7 @@ func (b *BLSCrypto) Sign(digest [32]byte) wire.Signature {
 
 // Verify implements Crypto.
 func (b *BLSCrypto) Verify(node int, digest [32]byte, sig wire.Signature) bool {
+	b.verifies.Add(1)
 	if node < 0 || node >= len(b.keys) {
 		return false
 	}
@@ -56,6 +75,7 @@ func (b *BLSCrypto) Verify(node int, digest [32]byte, sig wire.Signature) bool {
 
 // Aggregate implements Crypto.
 func (b *BLSCrypto) Aggregate(sigs []wire.Signature) (wire.Signature, error) {
+	b.aggregates.Add(1)
 	if len(sigs) == 0 {
 		return wire.Signature{}, errors.New("bls crypto: nothing to aggregate")
 	}
@@ -74,6 +94,7 @@ func (b *BLSCrypto) Aggregate(sigs []wire.Signature) (wire.Signature, error) {
 
 // VerifyAggregate implements Crypto.
 func (b *BLSCrypto) VerifyAggregate(signers wire.Bitmap, digest [32]byte, sig wire.Signature) bool {
+	b.aggregateVerifies.Add(1)
 	if signers.Max() >= len(b.keys) {
 		return false
 	}

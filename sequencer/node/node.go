@@ -30,6 +30,7 @@ type Metrics struct {
 	StepErrors       atomic.Uint64 // messages the core called invalid
 	Readies          atomic.Uint64 // Readies handled
 	SaveNanos        atomic.Uint64 // time spent in Store.Save, total
+	Saves            atomic.Uint64 // Store.Save calls (one fsynced transaction each)
 }
 
 // Deps are the node's ports. A nil field gets the production
@@ -56,10 +57,11 @@ type Node struct {
 	log     *slog.Logger
 	metrics *Metrics
 
-	core  *core.Node
-	store Store
-	tr    transport.Transport
-	now   func() time.Time
+	core   *core.Node
+	crypto *core.BLSCrypto
+	store  Store
+	tr     transport.Transport
+	now    func() time.Time
 
 	httpLn  net.Listener
 	httpSrv *http.Server
@@ -125,6 +127,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	n.crypto = crypto
 	n.core, err = core.NewNode(cfg.Core, crypto, n.store)
 	if err != nil {
 		return nil, fmt.Errorf("node: core: %w", err)
@@ -329,6 +332,7 @@ func (n *Node) handleReady() error {
 			return fmt.Errorf("node: store: %w", err)
 		}
 		n.metrics.SaveNanos.Add(uint64(time.Since(start)))
+		n.metrics.Saves.Add(1)
 	}
 	// A message broadcast to many peers is one value: encode it once.
 	var lastMsg wire.Message
@@ -366,6 +370,12 @@ func (n *Node) publishStatus() *seqapi.NodeState {
 	st := &seqapi.NodeState{Node: n.id, View: s.View, Leader: n.peerID(s.Leader), Apps: make(map[string]seqapi.AppState, len(s.Apps))}
 	for _, a := range s.Apps {
 		st.Apps[a.App] = seqapi.AppState{Pending: a.Initialized, Sequenced: a.Sequenced, Locked: a.Locked, Finalized: a.Finalized}
+	}
+	w := n.crypto.Work()
+	st.Work = &seqapi.NodeWork{
+		BLSSigns: w.Signs, BLSVerifies: w.Verifies, BLSAggregates: w.Aggregates, BLSAggregateVerifies: w.AggregateVerifies,
+		StoreSaves: n.metrics.Saves.Load(), StoreSaveMs: float64(n.metrics.SaveNanos.Load()) / 1e6,
+		BatchesFinalized: n.metrics.BatchesFinalized.Load(),
 	}
 	n.coreOK.Store(s.Ready)
 	n.status.Store(st)

@@ -234,6 +234,19 @@ func TestInProcessClusterFinalizesAndFailsOver(t *testing.T) {
 	if err := testnet.VerifyProof(c.net.Cluster, testnet.DefaultApp, last.Finalized); err != nil {
 		t.Fatal(err)
 	}
+	// Every node reports the work behind those finalized batches: it
+	// signed locks and finalizes, and made them durable first.
+	if err := testnet.WaitFor(10*time.Second, 20*time.Millisecond, func() error {
+		for _, i := range all {
+			w := c.state(i).Work
+			if w == nil || w.BatchesFinalized < 12 || w.BLSSigns == 0 || w.StoreSaves == 0 || w.StoreSaveMs <= 0 {
+				return fmt.Errorf("node %d work counters: %+v", i, w)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 
 	// Cut the leader off; the others elect a new one and go on.
 	st := c.state(0)
