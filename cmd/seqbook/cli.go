@@ -35,3 +35,17 @@ func parseOrExit(fs *flag.FlagSet, args []string) (code int, done bool) {
 	}
 	return 0, false
 }
+
+// parseFlags is parseOrExit for commands that take no positional
+// arguments; ok reports that the command may run, otherwise it must end
+// with code.
+func parseFlags(fs *flag.FlagSet, args []string) (code int, ok bool) {
+	if code, done := parseOrExit(fs, args); done {
+		return code, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "unexpected arguments: %q\n", fs.Args())
+		return 2, false
+	}
+	return 0, true
+}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -94,22 +93,6 @@ func (f *netFlags) config(dir string, out io.Writer) (localnet.Config, error) {
 	c.ReadyTimeout = *f.readyTimeout
 	c.Out = out
 	return c, c.ValidateBasic()
-}
-
-// parseFlags parses a command's flags; it returns the exit code to use
-// when the command should not run (help asked: 0, bad flags: 2).
-func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0, false
-		}
-		return 2, false
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(fs.Output(), "unexpected arguments: %q\n", fs.Args())
-		return 2, false
-	}
-	return 0, true
 }
 
 // interruptContext is cancelled on SIGINT or SIGTERM.
