@@ -68,16 +68,13 @@ func runBenchE2E(args []string) int {
 	fs.Float64Var(&o.rate, "rate", 0, "orders/s of the latency phase (0: half the measured saturation)")
 	jsonOut := fs.String("json", "", "also write the results to this file as JSON")
 	keep := fs.Bool("keep", false, "keep the temporary data folder (keys, logs)")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: seqbook bench [e2e] [flags]")
-		fmt.Fprintln(fs.Output(), "\nStarts a local network (or uses --cluster), signs EIP-712 orders from many funded traders")
-		fmt.Fprintln(fs.Output(), "before the clock starts, then measures (1) saturation: accepted orders per second, counted")
-		fmt.Fprintln(fs.Output(), "until every replica has applied all of them and agrees on the state digest; (2) latency at a")
-		fmt.Fprintln(fs.Output(), "fixed rate: from each order's scheduled send time until every replica has applied its batch.")
-		fmt.Fprintln(fs.Output(), "Also prints the signature ceiling: all-core ecrecover/s divided by the replicas.")
-		fmt.Fprintln(fs.Output(), "\nFlags:")
-		fs.PrintDefaults()
-	}
+	setUsage(fs, "Usage: seqbook bench [e2e] [flags]",
+		"Starts a local network (or uses --cluster), signs EIP-712 orders from many funded traders",
+		"before the clock starts, then measures (1) saturation: accepted orders per second, counted",
+		"until every replica has applied all of them and agrees on the state digest; (2) latency at a",
+		"fixed rate: from each order's scheduled send time until every replica has applied its batch.",
+		"Also prints the signature ceiling: all-core ecrecover/s divided by the replicas.",
+	)
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}

@@ -57,15 +57,12 @@ func runBenchSequencer(args []string) int {
 	drain := fs.Duration("drain", 30*time.Second, "how long to wait after the load for the last batches to finalize")
 	jsonOut := fs.String("json", "", "also write the results as JSON to this file")
 	keep := fs.Bool("keep", false, "keep the temporary data folder (keys, logs)")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: seqbook bench sequencer [flags]")
-		fmt.Fprintln(fs.Output(), "\nStarts the sequencer nodes alone on loopback (no replicas), PUTs batches of --size bytes")
-		fmt.Fprintln(fs.Output(), "at --rate per second round-robin to all nodes, follows the finalized sequence, and prints")
-		fmt.Fprintln(fs.Output(), "finalized batches/s and the latency from each batch's scheduled send time to the moment")
-		fmt.Fprintln(fs.Output(), "it was seen finalized (open loop: a slow cluster is not given a slower schedule).")
-		fmt.Fprintln(fs.Output(), "\nFlags:")
-		fs.PrintDefaults()
-	}
+	setUsage(fs, "Usage: seqbook bench sequencer [flags]",
+		"Starts the sequencer nodes alone on loopback (no replicas), PUTs batches of --size bytes",
+		"at --rate per second round-robin to all nodes, follows the finalized sequence, and prints",
+		"finalized batches/s and the latency from each batch's scheduled send time to the moment",
+		"it was seen finalized (open loop: a slow cluster is not given a slower schedule).",
+	)
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}

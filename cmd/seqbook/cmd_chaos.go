@@ -53,16 +53,13 @@ func runChaos(args []string) int {
 	traders := fs.Int("signers", 16, "bench trader keys signing the orders (at most --traders)")
 	jsonOut := fs.String("json", "", "also write the summary to this file as JSON")
 	keep := fs.Bool("keep", false, "keep the temporary data folder (keys, logs)")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: seqbook chaos [flags]")
-		fmt.Fprintln(fs.Output(), "\nStarts a local network and sends it signed orders at --rate for --duration. Meanwhile it")
-		fmt.Fprintln(fs.Output(), "SIGKILLs the current leader, then a follower node, then a replica, restarting each after")
-		fmt.Fprintln(fs.Output(), "--down. Afterwards every replica must report the same state digest at the same index,")
-		fmt.Fprintln(fs.Output(), "every order a replica accepted must be applied exactly once on every replica, and no gap")
-		fmt.Fprintln(fs.Output(), "between finalizations may exceed --finality-bound. Exits non-zero otherwise.")
-		fmt.Fprintln(fs.Output(), "\nFlags:")
-		fs.PrintDefaults()
-	}
+	setUsage(fs, "Usage: seqbook chaos [flags]",
+		"Starts a local network and sends it signed orders at --rate for --duration. Meanwhile it",
+		"SIGKILLs the current leader, then a follower node, then a replica, restarting each after",
+		"--down. Afterwards every replica must report the same state digest at the same index,",
+		"every order a replica accepted must be applied exactly once on every replica, and no gap",
+		"between finalizations may exceed --finality-bound. Exits non-zero otherwise.",
+	)
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}

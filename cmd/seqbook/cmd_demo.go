@@ -43,16 +43,13 @@ func runDemo(args []string) int {
 	nf := addNetFlags(fs, "", false)
 	timeout := fs.Duration("timeout", 90*time.Second, "give up (and fail) after this long")
 	keep := fs.Bool("keep", false, "keep the temporary data folder (keys, logs) afterwards")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: seqbook demo [flags]")
-		fmt.Fprintln(fs.Output(), "\nStarts a local network (4 sequencer nodes, 3 replicas, the aggregator) in a temporary")
-		fmt.Fprintln(fs.Output(), "folder (or --dir), has the tutorial's user1 buy 1 ETH from user2 at 200 USDT with EIP-712")
-		fmt.Fprintln(fs.Output(), "orders sent to two different replicas, prints the fills, fetches user1's balance proof")
-		fmt.Fprintln(fs.Output(), "from the aggregator, verifies it against cluster.json, checks that every replica has the")
-		fmt.Fprintln(fs.Output(), "same state digest, and stops the network. Exits non-zero if any step fails.")
-		fmt.Fprintln(fs.Output(), "\nFlags:")
-		fs.PrintDefaults()
-	}
+	setUsage(fs, "Usage: seqbook demo [flags]",
+		"Starts a local network (4 sequencer nodes, 3 replicas, the aggregator) in a temporary",
+		"folder (or --dir), has the tutorial's user1 buy 1 ETH from user2 at 200 USDT with EIP-712",
+		"orders sent to two different replicas, prints the fills, fetches user1's balance proof",
+		"from the aggregator, verifies it against cluster.json, checks that every replica has the",
+		"same state digest, and stops the network. Exits non-zero if any step fails.",
+	)
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}

@@ -103,14 +103,11 @@ func interruptContext() (context.Context, context.CancelFunc) {
 func runLocalnet(args []string) int {
 	fs := flag.NewFlagSet("localnet", flag.ContinueOnError)
 	nf := addNetFlags(fs, "localnet", true)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: seqbook localnet [--dir D] [flags]")
-		fmt.Fprintln(fs.Output(), "\nStarts the sequencer nodes, the replicas and the aggregator as separate processes on")
-		fmt.Fprintln(fs.Output(), "loopback, with keys, cluster.json and genesis.json under D (made on first start,")
-		fmt.Fprintln(fs.Output(), "reused later), and runs until interrupted; then it stops them all.")
-		fmt.Fprintln(fs.Output(), "\nFlags:")
-		fs.PrintDefaults()
-	}
+	setUsage(fs, "Usage: seqbook localnet [--dir D] [flags]",
+		"Starts the sequencer nodes, the replicas and the aggregator as separate processes on",
+		"loopback, with keys, cluster.json and genesis.json under D (made on first start,",
+		"reused later), and runs until interrupted; then it stops them all.",
+	)
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
