@@ -134,9 +134,7 @@ func (e *Engine) matchBuy(mk *market, t *taker, res *PlaceResult) {
 			mi := lv.head
 			m := &e.orders[mi]
 			if m.acct == t.acct {
-				res.SelfTradeCancelled = append(res.SelfTradeCancelled, e.closedInfo(mi, StatusCancelled))
-				e.unlinkFromLevel(lv, mi)
-				e.release(mi)
+				e.cancelSelfTrade(lv, mi, res)
 				continue
 			}
 			q := min(t.remaining, m.remaining)
@@ -179,6 +177,17 @@ func (e *Engine) matchBuy(mk *market, t *taker, res *PlaceResult) {
 	}
 }
 
+// cancelSelfTrade applies self-trade prevention to resting order mi of
+// level lv, which belongs to the incoming order's own account: the resting
+// order is cancelled (its reservation released) and reported, and matching
+// goes on with the next resting order. One place for the rule, for both
+// sides.
+func (e *Engine) cancelSelfTrade(lv *level, mi uint32, res *PlaceResult) {
+	res.SelfTradeCancelled = append(res.SelfTradeCancelled, e.closedInfo(mi, StatusCancelled))
+	e.unlinkFromLevel(lv, mi)
+	e.release(mi)
+}
+
 // matchSell fills an incoming sell against the bids while the best bid is at
 // or above the sell's limit.
 func (e *Engine) matchSell(mk *market, t *taker, res *PlaceResult) {
@@ -195,9 +204,7 @@ func (e *Engine) matchSell(mk *market, t *taker, res *PlaceResult) {
 			mi := lv.head
 			m := &e.orders[mi]
 			if m.acct == t.acct {
-				res.SelfTradeCancelled = append(res.SelfTradeCancelled, e.closedInfo(mi, StatusCancelled))
-				e.unlinkFromLevel(lv, mi)
-				e.release(mi)
+				e.cancelSelfTrade(lv, mi, res)
 				continue
 			}
 			q := min(t.remaining, m.remaining)
