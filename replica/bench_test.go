@@ -78,7 +78,7 @@ func preparedStream(b *testing.B, bodies [][]byte) []prepared {
 		bt := Batch{Index: uint64(i + 1), Timestamp: ts, Body: body}
 		bt.ChainingHash = NextChainingHash(prev, BatchHash(ts, body))
 		prev = bt.ChainingHash
-		out[i] = prepareBatch(testDomain(), bt, 0)
+		out[i] = prepareBatch(testDomain(), bt, 0, nil)
 	}
 	return out
 }

@@ -200,7 +200,7 @@ func FuzzDecodeBatch(f *testing.F) {
 		// The parallel decoder agrees with the sequential one. Signatures
 		// are checked once (the costly part); both ledgers apply the same
 		// results.
-		pops, sigErrs, perr := DecodeAndVerifyBatch(d, body, 3)
+		pops, sigErrs, perr := DecodeAndVerifyBatch(d, body, 3, nil)
 		if (perr == nil) != (err == nil) || len(pops) != len(ops) {
 			t.Fatalf("parallel decode: %d entries (%v), sequential %d (%v)", len(pops), perr, len(ops), err)
 		}

@@ -296,3 +296,60 @@ func TestAcceptedOperationsAreResent(t *testing.T) {
 		t.Fatalf("no resend counted: %+v", m)
 	}
 }
+
+// An operation this replica verified at intake is not recovered again when
+// its batch applies, and only an exact copy (same id, signer and signature
+// bytes) is taken as verified: a forged copy under the same id, applied
+// while the real one is pending here, is still rejected as unauthentic.
+// Both replicas end with the same state.
+func TestIntakeVerifiedSignatureIsReusedOnlyForTheExactOperation(t *testing.T) {
+	clock := newClock()
+	seq := NewMemSequencer(clock.Ms)
+	r1 := startReplica(t, testConfig("replica1", clock), seq, NewMemStore())
+	r2 := startReplica(t, testConfig("replica2", clock), seq, NewMemStore())
+
+	good := signOrder(t, alice, orderSpec{side: "buy", qty: 1_000_000, price: 2000_000_000, nonce: 1})
+	bobs := signOrder(t, bob, orderSpec{side: "buy", qty: 1_000_000, price: 2000_000_000, nonce: 1})
+	forged := good
+	forged.Signature = bobs.Signature
+
+	// The sequencer loses r1's batch, so the order stays pending (and
+	// verified) at r1 while the forged copy applies.
+	seq.DropSends(true)
+	if code := r1.do(t, "POST", "/order", mustJSON(t, good), nil); code != 200 {
+		t.Fatalf("posting the order: %d", code)
+	}
+	seq.DropSends(false)
+	seq.Append(clock.Ms(), batchOf(t, forged))
+	r1.waitApplied(t, 1)
+	var o obapi.Order
+	if code := r1.do(t, "GET", "/orders/"+orderID(t, good), nil, &o); code != 200 || o.Status != "rejected" || !strings.Contains(o.Reason, "invalid signature") {
+		t.Fatalf("forged copy: %d %+v", code, o)
+	}
+	if n := r1.Metrics().SigsReused; n != 0 {
+		t.Fatalf("%d signatures reused for a forged copy", n)
+	}
+	if r1.state(t).Pending != 1 {
+		t.Fatal("the real order should still be pending at r1")
+	}
+
+	// The real operation, in a batch: r1 does not recover it again.
+	seq.Append(clock.Ms(), batchOf(t, good))
+	r1.waitApplied(t, 2)
+	r2.waitApplied(t, 2)
+	if n := r1.Metrics().SigsReused; n != 1 {
+		t.Fatalf("r1 reused %d signatures, want 1", n)
+	}
+	if n := r2.Metrics().SigsReused; n != 0 {
+		t.Fatalf("r2 reused %d signatures, want 0 (it never saw the order at intake)", n)
+	}
+	for _, r := range []*testReplica{r1, r2} {
+		var st obapi.Order
+		if code := r.do(t, "GET", "/orders/"+orderID(t, good), nil, &st); code != 200 || st.Status != "open" {
+			t.Fatalf("real order: %d %+v", code, st)
+		}
+	}
+	if s1, s2 := r1.state(t), r2.state(t); s1.StateDigest != s2.StateDigest || s1.Pending != 0 {
+		t.Fatalf("replicas differ: %+v vs %+v", s1, s2)
+	}
+}

@@ -67,7 +67,7 @@ func applyAll(t testing.TB, bodies [][]byte, ts uint64) *Ledger {
 		b := Batch{Index: uint64(i + 1), Timestamp: ts, Body: body}
 		b.ChainingHash = NextChainingHash(prev, BatchHash(ts, body))
 		prev = b.ChainingHash
-		p := prepareBatch(testDomain(), b, 0)
+		p := prepareBatch(testDomain(), b, 0, nil)
 		l.ApplyBatch(p.batch, p.ops, p.batchErr, p.sigErrs)
 	}
 	return l
@@ -232,7 +232,7 @@ func TestBalanceHistoryMatchesReplay(t *testing.T) {
 		b := Batch{Index: uint64(i + 1), Timestamp: ts, Body: body}
 		b.ChainingHash = NextChainingHash(prev, BatchHash(ts, body))
 		prev = b.ChainingHash
-		p := prepareBatch(testDomain(), b, 1)
+		p := prepareBatch(testDomain(), b, 1, nil)
 		l.ApplyBatch(p.batch, p.ops, p.batchErr, p.sigErrs)
 		record(b.Index)
 	}
