@@ -2,6 +2,7 @@ package core
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/seqbook/seqbook/sequencer/wire"
@@ -22,11 +23,30 @@ type leadState struct {
 }
 
 // voteRound collects signatures for one Lock or Finalize message.
+//
+// Votes are not checked one by one as they arrive: a pairing per vote is
+// most of a leader's CPU. They wait in unchecked until, with the checked
+// ones, they could complete a quorum; then one aggregate check covers them
+// all, and only when it fails is each checked alone to drop the bad ones
+// (see roundProof).
 type voteRound struct {
-	index uint64
-	hash  wire.Hash
-	lp    *wire.Proof // finalize rounds: the lock proof they finalize
-	votes map[int]wire.Signature
+	kind      wire.ProofKind
+	index     uint64
+	hash      wire.Hash
+	lp        *wire.Proof // finalize rounds: the lock proof they finalize
+	votes     map[int]wire.Signature
+	unchecked map[int]wire.Signature
+}
+
+func newVoteRound(kind wire.ProofKind, index uint64, hash wire.Hash, lp *wire.Proof) *voteRound {
+	return &voteRound{kind: kind, index: index, hash: hash, lp: lp, votes: map[int]wire.Signature{}, unchecked: map[int]wire.Signature{}}
+}
+
+// has reports whether node i's vote is in (checked or not).
+func (r *voteRound) has(i int) bool {
+	_, ok := r.votes[i]
+	_, pending := r.unchecked[i]
+	return ok || pending
 }
 
 // activateLeader starts leading an app whose log holds the adopted chain:
@@ -184,7 +204,7 @@ func (n *Node) maybeStartRounds(a *app) {
 	anyStarted := false
 	for {
 		if l.finRound == nil && l.viewLock != nil && l.viewLock.Index > a.finalIdx() {
-			r := &voteRound{index: l.viewLock.Index, hash: l.viewLock.ChainingHash, lp: l.viewLock, votes: map[int]wire.Signature{}}
+			r := newVoteRound(wire.KindFinalize, l.viewLock.Index, l.viewLock.ChainingHash, l.viewLock)
 			if sig, ok := n.signFinalize(a, l.viewLock); ok {
 				r.votes[n.cfg.Self] = sig
 			}
@@ -193,7 +213,7 @@ func (n *Node) maybeStartRounds(a *app) {
 		if l.lockRound == nil {
 			if idx, ok := n.lockCandidate(a); ok {
 				h, _ := n.hashAt(a, idx)
-				r := &voteRound{index: idx, hash: h, votes: map[int]wire.Signature{}}
+				r := newVoteRound(wire.KindLock, idx, h, nil)
 				if sig, ok := n.signLock(a, idx, h); ok {
 					r.votes[n.cfg.Self] = sig
 				}
@@ -225,12 +245,12 @@ func (n *Node) sendRounds(a *app, newFP *wire.Proof) {
 		}
 		r := &wire.Round{App: a.name, View: n.view}
 		if lr := l.lockRound; lr != nil {
-			if _, voted := lr.votes[i]; !voted {
+			if !lr.has(i) {
 				r.Lock = &wire.LockTarget{Index: lr.index, ChainingHash: lr.hash}
 			}
 		}
 		if fr := l.finRound; fr != nil {
-			if _, voted := fr.votes[i]; !voted {
+			if !fr.has(i) {
 				r.Finalize = cloneProof(fr.lp)
 			}
 		}
@@ -252,24 +272,63 @@ func (n *Node) stepVote(from int, v *wire.Vote) error {
 		return nil
 	}
 	l := a.lead
-	if s, lr := v.Lock, l.lockRound; s != nil && lr != nil && s.Index == lr.index && s.ChainingHash == lr.hash {
-		if _, dup := lr.votes[from]; !dup {
-			if !n.crypto.Verify(from, LockDigest(n.domain, a.name, n.view, s.Index, s.ChainingHash), s.Signature) {
-				return fmt.Errorf("core: lock vote of node %d for %s: bad signature", from, a.name)
-			}
-			lr.votes[from] = s.Signature
-		}
-	}
-	if s, fr := v.Finalize, l.finRound; s != nil && fr != nil && s.Index == fr.index && s.ChainingHash == fr.hash {
-		if _, dup := fr.votes[from]; !dup {
-			if !n.crypto.Verify(from, FinalizeDigest(n.domain, a.name, n.view, s.Index, s.ChainingHash), s.Signature) {
-				return fmt.Errorf("core: finalize vote of node %d for %s: bad signature", from, a.name)
-			}
-			fr.votes[from] = s.Signature
+	for _, c := range []struct {
+		s *wire.SignedTarget
+		r *voteRound
+	}{{v.Lock, l.lockRound}, {v.Finalize, l.finRound}} {
+		if c.s != nil && c.r != nil && c.s.Index == c.r.index && c.s.ChainingHash == c.r.hash && !c.r.has(from) {
+			c.r.unchecked[from] = c.s.Signature
 		}
 	}
 	n.maybeStartRounds(a)
 	return nil
+}
+
+// roundDigest is what the votes of r sign.
+func (n *Node) roundDigest(a *app, r *voteRound) [32]byte {
+	if r.kind == wire.KindLock {
+		return LockDigest(n.domain, a.name, n.view, r.index, r.hash)
+	}
+	return FinalizeDigest(n.domain, a.name, n.view, r.index, r.hash)
+}
+
+// roundProof returns the proof of r once it holds a quorum of valid votes,
+// or nil. Unchecked votes are checked together with one aggregate
+// verification; if that fails, each is checked alone and the bad ones are
+// dropped (their senders are logged), so a Byzantine vote costs the leader
+// a few pairings but never a wrong proof. An aggregate over PoP-checked
+// keys that verifies names only nodes whose signatures are in it: no
+// coalition can add an honest node to a proof it did not sign.
+func (n *Node) roundProof(a *app, r *voteRound) *wire.Proof {
+	if len(r.votes)+len(r.unchecked) < n.quorum {
+		return nil
+	}
+	if len(r.unchecked) > 0 {
+		all := maps.Clone(r.votes)
+		maps.Copy(all, r.unchecked)
+		digest := n.roundDigest(a, r)
+		if p := n.aggregate(a, r, all); p != nil && n.crypto.VerifyAggregate(p.Signers, digest, p.Signature) {
+			r.votes, r.unchecked = all, map[int]wire.Signature{}
+			return p
+		}
+		for i := 0; i < n.cfg.Nodes; i++ {
+			sig, ok := r.unchecked[i]
+			if !ok {
+				continue
+			}
+			if n.crypto.Verify(i, digest, sig) {
+				r.votes[i] = sig
+			} else {
+				n.metrics.StepErrors++
+				n.log.Warn("bad vote signature", "app", a.name, "view", n.view, "from", i, "kind", r.kind, "index", r.index)
+			}
+		}
+		clear(r.unchecked)
+		if len(r.votes) < n.quorum {
+			return nil
+		}
+	}
+	return n.aggregate(a, r, r.votes)
 }
 
 // checkRoundQuorum turns rounds with Q votes into proofs: a lock proof
@@ -278,8 +337,8 @@ func (n *Node) stepVote(from int, v *wire.Vote) error {
 // new finalize proof, if any.
 func (n *Node) checkRoundQuorum(a *app) (locked bool, fp *wire.Proof) {
 	l := a.lead
-	if lr := l.lockRound; lr != nil && len(lr.votes) >= n.quorum {
-		if lp := n.aggregate(a, wire.KindLock, lr); lp != nil {
+	if lr := l.lockRound; lr != nil {
+		if lp := n.roundProof(a, lr); lp != nil {
 			l.lockRound = nil
 			l.viewLock = lp
 			n.adoptLock(a, lp)
@@ -288,8 +347,8 @@ func (n *Node) checkRoundQuorum(a *app) (locked bool, fp *wire.Proof) {
 			n.log.Debug("lock proof", "app", a.name, "view", n.view, "index", lp.Index)
 		}
 	}
-	if fr := l.finRound; fr != nil && len(fr.votes) >= n.quorum {
-		if fp = n.aggregate(a, wire.KindFinalize, fr); fp != nil {
+	if fr := l.finRound; fr != nil {
+		if fp = n.roundProof(a, fr); fp != nil {
 			l.finRound = nil
 			n.metrics.FinalizeProofs++
 			n.finalizeTo(a, fp)
@@ -298,11 +357,12 @@ func (n *Node) checkRoundQuorum(a *app) (locked bool, fp *wire.Proof) {
 	return locked, fp
 }
 
-func (n *Node) aggregate(a *app, kind wire.ProofKind, r *voteRound) *wire.Proof {
+// aggregate combines votes (node → signature) for r into a proof.
+func (n *Node) aggregate(a *app, r *voteRound, votes map[int]wire.Signature) *wire.Proof {
 	var signers wire.Bitmap
 	var sigs []wire.Signature
 	for i := 0; i < n.cfg.Nodes; i++ {
-		if s, ok := r.votes[i]; ok {
+		if s, ok := votes[i]; ok {
 			signers = signers.With(i)
 			sigs = append(sigs, s)
 		}
@@ -312,5 +372,5 @@ func (n *Node) aggregate(a *app, kind wire.ProofKind, r *voteRound) *wire.Proof 
 		n.log.Error("aggregating votes failed", "app", a.name, "err", err)
 		return nil
 	}
-	return &wire.Proof{Kind: kind, View: n.view, Index: r.index, ChainingHash: r.hash, Signers: signers, Signature: agg}
+	return &wire.Proof{Kind: r.kind, View: n.view, Index: r.index, ChainingHash: r.hash, Signers: signers, Signature: agg}
 }

@@ -28,6 +28,8 @@ func newByzantine(name string, self int, w *world) byzantine {
 		return &wrongHash{byzBase: base}
 	case ByzDoubleSign:
 		return &doubleSigner{byzBase: base}
+	case ByzBadVotes:
+		return &badVoter{byzBase: base}
 	}
 	panic("sim: unknown Byzantine behaviour " + name)
 }
@@ -313,4 +315,27 @@ func (e *equivocator) collect(from int, v *wire.Vote) []core.Envelope {
 	try(wire.KindLock, v.Lock)
 	try(wire.KindFinalize, v.Finalize)
 	return out
+}
+
+// badVoter answers rounds like an honest node but flips a bit of every
+// signature in its votes: the leader must find the bad votes among good
+// ones (it checks votes together, then alone when the aggregate fails)
+// and form its proofs without them.
+type badVoter struct{ byzBase }
+
+func (b *badVoter) name() string { return ByzBadVotes }
+
+func (b *badVoter) outgoing(env core.Envelope) []core.Envelope {
+	if v, ok := env.Msg.(*wire.Vote); ok {
+		c := *v
+		for _, s := range []**wire.SignedTarget{&c.Lock, &c.Finalize} {
+			if *s != nil {
+				t := **s
+				t.Signature[0] ^= 1
+				*s = &t
+			}
+		}
+		env.Msg = &c
+	}
+	return []core.Envelope{env}
 }

@@ -116,3 +116,30 @@ func TestScenarioDoubleSignerN7(t *testing.T) {
 	}
 	runUntilSettled(t, c, 6000)
 }
+
+// TestScenarioBadVotes: a follower whose votes never verify is left out of
+// every proof, and the other three still finalize everything. Node 0 is
+// the bad voter; it is isolated first so that node 1 leads view 1 and
+// node 0 has votes to send once it is back.
+func TestScenarioBadVotes(t *testing.T) {
+	c := NewCluster(6, 4, ByzBadVotes)
+	submitN(t, c, 1, 2, "first")
+	runUntilSettled(t, c, 500)
+	c.Isolate(0)
+	submitN(t, c, 2, 2, "before")
+	c.Run(400)
+	if st := c.Status(1); st.View == 0 {
+		t.Fatalf("no view change away from the isolated leader: %+v", st)
+	}
+	c.Heal()
+	submitN(t, c, 0, 3, "from-bad")
+	submitN(t, c, 3, 3, "after")
+	runUntilSettled(t, c, 4000)
+	page, err := core.ReadFinalized(c.Store(2), "orderbook", 0, 1000, 1<<20)
+	if err != nil || page.Proof == nil || len(page.Entries) != 10 {
+		t.Fatalf("page: %d entries, proof %+v, err %v", len(page.Entries), page.Proof, err)
+	}
+	if page.Proof.Signers.Has(0) {
+		t.Fatalf("the last finalize proof names the bad voter: %v", page.Proof.Signers.Nodes())
+	}
+}

@@ -34,9 +34,10 @@ const (
 	ByzWithholdLP = "withhold-lp" // leader: never asks for finalize signatures
 	ByzWrongHash  = "wrong-hash"  // leader: asks to lock wrong chaining hashes
 	ByzDoubleSign = "double-sign" // node: signs every Lock and Finalize anyone asks for
+	ByzBadVotes   = "bad-votes"   // node: sends votes whose signatures do not verify
 )
 
-var allByz = []string{ByzEquivocate, ByzWithholdFP, ByzWithholdLP, ByzWrongHash, ByzDoubleSign}
+var allByz = []string{ByzEquivocate, ByzWithholdFP, ByzWithholdLP, ByzWrongHash, ByzDoubleSign, ByzBadVotes}
 
 // DefaultLivenessTicks bounds the recovery after healing: with the test
 // timeouts (30–60 ticks, growing up to 6× after views without progress) a
