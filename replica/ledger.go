@@ -227,7 +227,7 @@ type Ledger struct {
 	dom *Domain
 
 	eng    *matcher.Engine
-	nonces nonceSet
+	nonces *nonceSet
 	// legacyUsed holds every applied legacy order id (see
 	// LegacyOrdersMax).
 	legacyUsed map[[32]byte]struct{}
