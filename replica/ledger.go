@@ -567,10 +567,12 @@ func (l *Ledger) applyOrder(op *Op) OpOutcome {
 	return OpOutcome{ID: op.ID, Kind: op.Kind, Status: r.Status.String(), Reason: r.Reason, Authentic: true}
 }
 
+// addFill appends a fill, dropping the oldest past FillsPerOrderMax. It
+// never writes over a kept fill (reslicing instead of shifting in place),
+// because a snapshot being encoded may share the slice (captureSnapshot).
 func addFill(r *record, f fill) {
 	if len(r.Fills) >= obapi.FillsPerOrderMax {
-		copy(r.Fills, r.Fills[1:])
-		r.Fills = r.Fills[:len(r.Fills)-1]
+		r.Fills = r.Fills[1:]
 		r.FillsDropped++
 	}
 	r.Fills = append(r.Fills, f)
@@ -598,9 +600,11 @@ func (l *Ledger) recordHistory() {
 
 func (l *Ledger) addTrade(t trade) {
 	if len(l.trades) >= l.cfg.TradesMax {
-		// Drop the oldest quarter at once so the copy is amortised.
+		// Drop the oldest quarter at once so the copy is amortised. Into
+		// a new array: a snapshot being encoded may share the old one
+		// (captureSnapshot).
 		drop := max(1, l.cfg.TradesMax/4)
-		l.trades = append(l.trades[:0], l.trades[drop:]...)
+		l.trades = append(make([]trade, 0, l.cfg.TradesMax), l.trades[drop:]...)
 	}
 	l.trades = append(l.trades, t)
 }
@@ -636,8 +640,9 @@ func (l *Ledger) closeRecord(r *record) { l.closedQueue = append(l.closedQueue, 
 // evictRecords forgets the oldest closed records past RecordsMax.
 func (l *Ledger) evictRecords() {
 	for len(l.closedQueue)-l.closedHead > l.cfg.RecordsMax {
+		// The entry is left in place (not zeroed): a snapshot being
+		// encoded may share the queue (captureSnapshot).
 		id := l.closedQueue[l.closedHead]
-		l.closedQueue[l.closedHead] = [32]byte{}
 		l.closedHead++
 		// The record may have been replaced since (a forged rejection
 		// followed by the real operation): only forget closed ones.

@@ -273,6 +273,7 @@ func TestOneCommitPerPage(t *testing.T) {
 	store := NewMemStore()
 	cfg := testConfig("replica1", clock)
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.SnapshotEvery = 100 // no snapshot, which is stored in its own commit
 	r := startReplica(t, cfg, seq, store)
 	r.waitApplied(t, 12)
 	// One commit for genesis, then one per page (12 batches fit one page).
@@ -280,4 +281,81 @@ func TestOneCommitPerPage(t *testing.T) {
 	if c := store.Commits(); c != 2 {
 		t.Fatalf("%d commits for one page of 12 batches", c)
 	}
+}
+
+// A snapshot captured at one index encodes that index's state exactly even
+// when the ledger applies more batches before the encoding runs (the
+// replica encodes in the background): dropping old fills, compacting the
+// trades and evicting closed records must not reach into the capture.
+func TestSnapshotCaptureIsUnaffectedByLaterBatches(t *testing.T) {
+	cfg := DefaultLedgerConfig()
+	cfg.TradesMax, cfg.RecordsMax = 16, 10
+	ts := uint64(testNowSec * 1000)
+	nonce := uint64(0)
+	buys := func(n int) []any {
+		var reqs []any
+		for i := 0; i < n; i++ {
+			nonce++
+			reqs = append(reqs, signOrder(t, alice, orderSpec{side: "buy", qty: 10_000, price: 2000_000_000, nonce: nonce}))
+		}
+		return reqs
+	}
+	bodies := [][]byte{
+		batchOf(t, signOrder(t, bob, orderSpec{side: "sell", qty: 10_000_000, price: 2000_000_000, nonce: 1})),
+		batchOf(t, buys(70)...),
+		batchOf(t, buys(70)...), // the maker's fills pass FillsPerOrderMax
+		batchOf(t, buys(5)...),
+	}
+	apply := func(l *Ledger, from, to int) {
+		prev := l.chain
+		for i := from; i < to; i++ {
+			b := Batch{Index: uint64(i + 1), Timestamp: ts, Body: bodies[i]}
+			b.ChainingHash = NextChainingHash(prev, BatchHash(ts, bodies[i]))
+			prev = b.ChainingHash
+			p := prepareBatch(testDomain(), b, 0, nil)
+			l.ApplyBatch(p.batch, p.ops, p.batchErr, p.sigErrs)
+		}
+	}
+	newLedger := func() *Ledger {
+		l, err := NewLedger(cfg, testDomain(), testGenesis())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	l := newLedger()
+	apply(l, 0, 2)
+	capture, err := l.captureSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply(l, 2, len(bodies))
+	got, err := capture.encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := newLedger()
+	apply(ref, 0, 2)
+	want, err := ref.MarshalSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(want) {
+		t.Fatal("a capture encoded after later batches differs from the snapshot at its index")
+	}
+	if m := l.records[[32]byte(mustHash(t, orderID(t, signOrder(t, bob, orderSpec{side: "sell", qty: 10_000_000, price: 2000_000_000, nonce: 1}))))]; m == nil || m.FillsDropped == 0 {
+		t.Fatal("the maker dropped no fill; the test would prove little")
+	}
+	if len(l.trades) >= 140 {
+		t.Fatal("no trade was evicted; the test would prove little")
+	}
+}
+
+func mustHash(t *testing.T, s string) [32]byte {
+	t.Helper()
+	h, err := parseHash32("id", s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }

@@ -181,9 +181,14 @@ type Replica struct {
 	// readers waiting for an index.
 	appliedCh chan struct{}
 
-	// lastSnapshot is the index of the latest stored snapshot (apply loop
-	// only).
+	// lastSnapshot is the index of the latest snapshot stored or being
+	// stored (apply loop only).
 	lastSnapshot uint64
+	// snapshotDone is closed when the snapshot being written in the
+	// background is stored (nil: none was started); snapshotErr is its
+	// error, read after snapshotDone closed.
+	snapshotDone chan struct{}
+	snapshotErr  error
 
 	in intake
 
@@ -316,7 +321,50 @@ func (r *Replica) Run(ctx context.Context) error {
 	err := r.applyLoop(ctx)
 	cancel()
 	wg.Wait()
+	// The store is closed after Run: a snapshot being written finishes
+	// first.
+	if serr := r.waitSnapshot(); err == nil {
+		err = serr
+	}
 	return err
+}
+
+// waitSnapshot waits for the background snapshot write, if any, and
+// returns its error (apply loop only).
+func (r *Replica) waitSnapshot() error {
+	if r.snapshotDone == nil {
+		return nil
+	}
+	<-r.snapshotDone
+	r.snapshotDone = nil
+	if r.snapshotErr != nil {
+		return fmt.Errorf("storing the snapshot at %d: %w", r.lastSnapshot, r.snapshotErr)
+	}
+	return nil
+}
+
+// snapshotInBackground encodes and stores a captured snapshot beside the
+// apply loop, which goes on applying. Crash safety: the batches up to the
+// snapshot's index were committed to the log before this starts, and the
+// store drops them only in the transaction that stores the snapshot, so
+// a crash at any point leaves "snapshot + logged batches" exact.
+func (r *Replica) snapshotInBackground(s *ledgerSnapshot) {
+	done := make(chan struct{})
+	r.snapshotDone, r.snapshotErr = done, nil
+	go func() {
+		defer close(done)
+		start := time.Now()
+		b, err := s.encode()
+		if err == nil {
+			err = r.store.Commit(&Commit{Snapshot: b, SnapshotIndex: s.Index})
+		}
+		if err != nil {
+			r.log.Error("storing a snapshot", "index", s.Index, "err", err)
+			r.snapshotErr = err
+			return
+		}
+		r.log.Debug("stored a snapshot", "index", s.Index, "bytes", len(b), "ms", time.Since(start).Milliseconds())
+	}()
 }
 
 // applyLoop is the follower: fetch, verify, apply, commit, notify.
@@ -356,6 +404,13 @@ func (r *Replica) applyLoop(ctx context.Context) error {
 // transaction (a page is usually one batch; catching up, up to a page of
 // them).
 func (r *Replica) applyPage(bs []Batch) error {
+	select {
+	case <-r.snapshotDone: // a background snapshot ended: was it stored?
+		if err := r.waitSnapshot(); err != nil {
+			return err
+		}
+	default: // none, or still writing (a nil channel never receives)
+	}
 	preps := make([]prepared, len(bs))
 	for i, b := range bs {
 		// Operations this replica verified at intake are not recovered
@@ -390,22 +445,31 @@ func (r *Replica) applyPage(bs []Batch) error {
 		}
 	}
 	index := r.ledger.index
+	var snap *ledgerSnapshot
 	if index-r.lastSnapshot >= r.cfg.SnapshotEvery {
-		// Only the apply loop writes the ledger, so it can encode it
-		// without blocking readers.
-		s, err := r.ledger.MarshalSnapshot()
+		// Only the apply loop writes the ledger, so it can capture it
+		// without blocking readers. The capture is cheap; encoding and
+		// writing it (~10 MB, a few hundred ms) happen in the background
+		// once this page is committed, so applying does not stall.
+		// The previous snapshot is done long before (SnapshotEvery
+		// batches later); waiting for it keeps one write at a time.
+		if err := r.waitSnapshot(); err != nil {
+			return err
+		}
+		s, err := r.ledger.captureSnapshot()
 		if err != nil {
 			return fmt.Errorf("snapshot at %d: %w", index, err)
 		}
-		c.Snapshot, c.SnapshotIndex = s, index
+		snap = s
 	}
 	start := time.Now()
 	if err := r.store.Commit(c); err != nil {
 		r.log.Error("committing applied batches", "index", index, "err", err)
 		return fmt.Errorf("committing batches up to %d: %w", index, err)
 	}
-	if c.Snapshot != nil {
+	if snap != nil {
 		r.lastSnapshot = index
+		r.snapshotInBackground(snap)
 	}
 	r.mu.Lock()
 	r.metrics.CommitSeconds += time.Since(start).Seconds()

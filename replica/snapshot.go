@@ -40,31 +40,53 @@ const ledgerSnapshotVersion = 1
 
 // MarshalSnapshot encodes the ledger for a restart.
 func (l *Ledger) MarshalSnapshot() ([]byte, error) {
+	s, err := l.captureSnapshot()
+	if err != nil {
+		return nil, err
+	}
+	return s.encode()
+}
+
+// captureSnapshot takes what a snapshot holds, cheaply: the matcher's
+// canonical bytes, and the rest as values or as slices the ledger never
+// modifies in place afterwards (the nonce order is rebuilt, never edited;
+// trades and the closed queue are only appended to, and compacted into
+// new arrays). So the capture stays exact while the ledger applies more
+// batches, and encode can run outside the apply loop.
+func (l *Ledger) captureSnapshot() (*ledgerSnapshot, error) {
 	eng, err := l.eng.MarshalBinary()
 	if err != nil {
 		return nil, err
 	}
-	s := ledgerSnapshot{
+	s := &ledgerSnapshot{
 		Version: ledgerSnapshotVersion, Engine: eng, Nonces: l.nonces.sorted(),
 		WithdrawalsHash: l.withdrawalsHash, Withdrawals: l.withdrawals, GenesisHash: l.genesisHash,
 		Index: l.index, Chain: l.chain, Timestamp: l.timestamp,
 		RejectedOps: l.rejectedOps, RejectedBatches: l.rejectedBatches,
-		ClosedQueue: l.closedQueue[l.closedHead:], Trades: l.trades,
+		ClosedQueue: slices.Clip(l.closedQueue[l.closedHead:]), Trades: slices.Clip(l.trades),
 	}
 	s.Legacy = make([][32]byte, 0, len(l.legacyUsed))
 	for id := range l.legacyUsed {
 		s.Legacy = append(s.Legacy, id)
 	}
+	// Records are copied by value; their Fills slices are only appended
+	// to (addFill), so the copies' views do not change either.
 	s.Records = make([]record, 0, len(l.records))
 	for _, r := range l.records {
 		s.Records = append(s.Records, *r)
 	}
+	return s, nil
+}
+
+// encode sorts and encodes a captured snapshot. It reads only the capture,
+// so it may run beside the apply loop.
+func (s *ledgerSnapshot) encode() ([]byte, error) {
 	// Sorted so equal ledgers give equal bytes (handy in tests; not a
 	// contract).
 	slices.SortFunc(s.Legacy, compare32)
 	slices.SortFunc(s.Records, func(a, b record) int { return compare32(a.ID, b.ID) })
 	var buf bytes.Buffer
-	if err := gob.NewEncoder(&buf).Encode(&s); err != nil {
+	if err := gob.NewEncoder(&buf).Encode(s); err != nil {
 		return nil, fmt.Errorf("encoding the ledger snapshot: %w", err)
 	}
 	return buf.Bytes(), nil
