@@ -61,7 +61,7 @@ func runBenchE2E(args []string) int {
 	fs.DurationVar(&o.latencyDuration, "latency-duration", 10*time.Second, "length of the fixed-rate latency phase")
 	fs.DurationVar(&o.drain, "drain", 60*time.Second, "how long to wait for accepted orders to be applied everywhere after each phase")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "leading part of the latency phase left out of the percentiles")
-	fs.DurationVar(&o.poll, "poll", 10*time.Millisecond, "how often each replica's /state is read in the latency phase (the latency resolution; faster polling costs the replicas CPU)")
+	fs.DurationVar(&o.poll, "poll", 10*time.Millisecond, "how often each replica's applied index is read in the latency phase (the latency resolution; faster polling costs the replicas CPU)")
 	fs.IntVar(&o.orders, "orders", 30000, "orders signed for the saturation phase (it ends early if they run out)")
 	fs.IntVar(&o.traders, "signers", 64, "bench trader keys signing the orders (traders 0..n-1 of the genesis; at most --traders)")
 	fs.IntVar(&o.concurrency, "concurrency", 64, "requests in flight in the saturation phase")
@@ -277,7 +277,7 @@ func benchE2E(ctx context.Context, c *cluster.Cluster, o e2eOpts, pids map[strin
 	fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.1f\t%.1f\t%.1f\t%.0f\t\n", res.Replicas, res.Saturation.OrdersPerSec, rate,
 		res.LatencyAtRate.P50Ms, res.LatencyAtRate.P90Ms, res.LatencyAtRate.P99Ms, ceiling/float64(len(urls)))
 	tw.Flush()
-	fmt.Printf("(latency samples: %d after a %s warm-up; resolution %s, the /state poll interval; sig ceiling: %.0f ecrecover/s on %d cores / %d replicas)\n",
+	fmt.Printf("(latency samples: %d after a %s warm-up; resolution %s, the applied-index poll interval; sig ceiling: %.0f ecrecover/s on %d cores / %d replicas)\n",
 		len(ds), o.warmup, o.poll, ceiling, runtime.GOMAXPROCS(0), len(urls))
 	if cpuPerOrder > 0 {
 		// On a machine other work is loading, this says what the network

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -113,6 +114,15 @@ func (h *HTTP) State(ctx context.Context, replicaURL string) (obapi.State, error
 	var s obapi.State
 	err := h.do(ctx, http.MethodGet, replicaURL+"/state", nil, &s)
 	return s, err
+}
+
+// AppliedIndex reads a replica's applied index cheaply: GET /depth of the
+// load's market with one level answers it without the state digest that
+// GET /state computes.
+func (h *HTTP) AppliedIndex(ctx context.Context, replicaURL string) (uint64, error) {
+	var d obapi.Depth
+	err := h.do(ctx, http.MethodGet, replicaURL+"/depth?levels=1&market="+url.QueryEscape(Market), nil, &d)
+	return d.Index, err
 }
 
 // NodeState reads a sequencer node's GET /node/state.

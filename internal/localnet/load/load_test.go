@@ -60,7 +60,8 @@ func TestSignProducesVerifiableCrossingOrders(t *testing.T) {
 	}
 }
 
-// fakeReplicas serves GET /state with a settable applied index per replica.
+// fakeReplicas serves GET /state and GET /depth with a settable applied
+// index per replica.
 type fakeReplica struct {
 	index   atomic.Uint64
 	digest  atomic.Value
@@ -72,6 +73,10 @@ func newFakeReplica(t *testing.T, name string) *fakeReplica {
 	f := &fakeReplica{}
 	f.digest.Store("0xaa")
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/depth" && r.URL.Query().Get("market") == Market {
+			json.NewEncoder(w).Encode(obapi.Depth{Market: Market, Index: f.index.Load()})
+			return
+		}
 		if r.URL.Path != "/state" {
 			http.NotFound(w, r)
 			return

@@ -13,19 +13,25 @@ import (
 	"github.com/seqbook/seqbook/client/obapi"
 )
 
-// Tracker polls every replica's GET /state and remembers when each one was
-// first seen at or past each applied index. Latency "order applied on all
+// Tracker polls every replica's applied index and remembers when each one
+// was first seen at or past each index. Latency "order applied on all
 // replicas" is then: the latest, over replicas, of the first time the
 // replica's applied index reached the order's batch index. Its resolution
 // is the poll interval.
+//
+// It reads the index from GET /depth?levels=1 (HTTP.AppliedIndex), not
+// GET /state: /state computes the state digest whenever the index moved,
+// a walk over the whole state (milliseconds with tens of thousands of
+// remembered nonces), and polling that every few milliseconds on every
+// replica loaded the replicas more than the orders being measured.
 type Tracker struct {
 	h    *HTTP
 	urls []string
 
 	mu     sync.Mutex
-	points [][]point     // per replica, applied index strictly increasing
-	last   []obapi.State // per replica, the latest answer
-	ok     []bool        // per replica, whether the latest poll answered
+	points [][]point // per replica, applied index strictly increasing
+	last   []uint64  // per replica, the latest applied index
+	ok     []bool    // per replica, whether the latest poll answered
 }
 
 type point struct {
@@ -41,7 +47,7 @@ const pointsMax = 300_000
 // NewTracker tracks the replicas at these base URLs.
 func NewTracker(h *HTTP, replicaURLs []string) *Tracker {
 	n := len(replicaURLs)
-	return &Tracker{h: h, urls: replicaURLs, points: make([][]point, n), last: make([]obapi.State, n), ok: make([]bool, n)}
+	return &Tracker{h: h, urls: replicaURLs, points: make([][]point, n), last: make([]uint64, n), ok: make([]bool, n)}
 }
 
 // Run polls until ctx ends, each replica in its own goroutine.
@@ -69,7 +75,7 @@ func (t *Tracker) Run(ctx context.Context, interval time.Duration) {
 // Poll asks replica r once and records the answer.
 func (t *Tracker) Poll(ctx context.Context, r int) {
 	qctx, cancel := context.WithTimeout(ctx, time.Second)
-	s, err := t.h.State(qctx, t.urls[r])
+	index, err := t.h.AppliedIndex(qctx, t.urls[r])
 	cancel()
 	now := time.Now()
 	t.mu.Lock()
@@ -78,13 +84,13 @@ func (t *Tracker) Poll(ctx context.Context, r int) {
 	if err != nil {
 		return
 	}
-	t.last[r] = s
+	t.last[r] = index
 	ps := t.points[r]
-	if len(ps) == 0 || s.AppliedIndex > ps[len(ps)-1].index {
+	if len(ps) == 0 || index > ps[len(ps)-1].index {
 		if len(ps) >= pointsMax {
 			ps = append(ps[:0], ps[len(ps)/2:]...)
 		}
-		t.points[r] = append(ps, point{s.AppliedIndex, now})
+		t.points[r] = append(ps, point{index, now})
 	}
 }
 
@@ -115,9 +121,9 @@ func (t *Tracker) AppliedEverywhere(index uint64) (time.Time, bool) {
 	return latest, true
 }
 
-// Last returns replica r's latest answer and whether its latest poll
-// succeeded.
-func (t *Tracker) Last(r int) (obapi.State, bool) {
+// Last returns replica r's latest applied index and whether its latest
+// poll succeeded.
+func (t *Tracker) Last(r int) (uint64, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.last[r], t.ok[r]
@@ -133,8 +139,8 @@ func (t *Tracker) MinApplied() uint64 {
 		if !t.ok[r] {
 			return 0
 		}
-		if r == 0 || t.last[r].AppliedIndex < m {
-			m = t.last[r].AppliedIndex
+		if r == 0 || t.last[r] < m {
+			m = t.last[r]
 		}
 	}
 	return m
