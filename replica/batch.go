@@ -173,6 +173,17 @@ func splitBatch(body []byte) ([]json.RawMessage, error) {
 
 // DecodeOp decodes one batch operation.
 func DecodeOp(d *Domain, raw []byte) (*Op, error) {
+	// Orders as Wire writes them (nearly every entry) skip encoding/json;
+	// anything else takes the general path below, which gives the same
+	// result for every input the fast path accepts.
+	if r, ok := decodeCanonicalOrder(raw); ok {
+		return OrderOp(d, &r)
+	}
+	return decodeOpJSON(d, raw)
+}
+
+// decodeOpJSON is DecodeOp with encoding/json, for any input.
+func decodeOpJSON(d *Domain, raw []byte) (*Op, error) {
 	var head struct {
 		Op string `json:"op"`
 	}
@@ -217,4 +228,50 @@ func DecodeOp(d *Domain, raw []byte) (*Op, error) {
 		return nil, fieldErr("op", errMissing)
 	}
 	return nil, fieldErr("op", fmt.Errorf("unknown operation %q", clip(head.Op)))
+}
+
+// canonicalOrderKeys are the keys of an order's wire form after "op", in
+// the order Wire writes them (wireOrder: "op", then obapi.OrderRequest's
+// fields as declared).
+var canonicalOrderKeys = [...]string{"trader", "market", "side", "orderType", "quantity", "price", "nonce", "expiry", "signature"}
+
+// decodeCanonicalOrder reads an order entry written exactly in Wire's
+// layout: {"op":"order", then each of canonicalOrderKeys with a string
+// value, in that order, no whitespace, nothing after the object. It
+// accepts only printable ASCII string values without backslashes, which
+// encoding/json decodes to their bytes as they stand, and only the known
+// keys once each, so for every input it accepts, the general path
+// (decodeOpJSON) decodes the same request. ok is false for anything else.
+func decodeCanonicalOrder(raw []byte) (r obapi.OrderRequest, ok bool) {
+	const head = `{"op":"order"`
+	if len(raw) < len(head) || string(raw[:len(head)]) != head {
+		return r, false
+	}
+	p := raw[len(head):]
+	dst := [...]*string{&r.Trader, &r.Market, &r.Side, &r.OrderType,
+		(*string)(&r.Quantity), (*string)(&r.Price), (*string)(&r.Nonce), (*string)(&r.Expiry), &r.Signature}
+	for i, key := range canonicalOrderKeys {
+		// ,"key":"
+		if len(p) < len(key)+5 || p[0] != ',' || p[1] != '"' || string(p[2:2+len(key)]) != key ||
+			p[2+len(key)] != '"' || p[3+len(key)] != ':' || p[4+len(key)] != '"' {
+			return r, false
+		}
+		p = p[5+len(key):]
+		end := -1
+		for j, c := range p {
+			if c == '"' {
+				end = j
+				break
+			}
+			if c == '\\' || c < 0x20 || c >= 0x80 {
+				return r, false
+			}
+		}
+		if end < 0 {
+			return r, false
+		}
+		*dst[i] = string(p[:end])
+		p = p[end+1:]
+	}
+	return r, len(p) == 1 && p[0] == '}'
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"testing"
 )
@@ -187,6 +188,11 @@ func FuzzDecodeBatch(f *testing.F) {
 		if err != nil && ops != nil {
 			t.Fatal("an error and entries")
 		}
+		if raws, serr := splitBatch(body); serr == nil {
+			for _, raw := range raws {
+				checkCanonicalOrderPath(t, d, raw)
+			}
+		}
 		for _, e := range ops {
 			if (e.Op == nil) == (e.Err == nil) {
 				t.Fatalf("entry with op=%v err=%v", e.Op != nil, e.Err)
@@ -244,3 +250,50 @@ func FuzzParseGenesis(f *testing.F) {
 }
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// checkCanonicalOrderPath: whenever the fast order decoder accepts an
+// entry, the general decoder gives the same operation or the same error.
+func checkCanonicalOrderPath(t *testing.T, d *Domain, raw []byte) {
+	t.Helper()
+	r, ok := decodeCanonicalOrder(raw)
+	if !ok {
+		return
+	}
+	fast, ferr := OrderOp(d, &r)
+	slow, serr := decodeOpJSON(d, raw)
+	if (ferr == nil) != (serr == nil) || ferr != nil && ferr.Error() != serr.Error() {
+		t.Fatalf("%s: fast path error %v, general %v", raw, ferr, serr)
+	}
+	if ferr == nil && !reflect.DeepEqual(fast, slow) {
+		t.Fatalf("%s: fast path %+v, general %+v", raw, fast, slow)
+	}
+}
+
+// The fast order decoder takes Wire's own form, and on every single-byte
+// change of it that it still accepts it agrees with encoding/json.
+func TestCanonicalOrderDecodingAgreesWithEncodingJSON(t *testing.T) {
+	d := testDomain()
+	wire := wireOf(t, signOrder(t, alice, orderSpec{side: "buy", qty: 1_500_000, price: 2000_000_000, nonce: 7}))
+	if _, ok := decodeCanonicalOrder(wire); !ok {
+		t.Fatalf("Wire's own form is not taken by the fast path: %s", wire)
+	}
+	checkCanonicalOrderPath(t, d, wire)
+	accepted := 0
+	for i := range wire {
+		for _, c := range []byte{'"', '\\', ',', ':', '}', ' ', 0x01, 'A', '0', 0xc3} {
+			for _, m := range [][]byte{
+				append(append(append([]byte{}, wire[:i]...), c), wire[i+1:]...), // replace
+				append(append(append([]byte{}, wire[:i]...), c), wire[i:]...),   // insert
+				append(append([]byte{}, wire[:i]...), wire[i+1:]...),            // delete
+			} {
+				if _, ok := decodeCanonicalOrder(m); ok {
+					accepted++
+				}
+				checkCanonicalOrderPath(t, d, m)
+			}
+		}
+	}
+	if accepted == 0 {
+		t.Fatal("no mutation was accepted by the fast path; the test compares nothing")
+	}
+}
