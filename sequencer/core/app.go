@@ -26,8 +26,10 @@ type pend struct {
 	// submittedMs is when it was submitted (node clock, persisted).
 	submittedMs uint64
 	// firstPostTick is when it was first posted in this view (0: not
-	// yet); the censorship timeout starts there.
+	// yet); the censorship timeout starts there. sentTick is when a post
+	// last carried it: posts resend it only after RetryTicks.
 	firstPostTick uint64
+	sentTick      uint64
 }
 
 // app is one app's state on a node.
@@ -69,6 +71,10 @@ type app struct {
 	lastPostTick  uint64
 	awaitingSince uint64 // first unanswered post; 0 when answered
 	lastFinalTick uint64
+
+	// postDue: post (follower) or sequence our own batches (leader) at
+	// the next Ready; see postSoon.
+	postDue bool
 
 	lead *leadState
 }

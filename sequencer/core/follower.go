@@ -31,6 +31,47 @@ func (n *Node) followerTick(a *app) {
 	}
 }
 
+// postSoon asks for a post at the next Ready instead of the next
+// interval: batches were submitted here, or (follower) batches were
+// appended to our log, which the leader must learn to lock them. Deferring
+// to Ready makes a burst of submits or pushes cost one post.
+func (n *Node) postSoon(a *app) {
+	a.postDue = true
+	n.flushDue = true
+}
+
+// flush does the posts and pushes deferred to this Ready.
+func (n *Node) flush() {
+	if !n.flushDue {
+		return
+	}
+	n.flushDue = false
+	for _, name := range n.names {
+		a := n.apps[name]
+		due := a.postDue
+		a.postDue = false
+		if a.phase != phaseActive || a.sync != nil {
+			continue
+		}
+		if !n.isLeader() {
+			if due {
+				n.post(a)
+			}
+			continue
+		}
+		if l := a.lead; l != nil {
+			if due {
+				n.selfPost(a)
+				n.maybeStartRounds(a)
+			}
+			if l.pushDue {
+				l.pushDue = false
+				n.push(a)
+			}
+		}
+	}
+}
+
 // post sends the leader this node's initialized batches and the end of
 // its log (which also asks for the batches after it).
 func (n *Node) post(a *app) {
@@ -39,9 +80,13 @@ func (n *Node) post(a *app) {
 	size := 0
 	for _, seq := range a.initializedSeqs() {
 		pd := a.pend[seq]
+		if pd.sentTick != 0 && n.tick-pd.sentTick < uint64(n.cfg.RetryTicks) {
+			continue // a recent post carries it
+		}
 		if len(p.Batches) > 0 && (size+len(pd.body) > n.cfg.PostBytesMax || len(p.Batches) >= wire.MaxBatchesPerMessage) {
 			break
 		}
+		pd.sentTick = max(n.tick, 1)
 		size += len(pd.body)
 		p.Batches = append(p.Batches, wire.PostedBatch{Seq: seq, Body: pd.body})
 		if pd.firstPostTick == 0 {
@@ -73,6 +118,7 @@ func (n *Node) stepPostReply(from int, r *wire.PostReply) error {
 		n.sendViewState()
 		return nil
 	}
+	tip := a.tip()
 	for _, b := range r.Batches {
 		if b.Index <= a.tip() {
 			if e := a.memEntry(b.Index); e != nil && e.Hash != BatchHash(b.Timestamp, b.Body) {
@@ -108,6 +154,9 @@ func (n *Node) stepPostReply(from int, r *wire.PostReply) error {
 		}
 	}
 	n.checkFutureFP(a)
+	if a.tip() > tip && a.sync == nil {
+		n.postSoon(a) // tell the leader we hold them
+	}
 	return nil
 }
 

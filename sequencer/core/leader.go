@@ -10,8 +10,17 @@ import (
 
 // leadState is the leader's per-app state for the current view.
 type leadState struct {
-	// tips[i] is how far node i's log follows ours, from its last post.
-	tips []uint64
+	// tips[i] is how far node i's log follows ours, from its last post;
+	// known[i] says a post of this view matched our log there.
+	tips  []uint64
+	known []bool
+	// pushed[i] is the end of what we sent node i (replies and pushes);
+	// stalled[i] is since when its posts have shown no progress while
+	// short of it (then what was sent is taken as lost and sent again).
+	pushed  []uint64
+	stalled []uint64
+	// pushDue: push at the next Ready (see push).
+	pushDue bool
 	// lastSeqs[o] is the highest Seq from origin o in our log: posts at or
 	// below it are duplicates.
 	lastSeqs []uint64
@@ -57,6 +66,9 @@ func (n *Node) activateLeader(a *app) {
 	a.phaseSince = n.tick
 	l := &leadState{
 		tips:     make([]uint64, n.cfg.Nodes),
+		known:    make([]bool, n.cfg.Nodes),
+		pushed:   make([]uint64, n.cfg.Nodes),
+		stalled:  make([]uint64, n.cfg.Nodes),
 		lastSeqs: slices.Clone(a.hard.OriginSeqs),
 	}
 	for i := range a.mem {
@@ -89,10 +101,63 @@ func (n *Node) leaderTick(a *app) {
 func (n *Node) selfPost(a *app) {
 	a.lastPostTick = n.tick
 	n.renumberSkipped(a)
+	tip := a.tip()
 	for _, seq := range a.initializedSeqs() {
 		if !n.leaderAppend(a, n.cfg.Self, seq, a.pend[seq].body) {
 			break
 		}
+	}
+	if a.tip() > tip {
+		n.pushSoon(a)
+	}
+}
+
+func (n *Node) pushSoon(a *app) {
+	a.lead.pushDue = true
+	n.flushDue = true
+}
+
+// trackSent notes a post of node i reporting tip. While i is short of
+// what we sent it, its posts must show progress; after RetryTicks without
+// any, what was sent since its tip is taken as lost (a dropped connection,
+// an evicted queue) and the next reply sends it again.
+func (n *Node) trackSent(l *leadState, i int, tip uint64) {
+	switch {
+	case tip >= l.pushed[i] || tip > l.tips[i]:
+		l.stalled[i] = 0
+	case l.stalled[i] == 0:
+		l.stalled[i] = max(n.tick, 1)
+	case n.tick-l.stalled[i] >= uint64(n.cfg.RetryTicks):
+		l.pushed[i], l.stalled[i] = tip, 0
+	}
+}
+
+// push sends the followers whose log is known to match ours the batches
+// they have not been sent yet (as a PostReply nobody asked for), once per
+// Ready however many batches were appended in it. Without it a follower would
+// fetch new batches only on its next post, and the leader would learn
+// that it holds them only on the post after: two intervals before a lock
+// round can include them. The follower's eager post acknowledges them.
+func (n *Node) push(a *app) {
+	l := a.lead
+	for i := 0; i < n.cfg.Nodes; i++ {
+		if i == n.cfg.Self || !l.known[i] {
+			continue
+		}
+		from := max(l.tips[i], l.pushed[i])
+		if from >= a.tip() {
+			continue
+		}
+		ents := n.readEntries(a, from+1, n.cfg.PageBatchesMax, n.cfg.PageBytesMax)
+		if len(ents) == 0 {
+			continue
+		}
+		r := &wire.PostReply{App: a.name, View: n.view, After: from}
+		for _, e := range ents {
+			r.Batches = append(r.Batches, e.Batch)
+		}
+		l.pushed[i] = from + uint64(len(ents))
+		n.send(i, r)
 	}
 }
 
@@ -133,16 +198,22 @@ func (n *Node) stepPost(from int, p *wire.Post) error {
 		return nil
 	}
 	l := a.lead
+	n.trackSent(l, from, p.Tip.Index)
 	l.tips[from] = max(l.tips[from], p.Tip.Index)
+	l.known[from] = true
+	tip := a.tip()
 	for _, b := range p.Batches {
 		if !n.leaderAppend(a, from, b.Seq, b.Body) {
 			break
 		}
 	}
-	reply := &wire.PostReply{App: a.name, View: n.view, After: p.Tip.Index}
-	end := p.Tip.Index
-	if p.Tip.Index < a.tip() {
-		ents := n.readEntries(a, p.Tip.Index+1, n.cfg.PageBatchesMax, n.cfg.PageBytesMax)
+	// The reply carries what was not sent yet: the batches up to
+	// pushed[from] are on their way in order on the same connection.
+	after := max(p.Tip.Index, l.pushed[from])
+	reply := &wire.PostReply{App: a.name, View: n.view, After: after}
+	end := after
+	if after < a.tip() {
+		ents := n.readEntries(a, after+1, n.cfg.PageBatchesMax, n.cfg.PageBytesMax)
 		for _, e := range ents {
 			reply.Batches = append(reply.Batches, e.Batch)
 		}
@@ -152,6 +223,10 @@ func (n *Node) stepPost(from int, p *wire.Post) error {
 		reply.Proofs = n.proofsIn(a, p.Finalized+1, end, n.cfg.ProofsPerReplyMax)
 	}
 	n.send(from, reply)
+	l.pushed[from] = max(l.pushed[from], end)
+	if a.tip() > tip {
+		n.pushSoon(a)
+	}
 	n.maybeStartRounds(a)
 	return nil
 }

@@ -31,6 +31,8 @@ type Node struct {
 	fq     int // dispute quorum, > N/3
 
 	tick  uint64 // ticks since start
+	// flushDue: an app has a post or push waiting for the next Ready.
+	flushDue bool
 	nowMs uint64 // highest wall clock seen
 
 	view      uint64
@@ -326,12 +328,13 @@ func (n *Node) Submit(app string, body []byte) error {
 	a.pendBytes += len(body)
 	ap := n.appPersist(a)
 	ap.PendingPut = append(ap.PendingPut, Pending{Seq: p.seq, Body: body, SubmittedMs: p.submittedMs})
+	n.postSoon(a)
 	return nil
 }
 
 // HasReady reports whether Ready has anything to persist, send or report.
 func (n *Node) HasReady() bool {
-	if n.hardDirty || len(n.persist) > 0 || len(n.msgs) > 0 || len(n.finalized) > 0 {
+	if n.hardDirty || len(n.persist) > 0 || len(n.msgs) > 0 || len(n.finalized) > 0 || n.flushDue {
 		return true
 	}
 	for _, name := range n.names {
@@ -345,6 +348,7 @@ func (n *Node) HasReady() bool {
 // Ready returns what changed since the last Advance. Handle it (Persist
 // first, then Messages, then Finalized) and call Advance.
 func (n *Node) Ready() Ready {
+	n.flush()
 	var rd Ready
 	if n.hardDirty {
 		h := cloneHard(HardState{View: n.view, Cert: n.cert})

@@ -157,7 +157,7 @@ func (n *Node) resetAppForView(a *app) {
 	a.lastFinalTick = n.tick
 	a.target.lock, a.target.fin = nil, nil
 	for _, p := range a.pend {
-		p.firstPostTick = 0
+		p.firstPostTick, p.sentTick = 0, 0
 	}
 }
 

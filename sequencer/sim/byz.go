@@ -205,7 +205,10 @@ func (e *equivocator) outgoing(env core.Envelope) []core.Envelope {
 	case *wire.PostReply:
 		f := e.forkFor(m.App, m.View)
 		tip, ok := f.tips[env.To]
-		if !ok || tip.Index != m.After || m.Mismatch {
+		// The fork point is set at a reply that starts at the receiver's
+		// tip (whose hash we know); after it, every reply and push is
+		// forked for B.
+		if !ok || m.Mismatch || (f.at == 0 && tip.Index != m.After) {
 			return []core.Envelope{env}
 		}
 		if f.at == 0 && len(m.Batches) > 0 {
