@@ -30,10 +30,10 @@ type Node struct {
 	quorum int // Q
 	fq     int // dispute quorum, > N/3
 
-	tick  uint64 // ticks since start
+	tick uint64 // ticks since start
 	// flushDue: an app has a post or push waiting for the next Ready.
 	flushDue bool
-	nowMs uint64 // highest wall clock seen
+	nowMs    uint64 // highest wall clock seen
 
 	view      uint64
 	cert      *wire.Certificate
