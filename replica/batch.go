@@ -242,21 +242,43 @@ var canonicalOrderKeys = [...]string{"trader", "market", "side", "orderType", "q
 // encoding/json decodes to their bytes as they stand, and only the known
 // keys once each, so for every input it accepts, the general path
 // (decodeOpJSON) decodes the same request. ok is false for anything else.
-func decodeCanonicalOrder(raw []byte) (r obapi.OrderRequest, ok bool) {
+func decodeCanonicalOrder(raw []byte) (obapi.OrderRequest, bool) {
 	const head = `{"op":"order"`
 	if len(raw) < len(head) || string(raw[:len(head)]) != head {
-		return r, false
+		return obapi.OrderRequest{}, false
 	}
-	p := raw[len(head):]
+	return scanCanonicalOrder(raw[len(head):], true)
+}
+
+// decodeCanonicalOrderRequest is decodeCanonicalOrder for a POST /order
+// body as encoding/json writes an obapi.OrderRequest (what the SDK and
+// the load tools send): the same keys without "op".
+func decodeCanonicalOrderRequest(body []byte) (obapi.OrderRequest, bool) {
+	if len(body) == 0 || body[0] != '{' {
+		return obapi.OrderRequest{}, false
+	}
+	return scanCanonicalOrder(body[1:], false)
+}
+
+// scanCanonicalOrder reads `"key":"value"` pairs for canonicalOrderKeys in
+// order (each after a comma when comma is set, and all but the first
+// otherwise), then the closing brace and the end of input.
+func scanCanonicalOrder(p []byte, comma bool) (r obapi.OrderRequest, ok bool) {
 	dst := [...]*string{&r.Trader, &r.Market, &r.Side, &r.OrderType,
 		(*string)(&r.Quantity), (*string)(&r.Price), (*string)(&r.Nonce), (*string)(&r.Expiry), &r.Signature}
 	for i, key := range canonicalOrderKeys {
-		// ,"key":"
-		if len(p) < len(key)+5 || p[0] != ',' || p[1] != '"' || string(p[2:2+len(key)]) != key ||
-			p[2+len(key)] != '"' || p[3+len(key)] != ':' || p[4+len(key)] != '"' {
+		if comma || i > 0 {
+			if len(p) == 0 || p[0] != ',' {
+				return r, false
+			}
+			p = p[1:]
+		}
+		// "key":"
+		if len(p) < len(key)+4 || p[0] != '"' || string(p[1:1+len(key)]) != key ||
+			p[1+len(key)] != '"' || p[2+len(key)] != ':' || p[3+len(key)] != '"' {
 			return r, false
 		}
-		p = p[5+len(key):]
+		p = p[4+len(key):]
 		end := -1
 		for j, c := range p {
 			if c == '"' {

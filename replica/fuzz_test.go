@@ -9,6 +9,8 @@ import (
 	"reflect"
 	"strconv"
 	"testing"
+
+	"github.com/seqbook/seqbook/client/obapi"
 )
 
 // Seed corpus: each fuzz target's seeds (below) are also committed under
@@ -126,12 +128,12 @@ func checkRoundTrip(t *testing.T, op *Op) {
 	}
 }
 
-func fuzzDecoder(f *testing.F, name string, decode func([]byte) (*Op, error)) {
+func fuzzDecoder(f *testing.F, name string, decode func(*testing.T, []byte) (*Op, error)) {
 	for _, s := range corpora[name](f) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		op, err := decode(body)
+		op, err := decode(t, body)
 		if err != nil {
 			if op != nil {
 				t.Fatal("an error and an operation")
@@ -148,11 +150,14 @@ func fuzzDecoder(f *testing.F, name string, decode func([]byte) (*Op, error)) {
 
 func FuzzDecodeOrderRequest(f *testing.F) {
 	d := testDomain()
-	fuzzDecoder(f, "FuzzDecodeOrderRequest", func(b []byte) (*Op, error) { return DecodeOrderRequest(d, b) })
+	fuzzDecoder(f, "FuzzDecodeOrderRequest", func(t *testing.T, b []byte) (*Op, error) {
+		checkCanonicalOrderRequestPath(t, d, b)
+		return DecodeOrderRequest(d, b)
+	})
 }
 
 func FuzzDecodeLegacyOrder(f *testing.F) {
-	fuzzDecoder(f, "FuzzDecodeLegacyOrder", func(b []byte) (*Op, error) {
+	fuzzDecoder(f, "FuzzDecodeLegacyOrder", func(_ *testing.T, b []byte) (*Op, error) {
 		op, err := DecodeOrderRequest(testDomain(), b)
 		if err == nil && op.Kind != OpLegacyOrder {
 			return nil, errTest("not legacy")
@@ -163,17 +168,17 @@ func FuzzDecodeLegacyOrder(f *testing.F) {
 
 func FuzzDecodeCancelRequest(f *testing.F) {
 	d := testDomain()
-	fuzzDecoder(f, "FuzzDecodeCancelRequest", func(b []byte) (*Op, error) { return DecodeCancelRequest(d, b) })
+	fuzzDecoder(f, "FuzzDecodeCancelRequest", func(_ *testing.T, b []byte) (*Op, error) { return DecodeCancelRequest(d, b) })
 }
 
 func FuzzDecodeWithdrawRequest(f *testing.F) {
 	d := testDomain()
-	fuzzDecoder(f, "FuzzDecodeWithdrawRequest", func(b []byte) (*Op, error) { return DecodeWithdrawRequest(d, b) })
+	fuzzDecoder(f, "FuzzDecodeWithdrawRequest", func(_ *testing.T, b []byte) (*Op, error) { return DecodeWithdrawRequest(d, b) })
 }
 
 func FuzzDecodeDepositRequest(f *testing.F) {
 	d := testDomain()
-	fuzzDecoder(f, "FuzzDecodeDepositRequest", func(b []byte) (*Op, error) { return DecodeDepositRequest(d, b) })
+	fuzzDecoder(f, "FuzzDecodeDepositRequest", func(_ *testing.T, b []byte) (*Op, error) { return DecodeDepositRequest(d, b) })
 }
 
 // FuzzDecodeBatch also applies what decodes to two ledgers: any batch body
@@ -269,6 +274,44 @@ func checkCanonicalOrderPath(t *testing.T, d *Domain, raw []byte) {
 	}
 }
 
+// checkCanonicalOrderRequestPath is checkCanonicalOrderPath for POST
+// /order bodies.
+func checkCanonicalOrderRequestPath(t *testing.T, d *Domain, body []byte) {
+	t.Helper()
+	r, ok := decodeCanonicalOrderRequest(body)
+	if !ok {
+		return
+	}
+	fast, ferr := OrderOp(d, &r)
+	slow, serr := decodeOrderRequestJSON(t, d, body)
+	if (ferr == nil) != (serr == nil) || ferr != nil && ferr.Error() != serr.Error() {
+		t.Fatalf("%s: fast path error %v, general %v", body, ferr, serr)
+	}
+	if ferr == nil && !reflect.DeepEqual(fast, slow) {
+		t.Fatalf("%s: fast path %+v, general %+v", body, fast, slow)
+	}
+}
+
+// decodeOrderRequestJSON is DecodeOrderRequest's general path.
+func decodeOrderRequestJSON(t *testing.T, d *Domain, body []byte) (*Op, error) {
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal(body, &keys); err != nil {
+		return nil, jsonError(err)
+	}
+	if _, isLegacy := keys["sender"]; isLegacy {
+		var r obapi.LegacyOrderRequest
+		if err := decodeStrict(body, &r); err != nil {
+			return nil, err
+		}
+		return LegacyOrderOp(&r)
+	}
+	var r obapi.OrderRequest
+	if err := decodeStrict(body, &r); err != nil {
+		return nil, err
+	}
+	return OrderOp(d, &r)
+}
+
 // The fast order decoder takes Wire's own form, and on every single-byte
 // change of it that it still accepts it agrees with encoding/json.
 func TestCanonicalOrderDecodingAgreesWithEncodingJSON(t *testing.T) {
@@ -278,7 +321,25 @@ func TestCanonicalOrderDecodingAgreesWithEncodingJSON(t *testing.T) {
 		t.Fatalf("Wire's own form is not taken by the fast path: %s", wire)
 	}
 	checkCanonicalOrderPath(t, d, wire)
+	body := []byte(mustJSON(t, signOrder(t, alice, orderSpec{side: "sell", qty: 2_500_000, price: 1990_000_000, nonce: 8})))
+	if _, ok := decodeCanonicalOrderRequest(body); !ok {
+		t.Fatalf("an OrderRequest as encoding/json writes it is not taken by the fast path: %s", body)
+	}
 	accepted := 0
+	for i := range body {
+		for _, c := range []byte{'"', '\\', ',', ':', '}', '{', ' ', 0x01, 'A', '0', 0xc3} {
+			for _, m := range [][]byte{
+				append(append(append([]byte{}, body[:i]...), c), body[i+1:]...),
+				append(append(append([]byte{}, body[:i]...), c), body[i:]...),
+				append(append([]byte{}, body[:i]...), body[i+1:]...),
+			} {
+				if _, ok := decodeCanonicalOrderRequest(m); ok {
+					accepted++
+				}
+				checkCanonicalOrderRequestPath(t, d, m)
+			}
+		}
+	}
 	for i := range wire {
 		for _, c := range []byte{'"', '\\', ',', ':', '}', ' ', 0x01, 'A', '0', 0xc3} {
 			for _, m := range [][]byte{
