@@ -64,3 +64,24 @@ func BenchmarkSignatureFromBytes(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkVerifyAggregatesTwo(b *testing.B) {
+	sks, pks := benchKeys(b, 3)
+	var sigs []*Signature
+	var digests [][32]byte
+	for j := 0; j < 2; j++ {
+		d := [32]byte{byte(j)}
+		var parts []*Signature
+		for _, sk := range sks {
+			parts = append(parts, sk.Sign(d))
+		}
+		sigs = append(sigs, Aggregate(parts))
+		digests = append(digests, d)
+	}
+	keys := [][]*PublicKey{pks, pks}
+	for i := 0; i < b.N; i++ {
+		if !VerifyAggregates(sigs, keys, digests) {
+			b.Fatal("does not verify")
+		}
+	}
+}

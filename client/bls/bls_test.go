@@ -49,6 +49,38 @@ func TestSignAggregateAndPossession(t *testing.T) {
 	if _, err := PublicKeyFromBytes(make([]byte, 48)); err == nil {
 		t.Fatal("all-zero public key accepted")
 	}
+
+	// Several aggregates at once: all valid pass; one bad member (a
+	// missing key, another digest, a single signature in place of the
+	// aggregate) fails the whole set.
+	d2 := [32]byte{4, 5, 6}
+	agg2 := Aggregate([]*Signature{sks[0].Sign(d2), sks[2].Sign(d2)})
+	keys2 := []*PublicKey{pks[0], pks[2]}
+	if !VerifyAggregates([]*Signature{agg, agg2}, [][]*PublicKey{pks, keys2}, [][32]byte{d, d2}) {
+		t.Fatal("two valid aggregates do not verify together")
+	}
+	bad := map[string]func() bool{
+		"missing key": func() bool {
+			return VerifyAggregates([]*Signature{agg, agg2}, [][]*PublicKey{pks[:2], keys2}, [][32]byte{d, d2})
+		},
+		"other digest": func() bool {
+			return VerifyAggregates([]*Signature{agg, agg2}, [][]*PublicKey{pks, keys2}, [][32]byte{d, d})
+		},
+		"one signature for the aggregate": func() bool {
+			return VerifyAggregates([]*Signature{agg, sigs[0]}, [][]*PublicKey{pks, keys2}, [][32]byte{d, d2})
+		},
+		"no keys": func() bool {
+			return VerifyAggregates([]*Signature{agg, agg2}, [][]*PublicKey{pks, nil}, [][32]byte{d, d2})
+		},
+		"lengths differ": func() bool {
+			return VerifyAggregates([]*Signature{agg, agg2}, [][]*PublicKey{pks}, [][32]byte{d, d2})
+		},
+	}
+	for name, f := range bad {
+		if f() {
+			t.Errorf("%s: verified", name)
+		}
+	}
 }
 
 // The vectors in testdata/vectors/bls.json were made by noble-curves
@@ -150,6 +182,11 @@ func TestNobleVectors(t *testing.T) {
 		}
 		pks = append(pks, nobleKey)
 	}
+	var batch struct {
+		sigs    []*Signature
+		keys    [][]*PublicKey
+		digests [][32]byte
+	}
 	for _, a := range v.Aggregates {
 		d := digestOf(t, a.Digest)
 		var signers []*PublicKey
@@ -182,6 +219,19 @@ func TestNobleVectors(t *testing.T) {
 		if got := AggregatePublicKeys(signers).Hex(); got != a.AggregatePub {
 			t.Errorf("digest %s: our aggregate key %s, noble %s", a.Digest, got, a.AggregatePub)
 		}
+		batch.sigs = append(batch.sigs, agg)
+		batch.keys = append(batch.keys, signers)
+		batch.digests = append(batch.digests, d)
+	}
+	if len(batch.sigs) < 2 {
+		t.Fatal("the vectors have fewer than two aggregates")
+	}
+	if !VerifyAggregates(batch.sigs, batch.keys, batch.digests) {
+		t.Error("noble's aggregates do not verify together")
+	}
+	batch.digests[1], batch.digests[0] = batch.digests[0], batch.digests[1]
+	if VerifyAggregates(batch.sigs, batch.keys, batch.digests) {
+		t.Error("noble's aggregates verified together with their digests swapped")
 	}
 }
 
