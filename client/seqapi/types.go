@@ -91,6 +91,9 @@ type NodeWork struct {
 	BLSVerifies          uint64 `json:"bls_verifies"`
 	BLSAggregates        uint64 `json:"bls_aggregates"`
 	BLSAggregateVerifies uint64 `json:"bls_aggregate_verifies"`
+	// BLSBatchVerifies counts multi-pairings that checked several
+	// aggregates at once (each also counts in BLSAggregateVerifies).
+	BLSBatchVerifies uint64 `json:"bls_batch_verifies"`
 	// StoreSaves is the number of durable (fsynced) store transactions;
 	// StoreSaveMs the time spent in them.
 	StoreSaves       uint64  `json:"store_saves"`

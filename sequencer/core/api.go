@@ -305,6 +305,17 @@ type Crypto interface {
 	// VerifyAggregate checks an aggregate by the nodes of signers on
 	// digest. It does not count signers; the core checks quorums.
 	VerifyAggregate(signers wire.Bitmap, digest [32]byte, sig wire.Signature) bool
+	// VerifyAggregates checks several aggregates at once, each as
+	// VerifyAggregate would; true only if all verify. False does not say
+	// which failed: the caller then checks them one by one.
+	VerifyAggregates(checks []AggregateCheck) bool
+}
+
+// AggregateCheck is one aggregate signature for VerifyAggregates.
+type AggregateCheck struct {
+	Signers   wire.Bitmap
+	Digest    [32]byte
+	Signature wire.Signature
 }
 
 // Entry is one batch of an app's log as a node stores it: the wire batch

@@ -48,6 +48,15 @@ func (c testCrypto) VerifyAggregate(signers wire.Bitmap, d [32]byte, s wire.Sign
 	return len(signers.Nodes()) > 0 && want == s
 }
 
+func (c testCrypto) VerifyAggregates(checks []core.AggregateCheck) bool {
+	for _, ch := range checks {
+		if !c.VerifyAggregate(ch.Signers, ch.Digest, ch.Signature) {
+			return false
+		}
+	}
+	return len(checks) > 0
+}
+
 // proofBy makes a proof signed by the given nodes.
 func proofBy(kind wire.ProofKind, app string, view, index uint64, h wire.Hash, nodes ...int) *wire.Proof {
 	p := &wire.Proof{Kind: kind, View: view, Index: index, ChainingHash: h, Signers: wire.NewBitmap(nodes...)}

@@ -18,7 +18,7 @@ type BLSCrypto struct {
 	keys []*bls.PublicKey
 	// Work counters, read by the runtime for GET /node/state. Atomic
 	// because HTTP handlers read them while the loop signs.
-	signs, verifies, aggregates, aggregateVerifies atomic.Uint64
+	signs, verifies, aggregates, aggregateVerifies, batchVerifies atomic.Uint64
 }
 
 // BLSWork counts the BLS operations a node has done since it started.
@@ -27,11 +27,13 @@ type BLSWork struct {
 	Verifies          uint64 // single signatures checked
 	Aggregates        uint64 // signature aggregations
 	AggregateVerifies uint64 // aggregate (quorum proof) checks
+	BatchVerifies     uint64 // multi-pairings that checked several of them at once
 }
 
 // Work returns the BLS operation counts so far.
 func (b *BLSCrypto) Work() BLSWork {
-	return BLSWork{Signs: b.signs.Load(), Verifies: b.verifies.Load(), Aggregates: b.aggregates.Load(), AggregateVerifies: b.aggregateVerifies.Load()}
+	return BLSWork{Signs: b.signs.Load(), Verifies: b.verifies.Load(), Aggregates: b.aggregates.Load(),
+		AggregateVerifies: b.aggregateVerifies.Load(), BatchVerifies: b.batchVerifies.Load()}
 }
 
 var _ Crypto = (*BLSCrypto)(nil)
@@ -95,12 +97,35 @@ func (b *BLSCrypto) Aggregate(sigs []wire.Signature) (wire.Signature, error) {
 // VerifyAggregate implements Crypto.
 func (b *BLSCrypto) VerifyAggregate(signers wire.Bitmap, digest [32]byte, sig wire.Signature) bool {
 	b.aggregateVerifies.Add(1)
+	pks, s, ok := b.parseAggregate(signers, sig)
+	return ok && s.VerifyAggregate(pks, digest)
+}
+
+// VerifyAggregates implements Crypto with one multi-pairing for all.
+func (b *BLSCrypto) VerifyAggregates(checks []AggregateCheck) bool {
+	b.aggregateVerifies.Add(uint64(len(checks)))
+	b.batchVerifies.Add(1)
+	sigs := make([]*bls.Signature, len(checks))
+	keys := make([][]*bls.PublicKey, len(checks))
+	digests := make([][32]byte, len(checks))
+	for i, c := range checks {
+		pks, s, ok := b.parseAggregate(c.Signers, c.Signature)
+		if !ok {
+			return false
+		}
+		sigs[i], keys[i], digests[i] = s, pks, c.Digest
+	}
+	return bls.VerifyAggregates(sigs, keys, digests)
+}
+
+// parseAggregate returns the keys of signers and the decoded signature.
+func (b *BLSCrypto) parseAggregate(signers wire.Bitmap, sig wire.Signature) ([]*bls.PublicKey, *bls.Signature, bool) {
 	if signers.Max() >= len(b.keys) {
-		return false
+		return nil, nil, false
 	}
 	nodes := signers.Nodes()
 	if len(nodes) == 0 {
-		return false
+		return nil, nil, false
 	}
 	pks := make([]*bls.PublicKey, len(nodes))
 	for i, n := range nodes {
@@ -108,7 +133,7 @@ func (b *BLSCrypto) VerifyAggregate(signers wire.Bitmap, digest [32]byte, sig wi
 	}
 	s, err := bls.SignatureFromBytes(sig[:])
 	if err != nil {
-		return false
+		return nil, nil, false
 	}
-	return s.VerifyAggregate(pks, digest)
+	return pks, s, true
 }

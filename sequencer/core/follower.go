@@ -140,6 +140,15 @@ func (n *Node) stepPostReply(from int, r *wire.PostReply) error {
 		n.appendEntry(a, makeEntry(b, a.tipHash()))
 	}
 	n.renumberSkipped(a)
+	if len(r.Proofs) > 1 {
+		var ps []*wire.Proof
+		for i := range r.Proofs {
+			if r.Proofs[i].Index > a.finalIdx() {
+				ps = append(ps, &r.Proofs[i])
+			}
+		}
+		n.preverify(a.name, ps...)
+	}
 	for i := range r.Proofs {
 		p := &r.Proofs[i]
 		if p.Index <= a.finalIdx() {
@@ -188,6 +197,9 @@ func (n *Node) stepRound(from int, r *wire.Round) error {
 	a := n.apps[r.App]
 	if a == nil || a.phase != phaseActive || a.sync != nil {
 		return nil
+	}
+	if p := r.Finalized; p != nil && p.Index > a.finalIdx() {
+		n.preverify(a.name, p, r.Finalize) // both in one multi-pairing
 	}
 	if p := r.Finalized; p != nil && p.Index > a.finalIdx() {
 		if !n.verifyProof(a.name, p) {

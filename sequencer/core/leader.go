@@ -374,17 +374,16 @@ func (n *Node) roundDigest(a *app, r *voteRound) [32]byte {
 // a few pairings but never a wrong proof. An aggregate over PoP-checked
 // keys that verifies names only nodes whose signatures are in it: no
 // coalition can add an honest node to a proof it did not sign.
-func (n *Node) roundProof(a *app, r *voteRound) *wire.Proof {
-	if len(r.votes)+len(r.unchecked) < n.quorum {
+func (n *Node) roundProof(a *app, r *voteRound, cand *wire.Proof) *wire.Proof {
+	if cand == nil {
 		return nil
 	}
 	if len(r.unchecked) > 0 {
-		all := maps.Clone(r.votes)
-		maps.Copy(all, r.unchecked)
 		digest := n.roundDigest(a, r)
-		if p := n.aggregate(a, r, all); p != nil && n.crypto.VerifyAggregate(p.Signers, digest, p.Signature) {
-			r.votes, r.unchecked = all, map[int]wire.Signature{}
-			return p
+		if n.verifyProof(a.name, cand) {
+			maps.Copy(r.votes, r.unchecked)
+			clear(r.unchecked)
+			return cand
 		}
 		for i := 0; i < n.cfg.Nodes; i++ {
 			sig, ok := r.unchecked[i]
@@ -402,8 +401,23 @@ func (n *Node) roundProof(a *app, r *voteRound) *wire.Proof {
 		if len(r.votes) < n.quorum {
 			return nil
 		}
+		return n.aggregate(a, r, r.votes)
 	}
-	return n.aggregate(a, r, r.votes)
+	return cand
+}
+
+// roundCandidate aggregates every vote of r, checked or not, once there
+// are a quorum of them; nil before.
+func (n *Node) roundCandidate(a *app, r *voteRound) *wire.Proof {
+	if r == nil || len(r.votes)+len(r.unchecked) < n.quorum {
+		return nil
+	}
+	if len(r.unchecked) == 0 {
+		return n.aggregate(a, r, r.votes)
+	}
+	all := maps.Clone(r.votes)
+	maps.Copy(all, r.unchecked)
+	return n.aggregate(a, r, all)
 }
 
 // checkRoundQuorum turns rounds with Q votes into proofs: a lock proof
@@ -412,8 +426,14 @@ func (n *Node) roundProof(a *app, r *voteRound) *wire.Proof {
 // new finalize proof, if any.
 func (n *Node) checkRoundQuorum(a *app) (locked bool, fp *wire.Proof) {
 	l := a.lead
+	// When both rounds complete together (one vote often carries both
+	// signatures), one multi-pairing checks both candidates.
+	lc, fc := n.roundCandidate(a, l.lockRound), n.roundCandidate(a, l.finRound)
+	if lc != nil && fc != nil && len(l.lockRound.unchecked) > 0 && len(l.finRound.unchecked) > 0 {
+		n.preverify(a.name, lc, fc)
+	}
 	if lr := l.lockRound; lr != nil {
-		if lp := n.roundProof(a, lr); lp != nil {
+		if lp := n.roundProof(a, lr, lc); lp != nil {
 			l.lockRound = nil
 			l.viewLock = lp
 			n.adoptLock(a, lp)
@@ -423,7 +443,7 @@ func (n *Node) checkRoundQuorum(a *app) (locked bool, fp *wire.Proof) {
 		}
 	}
 	if fr := l.finRound; fr != nil {
-		if fp = n.roundProof(a, fr); fp != nil {
+		if fp = n.roundProof(a, fr, fc); fp != nil {
 			l.finRound = nil
 			n.metrics.FinalizeProofs++
 			n.finalizeTo(a, fp)

@@ -516,6 +516,35 @@ func (n *Node) verifyProof(app string, p *wire.Proof) bool {
 	return ok
 }
 
+// preverify checks, with one multi-pairing, the proofs among ps that
+// verifyProof would have to check (well-formed, not cached), when there
+// are two or more, and caches them as valid if they all are. If not,
+// nothing is cached and verifyProof checks each alone when asked; so
+// calling it first never changes an answer, only what it costs.
+func (n *Node) preverify(app string, ps ...*wire.Proof) {
+	var todo []*wire.Proof
+	var checks []AggregateCheck
+	for _, p := range ps {
+		if p == nil || p.Signers.Max() >= n.cfg.Nodes || p.Signers.Count() < n.quorum {
+			continue
+		}
+		if _, hit := n.verified[keyOf(app, p)]; hit {
+			continue
+		}
+		todo = append(todo, p)
+		checks = append(checks, AggregateCheck{Signers: p.Signers, Digest: ProofDigest(n.domain, app, p), Signature: p.Signature})
+	}
+	if len(checks) < 2 || !n.crypto.VerifyAggregates(checks) {
+		return
+	}
+	if len(n.verified)+len(todo) > verifiedCacheMax {
+		clear(n.verified)
+	}
+	for _, p := range todo {
+		n.verified[keyOf(app, p)] = true
+	}
+}
+
 // proofKey identifies a proof (with its app) for the verification cache.
 type proofKey struct {
 	app          string

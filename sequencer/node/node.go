@@ -374,7 +374,8 @@ func (n *Node) publishStatus() *seqapi.NodeState {
 	w := n.crypto.Work()
 	st.Work = &seqapi.NodeWork{
 		BLSSigns: w.Signs, BLSVerifies: w.Verifies, BLSAggregates: w.Aggregates, BLSAggregateVerifies: w.AggregateVerifies,
-		StoreSaves: n.metrics.Saves.Load(), StoreSaveMs: float64(n.metrics.SaveNanos.Load()) / 1e6,
+		BLSBatchVerifies: w.BatchVerifies,
+		StoreSaves:       n.metrics.Saves.Load(), StoreSaveMs: float64(n.metrics.SaveNanos.Load()) / 1e6,
 		BatchesFinalized: n.metrics.BatchesFinalized.Load(),
 	}
 	n.coreOK.Store(s.Ready)

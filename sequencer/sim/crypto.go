@@ -83,3 +83,12 @@ func (c *fakeCrypto) VerifyAggregate(signers wire.Bitmap, digest [32]byte, sig w
 	}
 	return want == sig
 }
+
+func (c *fakeCrypto) VerifyAggregates(checks []core.AggregateCheck) bool {
+	for _, ch := range checks {
+		if !c.VerifyAggregate(ch.Signers, ch.Digest, ch.Signature) {
+			return false
+		}
+	}
+	return len(checks) > 0
+}
