@@ -89,7 +89,12 @@ func Open(dir string, opts Options) (*Bolt, error) {
 		timeout = time.Second
 	}
 	path := filepath.Join(dir, FileName)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
+	// Every Save is on the protocol's critical path (a vote leaves only
+	// after its safety record is on disk), so each commit writes as little
+	// as it can: the freelist is not written (bbolt rebuilds it by a scan
+	// on open) and is kept as a map, whose updates do not grow with the
+	// file.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
 			return nil, fmt.Errorf("store: %s is in use by another process", path)
