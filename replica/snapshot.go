@@ -34,9 +34,13 @@ type ledgerSnapshot struct {
 	Records     []record
 	ClosedQueue [][32]byte
 	Trades      []trade
+	// Bulk holds Nonces, Legacy, Records, ClosedQueue and Trades encoded
+	// by appendBulk (version 2; version 1 had them in their own fields,
+	// encoded by gob, and is still read).
+	Bulk []byte
 }
 
-const ledgerSnapshotVersion = 1
+const ledgerSnapshotVersion = 2
 
 // MarshalSnapshot encodes the ledger for a restart.
 func (l *Ledger) MarshalSnapshot() ([]byte, error) {
@@ -82,11 +86,14 @@ func (l *Ledger) captureSnapshot() (*ledgerSnapshot, error) {
 // so it may run beside the apply loop.
 func (s *ledgerSnapshot) encode() ([]byte, error) {
 	// Sorted so equal ledgers give equal bytes (handy in tests; not a
-	// contract).
+	// contract); appendBulk orders the records.
 	slices.SortFunc(s.Legacy, compare32)
-	slices.SortFunc(s.Records, func(a, b record) int { return compare32(a.ID, b.ID) })
+	w := *s
+	w.Bulk = appendBulk(nil, s)
+	w.Nonces, w.Legacy, w.Records, w.ClosedQueue, w.Trades = nil, nil, nil, nil, nil
 	var buf bytes.Buffer
-	if err := gob.NewEncoder(&buf).Encode(s); err != nil {
+	buf.Grow(len(w.Bulk) + len(w.Engine) + 512)
+	if err := gob.NewEncoder(&buf).Encode(&w); err != nil {
 		return nil, fmt.Errorf("encoding the ledger snapshot: %w", err)
 	}
 	return buf.Bytes(), nil
@@ -101,8 +108,17 @@ func RestoreLedger(cfg LedgerConfig, dom *Domain, data []byte) (*Ledger, error) 
 	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&s); err != nil {
 		return nil, fmt.Errorf("decoding the ledger snapshot: %w", err)
 	}
-	if s.Version != ledgerSnapshotVersion {
-		return nil, fmt.Errorf("ledger snapshot version %d, this build reads %d", s.Version, ledgerSnapshotVersion)
+	switch s.Version {
+	case 1: // the bulk in gob fields
+	case ledgerSnapshotVersion:
+		if len(s.Nonces)+len(s.Legacy)+len(s.Records)+len(s.ClosedQueue)+len(s.Trades) > 0 {
+			return nil, errors.New("ledger snapshot: version 2 with version 1 fields")
+		}
+		if err := readBulk(s.Bulk, &s); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("ledger snapshot version %d, this build reads 1 and %d", s.Version, ledgerSnapshotVersion)
 	}
 	l := newEmptyLedger(cfg, dom, s.Index)
 	if err := l.eng.UnmarshalBinary(s.Engine); err != nil {
