@@ -218,6 +218,11 @@ func (n *Node) stepViewState(from int, vs *wire.ViewState) error {
 	}
 	for _, name := range n.names {
 		if a := n.apps[name]; a.phase == phaseActive {
+			if a.lead != nil {
+				// It (re)joins, maybe restarted: what was pushed to it may
+				// be gone. Its posts say what it holds; send from there.
+				a.lead.known[from], a.lead.pushed[from] = false, 0
+			}
 			n.send(from, n.newViewMsg(a))
 		}
 	}
