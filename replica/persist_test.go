@@ -1,13 +1,16 @@
 package replica
 
 import (
+	"context"
 	"crypto/ecdsa"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/seqbook/seqbook/client/obapi"
 )
@@ -358,4 +361,33 @@ func mustHash(t *testing.T, s string) [32]byte {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// A store that fails stops the replica: Run returns the error (the
+// follower that fetches ahead is stopped with it) instead of applying
+// batches it cannot persist.
+func TestStoreFailureStopsTheReplica(t *testing.T) {
+	clock := newClock()
+	seq := NewMemSequencer(clock.Ms)
+	store := NewMemStore()
+	r, err := New(testConfig("replica1", clock), seq, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.Run(context.Background()) }()
+	seq.Append(clock.Ms(), batchOf(t, signOrder(t, alice, orderSpec{side: "buy", qty: 1_000_000, price: 2000_000_000, nonce: 1})))
+	waitFor(t, "the first batch", 5*time.Second, func() bool { return r.Applied() == 1 })
+	store.Close()
+	for i := 0; i < 3; i++ {
+		seq.Append(clock.Ms(), batchOf(t, signOrder(t, alice, orderSpec{side: "buy", qty: 1_000_000, price: 2000_000_000, nonce: uint64(2 + i)})))
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrStoreClosed) {
+			t.Fatalf("Run returned %v, want the store's error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after the store failed")
+	}
 }

@@ -367,18 +367,45 @@ func (r *Replica) snapshotInBackground(s *ledgerSnapshot) {
 	}()
 }
 
-// applyLoop is the follower: fetch, verify, apply, commit, notify.
+// applyLoop is the follower: fetch, verify, apply, commit, notify. It is
+// a two-stage pipeline: followLoop fetches the next finalized page and
+// decodes and verifies its operations (pure work, no ledger access) while
+// this loop applies and commits the previous one.
 func (r *Replica) applyLoop(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// One page waits while one is applied: the follower runs at most two
+	// pages ahead of the ledger, bounding the memory it holds.
+	pages := make(chan []prepared, 1)
+	after, prev, _ := r.ledger.Index()
+	done := make(chan struct{})
+	go func() { defer close(done); r.followLoop(ctx, after, prev, pages) }()
+	defer func() { cancel(); <-done }()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case preps := <-pages:
+			if err := r.applyPage(preps); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// followLoop fetches finalized pages after (after, prev), the tip it
+// handed on last, and sends them prepared (decoded, signatures checked)
+// in order until ctx ends.
+func (r *Replica) followLoop(ctx context.Context, after uint64, prev [32]byte, out chan<- []prepared) {
 	backoff := r.cfg.PollInterval
 	for ctx.Err() == nil {
-		after, prev, _ := r.ledger.Index() // the apply loop is the only writer
 		bs, err := r.seq.Finalized(ctx, after, prev)
 		if err == nil {
 			err = checkChain(after, prev, bs)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil
+				return
 			}
 			r.mu.Lock()
 			r.metrics.PollFailures++
@@ -393,17 +420,27 @@ func (r *Replica) applyLoop(ctx context.Context) error {
 			sleep(ctx, r.cfg.PollInterval)
 			continue
 		}
-		if err := r.applyPage(bs); err != nil {
-			return err
+		preps := make([]prepared, len(bs))
+		for i, b := range bs {
+			// Operations this replica verified at intake are not
+			// recovered again (they are still pending here: an operation
+			// leaves the intake only once applied, after this page).
+			preps[i] = prepareBatch(r.cfg.Domain, b, r.cfg.VerifyWorkers, r.in.verified)
 		}
+		select {
+		case out <- preps:
+		case <-ctx.Done():
+			return
+		}
+		last := bs[len(bs)-1]
+		after, prev = last.Index, last.ChainingHash
 	}
-	return nil
 }
 
 // applyPage applies consecutive verified batches and commits them in one
 // transaction (a page is usually one batch; catching up, up to a page of
 // them).
-func (r *Replica) applyPage(bs []Batch) error {
+func (r *Replica) applyPage(preps []prepared) error {
 	select {
 	case <-r.snapshotDone: // a background snapshot ended: was it stored?
 		if err := r.waitSnapshot(); err != nil {
@@ -411,12 +448,9 @@ func (r *Replica) applyPage(bs []Batch) error {
 		}
 	default: // none, or still writing (a nil channel never receives)
 	}
-	preps := make([]prepared, len(bs))
-	for i, b := range bs {
-		// Operations this replica verified at intake are not recovered
-		// again: about a third of the apply path's signature work on a
-		// replica that takes a third of the orders.
-		preps[i] = prepareBatch(r.cfg.Domain, b, r.cfg.VerifyWorkers, r.in.verified)
+	bs := make([]Batch, len(preps))
+	for i := range preps {
+		bs[i] = preps[i].batch
 	}
 	applied := make([]*Applied, len(bs))
 	r.mu.Lock()
