@@ -45,6 +45,9 @@ type voteRound struct {
 	lp        *wire.Proof // finalize rounds: the lock proof they finalize
 	votes     map[int]wire.Signature
 	unchecked map[int]wire.Signature
+	// selfDue: the leader's own signature is still to be made (see
+	// signOwnVotes).
+	selfDue bool
 }
 
 func newVoteRound(kind wire.ProofKind, index uint64, hash wire.Hash, lp *wire.Proof) *voteRound {
@@ -280,18 +283,14 @@ func (n *Node) maybeStartRounds(a *app) {
 	for {
 		if l.finRound == nil && l.viewLock != nil && l.viewLock.Index > a.finalIdx() {
 			r := newVoteRound(wire.KindFinalize, l.viewLock.Index, l.viewLock.ChainingHash, l.viewLock)
-			if sig, ok := n.signFinalize(a, l.viewLock); ok {
-				r.votes[n.cfg.Self] = sig
-			}
+			n.selfVote(a, r)
 			l.finRound, anyStarted = r, true
 		}
 		if l.lockRound == nil {
 			if idx, ok := n.lockCandidate(a); ok {
 				h, _ := n.hashAt(a, idx)
 				r := newVoteRound(wire.KindLock, idx, h, nil)
-				if sig, ok := n.signLock(a, idx, h); ok {
-					r.votes[n.cfg.Self] = sig
-				}
+				n.selfVote(a, r)
 				l.lockRound, anyStarted = r, true
 				n.log.Debug("lock round", "app", a.name, "view", n.view, "index", idx, "self_signed", len(r.votes))
 			}
@@ -306,6 +305,65 @@ func (n *Node) maybeStartRounds(a *app) {
 	}
 	if anyStarted || newFP != nil {
 		n.sendRounds(a, newFP)
+	}
+}
+
+// selfVote adds the leader's own vote to a new round. With other nodes in
+// the quorum it is only scheduled: signing (a hash to the curve and a
+// scalar multiplication) would delay the requests, and the vote is needed
+// only once others answer; signOwnVotes makes it on the next event, while
+// the followers work on theirs.
+func (n *Node) selfVote(a *app, r *voteRound) {
+	if n.quorum > 1 {
+		r.selfDue, n.selfVotesDue = true, true
+		return
+	}
+	n.signOwn(a, r)
+}
+
+// signOwn signs the leader's vote of r if the safety rules allow (they are
+// checked now, against the state of now); the record is persisted in the
+// Ready in which the vote is used.
+func (n *Node) signOwn(a *app, r *voteRound) {
+	r.selfDue = false
+	var sig wire.Signature
+	var ok bool
+	if r.kind == wire.KindLock {
+		sig, ok = n.signLock(a, r.index, r.hash)
+	} else {
+		sig, ok = n.signFinalize(a, r.lp)
+	}
+	if ok {
+		r.votes[n.cfg.Self] = sig
+	}
+}
+
+// signOwnVotes makes the leader's scheduled votes, and forms proofs they
+// complete. It runs first in Tick, Step and Submit.
+func (n *Node) signOwnVotes() {
+	if !n.selfVotesDue {
+		return
+	}
+	n.selfVotesDue = false
+	if !n.isLeader() {
+		return
+	}
+	for _, name := range n.names {
+		a := n.apps[name]
+		l := a.lead
+		if l == nil || a.phase != phaseActive {
+			continue
+		}
+		signed := false
+		for _, r := range []*voteRound{l.lockRound, l.finRound} {
+			if r != nil && r.selfDue {
+				n.signOwn(a, r)
+				signed = true
+			}
+		}
+		if signed {
+			n.maybeStartRounds(a)
+		}
 	}
 }
 

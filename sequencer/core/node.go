@@ -33,7 +33,9 @@ type Node struct {
 	tick uint64 // ticks since start
 	// flushDue: an app has a post or push waiting for the next Ready.
 	flushDue bool
-	nowMs    uint64 // highest wall clock seen
+	// selfVotesDue: a round waits for the leader's own vote.
+	selfVotesDue bool
+	nowMs        uint64 // highest wall clock seen
 
 	view      uint64
 	cert      *wire.Certificate
@@ -181,6 +183,7 @@ func (n *Node) loadApp(s *AppSnapshot) error {
 // clock in unix milliseconds: the leader stamps batches with it (never
 // decreasing) and followers compare leader stamps with it.
 func (n *Node) Tick(nowMs uint64) {
+	n.signOwnVotes()
 	n.tick++
 	if nowMs > n.nowMs {
 		n.nowMs = nowMs
@@ -231,6 +234,7 @@ func (n *Node) pingSilentPeers() {
 // may count it against the peer. Stale or duplicate messages are not
 // errors.
 func (n *Node) Step(from int, msg wire.Message) error {
+	n.signOwnVotes()
 	err := n.step(from, msg)
 	if err != nil {
 		n.metrics.StepErrors++
@@ -296,6 +300,7 @@ func (n *Node) step(from int, msg wire.Message) error {
 // Errors: ErrInvalidApp, ErrBodyTooLarge, ErrInvalidBody, ErrBacklogFull,
 // ErrTooManyApps; on error nothing changed.
 func (n *Node) Submit(app string, body []byte) error {
+	n.signOwnVotes()
 	if err := wire.ValidateApp(app); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalidApp, err)
 	}
