@@ -398,7 +398,16 @@ func (r *Replica) applyLoop(ctx context.Context) error {
 // in order until ctx ends.
 func (r *Replica) followLoop(ctx context.Context, after uint64, prev [32]byte, out chan<- []prepared) {
 	backoff := r.cfg.PollInterval
+	var lastFetch time.Time
 	for ctx.Err() == nil {
+		// At most one fetch per PollInterval: each page costs a BLS
+		// verification of its finality proof (about a millisecond of
+		// CPU), and the sequencer finalizes on ticks of that order, so
+		// asking sooner mostly buys smaller pages.
+		if wait := r.cfg.PollInterval - time.Since(lastFetch); wait > 0 {
+			sleep(ctx, wait)
+		}
+		lastFetch = time.Now()
 		bs, err := r.seq.Finalized(ctx, after, prev)
 		if err == nil {
 			err = checkChain(after, prev, bs)
@@ -417,8 +426,7 @@ func (r *Replica) followLoop(ctx context.Context, after uint64, prev [32]byte, o
 		}
 		backoff = r.cfg.PollInterval
 		if len(bs) == 0 {
-			sleep(ctx, r.cfg.PollInterval)
-			continue
+			continue // the loop's head waits out the poll interval
 		}
 		preps := make([]prepared, len(bs))
 		for i, b := range bs {
