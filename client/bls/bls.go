@@ -231,20 +231,27 @@ func (s *Signature) VerifyAggregate(pks []*PublicKey, digest [32]byte) bool {
 
 // VerifyAggregates checks several aggregate signatures at once, each by its
 // own keys on its own digest, as FastAggregateVerify would one by one:
-// every key set is summed, then herumi's MultiVerify checks all the
-// (signature, key, digest) triples with one multi-pairing under random
-// 64-bit coefficients, so a set with any invalid member passes with
-// probability at most 2^-64. Two checks cost about as much as one alone.
-// The keys must have had their proofs of possession checked; an empty key
-// set, or mismatched lengths, never verify.
+// with random 64-bit coefficients r_i it checks
+//
+//	e(g1, Σ r_i·σ_i) = Π e(r_i·pk_i, H(m_i))
+//
+// (pk_i the sum of the i-th keys, H the ciphersuite's hash to G2) with one
+// multi-Miller loop and one final exponentiation, so a set with any
+// invalid member passes with probability at most 2^-64, and two checks
+// cost about as much as one alone. (herumi's own MultiVerify does the same
+// but converts integers back to pointers, which Go's checkptr, on under
+// -race, refuses.) The keys must have had their proofs of possession
+// checked; an empty key set, or mismatched lengths, never verify.
 func VerifyAggregates(sigs []*Signature, keys [][]*PublicKey, digests [][32]byte) bool {
 	n := len(sigs)
 	if n == 0 || len(keys) != n || len(digests) != n {
 		return false
 	}
-	hs := make([]herumi.Sign, n)
-	pks := make([]herumi.PublicKey, n)
-	msgs := make([]byte, 0, 32*n)
+	g1s := make([]herumi.G1, n+1)
+	g2s := make([]herumi.G2, n+1)
+	sigPts := make([]herumi.G2, n)
+	coefs := make([]herumi.Fr, n)
+	var rnd [8]byte
 	for i := range sigs {
 		if sigs[i] == nil || len(keys[i]) == 0 {
 			return false
@@ -254,11 +261,27 @@ func VerifyAggregates(sigs []*Signature, keys [][]*PublicKey, digests [][32]byte
 				return false
 			}
 		}
-		hs[i] = sigs[i].s
-		pks[i] = AggregatePublicKeys(keys[i]).p
-		msgs = append(msgs, digests[i][:]...)
+		if _, err := rand.Read(rnd[:]); err != nil {
+			return false
+		}
+		rnd[7] |= 0x80 // never zero
+		if err := coefs[i].SetLittleEndian(rnd[:]); err != nil {
+			return false
+		}
+		sigPts[i] = *herumi.CastFromSign(&sigs[i].s)
+		herumi.G1Mul(&g1s[i+1], herumi.CastFromPublicKey(&AggregatePublicKeys(keys[i]).p), &coefs[i])
+		if err := g2s[i+1].HashAndMapTo(digests[i][:]); err != nil {
+			return false
+		}
 	}
-	return herumi.MultiVerify(hs, pks, msgs)
+	var gen herumi.PublicKey
+	herumi.GetGeneratorOfPublicKey(&gen)
+	herumi.G1Neg(&g1s[0], herumi.CastFromPublicKey(&gen))
+	herumi.G2MulVec(&g2s[0], sigPts, coefs)
+	var e herumi.GT
+	herumi.MillerLoopVec(&e, g1s, g2s)
+	herumi.FinalExp(&e, &e)
+	return e.IsOne()
 }
 
 // Aggregate sums signatures into one. It panics on an empty list, which is
