@@ -19,7 +19,10 @@ type Store interface {
 	// Load returns the latest snapshot (nil when the store is new) and the
 	// logged batches after it, in index order.
 	Load() (snapshot []byte, logged []Batch, err error)
-	// Commit persists the effects of applied batches atomically.
+	// Commit persists the effects of applied batches atomically. It is
+	// called from two goroutines: the apply loop (batches) and the
+	// background snapshot writer (a Commit with only Snapshot set), so
+	// implementations serialise commits themselves.
 	Commit(c *Commit) error
 	// Withdrawal returns a recorded withdrawal.
 	Withdrawal(id [32]byte) (WithdrawalRecord, bool, error)
