@@ -84,6 +84,13 @@ type Config struct {
 	// PostIntervalTicks: how often a node posts its initialized batches to
 	// the leader (DESIGN: 20 ms).
 	PostIntervalTicks int
+	// RoundGapTicks: the least time between the starts of two rounds
+	// (a round is one request carrying a lock and a finalize). A round
+	// costs every node two signatures and a proof check whatever it
+	// covers, so starting one the moment the last completes would spend
+	// the CPU on rounds of one batch each; a gap lets batches gather. 0
+	// starts rounds back to back.
+	RoundGapTicks int
 	// RetryTicks: how often an unanswered request (round, view state, sync,
 	// dispute) is sent again. Messages may be lost; the protocol only
 	// relies on retries.
@@ -172,6 +179,7 @@ func DefaultConfig(chainID uint64, n, self int) Config {
 		Self:                   self,
 		TickMs:                 10,
 		PostIntervalTicks:      2,   // 20 ms
+		RoundGapTicks:          3,   // 30 ms
 		RetryTicks:             20,  // 200 ms
 		LeaderTimeoutTicks:     200, // 2 s
 		CensorshipTimeoutTicks: 500, // 5 s
@@ -198,6 +206,7 @@ func DefaultConfig(chainID uint64, n, self int) Config {
 func TestConfig(chainID uint64, n, self int) Config {
 	c := DefaultConfig(chainID, n, self)
 	c.PostIntervalTicks = 1
+	c.RoundGapTicks = 1
 	c.RetryTicks = 10
 	c.LeaderTimeoutTicks = 30
 	c.CensorshipTimeoutTicks = 60
@@ -252,8 +261,8 @@ func (c *Config) ValidateBasic() error {
 	if c.TickMs == 0 {
 		return errors.New("config: TickMs must be positive")
 	}
-	if c.ViewStateGraceTicks < 0 {
-		return errors.New("config: ViewStateGraceTicks must not be negative")
+	if c.ViewStateGraceTicks < 0 || c.RoundGapTicks < 0 {
+		return errors.New("config: ViewStateGraceTicks and RoundGapTicks must not be negative")
 	}
 	if c.RetryTicks >= c.LeaderTimeoutTicks {
 		return errors.New("config: RetryTicks must be shorter than LeaderTimeoutTicks")

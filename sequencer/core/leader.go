@@ -29,6 +29,8 @@ type leadState struct {
 	lockRound *voteRound
 	finRound  *voteRound
 	sentTick  uint64
+	// roundTick is when the last round started (see RoundGapTicks).
+	roundTick uint64
 }
 
 // voteRound collects signatures for one Lock or Finalize message.
@@ -280,13 +282,16 @@ func (n *Node) maybeStartRounds(a *app) {
 	}
 	var newFP *wire.Proof
 	anyStarted := false
+	// A new round waits for the gap after the last one began (the next
+	// Tick starts it); a round of a cluster of one costs no messages.
+	gapOK := n.quorum == 1 || l.roundTick == 0 || n.tick-l.roundTick >= uint64(n.cfg.RoundGapTicks)
 	for {
-		if l.finRound == nil && l.viewLock != nil && l.viewLock.Index > a.finalIdx() {
+		if gapOK && l.finRound == nil && l.viewLock != nil && l.viewLock.Index > a.finalIdx() {
 			r := newVoteRound(wire.KindFinalize, l.viewLock.Index, l.viewLock.ChainingHash, l.viewLock)
 			n.selfVote(a, r)
 			l.finRound, anyStarted = r, true
 		}
-		if l.lockRound == nil {
+		if gapOK && l.lockRound == nil {
 			if idx, ok := n.lockCandidate(a); ok {
 				h, _ := n.hashAt(a, idx)
 				r := newVoteRound(wire.KindLock, idx, h, nil)
@@ -302,6 +307,9 @@ func (n *Node) maybeStartRounds(a *app) {
 		if !locked && fp == nil {
 			break // otherwise a proof formed at once (a cluster of one): go on
 		}
+	}
+	if anyStarted {
+		l.roundTick = max(n.tick, 1)
 	}
 	if anyStarted || newFP != nil {
 		n.sendRounds(a, newFP)
