@@ -29,8 +29,12 @@ type leadState struct {
 	lockRound *voteRound
 	finRound  *voteRound
 	sentTick  uint64
-	// roundTick is when the last round started (see RoundGapTicks).
+	// roundTick is when the last round started (see RoundGapTicks);
+	// fpUnsent: a finalize proof formed that no Round carried yet.
 	roundTick uint64
+	fpUnsent  bool
+	// roundFinal is the finalized index the last Round sent carried.
+	roundFinal uint64
 }
 
 // voteRound collects signatures for one Lock or Finalize message.
@@ -98,7 +102,7 @@ func (n *Node) leaderTick(a *app) {
 	n.maybeStartRounds(a)
 	l := a.lead
 	if (l.lockRound != nil || l.finRound != nil) && n.tick-l.sentTick >= uint64(n.cfg.RetryTicks) {
-		n.sendRounds(a, nil)
+		n.sendRounds(a, false)
 	}
 }
 
@@ -224,8 +228,11 @@ func (n *Node) stepPost(from int, p *wire.Post) error {
 		}
 		end += uint64(len(ents))
 	}
-	if p.Finalized < a.finalIdx() {
-		reply.Proofs = n.proofsIn(a, p.Finalized+1, end, n.cfg.ProofsPerReplyMax)
+	// Finalize proofs go in replies once a Round has carried them: a
+	// follower in step gets each new one with the next round's lock proof
+	// and checks both together; one that missed it gets it here.
+	if p.Finalized < l.roundFinal {
+		reply.Proofs = n.proofsIn(a, p.Finalized+1, min(end, l.roundFinal), n.cfg.ProofsPerReplyMax)
 	}
 	n.send(from, reply)
 	l.pushed[from] = max(l.pushed[from], end)
@@ -311,8 +318,16 @@ func (n *Node) maybeStartRounds(a *app) {
 	if anyStarted {
 		l.roundTick = max(n.tick, 1)
 	}
-	if anyStarted || newFP != nil {
-		n.sendRounds(a, newFP)
+	// A new finalize proof rides with the next round's requests, so each
+	// follower checks it together with the lock proof it is asked to
+	// finalize (one multi-pairing, not two checks); when no round starts
+	// by the end of the gap, it goes alone.
+	if newFP != nil {
+		l.fpUnsent = true
+	}
+	if anyStarted || (l.fpUnsent && n.tick-l.roundTick >= uint64(n.cfg.RoundGapTicks)) {
+		n.sendRounds(a, l.fpUnsent)
+		l.fpUnsent = false
 	}
 }
 
@@ -376,10 +391,11 @@ func (n *Node) signOwnVotes() {
 }
 
 // sendRounds sends every node the requests it has not answered yet, and
-// the newest finalize proof when one was just formed.
-func (n *Node) sendRounds(a *app, newFP *wire.Proof) {
+// the newest finalize proof (to everyone when newFP says it is new).
+func (n *Node) sendRounds(a *app, newFP bool) {
 	l := a.lead
 	l.sentTick = n.tick
+	l.roundFinal = a.finalIdx()
 	for i := 0; i < n.cfg.Nodes; i++ {
 		if i == n.cfg.Self {
 			continue
@@ -395,7 +411,7 @@ func (n *Node) sendRounds(a *app, newFP *wire.Proof) {
 				r.Finalize = cloneProof(fr.lp)
 			}
 		}
-		if r.Lock == nil && r.Finalize == nil && newFP == nil {
+		if r.Lock == nil && r.Finalize == nil && !newFP {
 			continue
 		}
 		r.Finalized = cloneProof(a.hard.Finalized)
