@@ -9,8 +9,6 @@ import (
 	"reflect"
 	"strconv"
 	"testing"
-
-	"github.com/seqbook/seqbook/client/obapi"
 )
 
 // Seed corpus: each fuzz target's seeds (below) are also committed under
@@ -283,33 +281,13 @@ func checkCanonicalOrderRequestPath(t *testing.T, d *Domain, body []byte) {
 		return
 	}
 	fast, ferr := OrderOp(d, &r)
-	slow, serr := decodeOrderRequestJSON(t, d, body)
+	slow, serr := decodeOrderRequestGeneral(d, body)
 	if (ferr == nil) != (serr == nil) || ferr != nil && ferr.Error() != serr.Error() {
 		t.Fatalf("%s: fast path error %v, general %v", body, ferr, serr)
 	}
 	if ferr == nil && !reflect.DeepEqual(fast, slow) {
 		t.Fatalf("%s: fast path %+v, general %+v", body, fast, slow)
 	}
-}
-
-// decodeOrderRequestJSON is DecodeOrderRequest's general path.
-func decodeOrderRequestJSON(t *testing.T, d *Domain, body []byte) (*Op, error) {
-	var keys map[string]json.RawMessage
-	if err := json.Unmarshal(body, &keys); err != nil {
-		return nil, jsonError(err)
-	}
-	if _, isLegacy := keys["sender"]; isLegacy {
-		var r obapi.LegacyOrderRequest
-		if err := decodeStrict(body, &r); err != nil {
-			return nil, err
-		}
-		return LegacyOrderOp(&r)
-	}
-	var r obapi.OrderRequest
-	if err := decodeStrict(body, &r); err != nil {
-		return nil, err
-	}
-	return OrderOp(d, &r)
 }
 
 // The fast order decoder takes Wire's own form, and on every single-byte

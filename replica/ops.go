@@ -554,6 +554,12 @@ func DecodeOrderRequest(d *Domain, body []byte) (*Op, error) {
 	if r, ok := decodeCanonicalOrderRequest(body); ok {
 		return OrderOp(d, &r)
 	}
+	return decodeOrderRequestGeneral(d, body)
+}
+
+// decodeOrderRequestGeneral decodes any POST /order body with
+// encoding/json: the EIP-712 form or the legacy one, strictly.
+func decodeOrderRequestGeneral(d *Domain, body []byte) (*Op, error) {
 	var keys map[string]json.RawMessage
 	if err := json.Unmarshal(body, &keys); err != nil {
 		return nil, jsonError(err)
