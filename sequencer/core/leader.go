@@ -304,7 +304,7 @@ func (n *Node) maybeStartRounds(a *app) {
 				r := newVoteRound(wire.KindLock, idx, h, nil)
 				n.selfVote(a, r)
 				l.lockRound, anyStarted = r, true
-				n.log.Debug("lock round", "app", a.name, "view", n.view, "index", idx, "self_signed", len(r.votes))
+				n.log.Debug("lock round", "app", a.name, "view", n.view, "index", idx)
 			}
 		}
 		locked, fp := n.checkRoundQuorum(a)
