@@ -358,3 +358,95 @@ func TestMetricsCount(t *testing.T) {
 		t.Fatalf("a message from a non-node: %v, %+v", err, n.Metrics())
 	}
 }
+
+// countingCrypto counts proof checks, to see which were batched.
+type countingCrypto struct {
+	testCrypto
+	single, batched int
+}
+
+func (c *countingCrypto) VerifyAggregate(s wire.Bitmap, d [32]byte, sig wire.Signature) bool {
+	c.single++
+	return c.testCrypto.VerifyAggregate(s, d, sig)
+}
+
+func (c *countingCrypto) VerifyAggregates(checks []core.AggregateCheck) bool {
+	c.batched++
+	return c.testCrypto.VerifyAggregates(checks)
+}
+
+// TestRoundProofsCheckedTogether: a follower checks a Round's finalize
+// proof and lock proof with one batched check when both are valid, and
+// when one is bad it gives the same answers as checking each alone: the
+// good one is used, the bad one refused.
+func TestRoundProofsCheckedTogether(t *testing.T) {
+	store := core.NewMemoryStore()
+	cc := &countingCrypto{testCrypto: testCrypto{1}}
+	n, err := core.NewNode(quiet(core.TestConfig(chain, 4, 1)), cc, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := uint64(1_700_000_000_000)
+	n.Tick(now)
+	if err := n.Step(0, &wire.NewView{App: "ob", View: 0}); err != nil {
+		t.Fatal(err)
+	}
+	var batches []wire.Batch
+	var hs []wire.Hash
+	prev := wire.Hash{}
+	for i, body := range []string{"a", "b", "c", "d"} {
+		batches = append(batches, wire.Batch{Index: uint64(i + 1), Timestamp: now, Origin: 0, Seq: uint64(i + 1), Body: []byte(body)})
+		prev = core.ChainHash(prev, core.BatchHash(now, []byte(body)))
+		hs = append(hs, prev)
+	}
+	if err := n.Step(0, &wire.PostReply{App: "ob", View: 0, Batches: batches}); err != nil {
+		t.Fatal(err)
+	}
+	handle(t, n, store)
+	finalizeVote := func(r *wire.Round) (*wire.SignedTarget, error) {
+		t.Helper()
+		err := n.Step(0, r)
+		for _, e := range handle(t, n, store).Messages {
+			if v, ok := e.Msg.(*wire.Vote); ok {
+				return v.Finalize, err
+			}
+		}
+		return nil, err
+	}
+	lp := func(i int) *wire.Proof { return proofBy(wire.KindLock, "ob", 0, uint64(i+1), hs[i], 0, 2, 3) }
+	fp := func(i int) *wire.Proof { return proofBy(wire.KindFinalize, "ob", 0, uint64(i+1), hs[i], 0, 2, 3) }
+	forge := func(p *wire.Proof) *wire.Proof { p.Signature[5] ^= 1; return p }
+	if v, err := finalizeVote(&wire.Round{App: "ob", View: 0, Finalize: lp(0)}); err != nil || v == nil {
+		t.Fatalf("finalize vote at 1: %v, %v", v, err)
+	}
+
+	// Both valid: one batched check, nothing alone.
+	cc.single, cc.batched = 0, 0
+	if v, err := finalizeVote(&wire.Round{App: "ob", View: 0, Finalized: fp(0), Finalize: lp(1)}); err != nil || v == nil || v.Index != 2 {
+		t.Fatalf("finalize vote at 2: %v, %v", v, err)
+	}
+	if cc.batched != 1 || cc.single != 0 {
+		t.Fatalf("valid pair: %d batched and %d single checks, want 1 and 0", cc.batched, cc.single)
+	}
+	if st := n.Status(); st.Apps[0].Finalized != 1 {
+		t.Fatalf("finalized %d, want 1", st.Apps[0].Finalized)
+	}
+
+	// A valid finalize proof with a forged lock proof: the proof is used,
+	// the lock proof refused, no Finalize signed.
+	if v, err := finalizeVote(&wire.Round{App: "ob", View: 0, Finalized: fp(1), Finalize: forge(lp(2))}); err == nil || v != nil {
+		t.Fatalf("forged lock proof: vote %v, err %v", v, err)
+	}
+	if st := n.Status(); st.Apps[0].Finalized != 2 {
+		t.Fatalf("the valid finalize proof next to a forged lock proof was not used: finalized %d", st.Apps[0].Finalized)
+	}
+
+	// A forged finalize proof with a valid lock proof: refused, nothing
+	// finalized, no vote.
+	if v, err := finalizeVote(&wire.Round{App: "ob", View: 0, Finalized: forge(fp(2)), Finalize: lp(3)}); err == nil || v != nil {
+		t.Fatalf("forged finalize proof: vote %v, err %v", v, err)
+	}
+	if st := n.Status(); st.Apps[0].Finalized != 2 {
+		t.Fatalf("a forged finalize proof finalized: %d", st.Apps[0].Finalized)
+	}
+}
