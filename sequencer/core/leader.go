@@ -441,14 +441,6 @@ func (n *Node) stepVote(from int, v *wire.Vote) error {
 	return nil
 }
 
-// roundDigest is what the votes of r sign.
-func (n *Node) roundDigest(a *app, r *voteRound) [32]byte {
-	if r.kind == wire.KindLock {
-		return LockDigest(n.domain, a.name, n.view, r.index, r.hash)
-	}
-	return FinalizeDigest(n.domain, a.name, n.view, r.index, r.hash)
-}
-
 // roundProof returns the proof of r once it holds a quorum of valid votes,
 // or nil. Unchecked votes are checked together with one aggregate
 // verification; if that fails, each is checked alone and the bad ones are
@@ -461,7 +453,7 @@ func (n *Node) roundProof(a *app, r *voteRound, cand *wire.Proof) *wire.Proof {
 		return nil
 	}
 	if len(r.unchecked) > 0 {
-		digest := n.roundDigest(a, r)
+		digest := ProofDigest(n.domain, a.name, cand) // what every vote of r signs
 		if n.verifyProof(a.name, cand) {
 			maps.Copy(r.votes, r.unchecked)
 			clear(r.unchecked)
