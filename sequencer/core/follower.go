@@ -200,8 +200,6 @@ func (n *Node) stepRound(from int, r *wire.Round) error {
 	}
 	if p := r.Finalized; p != nil && p.Index > a.finalIdx() {
 		n.preverify(a.name, p, r.Finalize) // both in one multi-pairing
-	}
-	if p := r.Finalized; p != nil && p.Index > a.finalIdx() {
 		if !n.verifyProof(a.name, p) {
 			return fmt.Errorf("core: Round for %s: invalid finalize proof", a.name)
 		}

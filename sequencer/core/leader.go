@@ -157,17 +157,24 @@ func (n *Node) push(a *app) {
 		if from >= a.tip() {
 			continue
 		}
-		ents := n.readEntries(a, from+1, n.cfg.PageBatchesMax, n.cfg.PageBytesMax)
-		if len(ents) == 0 {
+		r := n.replyAfter(a, from)
+		if len(r.Batches) == 0 {
 			continue
 		}
-		r := &wire.PostReply{App: a.name, View: n.view, After: from}
-		for _, e := range ents {
-			r.Batches = append(r.Batches, e.Batch)
-		}
-		l.pushed[i] = from + uint64(len(ents))
+		l.pushed[i] = from + uint64(len(r.Batches))
 		n.send(i, r)
 	}
+}
+
+// replyAfter is a PostReply with a page of our log after index after.
+func (n *Node) replyAfter(a *app, after uint64) *wire.PostReply {
+	r := &wire.PostReply{App: a.name, View: n.view, After: after}
+	if after < a.tip() {
+		for _, e := range n.readEntries(a, after+1, n.cfg.PageBatchesMax, n.cfg.PageBytesMax) {
+			r.Batches = append(r.Batches, e.Batch)
+		}
+	}
+	return r
 }
 
 // leaderAppend sequences one posted batch: stamped with the leader's
@@ -219,15 +226,8 @@ func (n *Node) stepPost(from int, p *wire.Post) error {
 	// The reply carries what was not sent yet: the batches up to
 	// pushed[from] are on their way in order on the same connection.
 	after := max(p.Tip.Index, l.pushed[from])
-	reply := &wire.PostReply{App: a.name, View: n.view, After: after}
-	end := after
-	if after < a.tip() {
-		ents := n.readEntries(a, after+1, n.cfg.PageBatchesMax, n.cfg.PageBytesMax)
-		for _, e := range ents {
-			reply.Batches = append(reply.Batches, e.Batch)
-		}
-		end += uint64(len(ents))
-	}
+	reply := n.replyAfter(a, after)
+	end := after + uint64(len(reply.Batches))
 	// Finalize proofs go in replies once a Round has carried them: a
 	// follower in step gets each new one with the next round's lock proof
 	// and checks both together; one that missed it gets it here.
@@ -325,7 +325,7 @@ func (n *Node) maybeStartRounds(a *app) {
 	if newFP != nil {
 		l.fpUnsent = true
 	}
-	if anyStarted || (l.fpUnsent && n.tick-l.roundTick >= uint64(n.cfg.RoundGapTicks)) {
+	if anyStarted || (l.fpUnsent && gapOK) {
 		n.sendRounds(a, l.fpUnsent)
 		l.fpUnsent = false
 	}
@@ -485,9 +485,6 @@ func (n *Node) roundProof(a *app, r *voteRound, cand *wire.Proof) *wire.Proof {
 func (n *Node) roundCandidate(a *app, r *voteRound) *wire.Proof {
 	if r == nil || len(r.votes)+len(r.unchecked) < n.quorum {
 		return nil
-	}
-	if len(r.unchecked) == 0 {
-		return n.aggregate(a, r, r.votes)
 	}
 	all := maps.Clone(r.votes)
 	maps.Copy(all, r.unchecked)

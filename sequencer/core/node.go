@@ -506,7 +506,7 @@ func (n *Node) anyAppSyncing() bool {
 // verifyProof checks a quorum proof for app: at least Q distinct cluster
 // nodes and a valid aggregate signature on the Lock or Finalize digest.
 func (n *Node) verifyProof(app string, p *wire.Proof) bool {
-	if p == nil || p.Signers.Max() >= n.cfg.Nodes || p.Signers.Count() < n.quorum {
+	if !n.quorumSigners(p) {
 		return false
 	}
 	key := keyOf(app, p)
@@ -514,11 +514,21 @@ func (n *Node) verifyProof(app string, p *wire.Proof) bool {
 		return ok
 	}
 	ok := n.crypto.VerifyAggregate(p.Signers, ProofDigest(n.domain, app, p), p.Signature)
+	n.remember(key, ok)
+	return ok
+}
+
+// quorumSigners reports whether p names at least Q distinct cluster nodes.
+func (n *Node) quorumSigners(p *wire.Proof) bool {
+	return p != nil && p.Signers.Max() < n.cfg.Nodes && p.Signers.Count() >= n.quorum
+}
+
+// remember caches a proof check's answer, emptying the cache when full.
+func (n *Node) remember(key proofKey, ok bool) {
 	if len(n.verified) >= verifiedCacheMax {
 		clear(n.verified)
 	}
 	n.verified[key] = ok
-	return ok
 }
 
 // preverify checks, with one multi-pairing, the proofs among ps that
@@ -527,26 +537,24 @@ func (n *Node) verifyProof(app string, p *wire.Proof) bool {
 // nothing is cached and verifyProof checks each alone when asked; so
 // calling it first never changes an answer, only what it costs.
 func (n *Node) preverify(app string, ps ...*wire.Proof) {
-	var todo []*wire.Proof
+	var keys []proofKey
 	var checks []AggregateCheck
 	for _, p := range ps {
-		if p == nil || p.Signers.Max() >= n.cfg.Nodes || p.Signers.Count() < n.quorum {
+		if !n.quorumSigners(p) {
 			continue
 		}
-		if _, hit := n.verified[keyOf(app, p)]; hit {
+		key := keyOf(app, p)
+		if _, hit := n.verified[key]; hit {
 			continue
 		}
-		todo = append(todo, p)
+		keys = append(keys, key)
 		checks = append(checks, AggregateCheck{Signers: p.Signers, Digest: ProofDigest(n.domain, app, p), Signature: p.Signature})
 	}
 	if len(checks) < 2 || !n.crypto.VerifyAggregates(checks) {
 		return
 	}
-	if len(n.verified)+len(todo) > verifiedCacheMax {
-		clear(n.verified)
-	}
-	for _, p := range todo {
-		n.verified[keyOf(app, p)] = true
+	for _, key := range keys {
+		n.remember(key, true)
 	}
 }
 
