@@ -264,11 +264,18 @@ func checkCanonicalOrderPath(t *testing.T, d *Domain, raw []byte) {
 	}
 	fast, ferr := OrderOp(d, &r)
 	slow, serr := decodeOpJSON(d, raw)
+	checkSameOp(t, raw, fast, ferr, slow, serr)
+}
+
+// checkSameOp fails unless the fast and the general decoder of input gave
+// the same operation, or the same error.
+func checkSameOp(t *testing.T, input []byte, fast *Op, ferr error, slow *Op, serr error) {
+	t.Helper()
 	if (ferr == nil) != (serr == nil) || ferr != nil && ferr.Error() != serr.Error() {
-		t.Fatalf("%s: fast path error %v, general %v", raw, ferr, serr)
+		t.Fatalf("%s: fast path error %v, general %v", input, ferr, serr)
 	}
 	if ferr == nil && !reflect.DeepEqual(fast, slow) {
-		t.Fatalf("%s: fast path %+v, general %+v", raw, fast, slow)
+		t.Fatalf("%s: fast path %+v, general %+v", input, fast, slow)
 	}
 }
 
@@ -282,12 +289,7 @@ func checkCanonicalOrderRequestPath(t *testing.T, d *Domain, body []byte) {
 	}
 	fast, ferr := OrderOp(d, &r)
 	slow, serr := decodeOrderRequestGeneral(d, body)
-	if (ferr == nil) != (serr == nil) || ferr != nil && ferr.Error() != serr.Error() {
-		t.Fatalf("%s: fast path error %v, general %v", body, ferr, serr)
-	}
-	if ferr == nil && !reflect.DeepEqual(fast, slow) {
-		t.Fatalf("%s: fast path %+v, general %+v", body, fast, slow)
-	}
+	checkSameOp(t, body, fast, ferr, slow, serr)
 }
 
 // The fast order decoder takes Wire's own form, and on every single-byte
