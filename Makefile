@@ -20,7 +20,7 @@ help:
 	@echo "make bench      go benchmarks + 'seqbook bench' targets"
 	@echo "make sim        the consensus simulator over SEEDS=$(SEEDS) seeds"
 	@echo "make localnet   run a local network in ./localnet until Ctrl-C"
-	@echo "make lint       gofmt check + go vet"
+	@echo "make lint       gofmt check + go vet + go.mod tidy check"
 
 build:
 	@mkdir -p $(BIN)
@@ -35,6 +35,7 @@ fmt:
 lint: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	@$(GO) mod tidy -diff >/dev/null || { echo "go.mod/go.sum are not tidy: run 'go mod tidy'"; $(GO) mod tidy -diff; exit 1; }
 	@echo "lint: ok"
 
 vet:
