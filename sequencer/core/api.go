@@ -84,13 +84,6 @@ type Config struct {
 	// PostIntervalTicks: how often a node posts its initialized batches to
 	// the leader (DESIGN: 20 ms).
 	PostIntervalTicks int
-	// RoundGapTicks: the least time between the starts of two rounds
-	// (a round is one request carrying a lock and a finalize). A round
-	// costs every node two signatures and a proof check whatever it
-	// covers, so starting one the moment the last completes would spend
-	// the CPU on rounds of one batch each; a gap lets batches gather. 0
-	// starts rounds back to back.
-	RoundGapTicks int
 	// RetryTicks: how often an unanswered request (round, view state, sync,
 	// dispute) is sent again. Messages may be lost; the protocol only
 	// relies on retries.
@@ -168,7 +161,35 @@ const (
 	// reports no lock to the new leader and accepts chains that conflict
 	// with a lock that may have produced a finalize proof.
 	MutationForgetLocks
+	// MutationRule1 drops rule 1's records from the voter: a node signs
+	// two different Locks (or Finalizes) for one (view, index) if asked.
+	MutationRule1
+	// MutationRule2 drops rule 2's check: a node signs Locks for chains
+	// that do not extend its lock certificate.
+	MutationRule2
+	// MutationRule3 drops rule 3's view check: a node signs Finalize for
+	// a lock proof of an older view.
+	MutationRule3
+	// MutationSignAnyLock makes honest nodes sign every Lock asked,
+	// whatever their log holds.
+	MutationSignAnyLock
+	// MutationSyncDropsLock lets a sync replace the chain of the lock for
+	// a chain certified by a proof of the same or a lower view.
+	MutationSyncDropsLock
 )
+
+// Mutations lists every mutation with its name (seqbook sim --mutation).
+var Mutations = []struct {
+	Name     string
+	Mutation Mutation
+}{
+	{"forget-locks", MutationForgetLocks},
+	{"rule1", MutationRule1},
+	{"rule2", MutationRule2},
+	{"rule3", MutationRule3},
+	{"sign-any-lock", MutationSignAnyLock},
+	{"sync-drops-lock-for-lower-view", MutationSyncDropsLock},
+}
 
 // DefaultConfig is the production configuration of node self in a cluster
 // of n nodes on chain chainID.
@@ -179,7 +200,6 @@ func DefaultConfig(chainID uint64, n, self int) Config {
 		Self:                   self,
 		TickMs:                 10,
 		PostIntervalTicks:      2,   // 20 ms
-		RoundGapTicks:          3,   // 30 ms
 		RetryTicks:             20,  // 200 ms
 		LeaderTimeoutTicks:     200, // 2 s
 		CensorshipTimeoutTicks: 500, // 5 s
@@ -206,7 +226,6 @@ func DefaultConfig(chainID uint64, n, self int) Config {
 func TestConfig(chainID uint64, n, self int) Config {
 	c := DefaultConfig(chainID, n, self)
 	c.PostIntervalTicks = 1
-	c.RoundGapTicks = 1
 	c.RetryTicks = 10
 	c.LeaderTimeoutTicks = 30
 	c.CensorshipTimeoutTicks = 60
@@ -261,8 +280,8 @@ func (c *Config) ValidateBasic() error {
 	if c.TickMs == 0 {
 		return errors.New("config: TickMs must be positive")
 	}
-	if c.ViewStateGraceTicks < 0 || c.RoundGapTicks < 0 {
-		return errors.New("config: ViewStateGraceTicks and RoundGapTicks must not be negative")
+	if c.ViewStateGraceTicks < 0 {
+		return errors.New("config: ViewStateGraceTicks must not be negative")
 	}
 	if c.RetryTicks >= c.LeaderTimeoutTicks {
 		return errors.New("config: RetryTicks must be shorter than LeaderTimeoutTicks")

@@ -162,7 +162,7 @@ func (n *Node) stepSyncReply(from int, r *wire.SyncReply) error {
 			a.sync = nil
 			return fmt.Errorf("core: sync of %s: finalize proof at %d conflicts with our lock", a.name, p.Index)
 		}
-		n.finalizeTo(a, p)
+		n.finalizeTo(a, p) // raises the lock to p, which may replace a lower-view lock's chain
 		last := s.buf[k-1]
 		s.base, s.baseHash, s.baseTs = p.Index, last.ChainingHash, last.Timestamp
 		s.buf = s.buf[k:]
@@ -185,6 +185,9 @@ func (n *Node) stepSyncReply(from int, r *wire.SyncReply) error {
 			a.sync = nil
 			return fmt.Errorf("core: sync of %s: target at %d conflicts with our lock", a.name, s.target.Index)
 		}
+		// The target certifies the chain now in the log: if it replaced
+		// the chain of a lower-view lock, it is the lock now.
+		n.raiseLock(a, s.target)
 		n.finishSync(a)
 		return nil
 	}
@@ -212,7 +215,7 @@ func (n *Node) finishSync(a *app) {
 	}
 	if s.lock != nil {
 		if h, ok := n.hashAt(a, s.lock.Index); ok && h == s.lock.ChainingHash {
-			n.adoptLock(a, s.lock)
+			n.raiseLock(a, s.lock)
 		}
 	}
 	if a.phase == phaseSync {
@@ -231,7 +234,7 @@ func (n *Node) replaceLog(a *app, base uint64, seg []Entry, just *wire.Proof) bo
 	}
 	if l := a.hard.Lock; l != nil && l.Index > base {
 		keeps := l.Index <= end && seg[l.Index-base-1].ChainingHash == l.ChainingHash
-		if !keeps && just.View <= l.View {
+		if !keeps && !n.voterOf(a).mayGiveUpLock(just) {
 			n.log.Error("refusing a chain that conflicts with our lock", "app", a.name,
 				"lock_view", l.View, "lock_index", l.Index, "proof_view", just.View, "proof_index", just.Index)
 			return false
@@ -245,13 +248,6 @@ func (n *Node) replaceLog(a *app, base uint64, seg []Entry, just *wire.Proof) bo
 		n.appendEntry(a, e)
 	}
 	n.renumberSkipped(a)
-	if l := a.hard.Lock; l != nil && l.Index > base {
-		if h, ok := n.hashAt(a, l.Index); !ok || h != l.ChainingHash {
-			// Superseded by a higher-view certificate.
-			a.hard.Lock = cloneProof(just)
-			a.hardDirty = true
-		}
-	}
 	return true
 }
 

@@ -368,7 +368,7 @@ func (n *Node) reconcileFrom(a *app, sources []int) {
 	}
 	if lock := a.target.lock; lock != nil && lockHigher(lock, a.hard.Lock) {
 		if h, ok := n.hashAt(a, lock.Index); ok && h == lock.ChainingHash {
-			n.adoptLock(a, lock)
+			n.raiseLock(a, lock)
 		} else if lock.Index > a.finalIdx() {
 			n.startSync(a, lock, lock, sources...)
 			return
