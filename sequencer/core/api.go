@@ -102,10 +102,11 @@ type Config struct {
 	// quorum, how long it still waits for the others (so it sees the highest
 	// lock if a node outside that quorum holds it) before choosing.
 	ViewStateGraceTicks int
-	// TimeoutBackoffMax caps how many times the timeouts above are
-	// multiplied after consecutive views without finalization progress:
-	// timeouts grow linearly, 1×, 2×, … TimeoutBackoffMax×, so that after a
-	// partition heals some view lasts long enough to finish.
+	// TimeoutBackoffMax caps how many times the timeouts above double
+	// after consecutive views without finalization progress: they grow
+	// 1×, 2×, 4×, … 2^TimeoutBackoffMax×, so that after a partition heals
+	// some view lasts long enough to finish. The cap is the delay bound the
+	// protocol assumes (see the pacemaker, docs/protocol.md §6); at most 30.
 	TimeoutBackoffMax int
 	// ClockSkewMsMax: a node refuses (and disputes) a leader timestamp
 	// more than this far ahead of its own clock, or a timestamp on one of
@@ -205,7 +206,7 @@ func DefaultConfig(chainID uint64, n, self int) Config {
 		CensorshipTimeoutTicks: 500, // 5 s
 		FinalizeTimeoutTicks:   500, // 5 s
 		ViewStateGraceTicks:    10,  // 100 ms
-		TimeoutBackoffMax:      8,
+		TimeoutBackoffMax:      10,  // timers grow to at most 2^10 × (2 s leader timeout ≈ 34 min)
 		ClockSkewMsMax:         2000,
 		AppsMax:                64,
 		PendingBatchesMax:      10_000,
@@ -231,7 +232,7 @@ func TestConfig(chainID uint64, n, self int) Config {
 	c.CensorshipTimeoutTicks = 60
 	c.FinalizeTimeoutTicks = 60
 	c.ViewStateGraceTicks = 2
-	c.TimeoutBackoffMax = 6
+	c.TimeoutBackoffMax = 4
 	c.ClockSkewMsMax = 500
 	c.AppsMax = 4
 	c.PendingBatchesMax = 64
@@ -282,6 +283,9 @@ func (c *Config) ValidateBasic() error {
 	}
 	if c.ViewStateGraceTicks < 0 {
 		return errors.New("config: ViewStateGraceTicks must not be negative")
+	}
+	if c.TimeoutBackoffMax > 30 {
+		return fmt.Errorf("config: TimeoutBackoffMax %d: at most 30 doublings", c.TimeoutBackoffMax)
 	}
 	if c.RetryTicks >= c.LeaderTimeoutTicks {
 		return errors.New("config: RetryTicks must be shorter than LeaderTimeoutTicks")

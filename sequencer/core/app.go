@@ -71,6 +71,10 @@ type app struct {
 	lastPostTick  uint64
 	awaitingSince uint64 // first unanswered post; 0 when answered
 	lastFinalTick uint64
+	// waitingSince is when work (batches submitted here or not final)
+	// started waiting, 0 while none waits: the no-progress timer runs
+	// from the later of it and lastFinalTick.
+	waitingSince uint64
 
 	// postDue: post (follower) or sequence our own batches (leader) at
 	// the next Ready; see postSoon.
@@ -381,7 +385,7 @@ func (n *Node) finalizeTo(a *app, p *wire.Proof) {
 	n.finalized = append(n.finalized, Finalized{App: a.name, Entries: ents, Proof: *fp})
 	n.log.Debug("finalized", "app", a.name, "index", p.Index, "proof_view", p.View, "view", n.view)
 	a.lastFinalTick = n.tick
-	n.progressInView = true
+	n.pace.finalized()
 	if a.futureFP != nil && a.futureFP.Index <= p.Index {
 		a.futureFP = nil
 	}

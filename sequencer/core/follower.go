@@ -6,29 +6,12 @@ import (
 	"github.com/seqbook/seqbook/sequencer/wire"
 )
 
-// followerTick posts on schedule and checks the dispute timeouts.
+// followerTick posts on schedule and lets the pacemaker check the leader.
 func (n *Node) followerTick(a *app) {
 	if a.phase == phaseActive && n.tick-a.lastPostTick >= uint64(n.cfg.PostIntervalTicks) {
 		n.post(a)
 	}
-	mult := uint64(1 + n.backoff)
-	elapsed := func(since uint64, ticks int) bool { return since > 0 && n.tick-since > uint64(ticks)*mult }
-	switch {
-	case a.phase == phaseSync && elapsed(max(a.phaseSince, 1), n.cfg.LeaderTimeoutTicks):
-		// The leader never brought this app into the view.
-		n.dispute(wire.ReasonSilent, a.name)
-	case a.phase == phaseActive && elapsed(a.awaitingSince, n.cfg.LeaderTimeoutTicks):
-		n.dispute(wire.ReasonSilent, a.name)
-	case (len(a.pend) > 0 || a.tip() > a.finalIdx()) && elapsed(max(a.lastFinalTick, 1), n.cfg.FinalizeTimeoutTicks):
-		n.dispute(wire.ReasonNoProgress, a.name)
-	default:
-		for _, p := range a.pend {
-			if p.index == 0 && elapsed(p.firstPostTick, n.cfg.CensorshipTimeoutTicks) {
-				n.dispute(wire.ReasonCensorship, a.name)
-				break
-			}
-		}
-	}
+	n.watchLeader(a)
 }
 
 // postSoon asks for a post at the next Ready instead of the next

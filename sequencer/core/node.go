@@ -47,8 +47,7 @@ type Node struct {
 	disputed         bool                   // this node disputed the current view
 	disputeReason    wire.DisputeReason
 	disputeSentTick  uint64
-	backoff          int  // consecutive views without finalization progress
-	progressInView   bool // some app finalized something in this view
+	pace             pacemaker
 	viewStartTick    uint64
 	viewStateSent    uint64 // tick the last ViewState was sent
 	certSentTick     []uint64
@@ -95,6 +94,7 @@ func NewNode(cfg Config, crypto Crypto, store Store) (*Node, error) {
 		domain:       eip712.NewDomain(cfg.ChainID),
 		log:          lg.With("node", cfg.Self),
 		quorum:       cfg.Quorum(),
+		pace:         pacemaker{doublingsMax: cfg.TimeoutBackoffMax},
 		fq:           cfg.DisputeQuorum(),
 		apps:         map[string]*app{},
 		disputes:     map[int]wire.Signature{},
@@ -427,7 +427,7 @@ func (n *Node) Status() Status {
 		// Following means hearing from the leader: its answers, rounds, or
 		// at least its pings (every LeaderTimeoutTicks even when idle).
 		heard := n.heardTick[n.leader()]
-		window := 2 * uint64(n.cfg.LeaderTimeoutTicks) * uint64(1+n.backoff)
+		window := 2 * n.pace.scaled(n.cfg.LeaderTimeoutTicks)
 		st.Ready = heard > 0 && n.tick-heard <= window && !n.anyAppSyncing()
 	}
 	for _, name := range n.names {

@@ -87,6 +87,9 @@ type world struct {
 
 	accepted []accepted
 	subCount int
+	// Calm runs: submissions only before busyTil; the next burst starts
+	// at idleTil.
+	busyTil, idleTil int
 }
 
 func newWorld(o Options, rng *rand.Rand, lg *slog.Logger) *world {
@@ -255,7 +258,7 @@ func (w *world) step(faults bool) {
 			w.start(sn)
 		}
 	}
-	if faults && w.rng.Float64() < w.subP {
+	if faults && w.submitting() && w.rng.Float64() < w.subP {
 		w.submit()
 	}
 	for _, sn := range w.nodes {
@@ -361,6 +364,28 @@ func (w *world) submit() {
 		w.accepted = append(w.accepted, accepted{app: app, body: body, node: i})
 	}
 	w.drain(sn)
+}
+
+// submitting reports whether this tick may submit. Calm runs alternate
+// bursts of 10–80 ticks with idle gaps of 1–3 finalize timeouts: the first
+// batch after a gap must not look like a stalled leader.
+func (w *world) submitting() bool {
+	if !w.o.Calm {
+		return true
+	}
+	if w.tick >= w.idleTil {
+		w.busyTil = w.tick + 10 + w.rng.IntN(71)
+		timeout := core.TestConfig(chainID, w.n, 0).FinalizeTimeoutTicks
+		w.idleTil = w.busyTil + timeout + w.rng.IntN(2*timeout+1)
+	}
+	return w.tick < w.busyTil
+}
+
+// checkNoViewChange flags any view change in a calm run.
+func (w *world) checkNoViewChange() {
+	if v := w.maxView(); v > 0 {
+		w.chk.violate("view %d reached in a run without faults or Byzantine nodes (tick %d)", v, w.tick)
+	}
 }
 
 // heal ends the faulty phase: no partitions, no loss, every node up.
