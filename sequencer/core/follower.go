@@ -50,6 +50,9 @@ func (n *Node) flush() {
 			if l.pushDue {
 				l.pushDue = false
 				n.push(a)
+				// What was just pushed may complete a lock candidate:
+				// the round's requests follow the push on each stream.
+				n.advanceRounds(a)
 			}
 		}
 	}

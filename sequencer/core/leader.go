@@ -214,7 +214,18 @@ func (n *Node) stepPost(from int, p *wire.Post) error {
 // adopted lock (nodes refuse to lock below their own).
 func (n *Node) lockCandidate(a *app) (uint64, bool) {
 	l := a.lead
-	tips := slices.Clone(l.tips)
+	// A follower whose log matched ours holds what we pushed to it by the
+	// time a Round sent after the push reaches it (one ordered stream per
+	// peer), so the round need not wait for its post to say so. If it does
+	// not (a lost connection), it does not vote, and trackSent sends the
+	// batches again.
+	tips := make([]uint64, n.cfg.Nodes)
+	for i := range tips {
+		tips[i] = l.tips[i]
+		if l.known[i] {
+			tips[i] = max(tips[i], l.pushed[i])
+		}
+	}
 	tips[n.cfg.Self] = a.tip()
 	slices.Sort(tips)
 	slices.Reverse(tips)
