@@ -12,12 +12,7 @@ import (
 // last finalization, so the first batch after an idle period made every
 // follower dispute the leader at once.
 func TestNoViewChangeAcrossIdlePeriods(t *testing.T) {
-	c := newCluster(t, 4)
-	for i := range 4 {
-		c.start(i)
-	}
-	all := []int{0, 1, 2, 3}
-	c.waitReady(all, 30*time.Second)
+	c, all := startedCluster(t, 4)
 	st0, err := c.state(0)
 	if err != nil {
 		t.Fatal(err)
