@@ -220,9 +220,7 @@ func (c *Cluster) Submit(node int, app, body string) error {
 	if err := sn.core.Submit(app, []byte(body)); err != nil {
 		return err
 	}
-	if c.w.byz[node] == nil {
-		c.w.accepted = append(c.w.accepted, accepted{app: app, body: body, node: node})
-	}
+	sn.submitted = append(sn.submitted, accepted{app: app, body: body, node: node})
 	c.w.drain(sn)
 	return nil
 }
