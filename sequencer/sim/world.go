@@ -208,7 +208,7 @@ func (w *world) start(sn *simNode) {
 func (w *world) crash(sn *simNode, downTicks int) {
 	w.log.Info("sim: crash", "node", sn.id, "tick", w.tick, "down", downTicks)
 	sn.core = nil
-	sn.flight = nil // a save under way is lost with the process
+	sn.flight = nil                       // a save under way is lost with the process
 	sn.submitted, sn.flightAcc = nil, nil // their PUTs were never answered
 	sn.downTil = w.tick + downTicks
 	w.stats.Crashes++
