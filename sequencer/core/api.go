@@ -22,10 +22,12 @@
 //   - Persist BEFORE sending: a Ready's Messages may contain signatures
 //     whose safety records are in the same Ready's Persist. If Save fails,
 //     the runtime must stop (crash) without sending anything.
-//   - Call Ready/Advance in pairs, and call nothing else on the Node between
-//     them (no Tick, Step, Submit).
-//   - A Submit's batch is durable once the next Ready's Persist is saved;
-//     answer "accepted" after that Save.
+//   - Call Ready/Advance in pairs. Between them the runtime may go on
+//     calling Tick, Step and Submit while it saves (group commit): Ready
+//     handed its output over, and what those calls produce goes to the next
+//     Ready, which must be saved after this one.
+//   - A Submit's batch is durable once the Persist of the first Ready taken
+//     after the Submit is saved; answer "accepted" after that Save.
 //   - A Node is not safe for concurrent use: one goroutine owns it. Status is
 //     a cheap copy the owner can publish for HTTP handlers.
 //
