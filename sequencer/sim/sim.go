@@ -40,7 +40,7 @@ const (
 var allByz = []string{ByzEquivocate, ByzWithholdFP, ByzWithholdLP, ByzWrongHash, ByzDoubleSign, ByzBadVotes}
 
 // DefaultLivenessTicks bounds the recovery after healing: with the test
-// timeouts (30–60 ticks, growing up to 6× after views without progress) a
+// timeouts (30–60 ticks, doubling up to 16× after views without progress) a
 // handful of failed views fit in it; runs recover in a few hundred ticks.
 const DefaultLivenessTicks = 4000
 
