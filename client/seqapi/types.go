@@ -99,6 +99,9 @@ type NodeWork struct {
 	StoreSaves       uint64  `json:"store_saves"`
 	StoreSaveMs      float64 `json:"store_save_ms"`
 	BatchesFinalized uint64  `json:"batches_finalized"`
+	// Rounds is the number of finalize proofs the node applied (one per
+	// round); StoreSaves / Rounds is its fsyncs per round.
+	Rounds uint64 `json:"rounds"`
 }
 
 // Ready answers GET /node/ready: 200 with Ready true once the node runs

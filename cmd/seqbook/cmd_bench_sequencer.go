@@ -303,7 +303,8 @@ func benchSeq(body, run string) (int, bool) {
 func printNodeMetrics(ctx context.Context, n *localnet.Network) {
 	h := load.NewHTTP(2 * time.Second)
 	fmt.Println("\nwork per finalized batch, from each node's /node/state (since it started):")
-	fmt.Printf("  %-6s %9s %11s %11s %11s %11s %11s %11s %13s\n", "node", "finalized", "bls signs", "bls verify", "aggregate", "agg verify", "(batched)", "store saves", "save ms/batch")
+	fmt.Printf("  %-6s %9s %11s %11s %11s %11s %11s %11s %13s %8s %14s %15s\n", "node", "finalized", "bls signs", "bls verify", "aggregate", "agg verify", "(batched)", "store saves", "save ms/batch",
+		"rounds", "fsyncs/round", "bls signs/round")
 	for i, url := range n.NodeURLs() {
 		var st seqapi.NodeState
 		if err := h.GetJSON(ctx, url+"/node/state", &st); err != nil {
@@ -316,9 +317,16 @@ func printNodeMetrics(ctx context.Context, n *localnet.Network) {
 			continue
 		}
 		per := func(v float64) float64 { return v / float64(w.BatchesFinalized) }
-		fmt.Printf("  %-6s %9d %11.3f %11.3f %11.3f %11.3f %11.3f %11.3f %13.3f\n", st.Node, w.BatchesFinalized,
+		perRound := func(v uint64) string {
+			if w.Rounds == 0 {
+				return "-" // a node that does not publish rounds
+			}
+			return strconv.FormatFloat(float64(v)/float64(w.Rounds), 'f', 2, 64)
+		}
+		fmt.Printf("  %-6s %9d %11.3f %11.3f %11.3f %11.3f %11.3f %11.3f %13.3f %8d %14s %15s\n", st.Node, w.BatchesFinalized,
 			per(float64(w.BLSSigns)), per(float64(w.BLSVerifies)), per(float64(w.BLSAggregates)),
-			per(float64(w.BLSAggregateVerifies)), per(float64(w.BLSBatchVerifies)), per(float64(w.StoreSaves)), per(w.StoreSaveMs))
+			per(float64(w.BLSAggregateVerifies)), per(float64(w.BLSBatchVerifies)), per(float64(w.StoreSaves)), per(w.StoreSaveMs),
+			w.Rounds, perRound(w.StoreSaves), perRound(w.BLSSigns))
 	}
 }
 

@@ -28,7 +28,8 @@ func runSim(args []string) int {
 	nodes := fs.Int("nodes", 0, "cluster size; 0 lets each seed pick (4, or 7 for one seed in eight)")
 	ticks := fs.Int("ticks", 0, "ticks of the faulty phase per seed (0: the simulator's default)")
 	blsEvery := fs.Int("real-bls-every", 50, "use real BLS signatures for every n-th seed (0: never); slower")
-	mutation := fs.String("mutation", "none", "deliberately broken variant to run (none, forget-locks): the run must FAIL")
+	mutation := fs.String("mutation", "none", "deliberately broken variant to run (see --list-mutations): the simulator must catch it")
+	listMutations := fs.Bool("list-mutations", false, "print the names of the mutations, one per line, and exit")
 	workers := fs.Int("workers", 1, "seeds run in parallel (each seed stays deterministic)")
 	verbose := fs.Bool("v", false, "print every seed's summary, not only failures and progress")
 	setUsage(fs, "Usage: seqbook sim [flags]",
@@ -37,6 +38,10 @@ func runSim(args []string) int {
 		"clock skew and up to f Byzantine nodes, checked for safety after every step and",
 		"for liveness after healing. A failing seed is printed with the command that",
 		"replays it; the exit status is 1 if any seed failed.",
+		"",
+		"With --mutation NAME every honest node runs a deliberately broken rule (a",
+		"mutation canary); the last line says `caught` (exit 0) when some seed found a",
+		"safety violation, `NOT caught` (exit 1) otherwise. --list-mutations names them.",
 	)
 	if code, done := parseOrExit(fs, args); done {
 		return code
@@ -50,13 +55,24 @@ func runSim(args []string) int {
 	if *nodes != 0 && (*nodes < 1 || *nodes > 64) {
 		return fail("sim", fmt.Errorf("--nodes %d: want 1..64", *nodes))
 	}
+	if *listMutations {
+		for _, m := range core.Mutations {
+			fmt.Println(m.Name)
+		}
+		return 0
+	}
 	var mut core.Mutation
-	switch *mutation {
-	case "none":
-	case "forget-locks":
-		mut = core.MutationForgetLocks
-	default:
-		return fail("sim", fmt.Errorf("--mutation %q: want none or forget-locks", *mutation))
+	if *mutation != "none" {
+		var names []string
+		for _, m := range core.Mutations {
+			names = append(names, m.Name)
+			if m.Name == *mutation {
+				mut = m.Mutation
+			}
+		}
+		if mut == core.MutationNone {
+			return fail("sim", fmt.Errorf("--mutation %q: want none or one of %s", *mutation, strings.Join(names, ", ")))
+		}
 	}
 
 	began := time.Now()
@@ -138,10 +154,12 @@ func runSim(args []string) int {
 	fmt.Printf("slowest recovery after healing: %d ticks (bound %d)\n", healMax, sim.DefaultLivenessTicks)
 	if mut != core.MutationNone {
 		if unsafe == 0 {
-			fmt.Println("mutation canary NOT caught: no seed found a safety violation in the broken protocol")
+			fmt.Printf("mutation %s: no seed found a safety violation in the broken protocol\n", *mutation)
+			fmt.Println("NOT caught")
 			return 1
 		}
-		fmt.Printf("mutation canary caught: safety violated in %d of %d seeds (expected: the variant is unsafe)\n", unsafe, done)
+		fmt.Printf("mutation %s: safety violated in %d of %d seeds (expected: the variant is unsafe)\n", *mutation, unsafe, done)
+		fmt.Println("caught")
 		return 0
 	}
 	if failed > 0 {

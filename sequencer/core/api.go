@@ -22,10 +22,12 @@
 //   - Persist BEFORE sending: a Ready's Messages may contain signatures
 //     whose safety records are in the same Ready's Persist. If Save fails,
 //     the runtime must stop (crash) without sending anything.
-//   - Call Ready/Advance in pairs, and call nothing else on the Node between
-//     them (no Tick, Step, Submit).
-//   - A Submit's batch is durable once the next Ready's Persist is saved;
-//     answer "accepted" after that Save.
+//   - Call Ready/Advance in pairs. Between them the runtime may go on
+//     calling Tick, Step and Submit while it saves (group commit): Ready
+//     handed its output over, and what those calls produce goes to the next
+//     Ready, which must be saved after this one.
+//   - A Submit's batch is durable once the Persist of the first Ready taken
+//     after the Submit is saved; answer "accepted" after that Save.
 //   - A Node is not safe for concurrent use: one goroutine owns it. Status is
 //     a cheap copy the owner can publish for HTTP handlers.
 //
@@ -84,13 +86,6 @@ type Config struct {
 	// PostIntervalTicks: how often a node posts its initialized batches to
 	// the leader (DESIGN: 20 ms).
 	PostIntervalTicks int
-	// RoundGapTicks: the least time between the starts of two rounds
-	// (a round is one request carrying a lock and a finalize). A round
-	// costs every node two signatures and a proof check whatever it
-	// covers, so starting one the moment the last completes would spend
-	// the CPU on rounds of one batch each; a gap lets batches gather. 0
-	// starts rounds back to back.
-	RoundGapTicks int
 	// RetryTicks: how often an unanswered request (round, view state, sync,
 	// dispute) is sent again. Messages may be lost; the protocol only
 	// relies on retries.
@@ -109,10 +104,11 @@ type Config struct {
 	// quorum, how long it still waits for the others (so it sees the highest
 	// lock if a node outside that quorum holds it) before choosing.
 	ViewStateGraceTicks int
-	// TimeoutBackoffMax caps how many times the timeouts above are
-	// multiplied after consecutive views without finalization progress:
-	// timeouts grow linearly, 1×, 2×, … TimeoutBackoffMax×, so that after a
-	// partition heals some view lasts long enough to finish.
+	// TimeoutBackoffMax caps how many times the timeouts above double
+	// after consecutive views without finalization progress: they grow
+	// 1×, 2×, 4×, … 2^TimeoutBackoffMax×, so that after a partition heals
+	// some view lasts long enough to finish. The cap is the delay bound the
+	// protocol assumes (see the pacemaker, docs/protocol.md §6); at most 30.
 	TimeoutBackoffMax int
 	// ClockSkewMsMax: a node refuses (and disputes) a leader timestamp
 	// more than this far ahead of its own clock, or a timestamp on one of
@@ -168,7 +164,35 @@ const (
 	// reports no lock to the new leader and accepts chains that conflict
 	// with a lock that may have produced a finalize proof.
 	MutationForgetLocks
+	// MutationRule1 drops rule 1's records from the voter: a node signs
+	// two different Locks (or Finalizes) for one (view, index) if asked.
+	MutationRule1
+	// MutationRule2 drops rule 2's check: a node signs Locks for chains
+	// that do not extend its lock certificate.
+	MutationRule2
+	// MutationRule3 drops rule 3's view check: a node signs Finalize for
+	// a lock proof of an older view.
+	MutationRule3
+	// MutationSignAnyLock makes honest nodes sign every Lock asked,
+	// whatever their log holds.
+	MutationSignAnyLock
+	// MutationSyncDropsLock lets a sync replace the chain of the lock for
+	// a chain certified by a proof of the same or a lower view.
+	MutationSyncDropsLock
 )
+
+// Mutations lists every mutation with its name (seqbook sim --mutation).
+var Mutations = []struct {
+	Name     string
+	Mutation Mutation
+}{
+	{"forget-locks", MutationForgetLocks},
+	{"rule1", MutationRule1},
+	{"rule2", MutationRule2},
+	{"rule3", MutationRule3},
+	{"sign-any-lock", MutationSignAnyLock},
+	{"sync-drops-lock-for-lower-view", MutationSyncDropsLock},
+}
 
 // DefaultConfig is the production configuration of node self in a cluster
 // of n nodes on chain chainID.
@@ -179,13 +203,12 @@ func DefaultConfig(chainID uint64, n, self int) Config {
 		Self:                   self,
 		TickMs:                 10,
 		PostIntervalTicks:      2,   // 20 ms
-		RoundGapTicks:          3,   // 30 ms
 		RetryTicks:             20,  // 200 ms
 		LeaderTimeoutTicks:     200, // 2 s
 		CensorshipTimeoutTicks: 500, // 5 s
 		FinalizeTimeoutTicks:   500, // 5 s
 		ViewStateGraceTicks:    10,  // 100 ms
-		TimeoutBackoffMax:      8,
+		TimeoutBackoffMax:      10,  // timers grow to at most 2^10 × (2 s leader timeout ≈ 34 min)
 		ClockSkewMsMax:         2000,
 		AppsMax:                64,
 		PendingBatchesMax:      10_000,
@@ -206,13 +229,12 @@ func DefaultConfig(chainID uint64, n, self int) Config {
 func TestConfig(chainID uint64, n, self int) Config {
 	c := DefaultConfig(chainID, n, self)
 	c.PostIntervalTicks = 1
-	c.RoundGapTicks = 1
 	c.RetryTicks = 10
 	c.LeaderTimeoutTicks = 30
 	c.CensorshipTimeoutTicks = 60
 	c.FinalizeTimeoutTicks = 60
 	c.ViewStateGraceTicks = 2
-	c.TimeoutBackoffMax = 6
+	c.TimeoutBackoffMax = 4
 	c.ClockSkewMsMax = 500
 	c.AppsMax = 4
 	c.PendingBatchesMax = 64
@@ -261,8 +283,11 @@ func (c *Config) ValidateBasic() error {
 	if c.TickMs == 0 {
 		return errors.New("config: TickMs must be positive")
 	}
-	if c.ViewStateGraceTicks < 0 || c.RoundGapTicks < 0 {
-		return errors.New("config: ViewStateGraceTicks and RoundGapTicks must not be negative")
+	if c.ViewStateGraceTicks < 0 {
+		return errors.New("config: ViewStateGraceTicks must not be negative")
+	}
+	if c.TimeoutBackoffMax > 30 {
+		return fmt.Errorf("config: TimeoutBackoffMax %d: at most 30 doublings", c.TimeoutBackoffMax)
 	}
 	if c.RetryTicks >= c.LeaderTimeoutTicks {
 		return errors.New("config: RetryTicks must be shorter than LeaderTimeoutTicks")

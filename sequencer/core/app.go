@@ -71,12 +71,20 @@ type app struct {
 	lastPostTick  uint64
 	awaitingSince uint64 // first unanswered post; 0 when answered
 	lastFinalTick uint64
+	// waitingSince is when work (batches submitted here or not final)
+	// started waiting, 0 while none waits: the no-progress timer runs
+	// from the later of it and lastFinalTick.
+	waitingSince uint64
 
 	// postDue: post (follower) or sequence our own batches (leader) at
 	// the next Ready; see postSoon.
 	postDue bool
 
 	lead *leadState
+
+	// readyFinal is the finalized index as of the last Ready: what its
+	// Advance may drop from memory.
+	readyFinal uint64
 }
 
 func newApp(name string, nodes int) *app {
@@ -365,10 +373,10 @@ func (n *Node) finalizeTo(a *app, p *wire.Proof) {
 	}
 	fp := cloneProof(p)
 	a.hard.Finalized = fp
-	if lockHigher(fp, a.hard.Lock) {
-		a.hard.Lock = cloneProof(fp)
-	}
 	a.hardDirty = true
+	// A finalize proof is a lock certificate (it implies a lock proof of
+	// its view, index and hash): finalized ≤ locked.
+	n.raiseLock(a, fp)
 	ap.Proofs = append(ap.Proofs, *fp)
 	a.recentProofs = append(a.recentProofs, *fp)
 	if len(a.recentProofs) > recentProofsMax {
@@ -377,7 +385,7 @@ func (n *Node) finalizeTo(a *app, p *wire.Proof) {
 	n.finalized = append(n.finalized, Finalized{App: a.name, Entries: ents, Proof: *fp})
 	n.log.Debug("finalized", "app", a.name, "index", p.Index, "proof_view", p.View, "view", n.view)
 	a.lastFinalTick = n.tick
-	n.progressInView = true
+	n.pace.finalized()
 	if a.futureFP != nil && a.futureFP.Index <= p.Index {
 		a.futureFP = nil
 	}
@@ -422,21 +430,23 @@ func (n *Node) applyFinalizeProof(a *app, p *wire.Proof, inOrder bool) {
 	n.startSync(a, p, nil)
 }
 
-// adoptLock makes p (a verified lock certificate whose chain the log
-// holds) the app's highest lock if it is higher. A lock from a higher view
-// may sit at a lower index than the old one: the log past it came from an
-// abandoned branch and is dropped.
-func (n *Node) adoptLock(a *app, p *wire.Proof) {
-	if !lockHigher(p, a.hard.Lock) {
+// raiseLock makes cert (a verified lock certificate) the app's lock when
+// the voter says it raises it (higher, and the log holds its chain). It is
+// the only place the lock changes (besides the forget-locks canary). A lock
+// from a higher view may sit at a lower index than the old one: while
+// syncing to a view, the log past it came from an abandoned branch and is
+// dropped.
+func (n *Node) raiseLock(a *app, cert *wire.Proof) {
+	if !lockHigher(cert, a.hard.Lock) {
 		return
 	}
-	if h, ok := n.hashAt(a, p.Index); !ok || h != p.ChainingHash {
-		panic("core: adoptLock: log does not hold the lock's chain")
+	if !n.voterOf(a).lockRaises(appLog{n, a}, cert) {
+		panic("core: raiseLock: log does not hold the certificate's chain")
 	}
 	old := a.hard.Lock
-	a.hard.Lock = cloneProof(p)
+	a.hard.Lock = cloneProof(cert)
 	a.hardDirty = true
-	if old != nil && p.View > old.View && p.Index < old.Index && a.phase == phaseSync {
-		n.truncate(a, max(p.Index, a.finalIdx()))
+	if old != nil && cert.View > old.View && cert.Index < old.Index && a.phase == phaseSync {
+		n.truncate(a, max(cert.Index, a.finalIdx()))
 	}
 }

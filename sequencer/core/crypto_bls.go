@@ -19,7 +19,19 @@ type BLSCrypto struct {
 	// Work counters, read by the runtime for GET /node/state. Atomic
 	// because HTTP handlers read them while the loop signs.
 	signs, verifies, aggregates, aggregateVerifies, batchVerifies atomic.Uint64
+	// built holds the signatures this node made recently (its own, and
+	// aggregates), decoded. The leader aggregates its own vote and then
+	// verifies the aggregate it just built; decoding either from bytes
+	// would repeat a subgroup check (a signature made here, or a sum of
+	// points that each passed the check, is in the subgroup). Only the
+	// loop goroutine uses it; bounded by builtMax.
+	built     map[wire.Signature]*bls.Signature
+	builtKeys []wire.Signature
 }
+
+// builtMax bounds the decoded signatures kept: a leader uses each soon
+// after making it (two signatures and two aggregates per round).
+const builtMax = 16
 
 // BLSWork counts the BLS operations a node has done since it started.
 type BLSWork struct {
@@ -57,8 +69,10 @@ func NewBLSCrypto(c *cluster.Cluster, self int, sk *bls.SecretKey) (*BLSCrypto, 
 // Sign implements Crypto.
 func (b *BLSCrypto) Sign(digest [32]byte) wire.Signature {
 	b.signs.Add(1)
+	sig := b.sk.Sign(digest)
 	var out wire.Signature
-	copy(out[:], b.sk.Sign(digest).Bytes())
+	copy(out[:], sig.Bytes())
+	b.remember(out, sig) // the leader aggregates its own vote: no need to decode it again
 	return out
 }
 
@@ -83,15 +97,42 @@ func (b *BLSCrypto) Aggregate(sigs []wire.Signature) (wire.Signature, error) {
 	}
 	parsed := make([]*bls.Signature, len(sigs))
 	for i := range sigs {
-		s, err := bls.SignatureFromBytes(sigs[i][:])
+		s, err := b.decode(sigs[i])
 		if err != nil {
 			return wire.Signature{}, fmt.Errorf("bls crypto: signature %d: %w", i, err)
 		}
 		parsed[i] = s
 	}
+	agg := bls.Aggregate(parsed)
 	var out wire.Signature
-	copy(out[:], bls.Aggregate(parsed).Bytes())
+	copy(out[:], agg.Bytes())
+	b.remember(out, agg)
 	return out, nil
+}
+
+// remember keeps a decoded aggregate this node built (see built).
+func (b *BLSCrypto) remember(sig wire.Signature, s *bls.Signature) {
+	if b.built == nil {
+		b.built = map[wire.Signature]*bls.Signature{}
+	}
+	if _, ok := b.built[sig]; ok {
+		return
+	}
+	if len(b.builtKeys) >= builtMax {
+		delete(b.built, b.builtKeys[0])
+		b.builtKeys = b.builtKeys[1:]
+	}
+	b.built[sig] = s
+	b.builtKeys = append(b.builtKeys, sig)
+}
+
+// decode returns a signature decoded from bytes (with herumi's subgroup
+// check), or the one this node built from checked parts.
+func (b *BLSCrypto) decode(sig wire.Signature) (*bls.Signature, error) {
+	if s, ok := b.built[sig]; ok {
+		return s, nil
+	}
+	return bls.SignatureFromBytes(sig[:])
 }
 
 // VerifyAggregate implements Crypto.
@@ -131,7 +172,7 @@ func (b *BLSCrypto) parseAggregate(signers wire.Bitmap, sig wire.Signature) ([]*
 	for i, n := range nodes {
 		pks[i] = b.keys[n]
 	}
-	s, err := bls.SignatureFromBytes(sig[:])
+	s, err := b.decode(sig)
 	if err != nil {
 		return nil, nil, false
 	}

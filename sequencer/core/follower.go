@@ -6,29 +6,12 @@ import (
 	"github.com/seqbook/seqbook/sequencer/wire"
 )
 
-// followerTick posts on schedule and checks the dispute timeouts.
+// followerTick posts on schedule and lets the pacemaker check the leader.
 func (n *Node) followerTick(a *app) {
 	if a.phase == phaseActive && n.tick-a.lastPostTick >= uint64(n.cfg.PostIntervalTicks) {
 		n.post(a)
 	}
-	mult := uint64(1 + n.backoff)
-	elapsed := func(since uint64, ticks int) bool { return since > 0 && n.tick-since > uint64(ticks)*mult }
-	switch {
-	case a.phase == phaseSync && elapsed(max(a.phaseSince, 1), n.cfg.LeaderTimeoutTicks):
-		// The leader never brought this app into the view.
-		n.dispute(wire.ReasonSilent, a.name)
-	case a.phase == phaseActive && elapsed(a.awaitingSince, n.cfg.LeaderTimeoutTicks):
-		n.dispute(wire.ReasonSilent, a.name)
-	case (len(a.pend) > 0 || a.tip() > a.finalIdx()) && elapsed(max(a.lastFinalTick, 1), n.cfg.FinalizeTimeoutTicks):
-		n.dispute(wire.ReasonNoProgress, a.name)
-	default:
-		for _, p := range a.pend {
-			if p.index == 0 && elapsed(p.firstPostTick, n.cfg.CensorshipTimeoutTicks) {
-				n.dispute(wire.ReasonCensorship, a.name)
-				break
-			}
-		}
-	}
+	n.watchLeader(a)
 }
 
 // postSoon asks for a post at the next Ready instead of the next
@@ -62,11 +45,14 @@ func (n *Node) flush() {
 		if l := a.lead; l != nil {
 			if due {
 				n.selfPost(a)
-				n.maybeStartRounds(a)
+				n.advanceRounds(a)
 			}
 			if l.pushDue {
 				l.pushDue = false
 				n.push(a)
+				// What was just pushed may complete a lock candidate:
+				// the round's requests follow the push on each stream.
+				n.advanceRounds(a)
 			}
 		}
 	}
@@ -224,15 +210,16 @@ func (n *Node) stepRound(from int, r *wire.Round) error {
 			n.startSync(a, lp, lp)
 			return nil
 		default:
-			n.adoptLock(a, lp)
-			if sig, ok := n.signFinalize(a, lp); ok {
-				vote.Finalize = &wire.SignedTarget{Index: lp.Index, ChainingHash: lp.ChainingHash, Signature: sig}
+			// Rule 3: the lock proof becomes our lock before we sign.
+			n.raiseLock(a, lp)
+			if n.castFinalize(a, lp) {
+				vote.Finalize = &wire.SignedTarget{Index: lp.Index, ChainingHash: lp.ChainingHash, Signature: n.finalizeSig(a, lp)}
 			}
 		}
 	}
 	if t := r.Lock; t != nil {
-		if sig, ok := n.signLock(a, t.Index, t.ChainingHash); ok {
-			vote.Lock = &wire.SignedTarget{Index: t.Index, ChainingHash: t.ChainingHash, Signature: sig}
+		if n.castLock(a, t.Index, t.ChainingHash) {
+			vote.Lock = &wire.SignedTarget{Index: t.Index, ChainingHash: t.ChainingHash, Signature: n.lockSig(a, t.Index, t.ChainingHash)}
 		}
 	}
 	if vote.Lock != nil || vote.Finalize != nil {
@@ -241,70 +228,60 @@ func (n *Node) stepRound(from int, r *wire.Round) error {
 	return nil
 }
 
-// signLock signs Lock(app, view, idx, hash) if the safety rules allow:
-//   - the log holds exactly that chain (so the node saw and checked every
-//     batch and timestamp in it);
-//   - rule 2: it extends the chain of the highest lock certificate, i.e.
-//     idx ≥ its index and the log (which holds that chain) has hash there;
-//   - rule 1: within a view, signed locks only move forward along one
-//     chain, so two different Locks for one (view, app, index) never exist.
-//
-// The record is persisted in the same Ready as the vote that carries the
-// signature, and Ready's contract saves it first.
-func (n *Node) signLock(a *app, idx uint64, hash wire.Hash) (wire.Signature, bool) {
+// castLock asks the voter whether this node may sign Lock(view, idx,
+// hash) and, if so, records it (rule 1's record, persisted in the same
+// Ready as the vote that carries the signature: Ready's contract saves it
+// first). The caller makes the signature (lockSig), at once or later.
+func (n *Node) castLock(a *app, idx uint64, hash wire.Hash) bool {
 	if a.phase != phaseActive || a.sync != nil {
-		return wire.Signature{}, false
+		return false
 	}
-	if h, ok := n.hashAt(a, idx); !ok || h != hash {
-		return wire.Signature{}, false
+	n.assertHoldsLock(a)
+	if !n.voterOf(a).mayLock(appLog{n, a}, idx, hash) {
+		return false
 	}
-	if l := a.hard.Lock; l != nil {
-		if idx < l.Index {
-			return wire.Signature{}, false
-		}
-		if lh, ok := n.hashAt(a, l.Index); !ok || lh != l.ChainingHash {
-			panic("core: invariant broken: the log does not hold the lock's chain")
-		}
-	}
-	rec := a.hard.SignedLock
-	if rec.View > n.view {
-		return wire.Signature{}, false
-	}
-	if rec.View == n.view && rec.Index > 0 {
-		if idx < rec.Index {
-			return wire.Signature{}, false
-		}
-		if rh, ok := n.hashAt(a, rec.Index); !ok || rh != rec.ChainingHash {
-			return wire.Signature{}, false
-		}
-	}
-	sig := n.crypto.Sign(LockDigest(n.domain, a.name, n.view, idx, hash))
 	a.hard.SignedLock = Signed{View: n.view, Index: idx, ChainingHash: hash}
 	a.hardDirty = true
-	return sig, true
+	return true
 }
 
-// signFinalize signs Finalize for exactly the (view, index, hash) of a
-// valid lock proof of the current view (rule 3) whose chain the log holds,
-// never two different ones for one (view, app, index) (rule 1).
-func (n *Node) signFinalize(a *app, lp *wire.Proof) (wire.Signature, bool) {
-	if lp.Kind != wire.KindLock || lp.View != n.view {
-		return wire.Signature{}, false
+// castFinalize asks the voter whether this node may sign Finalize for the
+// lock proof lp (verified by the caller) and, if so, records it.
+func (n *Node) castFinalize(a *app, lp *wire.Proof) bool {
+	if !n.voterOf(a).mayFinalize(appLog{n, a}, lp) {
+		return false
 	}
-	if h, ok := n.hashAt(a, lp.Index); !ok || h != lp.ChainingHash {
-		return wire.Signature{}, false
-	}
-	rec := a.hard.SignedFinalize
-	if rec.View > n.view {
-		return wire.Signature{}, false
-	}
-	if rec.View == n.view && rec.Index > 0 {
-		if lp.Index < rec.Index || (lp.Index == rec.Index && lp.ChainingHash != rec.ChainingHash) {
-			return wire.Signature{}, false
-		}
-	}
-	sig := n.crypto.Sign(FinalizeDigest(n.domain, a.name, n.view, lp.Index, lp.ChainingHash))
 	a.hard.SignedFinalize = Signed{View: n.view, Index: lp.Index, ChainingHash: lp.ChainingHash}
 	a.hardDirty = true
-	return sig, true
+	return true
+}
+
+// lockSig and finalizeSig make the signatures of votes cast above.
+func (n *Node) lockSig(a *app, idx uint64, hash wire.Hash) wire.Signature {
+	return n.crypto.Sign(LockDigest(n.domain, a.name, n.view, idx, hash))
+}
+
+func (n *Node) finalizeSig(a *app, lp *wire.Proof) wire.Signature {
+	return n.crypto.Sign(FinalizeDigest(n.domain, a.name, n.view, lp.Index, lp.ChainingHash))
+}
+
+// voterOf is the voter of app a: its safety records in the current view.
+func (n *Node) voterOf(a *app) voter {
+	return voter{view: n.view, lock: a.hard.Lock, signedLock: a.hard.SignedLock, signedFinalize: a.hard.SignedFinalize, mutation: n.cfg.Mutation}
+}
+
+// appLog is an app's log as the voter reads it.
+type appLog struct {
+	n *Node
+	a *app
+}
+
+func (l appLog) hashAt(idx uint64) (wire.Hash, bool) { return l.n.hashAt(l.a, idx) }
+
+// assertHoldsLock checks the invariant that the log holds the chain of the
+// lock certificate.
+func (n *Node) assertHoldsLock(a *app) {
+	if l := a.hard.Lock; l != nil && !holds(appLog{n, a}, l.Index, l.ChainingHash) {
+		panic("core: invariant broken: the log does not hold the lock's chain")
+	}
 }

@@ -33,9 +33,7 @@ type Node struct {
 	tick uint64 // ticks since start
 	// flushDue: an app has a post or push waiting for the next Ready.
 	flushDue bool
-	// selfVotesDue: a round waits for the leader's own vote.
-	selfVotesDue bool
-	nowMs        uint64 // highest wall clock seen
+	nowMs    uint64 // highest wall clock seen
 
 	view      uint64
 	cert      *wire.Certificate
@@ -49,8 +47,7 @@ type Node struct {
 	disputed         bool                   // this node disputed the current view
 	disputeReason    wire.DisputeReason
 	disputeSentTick  uint64
-	backoff          int  // consecutive views without finalization progress
-	progressInView   bool // some app finalized something in this view
+	pace             pacemaker
 	viewStartTick    uint64
 	viewStateSent    uint64 // tick the last ViewState was sent
 	certSentTick     []uint64
@@ -62,6 +59,9 @@ type Node struct {
 
 	verified map[proofKey]bool
 	metrics  Metrics
+
+	// readyOut: a Ready was handed out and its Advance has not come yet.
+	readyOut bool
 
 	// Output since the last Advance.
 	persist   map[string]*AppPersist
@@ -94,6 +94,7 @@ func NewNode(cfg Config, crypto Crypto, store Store) (*Node, error) {
 		domain:       eip712.NewDomain(cfg.ChainID),
 		log:          lg.With("node", cfg.Self),
 		quorum:       cfg.Quorum(),
+		pace:         pacemaker{doublingsMax: cfg.TimeoutBackoffMax},
 		fq:           cfg.DisputeQuorum(),
 		apps:         map[string]*app{},
 		disputes:     map[int]wire.Signature{},
@@ -183,7 +184,7 @@ func (n *Node) loadApp(s *AppSnapshot) error {
 // clock in unix milliseconds: the leader stamps batches with it (never
 // decreasing) and followers compare leader stamps with it.
 func (n *Node) Tick(nowMs uint64) {
-	n.signOwnVotes()
+	n.signDeferred()
 	n.tick++
 	if nowMs > n.nowMs {
 		n.nowMs = nowMs
@@ -234,7 +235,7 @@ func (n *Node) pingSilentPeers() {
 // may count it against the peer. Stale or duplicate messages are not
 // errors.
 func (n *Node) Step(from int, msg wire.Message) error {
-	n.signOwnVotes()
+	n.signDeferred()
 	err := n.step(from, msg)
 	if err != nil {
 		n.metrics.StepErrors++
@@ -300,7 +301,7 @@ func (n *Node) step(from int, msg wire.Message) error {
 // Errors: ErrInvalidApp, ErrBodyTooLarge, ErrInvalidBody, ErrBacklogFull,
 // ErrTooManyApps; on error nothing changed.
 func (n *Node) Submit(app string, body []byte) error {
-	n.signOwnVotes()
+	n.signDeferred()
 	if err := wire.ValidateApp(app); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalidApp, err)
 	}
@@ -350,14 +351,22 @@ func (n *Node) HasReady() bool {
 	return false
 }
 
-// Ready returns what changed since the last Advance. Handle it (Persist
-// first, then Messages, then Finalized) and call Advance.
+// Ready returns what changed since the last Ready and hands it over: the
+// node forgets it (the next Ready starts empty). Handle it (Persist first,
+// then Messages, then Finalized) and call Advance. Between Ready and Advance
+// the runtime may keep calling Tick, Step and Submit while it saves (group
+// commit): their output goes to the next Ready, whose Persist is saved after
+// this one's. It must not call Ready again before Advance.
 func (n *Node) Ready() Ready {
+	if n.readyOut {
+		panic("core: Ready called again before Advance")
+	}
 	n.flush()
 	var rd Ready
 	if n.hardDirty {
 		h := cloneHard(HardState{View: n.view, Cert: n.cert})
 		rd.Persist.Hard = &h
+		n.hardDirty = false
 	}
 	for _, name := range n.names {
 		a := n.apps[name]
@@ -368,25 +377,36 @@ func (n *Node) Ready() Ready {
 			}
 			h := cloneAppHard(a.hard)
 			ap.Hard = &h
+			a.hardDirty = false
 		}
 		if ap != nil {
 			rd.Persist.Apps = append(rd.Persist.Apps, *ap)
 		}
+		// What this Ready makes durable: Advance may drop entries up to
+		// here from memory (and no further: later finalizations are
+		// saved by later Readys).
+		a.readyFinal = a.finalIdx()
 	}
 	rd.Messages = n.msgs
 	rd.Finalized = n.finalized
+	n.persist = map[string]*AppPersist{}
+	n.msgs = nil
+	n.finalized = nil
+	n.readyOut = true
 	return rd
 }
 
 // Advance tells the node the last Ready was handled: persisted, sent and
-// reported. Finalized entries now live in the store; the node drops them
+// reported. Entries it finalized now live in the store; the node drops them
 // from memory.
 func (n *Node) Advance() {
-	n.hardDirty = false
+	if !n.readyOut {
+		panic("core: Advance without a Ready")
+	}
+	n.readyOut = false
 	for _, name := range n.names {
 		a := n.apps[name]
-		a.hardDirty = false
-		if fin := a.finalIdx(); fin > a.base {
+		if fin := min(a.readyFinal, a.finalIdx()); fin > a.base {
 			k := fin - a.base
 			last := a.mem[k-1]
 			for _, e := range a.mem[:k] {
@@ -396,9 +416,6 @@ func (n *Node) Advance() {
 			a.base, a.baseHash, a.baseTs = fin, last.ChainingHash, last.Timestamp
 		}
 	}
-	clear(n.persist)
-	n.msgs = nil
-	n.finalized = nil
 }
 
 // Status returns a snapshot of the node's view, leader and per-app indexes.
@@ -410,7 +427,7 @@ func (n *Node) Status() Status {
 		// Following means hearing from the leader: its answers, rounds, or
 		// at least its pings (every LeaderTimeoutTicks even when idle).
 		heard := n.heardTick[n.leader()]
-		window := 2 * uint64(n.cfg.LeaderTimeoutTicks) * uint64(1+n.backoff)
+		window := 2 * n.pace.scaled(n.cfg.LeaderTimeoutTicks)
 		st.Ready = heard > 0 && n.tick-heard <= window && !n.anyAppSyncing()
 	}
 	for _, name := range n.names {
@@ -570,15 +587,4 @@ type proofKey struct {
 
 func keyOf(app string, p *wire.Proof) proofKey {
 	return proofKey{app, p.Kind, p.View, p.Index, p.ChainingHash, string(p.Signers), p.Signature}
-}
-
-// lockHigher orders lock certificates by (view, index); nil is lowest.
-func lockHigher(a, b *wire.Proof) bool {
-	if a == nil {
-		return false
-	}
-	if b == nil {
-		return true
-	}
-	return a.View > b.View || (a.View == b.View && a.Index > b.Index)
 }

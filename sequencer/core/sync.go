@@ -114,43 +114,82 @@ func (n *Node) tsAt(a *app, idx uint64) uint64 {
 	return 0
 }
 
-// stepSyncReply takes a page of the chain being fetched.
+// stepSyncReply takes a page of the chain being fetched: it buffers the
+// page, applies every prefix a finalize proof certifies, and either ends
+// the sync at the target or asks for the next page.
 func (n *Node) stepSyncReply(from int, r *wire.SyncReply) error {
 	a := n.apps[r.App]
 	if a == nil || a.sync == nil {
 		return nil
 	}
 	s := a.sync
-	if len(s.buf) == 0 && s.have.Index > s.base && r.After == s.have.Index {
-		// The peer confirmed our lock is on the target's chain (if it
-		// lied, the target's hash check fails and we start over).
-		s.base, s.baseHash, s.baseTs = s.have.Index, s.have.ChainingHash, s.haveTs
-		s.have = wire.Tip{}
-	}
+	s.takeHave(r)
 	if r.After != s.base+uint64(len(s.buf)) || len(r.Batches) == 0 {
 		return nil // stale, or the peer cannot help: the retry moves on
 	}
+	if !s.buffer(n.cfg.Nodes, r.Batches) {
+		n.restartSyncWithNextPeer(a)
+		return fmt.Errorf("core: sync reply for %s from node %d: invalid batch", r.App, from)
+	}
+	if err := n.applyCertified(a, r.Proofs); err != nil {
+		return err
+	}
+	switch {
+	case s.base >= s.target.Index:
+		n.finishSync(a)
+	case s.base+uint64(len(s.buf)) >= s.target.Index:
+		return n.reachTarget(a, from)
+	case len(s.buf) > n.cfg.UnfinalizedBatchesMax+n.cfg.PageBatchesMax || s.bufBytes > n.cfg.UnfinalizedBytesMax+n.cfg.PageBytesMax:
+		// Uncertified run longer than any honest unfinalized suffix.
+		n.restartSyncWithNextPeer(a)
+		return fmt.Errorf("core: sync of %s from node %d: uncertified run too long", a.name, from)
+	default:
+		n.sendSyncRequest(a)
+	}
+	return nil
+}
+
+// takeHave moves the fetch's start to the point the node offered (its
+// lock) when the peer's reply starts there: the peer confirmed that point
+// is on the target's chain (if it lied, the target's hash check fails and
+// the fetch starts over).
+func (s *syncState) takeHave(r *wire.SyncReply) {
+	if len(s.buf) == 0 && s.have.Index > s.base && r.After == s.have.Index {
+		s.base, s.baseHash, s.baseTs = s.have.Index, s.have.ChainingHash, s.haveTs
+		s.have = wire.Tip{}
+	}
+}
+
+// buffer appends a page's batches (up to the target) to the uncertified
+// run, chaining their hashes; false if one is malformed (an unknown origin
+// or a timestamp going back).
+func (s *syncState) buffer(nodes int, batches []wire.Batch) bool {
 	prevHash, prevTs := s.baseHash, s.baseTs
 	if len(s.buf) > 0 {
 		last := s.buf[len(s.buf)-1]
 		prevHash, prevTs = last.ChainingHash, last.Timestamp
 	}
-	for _, b := range r.Batches {
+	for _, b := range batches {
 		if b.Index > s.target.Index {
 			break // past what we asked for
 		}
-		if int(b.Origin) >= n.cfg.Nodes || b.Timestamp < prevTs {
-			n.restartSyncWithNextPeer(a)
-			return fmt.Errorf("core: sync reply for %s: batch %d is invalid", r.App, b.Index)
+		if int(b.Origin) >= nodes || b.Timestamp < prevTs {
+			return false
 		}
 		e := makeEntry(b, prevHash)
 		s.buf = append(s.buf, e)
 		s.bufBytes += len(b.Body)
 		prevHash, prevTs = e.ChainingHash, e.Timestamp
 	}
-	// Apply every certified prefix: pages that end at a finalize proof.
-	for i := range r.Proofs {
-		p := &r.Proofs[i]
+	return true
+}
+
+// applyCertified puts into the log every prefix of the fetched run that
+// ends at a valid finalize proof, and finalizes it.
+func (n *Node) applyCertified(a *app, proofs []wire.Proof) error {
+	s := a.sync
+	for i := range proofs {
+		p := &proofs[i]
 		if p.Index <= s.base || p.Index > s.base+uint64(len(s.buf)) {
 			continue
 		}
@@ -162,7 +201,7 @@ func (n *Node) stepSyncReply(from int, r *wire.SyncReply) error {
 			a.sync = nil
 			return fmt.Errorf("core: sync of %s: finalize proof at %d conflicts with our lock", a.name, p.Index)
 		}
-		n.finalizeTo(a, p)
+		n.finalizeTo(a, p) // raises the lock to p, which may replace a lower-view lock's chain
 		last := s.buf[k-1]
 		s.base, s.baseHash, s.baseTs = p.Index, last.ChainingHash, last.Timestamp
 		s.buf = s.buf[k:]
@@ -171,29 +210,27 @@ func (n *Node) stepSyncReply(from int, r *wire.SyncReply) error {
 			s.bufBytes += len(e.Body)
 		}
 	}
-	if s.base >= s.target.Index {
-		n.finishSync(a)
-		return nil
-	}
-	if tipIdx := s.base + uint64(len(s.buf)); tipIdx >= s.target.Index {
-		k := s.target.Index - s.base
-		if s.buf[k-1].ChainingHash != s.target.ChainingHash {
-			n.restartSyncWithNextPeer(a)
-			return fmt.Errorf("core: sync of %s from node %d: chain does not reach the target hash", a.name, from)
-		}
-		if !n.replaceLog(a, s.base, s.buf[:k], s.target) {
-			a.sync = nil
-			return fmt.Errorf("core: sync of %s: target at %d conflicts with our lock", a.name, s.target.Index)
-		}
-		n.finishSync(a)
-		return nil
-	}
-	if len(s.buf) > n.cfg.UnfinalizedBatchesMax+n.cfg.PageBatchesMax || s.bufBytes > n.cfg.UnfinalizedBytesMax+n.cfg.PageBytesMax {
-		// Uncertified run longer than any honest unfinalized suffix.
+	return nil
+}
+
+// reachTarget ends a fetch whose run reached the target's index: the run
+// must end at the target's hash (a verified proof's), then it replaces the
+// log there.
+func (n *Node) reachTarget(a *app, from int) error {
+	s := a.sync
+	k := s.target.Index - s.base
+	if s.buf[k-1].ChainingHash != s.target.ChainingHash {
 		n.restartSyncWithNextPeer(a)
-		return fmt.Errorf("core: sync of %s from node %d: uncertified run too long", a.name, from)
+		return fmt.Errorf("core: sync of %s from node %d: chain does not reach the target hash", a.name, from)
 	}
-	n.sendSyncRequest(a)
+	if !n.replaceLog(a, s.base, s.buf[:k], s.target) {
+		a.sync = nil
+		return fmt.Errorf("core: sync of %s: target at %d conflicts with our lock", a.name, s.target.Index)
+	}
+	// The target certifies the chain now in the log: if it replaced the
+	// chain of a lower-view lock, it is the lock now.
+	n.raiseLock(a, s.target)
+	n.finishSync(a)
 	return nil
 }
 
@@ -212,7 +249,7 @@ func (n *Node) finishSync(a *app) {
 	}
 	if s.lock != nil {
 		if h, ok := n.hashAt(a, s.lock.Index); ok && h == s.lock.ChainingHash {
-			n.adoptLock(a, s.lock)
+			n.raiseLock(a, s.lock)
 		}
 	}
 	if a.phase == phaseSync {
@@ -231,7 +268,7 @@ func (n *Node) replaceLog(a *app, base uint64, seg []Entry, just *wire.Proof) bo
 	}
 	if l := a.hard.Lock; l != nil && l.Index > base {
 		keeps := l.Index <= end && seg[l.Index-base-1].ChainingHash == l.ChainingHash
-		if !keeps && just.View <= l.View {
+		if !keeps && !n.voterOf(a).mayGiveUpLock(just) {
 			n.log.Error("refusing a chain that conflicts with our lock", "app", a.name,
 				"lock_view", l.View, "lock_index", l.Index, "proof_view", just.View, "proof_index", just.Index)
 			return false
@@ -245,13 +282,6 @@ func (n *Node) replaceLog(a *app, base uint64, seg []Entry, just *wire.Proof) bo
 		n.appendEntry(a, e)
 	}
 	n.renumberSkipped(a)
-	if l := a.hard.Lock; l != nil && l.Index > base {
-		if h, ok := n.hashAt(a, l.Index); !ok || h != l.ChainingHash {
-			// Superseded by a higher-view certificate.
-			a.hard.Lock = cloneProof(just)
-			a.hardDirty = true
-		}
-	}
 	return true
 }
 

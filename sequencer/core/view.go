@@ -119,14 +119,9 @@ func (n *Node) enterView(v uint64, cert *wire.Certificate) {
 		panic("core: enterView to an older view")
 	}
 	n.log.Info("entering view", "view", v, "leader", n.cfg.Leader(v), "from_view", n.view)
-	if n.progressInView {
-		n.backoff = 0
-	} else if n.backoff+1 < n.cfg.TimeoutBackoffMax {
-		n.backoff++
-	}
+	n.pace.viewEnded()
 	n.view, n.cert, n.hardDirty = v, cloneCert(cert), true
 	n.metrics.ViewChanges++
-	n.progressInView = false
 	clear(n.disputes)
 	n.disputed = false
 	n.viewStartTick = n.tick
@@ -155,6 +150,7 @@ func (n *Node) resetAppForView(a *app) {
 	a.phaseSince = n.tick
 	a.awaitingSince = 0
 	a.lastFinalTick = n.tick
+	a.waitingSince = 0
 	a.target.lock, a.target.fin = nil, nil
 	for _, p := range a.pend {
 		p.firstPostTick, p.sentTick = 0, 0
@@ -243,7 +239,7 @@ func (n *Node) maybeEstablish() {
 	// The grace grows with the view timeouts: after views that made no
 	// progress, waiting longer for the states outside the first quorum is
 	// what lets the leader see a higher lock that a node outside it holds.
-	grace := uint64(n.cfg.ViewStateGraceTicks) * uint64(1+n.backoff)
+	grace := n.pace.scaled(n.cfg.ViewStateGraceTicks)
 	if len(n.viewStates) < n.cfg.Nodes && n.tick-n.quorumStatesTick < grace {
 		return
 	}
@@ -368,7 +364,7 @@ func (n *Node) reconcileFrom(a *app, sources []int) {
 	}
 	if lock := a.target.lock; lock != nil && lockHigher(lock, a.hard.Lock) {
 		if h, ok := n.hashAt(a, lock.Index); ok && h == lock.ChainingHash {
-			n.adoptLock(a, lock)
+			n.raiseLock(a, lock)
 		} else if lock.Index > a.finalIdx() {
 			n.startSync(a, lock, lock, sources...)
 			return

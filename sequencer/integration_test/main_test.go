@@ -111,6 +111,19 @@ func (c *cluster) dumpLog(path string) {
 	c.t.Logf("---- last lines of %s ----\n%s", filepath.Base(path), strings.Join(lines, "\n"))
 }
 
+// startedCluster starts n nodes and waits until all are ready; it returns
+// the cluster and the indexes of its nodes.
+func startedCluster(t *testing.T, n int) (*cluster, []int) {
+	c := newCluster(t, n)
+	all := make([]int, n)
+	for i := range n {
+		c.start(i)
+		all[i] = i
+	}
+	c.waitReady(all, 30*time.Second)
+	return c, all
+}
+
 // start runs node i (again, after a kill) from its data folder.
 func (c *cluster) start(i int) {
 	c.t.Helper()

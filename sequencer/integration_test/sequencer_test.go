@@ -19,12 +19,7 @@ import (
 // is SIGKILLed and the other three elect a new one and keep finalizing;
 // the killed node restarts from its data folder, catches up and follows.
 func TestFinalityFailoverAndCatchUp(t *testing.T) {
-	c := newCluster(t, 4)
-	for i := range 4 {
-		c.start(i)
-	}
-	all := []int{0, 1, 2, 3}
-	c.waitReady(all, 30*time.Second)
+	c, all := startedCluster(t, 4)
 
 	// 1. Batches to every node, one order everywhere.
 	sent := map[string]bool{}

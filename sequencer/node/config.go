@@ -6,13 +6,18 @@
 // The run loop, every tick (10 ms by default) and on every event:
 //
 //	Tick / Step(from, decoded message) / Submit(app, body)
-//	if core.HasReady():
+//	if no save is in flight and core.HasReady():
 //	    rd := core.Ready()
-//	    store.Save(rd.Persist)       // one fsynced bbolt transaction
+//	    start store.Save(rd.Persist) on the saver goroutine  // one fsynced bbolt transaction
+//	when that save returns nil:
 //	    send rd.Messages             // only after Save returned nil
 //	    publish rd.Finalized         // logs, metrics
 //	    core.Advance()
 //	    answer the PUTs whose batches that Save made durable
+//
+// Events keep reaching the core while a save runs; what they produce is the
+// next Ready (group commit: one fsync covers everything that arrived
+// during the previous one).
 //
 // If Save fails the node stops without sending: a signature whose safety
 // record is not on disk must never leave the process.

@@ -31,6 +31,9 @@ type Metrics struct {
 	Readies          atomic.Uint64 // Readies handled
 	SaveNanos        atomic.Uint64 // time spent in Store.Save, total
 	Saves            atomic.Uint64 // Store.Save calls (one fsynced transaction each)
+	// Rounds counts finalize proofs this node applied (one per round that
+	// finalized something): fsyncs per round is Saves / Rounds.
+	Rounds atomic.Uint64
 }
 
 // Deps are the node's ports. A nil field gets the production
@@ -215,9 +218,19 @@ func (n *Node) closePorts() {
 }
 
 // loop is the one goroutine that owns the core.
+//
+// Group commit: at most one Store.Save is in flight. While it runs (on the
+// saver goroutine) the loop keeps stepping events into the core; their
+// output gathers in the core and becomes the next Ready, taken once the
+// save returns. So however many events arrive during one fsync, they cost
+// one more fsync, not one each. Every Ready's messages leave, and its PUTs
+// are answered, only after the save that covers it returned nil (persist
+// before send); Readys are saved and sent in order.
 func (n *Node) loop(ctx context.Context) (err error) {
 	n.running.Store(true)
+	sv := newSaver(n.store)
 	defer func() {
+		sv.stop()
 		n.running.Store(false)
 		close(n.stopped)
 		// PUTs still queued get an answer instead of hanging.
@@ -233,32 +246,62 @@ func (n *Node) loop(ctx context.Context) (err error) {
 	ticker := time.NewTicker(n.cfg.TickInterval())
 	defer ticker.Stop()
 	recv := n.tr.Recv()
-	var awaiting []submitReq // PUTs whose batch the next Save makes durable
+	var awaiting []submitReq // PUTs whose batch the next Ready's Save makes durable
+	var inFlight *flight     // the Ready being saved, nil when none
+	refuseAll := func() {
+		for _, req := range awaiting {
+			req.reply <- ErrNotRunning
+		}
+		if inFlight != nil {
+			for _, req := range inFlight.awaiting {
+				req.reply <- ErrNotRunning
+			}
+		}
+	}
 	lastView := ^uint64(0)
 	for {
 		// Wait for one event, then take what else is already there (up
 		// to EventsPerReadyMax) so one Save covers them all.
 		select {
 		case <-ctx.Done():
-			for _, req := range awaiting {
-				req.reply <- ErrNotRunning
+			if inFlight != nil {
+				// Let the save finish (its PUTs may be answered); its
+				// messages may still go: the save covers them.
+				if err := <-sv.done; err == nil {
+					n.finishReady(inFlight)
+					inFlight = nil
+				}
 			}
+			refuseAll()
 			return nil
 		case <-ticker.C:
 			n.core.Tick(uint64(n.now().UnixMilli()))
 		case m, ok := <-recv:
 			if !ok {
+				refuseAll()
 				return errors.New("node: transport closed under the loop")
 			}
 			n.step(m)
 		case req := <-n.submits:
 			awaiting = n.submit(req, awaiting)
+		case err := <-sv.done:
+			if err != nil {
+				// Nothing of this Ready may leave the process: its messages
+				// may carry signatures whose safety records did not reach
+				// the disk.
+				n.log.Error("store save failed; stopping without sending", "err", err)
+				refuseAll()
+				return fmt.Errorf("node: store: %w", err)
+			}
+			n.finishReady(inFlight)
+			inFlight = nil
 		}
 	drain:
 		for i := 1; i < n.cfg.EventsPerReadyMax; i++ {
 			select {
 			case m, ok := <-recv:
 				if !ok {
+					refuseAll()
 					return errors.New("node: transport closed under the loop")
 				}
 				n.step(m)
@@ -268,21 +311,27 @@ func (n *Node) loop(ctx context.Context) (err error) {
 				break drain
 			}
 		}
-		if n.core.HasReady() {
-			if err := n.handleReady(); err != nil {
-				for _, req := range awaiting {
-					req.reply <- ErrNotRunning
-				}
-				return err
+		if inFlight == nil && n.core.HasReady() {
+			inFlight = &flight{rd: n.core.Ready(), awaiting: awaiting}
+			awaiting = nil
+			n.metrics.Readies.Add(1)
+			if inFlight.rd.Persist.IsEmpty() {
+				n.finishReady(inFlight)
+				inFlight = nil
+			} else {
+				sv.save(inFlight)
 			}
 		}
-		// Every accepted batch is durable now: either the Save above
-		// covered it or the core had nothing to persist for it.
-		for _, req := range awaiting {
-			req.reply <- nil
-			n.metrics.BatchesAccepted.Add(1)
+		if inFlight == nil && len(awaiting) > 0 {
+			// The core had nothing to persist for these batches (it
+			// refused none, so this cannot happen today; answering keeps
+			// a PUT from hanging if it ever does).
+			for _, req := range awaiting {
+				req.reply <- nil
+				n.metrics.BatchesAccepted.Add(1)
+			}
+			awaiting = nil
 		}
-		awaiting = awaiting[:0]
 		st := n.publishStatus()
 		if st.View != lastView {
 			if lastView != ^uint64(0) {
@@ -290,6 +339,87 @@ func (n *Node) loop(ctx context.Context) (err error) {
 			}
 			lastView = st.View
 		}
+	}
+}
+
+// flight is a Ready on its way: saved, then sent and answered.
+type flight struct {
+	rd       core.Ready
+	awaiting []submitReq // PUTs whose batches this Ready's Persist holds
+	saveDur  time.Duration
+}
+
+// saver runs Store.Save off the loop goroutine, one at a time.
+type saver struct {
+	store Store
+	reqs  chan *flight
+	done  chan error
+	quit  chan struct{}
+	exit  chan struct{}
+}
+
+func newSaver(st Store) *saver {
+	s := &saver{store: st, reqs: make(chan *flight), done: make(chan error, 1), quit: make(chan struct{}), exit: make(chan struct{})}
+	go s.run()
+	return s
+}
+
+func (s *saver) run() {
+	defer close(s.exit)
+	for {
+		select {
+		case <-s.quit:
+			return
+		case f := <-s.reqs:
+			start := time.Now()
+			err := s.store.Save(&f.rd.Persist)
+			f.saveDur = time.Since(start)
+			s.done <- err
+		}
+	}
+}
+
+// save starts saving f; its result comes on done.
+func (s *saver) save(f *flight) { s.reqs <- f }
+
+// stop ends the saver after any save in flight (whose result nobody reads).
+func (s *saver) stop() {
+	close(s.quit)
+	<-s.exit
+}
+
+// finishReady handles a Ready whose Persist is durable: send its
+// messages, publish what it finalized, advance the core, answer its PUTs.
+func (n *Node) finishReady(f *flight) {
+	rd := &f.rd
+	if !rd.Persist.IsEmpty() {
+		n.metrics.SaveNanos.Add(uint64(f.saveDur))
+		n.metrics.Saves.Add(1)
+	}
+	// A message broadcast to many peers is one value: encode it once.
+	var lastMsg wire.Message
+	var lastBytes []byte
+	// (The core never addresses itself; the transport would drop and
+	// count such a message.)
+	for _, env := range rd.Messages {
+		if env.Msg != lastMsg {
+			lastMsg, lastBytes = env.Msg, wire.Encode(env.Msg)
+		}
+		n.tr.Send(env.To, lastBytes)
+	}
+	for _, fin := range rd.Finalized {
+		if len(fin.Entries) == 0 {
+			continue
+		}
+		n.metrics.BatchesFinalized.Add(uint64(len(fin.Entries)))
+		n.metrics.Rounds.Add(1)
+		n.log.Debug("finalized", "app", fin.App, "view", fin.Proof.View,
+			"from", fin.Entries[0].Index, "index", fin.Proof.Index, "batches", len(fin.Entries))
+	}
+	n.core.Advance()
+	for _, req := range f.awaiting {
+		req.reply <- nil
+		n.metrics.BatchesAccepted.Add(1)
 	}
 }
 
@@ -319,44 +449,6 @@ func (n *Node) submit(req submitReq, awaiting []submitReq) []submitReq {
 	return append(awaiting, req)
 }
 
-// handleReady persists, sends, publishes, advances — in that order.
-func (n *Node) handleReady() error {
-	rd := n.core.Ready()
-	n.metrics.Readies.Add(1)
-	if !rd.Persist.IsEmpty() {
-		start := time.Now()
-		if err := n.store.Save(&rd.Persist); err != nil {
-			// Nothing of this Ready may leave the process: its messages may
-			// carry signatures whose safety records did not reach the disk.
-			n.log.Error("store save failed; stopping without sending", "err", err)
-			return fmt.Errorf("node: store: %w", err)
-		}
-		n.metrics.SaveNanos.Add(uint64(time.Since(start)))
-		n.metrics.Saves.Add(1)
-	}
-	// A message broadcast to many peers is one value: encode it once.
-	var lastMsg wire.Message
-	var lastBytes []byte
-	// (The core never addresses itself; the transport would drop and
-	// count such a message.)
-	for _, env := range rd.Messages {
-		if env.Msg != lastMsg {
-			lastMsg, lastBytes = env.Msg, wire.Encode(env.Msg)
-		}
-		n.tr.Send(env.To, lastBytes)
-	}
-	for _, f := range rd.Finalized {
-		if len(f.Entries) == 0 {
-			continue
-		}
-		n.metrics.BatchesFinalized.Add(uint64(len(f.Entries)))
-		n.log.Debug("finalized", "app", f.App, "view", f.Proof.View,
-			"from", f.Entries[0].Index, "index", f.Proof.Index, "batches", len(f.Entries))
-	}
-	n.core.Advance()
-	return nil
-}
-
 func (n *Node) peerID(i int) string {
 	if i >= 0 && i < len(n.cfg.Cluster.Nodes) {
 		return n.cfg.Cluster.Nodes[i].ID
@@ -376,7 +468,7 @@ func (n *Node) publishStatus() *seqapi.NodeState {
 		BLSSigns: w.Signs, BLSVerifies: w.Verifies, BLSAggregates: w.Aggregates, BLSAggregateVerifies: w.AggregateVerifies,
 		BLSBatchVerifies: w.BatchVerifies,
 		StoreSaves:       n.metrics.Saves.Load(), StoreSaveMs: float64(n.metrics.SaveNanos.Load()) / 1e6,
-		BatchesFinalized: n.metrics.BatchesFinalized.Load(),
+		BatchesFinalized: n.metrics.BatchesFinalized.Load(), Rounds: n.metrics.Rounds.Load(),
 	}
 	n.coreOK.Store(s.Ready)
 	n.status.Store(st)

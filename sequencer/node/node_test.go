@@ -31,6 +31,8 @@ type inProcess struct {
 	done   []chan error
 	dirs   []string
 	client *testnet.Client
+	// wrap, when set, replaces node i's ports (tests that watch them).
+	wrap func(i int, d Deps) Deps
 }
 
 // testLogger logs at info under -v (debug with SEQBOOK_TEST_LOG=debug),
@@ -46,14 +48,18 @@ func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-func startInProcess(t *testing.T, n int) *inProcess {
+func startInProcess(t *testing.T, n int) *inProcess { return startInProcessWith(t, n, nil) }
+
+// startInProcessWith starts n nodes, node i with the ports wrap(i, …)
+// gives (nil: the defaults).
+func startInProcessWith(t *testing.T, n int, wrap func(i int, d Deps) Deps) *inProcess {
 	t.Helper()
 	tn, err := testnet.New(n)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := &inProcess{t: t, net: tn, mem: transport.NewMemNetwork(n, 4096), client: testnet.NewClient(),
-		nodes: make([]*Node, n), cancel: make([]context.CancelFunc, n), done: make([]chan error, n)}
+		nodes: make([]*Node, n), cancel: make([]context.CancelFunc, n), done: make([]chan error, n), wrap: wrap}
 	for i := 0; i < n; i++ {
 		c.dirs = append(c.dirs, t.TempDir())
 		c.start(i)
@@ -78,7 +84,11 @@ func (c *inProcess) config(i int) Config {
 // closed, so a restarted node gets a fresh network slot through a relay.
 func (c *inProcess) start(i int) {
 	c.t.Helper()
-	nd, err := New(c.config(i), Deps{Transport: newRelay(c.mem.Endpoint(i))})
+	deps := Deps{Transport: newRelay(c.mem.Endpoint(i))}
+	if c.wrap != nil {
+		deps = c.wrap(i, deps)
+	}
+	nd, err := New(c.config(i), deps)
 	if err != nil {
 		c.t.Fatalf("node %d: %v", i, err)
 	}

@@ -32,6 +32,15 @@ type simNode struct {
 	cfg     core.Config
 	skewMs  int64
 	downTil int // tick to restart at, while crashed
+	// flight is a Ready being saved (group commit, as the node runtime
+	// does it): until flightTil the node keeps stepping events, whose
+	// output gathers for the next Ready; a crash loses it unsaved.
+	flight    *core.Ready
+	flightTil int
+	// submitted are batches Submit took since the last Ready; flightAcc
+	// those the Ready in flight makes durable. A batch counts as accepted
+	// (the PUT answered) only once its save is done.
+	submitted, flightAcc []accepted
 }
 
 type packet struct {
@@ -84,9 +93,13 @@ type world struct {
 	delayMax            int
 	crashP, partP, subP float64
 	crashAfterSaveP     float64
+	slowSaveP           float64 // chance a save takes 1–3 ticks (group commit)
 
 	accepted []accepted
 	subCount int
+	// Calm runs: submissions only before busyTil; the next burst starts
+	// at idleTil.
+	busyTil, idleTil int
 }
 
 func newWorld(o Options, rng *rand.Rand, lg *slog.Logger) *world {
@@ -102,6 +115,9 @@ func newWorld(o Options, rng *rand.Rand, lg *slog.Logger) *world {
 		w.crashP = rng.Float64() * 0.004
 		w.partP = rng.Float64() * 0.004
 		w.crashAfterSaveP = rng.Float64() * 0.002
+		if rng.IntN(2) == 0 {
+			w.slowSaveP = rng.Float64() * 0.5
+		}
 	} else {
 		w.delayMax = 2
 	}
@@ -192,6 +208,8 @@ func (w *world) start(sn *simNode) {
 func (w *world) crash(sn *simNode, downTicks int) {
 	w.log.Info("sim: crash", "node", sn.id, "tick", w.tick, "down", downTicks)
 	sn.core = nil
+	sn.flight = nil                       // a save under way is lost with the process
+	sn.submitted, sn.flightAcc = nil, nil // their PUTs were never answered
 	sn.downTil = w.tick + downTicks
 	w.stats.Crashes++
 }
@@ -199,30 +217,60 @@ func (w *world) crash(sn *simNode, downTicks int) {
 // drain hands a node's Ready to the world: persist, (maybe crash right
 // after persisting), send, report, advance.
 func (w *world) drain(sn *simNode) {
-	for sn.core != nil && sn.core.HasReady() {
+	for sn.core != nil && sn.flight == nil && sn.core.HasReady() {
 		rd := sn.core.Ready()
-		if err := sn.store.Save(&rd.Persist); err != nil {
-			w.chk.violate("node %d: store refused a Persist: %v", sn.id, err)
+		sn.flightAcc, sn.submitted = sn.submitted, nil
+		if w.slowSaveP > 0 && w.rng.Float64() < w.slowSaveP {
+			// A slow save: the node goes on stepping events meanwhile
+			// (finishSaves completes it), as the runtime's group commit.
+			sn.flight, sn.flightTil = &rd, w.tick+1+w.rng.IntN(3)
 			return
 		}
-		w.chk.observeReady(sn.id, &rd)
-		if w.crashAfterSaveP > 0 && w.rng.Float64() < w.crashAfterSaveP {
-			w.crash(sn, 1+w.rng.IntN(100)) // persisted but never sent
-			return
-		}
-		for _, env := range rd.Messages {
-			envs := []core.Envelope{env}
-			if b := w.byz[sn.id]; b != nil {
-				envs = b.outgoing(env)
-			}
-			for _, e := range envs {
-				w.chk.observeMessage(e.Msg)
-				w.send(sn.id, e.To, wire.Encode(e.Msg))
-			}
-		}
-		sn.core.Advance()
-		w.chk.observeStatus(sn.id, sn.core.Status())
+		w.finishReady(sn, &rd)
 	}
+}
+
+// finishSaves completes the slow saves that are due, then drains what the
+// nodes gathered meanwhile.
+func (w *world) finishSaves() {
+	for _, sn := range w.nodes {
+		if sn.core != nil && sn.flight != nil && w.tick >= sn.flightTil {
+			rd := sn.flight
+			sn.flight = nil
+			w.finishReady(sn, rd)
+			w.drain(sn)
+		}
+	}
+}
+
+// finishReady saves a Ready, (maybe crashes right after persisting), sends
+// its messages and advances the node.
+func (w *world) finishReady(sn *simNode, rd *core.Ready) {
+	if err := sn.store.Save(&rd.Persist); err != nil {
+		w.chk.violate("node %d: store refused a Persist: %v", sn.id, err)
+		return
+	}
+	w.chk.observeReady(sn.id, rd)
+	if w.byz[sn.id] == nil {
+		w.accepted = append(w.accepted, sn.flightAcc...)
+	}
+	sn.flightAcc = nil
+	if w.crashAfterSaveP > 0 && w.rng.Float64() < w.crashAfterSaveP {
+		w.crash(sn, 1+w.rng.IntN(100)) // persisted but never sent
+		return
+	}
+	for _, env := range rd.Messages {
+		envs := []core.Envelope{env}
+		if b := w.byz[sn.id]; b != nil {
+			envs = b.outgoing(env)
+		}
+		for _, e := range envs {
+			w.chk.observeMessage(e.Msg)
+			w.send(sn.id, e.To, wire.Encode(e.Msg))
+		}
+	}
+	sn.core.Advance()
+	w.chk.observeStatus(sn.id, sn.core.Status())
 }
 
 func (w *world) send(from, to int, data []byte) {
@@ -255,7 +303,8 @@ func (w *world) step(faults bool) {
 			w.start(sn)
 		}
 	}
-	if faults && w.rng.Float64() < w.subP {
+	w.finishSaves()
+	if faults && w.submitting() && w.rng.Float64() < w.subP {
 		w.submit()
 	}
 	for _, sn := range w.nodes {
@@ -357,16 +406,37 @@ func (w *world) submit() {
 		return // a bound: the client would retry elsewhere
 	}
 	w.stats.Accepted++
-	if w.byz[i] == nil {
-		w.accepted = append(w.accepted, accepted{app: app, body: body, node: i})
-	}
+	sn.submitted = append(sn.submitted, accepted{app: app, body: body, node: i})
 	w.drain(sn)
+}
+
+// submitting reports whether this tick may submit. Calm runs alternate
+// bursts of 10–80 ticks with idle gaps of 1–3 finalize timeouts: the first
+// batch after a gap must not look like a stalled leader.
+func (w *world) submitting() bool {
+	if !w.o.Calm {
+		return true
+	}
+	if w.tick >= w.idleTil {
+		w.busyTil = w.tick + 10 + w.rng.IntN(71)
+		timeout := core.TestConfig(chainID, w.n, 0).FinalizeTimeoutTicks
+		w.idleTil = w.busyTil + timeout + w.rng.IntN(2*timeout+1)
+	}
+	return w.tick < w.busyTil
+}
+
+// checkNoViewChange flags any view change in a calm run.
+func (w *world) checkNoViewChange() {
+	if v := w.maxView(); v > 0 {
+		w.chk.violate("view %d reached in a run without faults or Byzantine nodes (tick %d)", v, w.tick)
+	}
 }
 
 // heal ends the faulty phase: no partitions, no loss, every node up.
 func (w *world) heal() {
 	w.clearPartition()
 	w.dropP, w.dupP, w.crashAfterSaveP = 0, 0, 0
+	w.slowSaveP = min(w.slowSaveP, 0.2)
 	w.delayMax = min(w.delayMax, 3)
 	for _, sn := range w.nodes {
 		if sn.core == nil {

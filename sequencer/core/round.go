@@ -1,0 +1,309 @@
+package core
+
+import (
+	"maps"
+
+	"github.com/seqbook/seqbook/sequencer/wire"
+)
+
+// A leader's rounds, pipelined and following the load.
+//
+// One round is one Round message: it asks every node to sign Finalize for
+// the lock proof the previous round formed (fin) and Lock for the next
+// candidate (lock), and carries the newest finalize proof. Either part may
+// be absent. The next round starts the moment this one's proofs have
+// formed and covers everything that gathered meanwhile: at low load the
+// first batch a quorum holds starts a round at once; under load rounds
+// run back to back and grow with what arrives while one is under way, so
+// their fixed cost (signatures, pairings, an fsync per node) is shared by
+// more batches. No timer sits between rounds.
+//
+// What the leader itself may sign is the voter's decision, made when the
+// round starts (castLock, castFinalize record it in the round's Ready).
+// Making the signature is deferred to the next event (signDeferred): the
+// requests leave first and the followers sign while the leader does. That
+// is a performance trick and stays out of the voter.
+
+// round is the leader's round under way.
+type round struct {
+	lock, fin *tally
+	sentTick  uint64
+}
+
+// tally collects the votes for one Lock or Finalize message.
+//
+// Votes are not checked one by one as they arrive: a pairing per vote is
+// most of a leader's CPU. They wait in unchecked until, with the checked
+// ones and the leader's own, they could complete a quorum; then one
+// aggregate check covers them all, and only when it fails is each checked
+// alone to drop the bad ones (see prove).
+type tally struct {
+	kind      wire.ProofKind
+	index     uint64
+	hash      wire.Hash
+	lp        *wire.Proof // finalize: the lock proof it finalizes
+	votes     map[int]wire.Signature
+	unchecked map[int]wire.Signature
+	// ownDue: the voter allowed the leader's own vote (recorded); its
+	// signature is still to be made.
+	ownDue bool
+	// proof is the quorum proof once formed.
+	proof *wire.Proof
+}
+
+func newTally(kind wire.ProofKind, index uint64, hash wire.Hash, lp *wire.Proof) *tally {
+	return &tally{kind: kind, index: index, hash: hash, lp: lp, votes: map[int]wire.Signature{}, unchecked: map[int]wire.Signature{}}
+}
+
+// done reports whether t has its proof (an absent part is done).
+func (t *tally) done() bool { return t == nil || t.proof != nil }
+
+// has reports whether node i's vote is in (checked or not).
+func (t *tally) has(i int) bool {
+	_, ok := t.votes[i]
+	_, pending := t.unchecked[i]
+	return ok || pending
+}
+
+func (r *round) done() bool { return r.lock.done() && r.fin.done() }
+
+// advanceRounds forms the proofs the votes in hand allow and starts the
+// next round once the current one is done. A cluster of one completes
+// rounds at once, so it loops until there is nothing left to lock.
+func (n *Node) advanceRounds(a *app) {
+	l := a.lead
+	if l == nil || a.phase != phaseActive {
+		return
+	}
+	for {
+		if r := l.round; r != nil {
+			n.tallyRound(a, r)
+			if !r.done() {
+				return
+			}
+			l.round = nil
+		}
+		r := n.nextRound(a)
+		if r == nil {
+			if a.finalIdx() > l.announced {
+				n.announceFinal(a) // a new finalize proof and no round to carry it
+			}
+			return
+		}
+		l.round = r
+		n.sendRound(a, r)
+	}
+}
+
+// nextRound builds the next round: finalize the view's newest lock proof
+// if it is not final yet, lock the next candidate if there is one; nil
+// when there is neither.
+func (n *Node) nextRound(a *app) *round {
+	l := a.lead
+	r := &round{}
+	if lp := l.viewLock; lp != nil && lp.Index > a.finalIdx() {
+		r.fin = newTally(wire.KindFinalize, lp.Index, lp.ChainingHash, lp)
+		r.fin.ownDue = n.castFinalize(a, lp)
+	}
+	if idx, ok := n.lockCandidate(a); ok {
+		h, _ := n.hashAt(a, idx)
+		r.lock = newTally(wire.KindLock, idx, h, nil)
+		r.lock.ownDue = n.castLock(a, idx, h)
+		n.log.Debug("lock round", "app", a.name, "view", n.view, "index", idx)
+	}
+	if r.lock == nil && r.fin == nil {
+		return nil
+	}
+	return r
+}
+
+// sendRound asks every node for the votes it has not given yet, with the
+// newest finalize proof (a follower checks it together with the lock proof
+// it is asked to finalize: one multi-pairing).
+func (n *Node) sendRound(a *app, r *round) {
+	l := a.lead
+	r.sentTick = n.tick
+	l.announced = a.finalIdx()
+	for i := 0; i < n.cfg.Nodes; i++ {
+		if i == n.cfg.Self {
+			continue
+		}
+		m := &wire.Round{App: a.name, View: n.view, Finalized: cloneProof(a.hard.Finalized)}
+		if t := r.lock; !t.done() && !t.has(i) {
+			m.Lock = &wire.LockTarget{Index: t.index, ChainingHash: t.hash}
+		}
+		if t := r.fin; !t.done() && !t.has(i) {
+			m.Finalize = cloneProof(t.lp)
+		}
+		if m.Lock != nil || m.Finalize != nil {
+			n.send(i, m)
+		}
+	}
+}
+
+// announceFinal sends everyone the newest finalize proof alone.
+func (n *Node) announceFinal(a *app) {
+	a.lead.announced = a.finalIdx()
+	n.broadcast(&wire.Round{App: a.name, View: n.view, Finalized: cloneProof(a.hard.Finalized)})
+}
+
+// stepVote (leader) collects a node's signatures for the round under way.
+func (n *Node) stepVote(from int, v *wire.Vote) error {
+	if !n.isLeader() {
+		return nil
+	}
+	a := n.apps[v.App]
+	if a == nil || a.lead == nil || a.lead.round == nil {
+		return nil
+	}
+	r := a.lead.round
+	for _, c := range []struct {
+		s *wire.SignedTarget
+		t *tally
+	}{{v.Lock, r.lock}, {v.Finalize, r.fin}} {
+		if c.s != nil && !c.t.done() && c.s.Index == c.t.index && c.s.ChainingHash == c.t.hash && !c.t.has(from) {
+			c.t.unchecked[from] = c.s.Signature
+		}
+	}
+	n.advanceRounds(a)
+	return nil
+}
+
+// tallyRound turns the parts of r that hold a quorum of votes into proofs:
+// a lock proof becomes the view's lock and the leader's lock certificate, a
+// finalize proof finalizes.
+func (n *Node) tallyRound(a *app, r *round) {
+	lc, fc := n.candidate(a, r.lock), n.candidate(a, r.fin)
+	if lc != nil && fc != nil && len(r.lock.unchecked) > 0 && len(r.fin.unchecked) > 0 {
+		n.preverify(a.name, lc, fc) // both at once: one multi-pairing
+	}
+	if lp := n.prove(a, r.lock, lc); lp != nil {
+		r.lock.proof = lp
+		a.lead.viewLock = lp
+		n.raiseLock(a, lp)
+		n.metrics.LockProofs++
+		n.log.Debug("lock proof", "app", a.name, "view", n.view, "index", lp.Index)
+	}
+	if fp := n.prove(a, r.fin, fc); fp != nil {
+		r.fin.proof = fp
+		n.metrics.FinalizeProofs++
+		n.finalizeTo(a, fp)
+	}
+}
+
+// candidate aggregates every vote of t, checked or not, and the leader's
+// own (signed now if still due), once they make a quorum; nil before, and
+// nil once t has its proof.
+func (n *Node) candidate(a *app, t *tally) *wire.Proof {
+	if t.done() {
+		return nil
+	}
+	own := 0
+	if t.ownDue {
+		own = 1
+	}
+	if len(t.votes)+len(t.unchecked)+own < n.quorum {
+		return nil
+	}
+	n.signOwn(a, t)
+	all := maps.Clone(t.votes)
+	maps.Copy(all, t.unchecked)
+	return n.aggregate(a, t, all)
+}
+
+// prove returns t's proof from cand (its candidate) once it holds a quorum
+// of valid votes, or nil. Votes the leader checked (its own, or votes it
+// checked one by one after a failed aggregate) are not checked again: only
+// a candidate that contains unchecked votes is verified, once. If that
+// fails, each unchecked vote is checked alone and the bad ones are dropped
+// (their senders are logged), so a Byzantine vote costs the leader a few
+// pairings but never a wrong proof. An aggregate over PoP-checked keys
+// that verifies names only nodes whose signatures are in it: no coalition
+// can add an honest node to a proof it did not sign.
+func (n *Node) prove(a *app, t *tally, cand *wire.Proof) *wire.Proof {
+	if cand == nil {
+		return nil
+	}
+	if len(t.unchecked) == 0 {
+		return cand
+	}
+	if n.verifyProof(a.name, cand) {
+		maps.Copy(t.votes, t.unchecked)
+		clear(t.unchecked)
+		return cand
+	}
+	digest := ProofDigest(n.domain, a.name, cand) // what every vote of t signs
+	for i := 0; i < n.cfg.Nodes; i++ {
+		sig, ok := t.unchecked[i]
+		if !ok {
+			continue
+		}
+		if n.crypto.Verify(i, digest, sig) {
+			t.votes[i] = sig
+		} else {
+			n.metrics.StepErrors++
+			n.log.Warn("bad vote signature", "app", a.name, "view", n.view, "from", i, "kind", t.kind, "index", t.index)
+		}
+	}
+	clear(t.unchecked)
+	if len(t.votes) < n.quorum {
+		return nil
+	}
+	return n.aggregate(a, t, t.votes)
+}
+
+// signOwn makes the leader's own signature of t if the voter allowed it.
+func (n *Node) signOwn(a *app, t *tally) {
+	if !t.ownDue {
+		return
+	}
+	t.ownDue = false
+	if t.kind == wire.KindLock {
+		t.votes[n.cfg.Self] = n.lockSig(a, t.index, t.hash)
+	} else {
+		t.votes[n.cfg.Self] = n.finalizeSig(a, t.lp)
+	}
+}
+
+// signDeferred makes the leader's own signatures of the rounds under way
+// (deferred so the requests left first), and forms the proofs they
+// complete. It runs first in Tick, Step and Submit.
+func (n *Node) signDeferred() {
+	if !n.isLeader() {
+		return
+	}
+	for _, name := range n.names {
+		a := n.apps[name]
+		if a.lead == nil || a.lead.round == nil || a.phase != phaseActive {
+			continue
+		}
+		r := a.lead.round
+		if (r.lock == nil || !r.lock.ownDue) && (r.fin == nil || !r.fin.ownDue) {
+			continue
+		}
+		for _, t := range []*tally{r.lock, r.fin} {
+			if t != nil {
+				n.signOwn(a, t)
+			}
+		}
+		n.advanceRounds(a)
+	}
+}
+
+// aggregate combines votes (node → signature) for t into a proof.
+func (n *Node) aggregate(a *app, t *tally, votes map[int]wire.Signature) *wire.Proof {
+	var signers wire.Bitmap
+	var sigs []wire.Signature
+	for i := 0; i < n.cfg.Nodes; i++ {
+		if s, ok := votes[i]; ok {
+			signers = signers.With(i)
+			sigs = append(sigs, s)
+		}
+	}
+	agg, err := n.crypto.Aggregate(sigs)
+	if err != nil {
+		n.log.Error("aggregating votes failed", "app", a.name, "err", err)
+		return nil
+	}
+	return &wire.Proof{Kind: t.kind, View: n.view, Index: t.index, ChainingHash: t.hash, Signers: signers, Signature: agg}
+}
