@@ -55,8 +55,15 @@ type Config struct {
 	// LegacyPendingMax is how long a legacy order (no expiry) is resent
 	// before the replica gives up on it.
 	LegacyPendingMax time.Duration
-	// PollInterval is the pause between polls when nothing new is
-	// finalized; PollBackoffMax the longest pause after errors.
+	// FollowWait is how long one fetch of finalized batches asks the node
+	// to hold the request while nothing new is finalized (a long-poll:
+	// the node answers as soon as it finalizes a batch, so an idle
+	// replica makes one request per FollowWait instead of polling).
+	FollowWait time.Duration
+	// PollInterval is the shortest gap between two fetches (each page
+	// costs a BLS check of its finality proof, ~1 ms of CPU: under load,
+	// pages gathered over the gap share one check); PollBackoffMax is the
+	// longest pause after errors.
 	PollInterval   time.Duration
 	PollBackoffMax time.Duration
 	// WaitDefault and WaitMax bound ?wait=finalized (and ?timeout=).
@@ -92,7 +99,8 @@ func DefaultConfig() Config {
 		SendTimeout:      5 * time.Second,
 		ResendAfter:      5 * time.Second,
 		LegacyPendingMax: 10 * time.Minute,
-		PollInterval:     20 * time.Millisecond,
+		FollowWait:       5 * time.Second,
+		PollInterval:     5 * time.Millisecond,
 		PollBackoffMax:   time.Second,
 		WaitDefault:      10 * time.Second,
 		WaitMax:          60 * time.Second,
@@ -110,6 +118,7 @@ func TestConfig() Config {
 	c := DefaultConfig()
 	c.BatchInterval = time.Millisecond
 	c.PollInterval = time.Millisecond
+	c.FollowWait = time.Second
 	c.PollBackoffMax = 10 * time.Millisecond
 	c.ResendAfter = 200 * time.Millisecond
 	c.WaitDefault = 5 * time.Second
@@ -131,8 +140,8 @@ func (c *Config) ValidateBasic() error {
 		return fmt.Errorf("batch interval must be in (0, 10ms], got %v", c.BatchInterval)
 	case c.PendingMax < 1 || c.SendsInFlightMax < 1:
 		return errors.New("PendingMax and SendsInFlightMax must be at least 1")
-	case c.SendTimeout <= 0 || c.ResendAfter <= 0 || c.PollInterval <= 0 || c.PollBackoffMax < c.PollInterval:
-		return errors.New("timeouts must be positive (PollBackoffMax >= PollInterval)")
+	case c.SendTimeout <= 0 || c.ResendAfter <= 0 || c.PollInterval <= 0 || c.PollBackoffMax < c.PollInterval || c.FollowWait < 0:
+		return errors.New("timeouts must be positive (PollBackoffMax >= PollInterval, FollowWait >= 0)")
 	case c.WaitDefault <= 0 || c.WaitMax < c.WaitDefault || c.IndexWaitMax < 0:
 		return errors.New("wait bounds must be positive (WaitMax >= WaitDefault)")
 	case c.SnapshotEvery < 1:
@@ -402,13 +411,13 @@ func (r *Replica) followLoop(ctx context.Context, after uint64, prev [32]byte, o
 	for ctx.Err() == nil {
 		// At most one fetch per PollInterval: each page costs a BLS
 		// verification of its finality proof (about a millisecond of
-		// CPU), and the sequencer finalizes on ticks of that order, so
-		// asking sooner mostly buys smaller pages.
+		// CPU); under load, what finalizes during the gap shares one.
 		if wait := r.cfg.PollInterval - time.Since(lastFetch); wait > 0 {
 			sleep(ctx, wait)
 		}
 		lastFetch = time.Now()
-		bs, err := r.seq.Finalized(ctx, after, prev)
+		// A long-poll: the node answers when it finalizes something.
+		bs, err := r.seq.Finalized(ctx, after, prev, r.cfg.FollowWait)
 		if err == nil {
 			err = checkChain(after, prev, bs)
 		}
@@ -426,7 +435,7 @@ func (r *Replica) followLoop(ctx context.Context, after uint64, prev [32]byte, o
 		}
 		backoff = r.cfg.PollInterval
 		if len(bs) == 0 {
-			continue // the loop's head waits out the poll interval
+			continue // the wait ran out: ask again
 		}
 		preps := make([]prepared, len(bs))
 		for i, b := range bs {
