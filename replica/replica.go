@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/seqbook/seqbook/client/bls"
@@ -38,9 +39,16 @@ type Config struct {
 	Genesis *Genesis
 	Ledger  LedgerConfig
 
-	// BatchInterval is how long accepted operations gather before they
-	// leave as one batch.
-	BatchInterval time.Duration
+	// Batching (see batchLoop): a batch leaves when it holds BatchOpsMax
+	// operations, or when its time is up: the gap since the previous
+	// batch left, which follows the sequencer's answer time between
+	// BatchInterval and BatchIntervalMax. After a quiet gap the first
+	// operation leaves at once.
+	BatchInterval    time.Duration
+	BatchIntervalMax time.Duration
+	// BatchOpsMax is the size at which a batch leaves without waiting
+	// (a batch is also cut at BatchBytesMax).
+	BatchOpsMax int
 	// PendingMax bounds the operations accepted and not yet applied: the
 	// intake answers 429 past it. Each costs memory until applied; the
 	// bound also caps a batch at well under 1 MiB per interval.
@@ -94,6 +102,8 @@ func DefaultConfig() Config {
 	return Config{
 		Ledger:           DefaultLedgerConfig(),
 		BatchInterval:    10 * time.Millisecond,
+		BatchIntervalMax: 30 * time.Millisecond,
+		BatchOpsMax:      512,
 		PendingMax:       20_000,
 		SendsInFlightMax: 4,
 		SendTimeout:      5 * time.Second,
@@ -117,6 +127,7 @@ func DefaultConfig() Config {
 func TestConfig() Config {
 	c := DefaultConfig()
 	c.BatchInterval = time.Millisecond
+	c.BatchIntervalMax = 5 * time.Millisecond
 	c.PollInterval = time.Millisecond
 	c.FollowWait = time.Second
 	c.PollBackoffMax = 10 * time.Millisecond
@@ -138,6 +149,10 @@ func (c *Config) ValidateBasic() error {
 		return errors.New("a BLS key must be set")
 	case c.BatchInterval <= 0 || c.BatchInterval > 10*time.Millisecond:
 		return fmt.Errorf("batch interval must be in (0, 10ms], got %v", c.BatchInterval)
+	case c.BatchIntervalMax < c.BatchInterval || c.BatchIntervalMax > 100*time.Millisecond:
+		return fmt.Errorf("batch interval max must be in [batch interval, 100ms], got %v", c.BatchIntervalMax)
+	case c.BatchOpsMax < 1:
+		return errors.New("BatchOpsMax must be at least 1")
 	case c.PendingMax < 1 || c.SendsInFlightMax < 1:
 		return errors.New("PendingMax and SendsInFlightMax must be at least 1")
 	case c.SendTimeout <= 0 || c.ResendAfter <= 0 || c.PollInterval <= 0 || c.PollBackoffMax < c.PollInterval || c.FollowWait < 0:
@@ -200,6 +215,9 @@ type Replica struct {
 	snapshotErr  error
 
 	in intake
+	// sendRTT is the smoothed answer time of batch sends, in nanoseconds
+	// (batchGap).
+	sendRTT atomic.Int64
 
 	// wmu guards waiters: channels of ?wait=finalized requests by op id.
 	wmu     sync.Mutex
