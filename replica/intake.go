@@ -381,8 +381,8 @@ func (r *Replica) noteSendTime(d time.Duration) {
 	}
 }
 
-// sendBatch records the operations in the outbox, then sends them as one
-// batch and reports the result to each.
+// sendBatch records the operations in the outbox and sends them as one
+// batch, and reports the result to each.
 func (r *Replica) sendBatch(ctx context.Context, ps []*pendingOp) {
 	wires := make([][]byte, len(ps))
 	entries := make([]OutboxEntry, 0, len(ps))
@@ -398,17 +398,29 @@ func (r *Replica) sendBatch(ctx context.Context, ps []*pendingOp) {
 			entries = append(entries, OutboxEntry{ID: p.op.ID, Wire: p.wire, Expiry: p.op.Expiry, AcceptedMs: uint64(p.accepted.UnixMilli())})
 		}
 	}
-	var err error
+	// The outbox write runs beside the send, not before it: the store
+	// commits it together with whatever else is being written (the apply
+	// loop's commit, other batches' entries), and nobody is told
+	// "accepted" before both are done. A crash in between loses nothing
+	// anyone was promised; an entry written after its operation applied
+	// is dropped at the next start (New).
+	var putErr error
+	var putDone chan struct{}
 	if len(entries) > 0 {
-		err = r.store.PutOutbox(entries)
+		putDone = make(chan struct{})
+		go func() { defer close(putDone); putErr = r.store.PutOutbox(entries) }()
 	}
+	sctx, cancel := context.WithTimeout(ctx, r.cfg.SendTimeout)
+	start := time.Now()
+	err := r.seq.Send(sctx, EncodeBatch(wires))
+	cancel()
 	if err == nil {
-		sctx, cancel := context.WithTimeout(ctx, r.cfg.SendTimeout)
-		start := time.Now()
-		err = r.seq.Send(sctx, EncodeBatch(wires))
-		cancel()
-		if err == nil {
-			r.noteSendTime(time.Since(start))
+		r.noteSendTime(time.Since(start))
+	}
+	if putDone != nil {
+		<-putDone
+		if err == nil && putErr != nil {
+			err = fmt.Errorf("recording the batch in the outbox: %w", putErr)
 		}
 	}
 	now := r.cfg.Now()

@@ -80,9 +80,15 @@ type Config struct {
 	// IndexWaitMax bounds how long a read at an index just ahead of the
 	// applied one waits.
 	IndexWaitMax time.Duration
-	// SnapshotEvery is how many applied batches go between ledger
-	// snapshots; batches in between are logged and replayed on restart.
-	SnapshotEvery uint64
+	// A ledger snapshot is taken when, since the last one, SnapshotEvery
+	// batches, or SnapshotOps operations, or SnapshotLogBytes bytes of
+	// batch bodies were applied (whichever comes first); batches in
+	// between are logged and replayed on restart, so these bound the
+	// replay. Counting operations and bytes, not only batches, keeps the
+	// snapshot cost per operation flat when batches grow under load.
+	SnapshotEvery    uint64
+	SnapshotOps      uint64
+	SnapshotLogBytes uint64
 	// VerifyWorkers is the signature verification pool size (0: one per
 	// CPU).
 	VerifyWorkers int
@@ -115,7 +121,9 @@ func DefaultConfig() Config {
 		WaitDefault:      10 * time.Second,
 		WaitMax:          60 * time.Second,
 		IndexWaitMax:     2 * time.Second,
-		SnapshotEvery:    1000,
+		SnapshotEvery:    10_000,
+		SnapshotOps:      50_000,
+		SnapshotLogBytes: 32 << 20,
 		RequestBytesMax:  64 << 10,
 		OrdersPageMax:    10_000,
 		Now:              time.Now,
@@ -159,8 +167,8 @@ func (c *Config) ValidateBasic() error {
 		return errors.New("timeouts must be positive (PollBackoffMax >= PollInterval, FollowWait >= 0)")
 	case c.WaitDefault <= 0 || c.WaitMax < c.WaitDefault || c.IndexWaitMax < 0:
 		return errors.New("wait bounds must be positive (WaitMax >= WaitDefault)")
-	case c.SnapshotEvery < 1:
-		return errors.New("SnapshotEvery must be at least 1")
+	case c.SnapshotEvery < 1 || c.SnapshotOps < 1 || c.SnapshotLogBytes < 1:
+		return errors.New("SnapshotEvery, SnapshotOps and SnapshotLogBytes must be at least 1")
 	case c.RequestBytesMax < 1024 || c.OrdersPageMax < 1:
 		return errors.New("RequestBytesMax must be at least 1 KiB and OrdersPageMax at least 1")
 	case c.Now == nil || c.Logger == nil:
@@ -208,6 +216,9 @@ type Replica struct {
 	// lastSnapshot is the index of the latest snapshot stored or being
 	// stored (apply loop only).
 	lastSnapshot uint64
+	// logOps and logBytes count the operations and body bytes applied
+	// since lastSnapshot (apply loop only).
+	logOps, logBytes uint64
 	// snapshotDone is closed when the snapshot being written in the
 	// background is stored (nil: none was started); snapshotErr is its
 	// error, read after snapshotDone closed.
@@ -288,7 +299,9 @@ func New(cfg Config, seq Sequencer, store Store) (*Replica, error) {
 			return nil, fmt.Errorf("stored batch log: %w", err)
 		}
 		for _, b := range logged {
-			r.applyPrepared(prepareBatch(cfg.Domain, b, cfg.VerifyWorkers, nil))
+			a := r.applyPrepared(prepareBatch(cfg.Domain, b, cfg.VerifyWorkers, nil))
+			r.logOps += uint64(len(a.Outcomes))
+			r.logBytes += uint64(len(b.Body))
 		}
 		if len(logged) > 0 {
 			r.log.Info("replayed logged batches", "from", after+1, "to", r.ledger.index)
@@ -502,7 +515,9 @@ func (r *Replica) applyPage(preps []prepared) error {
 	r.mu.Unlock()
 
 	c := &Commit{Batches: bs}
-	for _, a := range applied {
+	for i, a := range applied {
+		r.logOps += uint64(len(a.Outcomes))
+		r.logBytes += uint64(len(bs[i].Body))
 		c.Withdrawals = append(c.Withdrawals, a.Withdrawals...)
 		for _, o := range a.Outcomes {
 			if o.Authentic && r.in.isPending(o.ID) {
@@ -515,13 +530,13 @@ func (r *Replica) applyPage(preps []prepared) error {
 	}
 	index := r.ledger.index
 	var snap *ledgerSnapshot
-	if index-r.lastSnapshot >= r.cfg.SnapshotEvery {
+	if index-r.lastSnapshot >= r.cfg.SnapshotEvery || r.logOps >= r.cfg.SnapshotOps || r.logBytes >= r.cfg.SnapshotLogBytes {
 		// Only the apply loop writes the ledger, so it can capture it
 		// without blocking readers. The capture is cheap; encoding and
 		// writing it (~10 MB, a few hundred ms) happen in the background
 		// once this page is committed, so applying does not stall.
-		// The previous snapshot is done long before (SnapshotEvery
-		// batches later); waiting for it keeps one write at a time.
+		// The previous snapshot is done long before (a snapshot's worth
+		// of batches later); waiting for it keeps one write at a time.
 		if err := r.waitSnapshot(); err != nil {
 			return err
 		}
@@ -537,7 +552,7 @@ func (r *Replica) applyPage(preps []prepared) error {
 		return fmt.Errorf("committing batches up to %d: %w", index, err)
 	}
 	if snap != nil {
-		r.lastSnapshot = index
+		r.lastSnapshot, r.logOps, r.logBytes = index, 0, 0
 		r.snapshotInBackground(snap)
 	}
 	r.mu.Lock()
