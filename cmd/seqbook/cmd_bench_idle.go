@@ -63,26 +63,8 @@ func runBenchIdle(args []string) int {
 		return fail("bench", err)
 	}
 	defer done()
-	pids := map[string][]int{}
-	for _, comp := range n.Components {
-		if pid := n.PID(comp.ID); pid != 0 {
-			pids[comp.Kind] = append(pids[comp.Kind], pid)
-		}
-	}
-	res, err := benchIdle(ctx, n, pids, *settle, *duration)
-	if err == nil && deaths.Load() > 0 {
-		err = fmt.Errorf("%d component(s) died during the benchmark (reports above)", deaths.Load())
-	}
-	if err != nil {
-		*keep = true
-		return fail("bench", err)
-	}
-	if *jsonOut != "" {
-		if err := writeJSONFile(*jsonOut, res); err != nil {
-			return fail("bench", err)
-		}
-	}
-	return 0
+	res, err := benchIdle(ctx, n, networkPIDs(n), *settle, *duration)
+	return finishBench(res, err, deaths.Load(), keep, *jsonOut)
 }
 
 func benchIdle(ctx context.Context, n *localnet.Network, pids map[string][]int, settle, duration time.Duration) (idleResult, error) {
