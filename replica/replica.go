@@ -464,10 +464,18 @@ func (r *Replica) followLoop(ctx context.Context, after uint64, prev [32]byte, o
 			backoff = min(2*backoff, r.cfg.PollBackoffMax)
 			continue
 		}
-		backoff = r.cfg.PollInterval
 		if len(bs) == 0 {
-			continue // the wait ran out: ask again
+			// A held request answers empty only when its wait ran out:
+			// ask again at once. One answered empty much sooner came
+			// from a node that does not hold requests (or is stopping):
+			// back off as after an error rather than spin.
+			if time.Since(lastFetch) < r.cfg.FollowWait/2 {
+				sleep(ctx, backoff)
+				backoff = min(2*backoff, r.cfg.PollBackoffMax)
+			}
+			continue
 		}
+		backoff = r.cfg.PollInterval
 		preps := make([]prepared, len(bs))
 		for i, b := range bs {
 			// Operations this replica verified at intake are not
