@@ -160,9 +160,15 @@ func (s *BoltStore) Withdrawal(id [32]byte) (w WithdrawalRecord, ok bool, err er
 	return w, ok, err
 }
 
+// outboxLinger is how long an outbox write waits for another write to
+// share its transaction with. Its caller sends the batch meanwhile (a
+// round trip to a node, itself waiting for the node's fsync), so the wait
+// is hidden; shared, the outbox costs no fsync of its own.
+const outboxLinger = 5 * time.Millisecond
+
 // PutOutbox implements Store.
 func (s *BoltStore) PutOutbox(entries []OutboxEntry) error {
-	return s.group.update(func(tx *bolt.Tx) error {
+	return s.group.updateLinger(func(tx *bolt.Tx) error {
 		ob := tx.Bucket(bucketOutbox)
 		for _, e := range entries {
 			v := make([]byte, 0, 16+len(e.Wire))
@@ -174,7 +180,7 @@ func (s *BoltStore) PutOutbox(entries []OutboxEntry) error {
 			}
 		}
 		return nil
-	})
+	}, outboxLinger)
 }
 
 // DeleteOutbox implements Store.

@@ -3,6 +3,7 @@ package replica
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -35,6 +36,10 @@ type groupCommitter struct {
 type groupWrite struct {
 	fn  func(*bolt.Tx) error
 	err chan error // buffered 1
+	// linger is how long this write may wait for company: a group made
+	// only of such writes waits up to the shortest linger among them for
+	// another write before it commits (0: commit at once).
+	linger time.Duration
 }
 
 // groupWritesMax bounds one group: a transaction's size (and the time its
@@ -50,7 +55,14 @@ func newGroupCommitter(db *bolt.DB) *groupCommitter {
 // update runs fn in a read-write transaction, shared with whatever other
 // writes are queued, and returns once that transaction is committed.
 func (g *groupCommitter) update(fn func(*bolt.Tx) error) error {
-	w := &groupWrite{fn: fn, err: make(chan error, 1)}
+	return g.updateLinger(fn, 0)
+}
+
+// updateLinger is update for a write that may wait up to linger for
+// another write to share its transaction (and its fsync) with. A caller
+// uses it when it waits for something slower meanwhile anyway.
+func (g *groupCommitter) updateLinger(fn func(*bolt.Tx) error, linger time.Duration) error {
+	w := &groupWrite{fn: fn, err: make(chan error, 1), linger: linger}
 	g.mu.RLock()
 	if g.closed {
 		g.mu.RUnlock()
@@ -64,22 +76,52 @@ func (g *groupCommitter) update(fn func(*bolt.Tx) error) error {
 func (g *groupCommitter) run() {
 	defer close(g.done)
 	group := make([]*groupWrite, 0, groupWritesMax)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	for w := range g.writes {
 		group = append(group[:0], w)
-	drain:
-		for len(group) < groupWritesMax {
+		linger := w.linger
+		open := g.drain(&group, &linger)
+		if open && linger > 0 && len(group) < groupWritesMax {
+			// Every write so far may wait: give another one (the apply
+			// loop's commit, another batch's entries) the chance to join.
+			timer.Reset(linger)
 			select {
 			case w, ok := <-g.writes:
-				if !ok {
-					break drain
+				if ok {
+					group = append(group, w)
+					g.drain(&group, &linger)
 				}
-				group = append(group, w)
-			default:
-				break drain
+			case <-timer.C:
+			}
+			if !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
 			}
 		}
 		g.commit(group)
 	}
+}
+
+// drain adds to group what is queued, up to groupWritesMax, keeping in
+// linger the shortest linger of the group; it reports whether the queue
+// is still open.
+func (g *groupCommitter) drain(group *[]*groupWrite, linger *time.Duration) bool {
+	for len(*group) < groupWritesMax {
+		select {
+		case w, ok := <-g.writes:
+			if !ok {
+				return false
+			}
+			*group = append(*group, w)
+			*linger = min(*linger, w.linger)
+		default:
+			return true
+		}
+	}
+	return true
 }
 
 func (g *groupCommitter) commit(group []*groupWrite) {

@@ -174,3 +174,37 @@ func TestSnapshotsByOperationsAndBytes(t *testing.T) {
 		})
 	}
 }
+
+// TestGroupCommitLingerJoinsTheNextWrite: a write that may linger waits
+// for the next one and shares its transaction; alone, it still commits.
+func TestGroupCommitLingerJoinsTheNextWrite(t *testing.T) {
+	s, err := OpenBoltStore(t.TempDir(), BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	put := func(key string) func(*bolt.Tx) error {
+		return func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put([]byte(key), []byte("v")) }
+	}
+	// Alone, with a short linger: committed once it runs out.
+	if err := s.group.updateLinger(put("alone"), time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	txs0, _ := s.Transactions()
+	// With a linger far longer than the wait below, the lingering write can only
+	// commit because the second one joins it.
+	// Queued by hand so the test knows when the committer holds it.
+	w := &groupWrite{fn: put("outbox"), err: make(chan error, 1), linger: time.Minute}
+	s.group.writes <- w
+	lingering := w.err
+	waitFor(t, "the committer to hold the lingering write", 10*time.Second, func() bool { return len(s.group.writes) == 0 })
+	if err := s.group.update(put("apply")); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-lingering; err != nil {
+		t.Fatal(err)
+	}
+	if txs, writes := s.Transactions(); txs != txs0+1 || writes != 3 {
+		t.Fatalf("%d transactions (%d before) for %d writes: the two did not share one", txs, txs0, writes)
+	}
+}
