@@ -223,15 +223,21 @@ func readBatchBody(r *http.Request, max int64) ([]byte, int, error) {
 
 // parseAfter reads the ?after= query: a decimal index, 0 when absent.
 func parseAfter(q string, present bool) (uint64, error) {
+	return parseUintQuery("after", q, present, "a batch index", "0 for the start")
+}
+
+// parseUintQuery reads a decimal uint64 query parameter (0 when absent);
+// its errors name the parameter, what it holds and how to ask for zero.
+func parseUintQuery(name, q string, present bool, what, zero string) (uint64, error) {
 	if !present {
 		return 0, nil
 	}
 	if q == "" {
-		return 0, errors.New("after: empty; give a batch index (0 for the start)")
+		return 0, fmt.Errorf("%s: empty; give %s (%s)", name, what, zero)
 	}
 	n, err := strconv.ParseUint(q, 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("after: %q is not a batch index (a decimal integer ≥ 0)", q)
+		return 0, fmt.Errorf("%s: %q is not %s (a decimal integer ≥ 0)", name, q, what)
 	}
 	return n, nil
 }

@@ -1,9 +1,6 @@
 package node
 
 import (
-	"errors"
-	"fmt"
-	"strconv"
 	"sync"
 	"time"
 )
@@ -41,15 +38,9 @@ func (b *broadcast) fire() {
 // milliseconds. Absent means 0 (answer at once, as DESIGN §4 describes);
 // values above max are lowered to max (the documented cap).
 func parseWaitMs(q string, present bool, max time.Duration) (time.Duration, error) {
-	if !present {
-		return 0, nil
-	}
-	if q == "" {
-		return 0, errors.New("wait_ms: empty; give milliseconds (0 to answer at once)")
-	}
-	n, err := strconv.ParseUint(q, 10, 64)
+	n, err := parseUintQuery("wait_ms", q, present, "a number of milliseconds", "0 to answer at once")
 	if err != nil {
-		return 0, fmt.Errorf("wait_ms: %q is not a number of milliseconds (a decimal integer ≥ 0)", q)
+		return 0, err
 	}
 	if n >= uint64(max/time.Millisecond) {
 		return max, nil
