@@ -244,6 +244,9 @@ type fakeNode struct {
 	status   int // non-zero: answer every request with it
 	putCount int
 	getCount int
+	// waits records the wait_ms of each finalized-page request ("" when
+	// absent).
+	waits []string
 }
 
 func (n *fakeNode) setTamper(f func(p *seqapi.FinalizedPage)) {
@@ -314,6 +317,9 @@ func (n *fakeNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		writeJSON(w, 200, out)
 	case r.Method == http.MethodGet && len(parts) == 4 && parts[3] == "finalized":
+		n.mu.Lock()
+		n.waits = append(n.waits, r.URL.Query().Get("wait_ms"))
+		n.mu.Unlock()
 		after, err := strconv.ParseUint(r.URL.Query().Get("after"), 10, 64)
 		if err != nil {
 			writeJSON(w, 400, seqapi.Error{Error: "after must be an integer"})

@@ -35,7 +35,26 @@ const (
 	// DefaultChainPagesMax is how many pages Finalized reads from one node to
 	// reach the index of a finality proof that lies beyond the first page.
 	DefaultChainPagesMax = 8
+	// DefaultLongPoll is how long a follower (Follow, Batches) asks a node to
+	// hold a request while nothing new is finalized: well below
+	// DefaultTimeout and the node's 10 s cap.
+	DefaultLongPoll = 5 * time.Second
+	// idleConnsPerHost is how many idle keep-alive connections the default
+	// HTTP client keeps per server. A replica has a few batch sends, a
+	// long-poll and its followers' reads in flight to each node at once;
+	// net/http's default of 2 makes every request past the second dial
+	// again, a fresh TCP handshake each time.
+	idleConnsPerHost = 32
 )
+
+// defaultTransport is the keep-alive transport shared by every client built
+// without WithHTTPClient (one pool per process, as net/http's own).
+var defaultTransport = func() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = idleConnsPerHost
+	t.MaxIdleConns = 16 * idleConnsPerHost
+	return t
+}()
 
 // Option configures a Sequencer, an Orderbook or an Aggregator. Options that
 // do not concern a client are ignored by it.
@@ -50,6 +69,7 @@ type options struct {
 	pollMin        time.Duration
 	pollMax        time.Duration
 	chainPagesMax  int
+	longPoll       time.Duration
 	scheme         string
 	chainID        uint64
 	now            func() time.Time
@@ -63,6 +83,7 @@ func buildOptions(opts []Option) options {
 		pollMin:        DefaultPollMin,
 		pollMax:        DefaultPollMax,
 		chainPagesMax:  DefaultChainPagesMax,
+		longPoll:       DefaultLongPoll,
 		scheme:         "http",
 		now:            time.Now,
 	}
@@ -70,7 +91,7 @@ func buildOptions(opts []Option) options {
 		opt(&o)
 	}
 	if o.httpClient == nil {
-		o.httpClient = &http.Client{Timeout: o.timeout}
+		o.httpClient = &http.Client{Timeout: o.timeout, Transport: defaultTransport}
 	}
 	if o.logger == nil {
 		// A library stays quiet unless its user asks for logs.
@@ -108,6 +129,12 @@ func WithBenchTime(d time.Duration) Option { return func(o *options) { o.benchTi
 func WithPollInterval(min, max time.Duration) Option {
 	return func(o *options) { o.pollMin, o.pollMax = min, max }
 }
+
+// WithLongPoll sets how long a follower (Follow, Batches) asks a node to
+// hold a request while nothing new is finalized (default DefaultLongPoll;
+// 0 polls instead, with the WithPollInterval backoff). Keep it below the
+// HTTP timeout.
+func WithLongPoll(d time.Duration) Option { return func(o *options) { o.longPoll = max(0, d) } }
 
 // WithChainPagesMax bounds how many pages Finalized reads from one node to
 // reach a finality proof beyond the first page (default

@@ -39,7 +39,8 @@ type Sequencer struct {
 
 // NewSequencer returns a Sequencer for the nodes of c. Options:
 // WithHTTPClient, WithTimeout, WithAnswerBytesMax, WithLogger,
-// WithBenchTime, WithPollInterval, WithChainPagesMax, WithScheme.
+// WithBenchTime, WithPollInterval, WithLongPoll, WithChainPagesMax,
+// WithScheme.
 func NewSequencer(c *cluster.Cluster, opts ...Option) *Sequencer {
 	o := buildOptions(opts)
 	s := &Sequencer{c: c, o: o, benchedUntil: make([]time.Time, len(c.Nodes))}
@@ -195,16 +196,26 @@ func (s *Sequencer) Send(ctx context.Context, app string, body []byte) error {
 // (no error) means nothing after `after` is finalized yet. Batches past
 // the proof are never returned.
 func (s *Sequencer) Finalized(ctx context.Context, app string, after uint64, prev [32]byte) (Page, error) {
-	return s.finalized(ctx, app, after, prev, 0, false)
+	return s.finalized(ctx, app, after, prev, 0, false, 0)
 }
 
-func (s *Sequencer) finalized(ctx context.Context, app string, after uint64, prev [32]byte, prevTS uint64, checkTS bool) (Page, error) {
+// FinalizedWait is Finalized as a long-poll: when nothing after `after` is
+// finalized yet, the node holds the answer until it finalizes a batch or
+// wait passes (the node caps wait, at 10 s by default), so a follower gets
+// each batch as soon as it is final without polling. An empty Page means
+// nothing came within wait. Keep wait below the HTTP timeout
+// (WithTimeout, default DefaultTimeout).
+func (s *Sequencer) FinalizedWait(ctx context.Context, app string, after uint64, prev [32]byte, wait time.Duration) (Page, error) {
+	return s.finalized(ctx, app, after, prev, 0, false, wait)
+}
+
+func (s *Sequencer) finalized(ctx context.Context, app string, after uint64, prev [32]byte, prevTS uint64, checkTS bool, wait time.Duration) (Page, error) {
 	if err := checkApp(app); err != nil {
 		return Page{}, err
 	}
 	fails := &NodesFailedError{Op: "finalized"}
 	for _, i := range s.nodeOrder() {
-		page, err := s.finalizedFrom(ctx, i, app, after, prev, prevTS, checkTS)
+		page, err := s.finalizedFrom(ctx, i, app, after, prev, prevTS, checkTS, wait)
 		if err == nil {
 			s.nodeWorked(i)
 			return page, nil
@@ -219,12 +230,16 @@ func (s *Sequencer) finalized(ctx context.Context, app string, after uint64, pre
 }
 
 // finalizedFrom reads and verifies pages from node i until a proof covers
-// what it served.
-func (s *Sequencer) finalizedFrom(ctx context.Context, i int, app string, after uint64, prev [32]byte, prevTS uint64, checkTS bool) (Page, error) {
+// what it served. Only the first page may wait (wait > 0): later ones are
+// known to exist.
+func (s *Sequencer) finalizedFrom(ctx context.Context, i int, app string, after uint64, prev [32]byte, prevTS uint64, checkTS bool, wait time.Duration) (Page, error) {
 	id := s.c.Nodes[i].ID
 	v := newChainVerifier(s.c, app, after, prev, prevTS, checkTS)
 	for pages := 0; pages < s.o.chainPagesMax; pages++ {
 		u := s.url[i] + "/node/" + url.PathEscape(app) + "/batches/finalized?after=" + strconv.FormatUint(v.tipIndex(), 10)
+		if pages == 0 && wait > 0 {
+			u += "&wait_ms=" + strconv.FormatInt(max(1, wait.Milliseconds()), 10)
+		}
 		raw, err := exchange(ctx, &s.o, id, http.MethodGet, u, nil, "")
 		if err != nil {
 			return Page{}, err
@@ -299,7 +314,8 @@ func (s *Sequencer) lastFrom(ctx context.Context, i int, app string) (*FinalityP
 
 // Follow calls fn with every finalized batch of app after index `after`
 // (whose chaining hash is prev), in order, each verified as Finalized
-// describes, polling when nothing new is final (with a short backoff). It
+// describes, long-polling when nothing new is final (WithLongPoll; or
+// polling with a short backoff when it is 0). It
 // returns fn's error, or ctx's when ctx ends. When no node can serve a
 // verified page it waits and tries again: a follower outlives node
 // outages.
@@ -333,7 +349,8 @@ func (s *Sequencer) Batches(ctx context.Context, app string, after uint64, prev 
 		checkTS := false
 		wait := s.o.pollMin
 		for {
-			page, err := s.finalized(ctx, app, after, prev, lastTS, checkTS)
+			start := s.o.now()
+			page, err := s.finalized(ctx, app, after, prev, lastTS, checkTS, s.o.longPoll)
 			if ctx.Err() != nil {
 				yield(Batch{}, ctx.Err())
 				return
@@ -352,6 +369,11 @@ func (s *Sequencer) Batches(ctx context.Context, app string, after uint64, prev 
 				after, prev, lastTS, checkTS = last.Index, last.ChainingHash, last.Timestamp, true
 				continue
 			}
+			if err == nil && s.o.longPoll > 0 && s.o.now().Sub(start) >= s.o.pollMin {
+				continue // the node held the request: ask again at once
+			}
+			// An error, no long-poll, or a node that answered an empty page
+			// at once (one that ignores wait_ms): back off.
 			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():

@@ -447,3 +447,36 @@ func TestBatchesIteratorBreak(t *testing.T) {
 		t.Fatalf("iterated %d batches", n)
 	}
 }
+
+// TestFinalizedWaitAsksForALongPoll: FinalizedWait passes wait_ms on the
+// first page only (later pages of a chain are known to exist), Finalized
+// never does.
+func TestFinalizedWaitAsksForALongPoll(t *testing.T) {
+	tn := newTestNet(t, 4, 3)
+	ch := tn.nodes[0].chain
+	for i := 1; i <= 12; i++ {
+		ch.appendBatches(fmt.Sprintf(`{"n":%d}`, i))
+	}
+	ch.finalize(12)
+	for _, n := range tn.nodes {
+		n.pageMax = 5 // the proof at 12 lies two pages beyond the first
+	}
+	seq := testSequencer(tn)
+	page, err := seq.FinalizedWait(context.Background(), testApp, 0, [32]byte{}, 1500*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkPage(t, tn, page, 1, 12)
+	if _, err := seq.Finalized(context.Background(), testApp, 12, page.Batches[11].ChainingHash); err != nil {
+		t.Fatal(err)
+	}
+	var waits []string
+	for _, n := range tn.nodes {
+		n.mu.Lock()
+		waits = append(waits, n.waits...)
+		n.mu.Unlock()
+	}
+	if strings.Join(waits, ",") != "1500,,," {
+		t.Fatalf("wait_ms per request: %q, want 1500 then none", waits)
+	}
+}

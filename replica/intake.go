@@ -162,20 +162,38 @@ func (in *intake) count() int {
 	return len(in.pending)
 }
 
-// take empties the queue. Operations removed meanwhile (applied) are
-// skipped.
-func (in *intake) take() []*pendingOp {
+// take removes from the head of the queue the operations of the next
+// batch: at most opsMax, and no more than fit in bytesMax of batch body.
+// Operations removed meanwhile (applied) are skipped.
+func (in *intake) take(opsMax, bytesMax int) []*pendingOp {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	q := in.queue
-	in.queue = nil
-	out := q[:0]
-	for _, p := range q {
-		if in.pending[p.op.ID] == p {
-			out = append(out, p)
+	var out []*pendingOp
+	size, k := 2, 0 // "[" and "]"
+	for ; k < len(in.queue) && len(out) < opsMax; k++ {
+		p := in.queue[k]
+		if in.pending[p.op.ID] != p {
+			continue
 		}
+		if len(out) > 0 && size+len(p.wire)+1 > bytesMax {
+			break
+		}
+		size += len(p.wire) + 1
+		out = append(out, p)
 	}
+	// Shift rather than reslice, so the queue's array does not keep the
+	// taken operations alive.
+	n := copy(in.queue, in.queue[k:])
+	clear(in.queue[n:])
+	in.queue = in.queue[:n]
 	return out
+}
+
+// queued is how many operations wait for a batch.
+func (in *intake) queued() int {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return len(in.queue)
 }
 
 // httpError is an error with its HTTP status.
@@ -278,47 +296,93 @@ func (r *Replica) submit(ctx context.Context, op *Op) error {
 	}
 }
 
-// batchLoop gathers queued operations for BatchInterval and sends them as
-// one batch (split only past 1 MiB).
+// batchLoop sends queued operations in batches. A batch leaves when it
+// holds BatchOpsMax operations (or BatchBytesMax of body), or when its
+// time is up: the gap since the previous batch left. The gap follows the
+// sequencer: it is the recent answer time of a batch send, kept within
+// [BatchInterval, BatchIntervalMax]. So at low load an operation that
+// finds the last batch long gone leaves at once (no added latency), and
+// under load the replica sends about one batch per answer time, each
+// carrying everything that gathered meanwhile: the busier the sequencer,
+// the larger and fewer the batches (each costs the sequencer and every
+// replica a fixed amount of work whatever its size).
 func (r *Replica) batchLoop(ctx context.Context) {
 	sem := make(chan struct{}, r.cfg.SendsInFlightMax)
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	var lastSent time.Time
 	for {
-		select {
-		case <-r.in.signal:
-		case <-ctx.Done():
-			return
-		}
-		sleep(ctx, r.cfg.BatchInterval)
-		if ctx.Err() != nil {
-			return
-		}
-		ps := r.in.take()
-		for len(ps) > 0 {
-			n, size := 0, 2
-			for n < len(ps) && size+len(ps[n].wire)+1 <= BatchBytesMax {
-				size += len(ps[n].wire) + 1
-				n++
+		n := r.in.queued()
+		due := lastSent.Add(r.batchGap())
+		now := time.Now()
+		if n > 0 && (n >= r.cfg.BatchOpsMax || !now.Before(due)) {
+			// A free send slot first: while every slot waits for the
+			// sequencer, the queue keeps growing into the next batch.
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
 			}
-			if n == 0 {
-				n = 1 // cannot happen: one operation is far below 1 MiB
+			ps := r.in.take(r.cfg.BatchOpsMax, BatchBytesMax)
+			if len(ps) == 0 {
+				<-sem
+				continue // all were applied meanwhile (resent operations)
 			}
-			chunk := ps[:n]
-			ps = ps[n:]
-			sem <- struct{}{}
+			lastSent = time.Now()
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				r.sendBatch(ctx, chunk)
+				r.sendBatch(ctx, ps)
 			}()
+			continue
+		}
+		var wake <-chan time.Time
+		if n > 0 {
+			timer.Reset(due.Sub(now))
+			wake = timer.C
+		}
+		select {
+		case <-r.in.signal: // more operations: maybe the batch is full
+		case <-wake:
+		case <-ctx.Done():
+			return
+		}
+		if wake != nil && !timer.Stop() {
+			select { // drain a fire that raced with the signal
+			case <-timer.C:
+			default:
+			}
 		}
 	}
 }
 
-// sendBatch records the operations in the outbox, then sends them as one
-// batch and reports the result to each.
+// batchGap is the time between two batches under load: the smoothed
+// answer time of batch sends within [BatchInterval, BatchIntervalMax].
+func (r *Replica) batchGap() time.Duration {
+	rtt := time.Duration(r.sendRTT.Load())
+	return min(max(rtt, r.cfg.BatchInterval), r.cfg.BatchIntervalMax)
+}
+
+// noteSendTime folds one batch send's answer time into sendRTT (an
+// exponential average weighing the newest answer 1/4).
+func (r *Replica) noteSendTime(d time.Duration) {
+	for {
+		old := r.sendRTT.Load()
+		next := old + (int64(d)-old)/4
+		if old == 0 {
+			next = int64(d)
+		}
+		if r.sendRTT.CompareAndSwap(old, next) {
+			return
+		}
+	}
+}
+
+// sendBatch records the operations in the outbox and sends them as one
+// batch, and reports the result to each.
 func (r *Replica) sendBatch(ctx context.Context, ps []*pendingOp) {
 	wires := make([][]byte, len(ps))
 	entries := make([]OutboxEntry, 0, len(ps))
@@ -334,14 +398,30 @@ func (r *Replica) sendBatch(ctx context.Context, ps []*pendingOp) {
 			entries = append(entries, OutboxEntry{ID: p.op.ID, Wire: p.wire, Expiry: p.op.Expiry, AcceptedMs: uint64(p.accepted.UnixMilli())})
 		}
 	}
-	var err error
+	// The outbox write runs beside the send, not before it: the store
+	// commits it together with whatever else is being written (the apply
+	// loop's commit, other batches' entries), and nobody is told
+	// "accepted" before both are done. A crash in between loses nothing
+	// anyone was promised; an entry written after its operation applied
+	// is dropped at the next start (New).
+	var putErr error
+	var putDone chan struct{}
 	if len(entries) > 0 {
-		err = r.store.PutOutbox(entries)
+		putDone = make(chan struct{})
+		go func() { defer close(putDone); putErr = r.store.PutOutbox(entries) }()
 	}
+	sctx, cancel := context.WithTimeout(ctx, r.cfg.SendTimeout)
+	start := time.Now()
+	err := r.seq.Send(sctx, EncodeBatch(wires))
+	cancel()
 	if err == nil {
-		sctx, cancel := context.WithTimeout(ctx, r.cfg.SendTimeout)
-		err = r.seq.Send(sctx, EncodeBatch(wires))
-		cancel()
+		r.noteSendTime(time.Since(start))
+	}
+	if putDone != nil {
+		<-putDone
+		if err == nil && putErr != nil {
+			err = fmt.Errorf("recording the batch in the outbox: %w", putErr)
+		}
 	}
 	now := r.cfg.Now()
 	r.mu.Lock()

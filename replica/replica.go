@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/seqbook/seqbook/client/bls"
@@ -38,9 +39,16 @@ type Config struct {
 	Genesis *Genesis
 	Ledger  LedgerConfig
 
-	// BatchInterval is how long accepted operations gather before they
-	// leave as one batch.
-	BatchInterval time.Duration
+	// Batching (see batchLoop): a batch leaves when it holds BatchOpsMax
+	// operations, or when its time is up: the gap since the previous
+	// batch left, which follows the sequencer's answer time between
+	// BatchInterval and BatchIntervalMax. After a quiet gap the first
+	// operation leaves at once.
+	BatchInterval    time.Duration
+	BatchIntervalMax time.Duration
+	// BatchOpsMax is the size at which a batch leaves without waiting
+	// (a batch is also cut at BatchBytesMax).
+	BatchOpsMax int
 	// PendingMax bounds the operations accepted and not yet applied: the
 	// intake answers 429 past it. Each costs memory until applied; the
 	// bound also caps a batch at well under 1 MiB per interval.
@@ -55,8 +63,15 @@ type Config struct {
 	// LegacyPendingMax is how long a legacy order (no expiry) is resent
 	// before the replica gives up on it.
 	LegacyPendingMax time.Duration
-	// PollInterval is the pause between polls when nothing new is
-	// finalized; PollBackoffMax the longest pause after errors.
+	// FollowWait is how long one fetch of finalized batches asks the node
+	// to hold the request while nothing new is finalized (a long-poll:
+	// the node answers as soon as it finalizes a batch, so an idle
+	// replica makes one request per FollowWait instead of polling).
+	FollowWait time.Duration
+	// PollInterval is the shortest gap between two fetches (each page
+	// costs a BLS check of its finality proof, ~1 ms of CPU: under load,
+	// pages gathered over the gap share one check); PollBackoffMax is the
+	// longest pause after errors.
 	PollInterval   time.Duration
 	PollBackoffMax time.Duration
 	// WaitDefault and WaitMax bound ?wait=finalized (and ?timeout=).
@@ -65,9 +80,15 @@ type Config struct {
 	// IndexWaitMax bounds how long a read at an index just ahead of the
 	// applied one waits.
 	IndexWaitMax time.Duration
-	// SnapshotEvery is how many applied batches go between ledger
-	// snapshots; batches in between are logged and replayed on restart.
-	SnapshotEvery uint64
+	// A ledger snapshot is taken when, since the last one, SnapshotEvery
+	// batches, or SnapshotOps operations, or SnapshotLogBytes bytes of
+	// batch bodies were applied (whichever comes first); batches in
+	// between are logged and replayed on restart, so these bound the
+	// replay. Counting operations and bytes, not only batches, keeps the
+	// snapshot cost per operation flat when batches grow under load.
+	SnapshotEvery    uint64
+	SnapshotOps      uint64
+	SnapshotLogBytes uint64
 	// VerifyWorkers is the signature verification pool size (0: one per
 	// CPU).
 	VerifyWorkers int
@@ -87,17 +108,22 @@ func DefaultConfig() Config {
 	return Config{
 		Ledger:           DefaultLedgerConfig(),
 		BatchInterval:    10 * time.Millisecond,
+		BatchIntervalMax: 30 * time.Millisecond,
+		BatchOpsMax:      512,
 		PendingMax:       20_000,
 		SendsInFlightMax: 4,
 		SendTimeout:      5 * time.Second,
 		ResendAfter:      5 * time.Second,
 		LegacyPendingMax: 10 * time.Minute,
-		PollInterval:     20 * time.Millisecond,
+		FollowWait:       5 * time.Second,
+		PollInterval:     5 * time.Millisecond,
 		PollBackoffMax:   time.Second,
 		WaitDefault:      10 * time.Second,
 		WaitMax:          60 * time.Second,
 		IndexWaitMax:     2 * time.Second,
-		SnapshotEvery:    1000,
+		SnapshotEvery:    10_000,
+		SnapshotOps:      50_000,
+		SnapshotLogBytes: 32 << 20,
 		RequestBytesMax:  64 << 10,
 		OrdersPageMax:    10_000,
 		Now:              time.Now,
@@ -109,7 +135,9 @@ func DefaultConfig() Config {
 func TestConfig() Config {
 	c := DefaultConfig()
 	c.BatchInterval = time.Millisecond
+	c.BatchIntervalMax = 5 * time.Millisecond
 	c.PollInterval = time.Millisecond
+	c.FollowWait = time.Second
 	c.PollBackoffMax = 10 * time.Millisecond
 	c.ResendAfter = 200 * time.Millisecond
 	c.WaitDefault = 5 * time.Second
@@ -129,14 +157,18 @@ func (c *Config) ValidateBasic() error {
 		return errors.New("a BLS key must be set")
 	case c.BatchInterval <= 0 || c.BatchInterval > 10*time.Millisecond:
 		return fmt.Errorf("batch interval must be in (0, 10ms], got %v", c.BatchInterval)
+	case c.BatchIntervalMax < c.BatchInterval || c.BatchIntervalMax > 100*time.Millisecond:
+		return fmt.Errorf("batch interval max must be in [batch interval, 100ms], got %v", c.BatchIntervalMax)
+	case c.BatchOpsMax < 1:
+		return errors.New("BatchOpsMax must be at least 1")
 	case c.PendingMax < 1 || c.SendsInFlightMax < 1:
 		return errors.New("PendingMax and SendsInFlightMax must be at least 1")
-	case c.SendTimeout <= 0 || c.ResendAfter <= 0 || c.PollInterval <= 0 || c.PollBackoffMax < c.PollInterval:
-		return errors.New("timeouts must be positive (PollBackoffMax >= PollInterval)")
+	case c.SendTimeout <= 0 || c.ResendAfter <= 0 || c.PollInterval <= 0 || c.PollBackoffMax < c.PollInterval || c.FollowWait < 0:
+		return errors.New("timeouts must be positive (PollBackoffMax >= PollInterval, FollowWait >= 0)")
 	case c.WaitDefault <= 0 || c.WaitMax < c.WaitDefault || c.IndexWaitMax < 0:
 		return errors.New("wait bounds must be positive (WaitMax >= WaitDefault)")
-	case c.SnapshotEvery < 1:
-		return errors.New("SnapshotEvery must be at least 1")
+	case c.SnapshotEvery < 1 || c.SnapshotOps < 1 || c.SnapshotLogBytes < 1:
+		return errors.New("SnapshotEvery, SnapshotOps and SnapshotLogBytes must be at least 1")
 	case c.RequestBytesMax < 1024 || c.OrdersPageMax < 1:
 		return errors.New("RequestBytesMax must be at least 1 KiB and OrdersPageMax at least 1")
 	case c.Now == nil || c.Logger == nil:
@@ -184,6 +216,9 @@ type Replica struct {
 	// lastSnapshot is the index of the latest snapshot stored or being
 	// stored (apply loop only).
 	lastSnapshot uint64
+	// logOps and logBytes count the operations and body bytes applied
+	// since lastSnapshot (apply loop only).
+	logOps, logBytes uint64
 	// snapshotDone is closed when the snapshot being written in the
 	// background is stored (nil: none was started); snapshotErr is its
 	// error, read after snapshotDone closed.
@@ -191,6 +226,9 @@ type Replica struct {
 	snapshotErr  error
 
 	in intake
+	// sendRTT is the smoothed answer time of batch sends, in nanoseconds
+	// (batchGap).
+	sendRTT atomic.Int64
 
 	// wmu guards waiters: channels of ?wait=finalized requests by op id.
 	wmu     sync.Mutex
@@ -261,7 +299,9 @@ func New(cfg Config, seq Sequencer, store Store) (*Replica, error) {
 			return nil, fmt.Errorf("stored batch log: %w", err)
 		}
 		for _, b := range logged {
-			r.applyPrepared(prepareBatch(cfg.Domain, b, cfg.VerifyWorkers, nil))
+			a := r.applyPrepared(prepareBatch(cfg.Domain, b, cfg.VerifyWorkers, nil))
+			r.logOps += uint64(len(a.Outcomes))
+			r.logBytes += uint64(len(b.Body))
 		}
 		if len(logged) > 0 {
 			r.log.Info("replayed logged batches", "from", after+1, "to", r.ledger.index)
@@ -402,13 +442,13 @@ func (r *Replica) followLoop(ctx context.Context, after uint64, prev [32]byte, o
 	for ctx.Err() == nil {
 		// At most one fetch per PollInterval: each page costs a BLS
 		// verification of its finality proof (about a millisecond of
-		// CPU), and the sequencer finalizes on ticks of that order, so
-		// asking sooner mostly buys smaller pages.
+		// CPU); under load, what finalizes during the gap shares one.
 		if wait := r.cfg.PollInterval - time.Since(lastFetch); wait > 0 {
 			sleep(ctx, wait)
 		}
 		lastFetch = time.Now()
-		bs, err := r.seq.Finalized(ctx, after, prev)
+		// A long-poll: the node answers when it finalizes something.
+		bs, err := r.seq.Finalized(ctx, after, prev, r.cfg.FollowWait)
 		if err == nil {
 			err = checkChain(after, prev, bs)
 		}
@@ -424,10 +464,18 @@ func (r *Replica) followLoop(ctx context.Context, after uint64, prev [32]byte, o
 			backoff = min(2*backoff, r.cfg.PollBackoffMax)
 			continue
 		}
-		backoff = r.cfg.PollInterval
 		if len(bs) == 0 {
-			continue // the loop's head waits out the poll interval
+			// A held request answers empty only when its wait ran out:
+			// ask again at once. One answered empty much sooner came
+			// from a node that does not hold requests (or is stopping):
+			// back off as after an error rather than spin.
+			if time.Since(lastFetch) < r.cfg.FollowWait/2 {
+				sleep(ctx, backoff)
+				backoff = min(2*backoff, r.cfg.PollBackoffMax)
+			}
+			continue
 		}
+		backoff = r.cfg.PollInterval
 		preps := make([]prepared, len(bs))
 		for i, b := range bs {
 			// Operations this replica verified at intake are not
@@ -475,7 +523,9 @@ func (r *Replica) applyPage(preps []prepared) error {
 	r.mu.Unlock()
 
 	c := &Commit{Batches: bs}
-	for _, a := range applied {
+	for i, a := range applied {
+		r.logOps += uint64(len(a.Outcomes))
+		r.logBytes += uint64(len(bs[i].Body))
 		c.Withdrawals = append(c.Withdrawals, a.Withdrawals...)
 		for _, o := range a.Outcomes {
 			if o.Authentic && r.in.isPending(o.ID) {
@@ -488,13 +538,13 @@ func (r *Replica) applyPage(preps []prepared) error {
 	}
 	index := r.ledger.index
 	var snap *ledgerSnapshot
-	if index-r.lastSnapshot >= r.cfg.SnapshotEvery {
+	if index-r.lastSnapshot >= r.cfg.SnapshotEvery || r.logOps >= r.cfg.SnapshotOps || r.logBytes >= r.cfg.SnapshotLogBytes {
 		// Only the apply loop writes the ledger, so it can capture it
 		// without blocking readers. The capture is cheap; encoding and
 		// writing it (~10 MB, a few hundred ms) happen in the background
 		// once this page is committed, so applying does not stall.
-		// The previous snapshot is done long before (SnapshotEvery
-		// batches later); waiting for it keeps one write at a time.
+		// The previous snapshot is done long before (a snapshot's worth
+		// of batches later); waiting for it keeps one write at a time.
 		if err := r.waitSnapshot(); err != nil {
 			return err
 		}
@@ -510,7 +560,7 @@ func (r *Replica) applyPage(preps []prepared) error {
 		return fmt.Errorf("committing batches up to %d: %w", index, err)
 	}
 	if snap != nil {
-		r.lastSnapshot = index
+		r.lastSnapshot, r.logOps, r.logBytes = index, 0, 0
 		r.snapshotInBackground(snap)
 	}
 	r.mu.Lock()

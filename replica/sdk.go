@@ -2,6 +2,7 @@ package replica
 
 import (
 	"context"
+	"time"
 
 	"github.com/seqbook/seqbook/client"
 	"github.com/seqbook/seqbook/client/cluster"
@@ -30,8 +31,8 @@ func (q *SDKSequencer) Send(ctx context.Context, body []byte) error {
 }
 
 // Finalized implements Sequencer.
-func (q *SDKSequencer) Finalized(ctx context.Context, after uint64, prev [32]byte) ([]Batch, error) {
-	page, err := q.s.Finalized(ctx, q.app, after, prev)
+func (q *SDKSequencer) Finalized(ctx context.Context, after uint64, prev [32]byte, wait time.Duration) ([]Batch, error) {
+	page, err := q.s.FinalizedWait(ctx, q.app, after, prev, wait)
 	if err != nil {
 		return nil, err
 	}

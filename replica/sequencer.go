@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/seqbook/seqbook/client/eip712"
 )
@@ -20,8 +21,10 @@ type Sequencer interface {
 	Send(ctx context.Context, body []byte) error
 	// Finalized returns finalized batches after index `after`, whose
 	// chaining hash is prev, verified (hashes, chaining, finality proof):
-	// consecutive from after+1. Empty when nothing new is finalized.
-	Finalized(ctx context.Context, after uint64, prev [32]byte) ([]Batch, error)
+	// consecutive from after+1. When nothing after `after` is finalized it
+	// waits up to wait for a batch to be (a long-poll), then returns
+	// empty.
+	Finalized(ctx context.Context, after uint64, prev [32]byte, wait time.Duration) ([]Batch, error)
 }
 
 // BatchHash is keccak256(uint64be(timestampMs) ‖ body) (DESIGN §4).
@@ -70,6 +73,9 @@ type MemSequencer struct {
 	sendErr   error
 	dropSends bool
 	pageMax   int
+	// grown is closed (and replaced) when finalized grows, waking
+	// Finalized calls that wait.
+	grown chan struct{}
 }
 
 var _ Sequencer = (*MemSequencer)(nil)
@@ -77,7 +83,7 @@ var _ Sequencer = (*MemSequencer)(nil)
 // NewMemSequencer returns an empty sequencer whose batch timestamps come
 // from clockMs (clamped never to decrease).
 func NewMemSequencer(clockMs func() uint64) *MemSequencer {
-	return &MemSequencer{clockMs: clockMs, pageMax: 100}
+	return &MemSequencer{clockMs: clockMs, pageMax: 100, grown: make(chan struct{})}
 }
 
 // Send implements Sequencer.
@@ -110,7 +116,7 @@ func (s *MemSequencer) Append(timestampMs uint64, body []byte) uint64 {
 	b.ChainingHash = NextChainingHash(prev, BatchHash(timestampMs, body))
 	s.batches = append(s.batches, b)
 	if !s.held {
-		s.finalized = len(s.batches)
+		s.finalizeAllLocked()
 	}
 	return b.Index
 }
@@ -124,7 +130,8 @@ func (s *MemSequencer) Hold() { s.mu.Lock(); s.held = true; s.mu.Unlock() }
 // Release finalizes everything sequenced.
 func (s *MemSequencer) Release() {
 	s.mu.Lock()
-	s.held, s.finalized = false, len(s.batches)
+	s.held = false
+	s.finalizeAllLocked()
 	s.mu.Unlock()
 }
 
@@ -141,16 +148,42 @@ func (s *MemSequencer) Batches() []Batch {
 	return slices.Clone(s.batches)
 }
 
+func (s *MemSequencer) finalizeAllLocked() {
+	s.finalized = len(s.batches)
+	close(s.grown)
+	s.grown = make(chan struct{})
+}
+
 // Finalized implements Sequencer.
-func (s *MemSequencer) Finalized(ctx context.Context, after uint64, prev [32]byte) ([]Batch, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if after > uint64(s.finalized) {
-		return nil, fmt.Errorf("asked after %d, only %d finalized", after, s.finalized)
+func (s *MemSequencer) Finalized(ctx context.Context, after uint64, prev [32]byte, wait time.Duration) ([]Batch, error) {
+	var deadline <-chan time.Time
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		deadline = t.C
 	}
-	if after > 0 && s.batches[after-1].ChainingHash != prev {
-		return nil, fmt.Errorf("chaining hash at %d differs from the caller's", after)
+	for {
+		s.mu.Lock()
+		if after > uint64(s.finalized) {
+			s.mu.Unlock()
+			return nil, fmt.Errorf("asked after %d, only %d finalized", after, s.finalized)
+		}
+		if after > 0 && s.batches[after-1].ChainingHash != prev {
+			s.mu.Unlock()
+			return nil, fmt.Errorf("chaining hash at %d differs from the caller's", after)
+		}
+		end := min(s.finalized, int(after)+s.pageMax)
+		out, grown := slices.Clone(s.batches[after:end]), s.grown
+		s.mu.Unlock()
+		if len(out) > 0 || deadline == nil {
+			return out, nil
+		}
+		select {
+		case <-grown:
+		case <-deadline:
+			return nil, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
-	end := min(s.finalized, int(after)+s.pageMax)
-	return slices.Clone(s.batches[after:end]), nil
 }

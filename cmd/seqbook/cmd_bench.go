@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"sort"
+
+	"github.com/seqbook/seqbook/internal/localnet"
 )
 
 // benchmark is one `seqbook bench <name>` target. Each lives in its own
@@ -64,4 +66,37 @@ func runBench(args []string) int {
 
 func init() {
 	register(command{name: "bench", summary: "measure throughput and latency (matcher, sequencer, proofs, e2e)", run: runBench})
+}
+
+// networkPIDs lists a local network's running processes by component kind
+// (whose CPU times the benchmarks count).
+func networkPIDs(n *localnet.Network) map[string][]int {
+	pids := map[string][]int{}
+	for _, comp := range n.Components {
+		if pid := n.PID(comp.ID); pid != 0 {
+			pids[comp.Kind] = append(pids[comp.Kind], pid)
+		}
+	}
+	return pids
+}
+
+// finishBench ends a benchmark run: its error (a component that died
+// makes one), else res written to jsonOut when given. keep, when not nil,
+// is set on failure so the network's logs are kept.
+func finishBench(res any, err error, deaths int64, keep *bool, jsonOut string) int {
+	if err == nil && deaths > 0 {
+		err = fmt.Errorf("%d component(s) died during the benchmark (reports above)", deaths)
+	}
+	if err != nil {
+		if keep != nil {
+			*keep = true // the logs say why
+		}
+		return fail("bench", err)
+	}
+	if jsonOut != "" {
+		if err := writeJSONFile(jsonOut, res); err != nil {
+			return fail("bench", err)
+		}
+	}
+	return 0
 }

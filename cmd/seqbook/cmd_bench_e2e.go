@@ -107,26 +107,10 @@ func runBenchE2E(args []string) int {
 		}
 		defer done()
 		c = n.Cluster
-		for _, comp := range n.Components {
-			if pid := n.PID(comp.ID); pid != 0 {
-				pids[comp.Kind] = append(pids[comp.Kind], pid)
-			}
-		}
+		pids = networkPIDs(n)
 	}
 	res, err := benchE2E(ctx, c, o, pids)
-	if err == nil && deaths.Load() > 0 {
-		err = fmt.Errorf("%d component(s) died during the benchmark (reports above)", deaths.Load())
-	}
-	if err != nil {
-		*keep = true // the logs say why
-		return fail("bench", err)
-	}
-	if *jsonOut != "" {
-		if err := writeJSONFile(*jsonOut, res); err != nil {
-			return fail("bench", err)
-		}
-	}
-	return 0
+	return finishBench(res, err, deaths.Load(), keep, *jsonOut)
 }
 
 func benchE2E(ctx context.Context, c *cluster.Cluster, o e2eOpts, pids map[string][]int) (e2eResult, error) {

@@ -157,18 +157,7 @@ func runBenchProofs(args []string) int {
 	}
 	targets := proofTargets(*accounts)
 	res, err := benchProofs(ctx, c, base, targets, o, os.Stdout)
-	if err == nil && deaths.Load() > 0 {
-		err = fmt.Errorf("%d component(s) died during the benchmark (reports above)", deaths.Load())
-	}
-	if err != nil {
-		return fail("bench", err)
-	}
-	if *jsonOut != "" {
-		if err := writeJSONFile(*jsonOut, res); err != nil {
-			return fail("bench", err)
-		}
-	}
-	return 0
+	return finishBench(res, err, deaths.Load(), nil, *jsonOut)
 }
 
 // startAggregator serves an aggregator over c's replicas on a free

@@ -33,8 +33,12 @@ func runReplica(args []string) int {
 	dataDir := fs.String("data", "", "data folder (replica.db; created if missing)")
 	genesisPath := fs.String("genesis", "", "genesis balances file: {\"balances\":[{\"address\",\"token\",\"amount\"}]} (see docs/api.md)")
 	listen := fs.String("listen", "", "address to bind the HTTP API (default: the replica's http address in the cluster file)")
-	batchInterval := fs.Duration("batch-interval", 10*time.Millisecond, "how long accepted operations gather into one batch (at most 10ms)")
-	snapshotEvery := fs.Uint64("snapshot-every", 1000, "applied batches between state snapshots (batches in between are logged)")
+	batchInterval := fs.Duration("batch-interval", 10*time.Millisecond, "shortest gap between two batches under load (at most 10ms); after a quiet gap an operation leaves at once")
+	batchIntervalMax := fs.Duration("batch-interval-max", 30*time.Millisecond, "longest gap between two batches: the gap follows the sequencer's answer time up to this")
+	batchOpsMax := fs.Int("batch-ops-max", 512, "a batch holding this many operations leaves without waiting for its time")
+	snapshotEvery := fs.Uint64("snapshot-every", 10_000, "applied batches between state snapshots at most (batches in between are logged)")
+	snapshotOps := fs.Uint64("snapshot-ops", 50_000, "applied operations between state snapshots at most")
+	snapshotBytes := fs.Uint64("snapshot-log-bytes", 32<<20, "bytes of logged batch bodies between state snapshots at most")
 	noSync := fs.Bool("no-sync", false, "skip fsync on commits (faster; a power loss may tear the database)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
@@ -76,7 +80,8 @@ func runReplica(args []string) int {
 	}
 	cfg := replica.DefaultConfig()
 	cfg.ID, cfg.Domain, cfg.Key, cfg.Logger = *id, replica.DomainOf(c), key, logger
-	cfg.BatchInterval, cfg.SnapshotEvery = *batchInterval, *snapshotEvery
+	cfg.BatchInterval, cfg.BatchIntervalMax, cfg.BatchOpsMax = *batchInterval, *batchIntervalMax, *batchOpsMax
+	cfg.SnapshotEvery, cfg.SnapshotOps, cfg.SnapshotLogBytes = *snapshotEvery, *snapshotOps, *snapshotBytes
 	if *genesisPath != "" {
 		if cfg.Genesis, err = replica.LoadGenesis(*genesisPath); err != nil {
 			return fail("replica", err)

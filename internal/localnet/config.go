@@ -68,6 +68,9 @@ type Config struct {
 	Binary string
 	// Env is added to the children's environment (tests use it).
 	Env []string
+	// ReplicaArgs are extra flags given to every replica (tests use them
+	// to make snapshots frequent).
+	ReplicaArgs []string
 	// GenesisExtra, if set, is a genesis file whose balances are added to
 	// the default genesis when it is first written.
 	GenesisExtra string

@@ -231,7 +231,7 @@ func (n *Network) args(c Component) []string {
 	case KindSequencer:
 		return []string{KindSequencer, "--cluster", n.ClusterPath, "--id", c.ID, "--key", c.KeyPath, "--data", c.DataDir}
 	case KindReplica:
-		return []string{KindReplica, "--cluster", n.ClusterPath, "--id", c.ID, "--key", c.KeyPath, "--data", c.DataDir, "--genesis", n.GenesisPath}
+		return append([]string{KindReplica, "--cluster", n.ClusterPath, "--id", c.ID, "--key", c.KeyPath, "--data", c.DataDir, "--genesis", n.GenesisPath}, n.cfg.ReplicaArgs...)
 	default:
 		return []string{KindAggregator, "--cluster", n.ClusterPath}
 	}

@@ -38,6 +38,13 @@ type Backend interface {
 	FinalizedAfter(app string, after uint64) (seqapi.FinalizedPage, error)
 	// LastFinalized returns the last finalized batch and its proof.
 	LastFinalized(app string) (seqapi.FinalizedPage, error)
+	// FinalizedSignal returns a channel closed the next time the node
+	// stores a finalization (of any app): long-polls of
+	// GET …/batches/finalized?wait_ms= wake on it.
+	FinalizedSignal() <-chan struct{}
+	// Stopping is closed when the node begins to stop, so long-polls
+	// answer at once instead of holding the graceful shutdown.
+	Stopping() <-chan struct{}
 	// State is the node's view, leader and per-app indexes.
 	State() seqapi.NodeState
 	// Ready reports whether the node runs its protocol loop.
@@ -59,6 +66,14 @@ type HTTPConfig struct {
 	IdleTimeout       time.Duration
 	// HeaderBytesMax bounds request headers.
 	HeaderBytesMax int
+	// FinalizedWaitMax caps ?wait_ms= of GET …/batches/finalized (a
+	// larger value is lowered to it). It stays well below WriteTimeout,
+	// so a held answer is always written.
+	FinalizedWaitMax time.Duration
+	// LongPollsMax bounds the finalized-batch requests held waiting at
+	// once (each holds a connection and a goroutine); past it a request
+	// is answered at once, as without wait_ms.
+	LongPollsMax int
 }
 
 // DefaultHTTPConfig returns the production bounds.
@@ -71,6 +86,8 @@ func DefaultHTTPConfig() HTTPConfig {
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       60 * time.Second,
 		HeaderBytesMax:    64 << 10,
+		FinalizedWaitMax:  10 * time.Second,
+		LongPollsMax:      1024,
 	}
 }
 
@@ -83,6 +100,10 @@ func (c *HTTPConfig) ValidateBasic() error {
 		return errors.New("http: timeouts must be positive")
 	case c.HeaderBytesMax < 1024:
 		return errors.New("http: HeaderBytesMax below 1 KiB")
+	case c.FinalizedWaitMax < 0 || c.FinalizedWaitMax > c.WriteTimeout/2:
+		return fmt.Errorf("http: FinalizedWaitMax %v must be in [0, WriteTimeout/2 = %v]", c.FinalizedWaitMax, c.WriteTimeout/2)
+	case c.LongPollsMax < 0:
+		return errors.New("http: LongPollsMax is negative")
 	}
 	return nil
 }
@@ -98,7 +119,7 @@ func NewHandler(b Backend, cfg HTTPConfig, log *slog.Logger) http.Handler {
 		log.Error("http handler panicked", "path", c.Request.URL.Path, "panic", fmt.Sprint(err))
 		jsonError(c, http.StatusInternalServerError, "internal error")
 	}))
-	h := &api{b: b, cfg: cfg, log: log}
+	h := &api{b: b, cfg: cfg, log: log, longPolls: make(chan struct{}, cfg.LongPollsMax)}
 	r.PUT("/node/:app/batches", h.putBatch)
 	r.GET("/node/:app/batches/finalized", h.getFinalized)
 	r.GET("/node/:app/batches/finalized/last", h.getLast)
@@ -132,6 +153,9 @@ type api struct {
 	b   Backend
 	cfg HTTPConfig
 	log *slog.Logger
+	// longPolls holds one token per finalized-batch request waiting
+	// (bound: cfg.LongPollsMax).
+	longPolls chan struct{}
 }
 
 func jsonError(c *gin.Context, status int, msg string) {
@@ -199,15 +223,21 @@ func readBatchBody(r *http.Request, max int64) ([]byte, int, error) {
 
 // parseAfter reads the ?after= query: a decimal index, 0 when absent.
 func parseAfter(q string, present bool) (uint64, error) {
+	return parseUintQuery("after", q, present, "a batch index", "0 for the start")
+}
+
+// parseUintQuery reads a decimal uint64 query parameter (0 when absent);
+// its errors name the parameter, what it holds and how to ask for zero.
+func parseUintQuery(name, q string, present bool, what, zero string) (uint64, error) {
 	if !present {
 		return 0, nil
 	}
 	if q == "" {
-		return 0, errors.New("after: empty; give a batch index (0 for the start)")
+		return 0, fmt.Errorf("%s: empty; give %s (%s)", name, what, zero)
 	}
 	n, err := strconv.ParseUint(q, 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("after: %q is not a batch index (a decimal integer ≥ 0)", q)
+		return 0, fmt.Errorf("%s: %q is not %s (a decimal integer ≥ 0)", name, q, what)
 	}
 	return n, nil
 }
@@ -217,23 +247,73 @@ func (h *api) getFinalized(c *gin.Context) {
 	if !ok {
 		return
 	}
-	raw, present := c.GetQuery("after")
-	if vals := c.QueryArray("after"); len(vals) > 1 {
-		jsonError(c, http.StatusBadRequest, "after: given more than once")
-		return
+	for _, name := range []string{"after", "wait_ms"} {
+		if vals := c.QueryArray(name); len(vals) > 1 {
+			jsonError(c, http.StatusBadRequest, name+": given more than once")
+			return
+		}
 	}
+	raw, present := c.GetQuery("after")
 	after, err := parseAfter(raw, present)
 	if err != nil {
 		jsonError(c, http.StatusBadRequest, err.Error())
 		return
 	}
-	page, err := h.b.FinalizedAfter(app, after)
+	raw, present = c.GetQuery("wait_ms")
+	wait, err := parseWaitMs(raw, present, h.cfg.FinalizedWaitMax)
+	if err != nil {
+		jsonError(c, http.StatusBadRequest, err.Error())
+		return
+	}
+	if wait > 0 {
+		select {
+		case h.longPolls <- struct{}{}:
+			defer func() { <-h.longPolls }()
+		default:
+			wait = 0 // too many held: answer at once, the client asks again
+		}
+	}
+	page, err := h.finalizedWithin(c.Request.Context(), app, after, wait)
 	if err != nil {
 		h.log.Error("reading finalized batches", "app", app, "after", after, "err", err)
 		jsonError(c, http.StatusInternalServerError, "reading finalized batches failed")
 		return
 	}
+	if page == nil {
+		c.Abort() // the client went away; nobody reads the answer
+		return
+	}
 	c.JSON(http.StatusOK, page)
+}
+
+// finalizedWithin reads the page after `after`; while it is empty it waits,
+// up to wait, for the node to finalize more, then answers what it has (an
+// empty page when nothing came). A nil page means ctx ended.
+func (h *api) finalizedWithin(ctx context.Context, app string, after uint64, wait time.Duration) (*seqapi.FinalizedPage, error) {
+	var deadline <-chan time.Time
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		deadline = t.C
+	}
+	for {
+		// The signal is taken before the read: a finalization stored
+		// between the two still wakes this request.
+		next := h.b.FinalizedSignal()
+		page, err := h.b.FinalizedAfter(app, after)
+		if err != nil || len(page.Batches) > 0 || deadline == nil {
+			return &page, err
+		}
+		select {
+		case <-next:
+		case <-deadline:
+			deadline = nil // one last read, then answer
+		case <-h.b.Stopping():
+			deadline = nil
+		case <-ctx.Done():
+			return nil, nil
+		}
+	}
 }
 
 func (h *api) getLast(c *gin.Context) {

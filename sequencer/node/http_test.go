@@ -48,7 +48,9 @@ func (b *recordingBackend) LastFinalized(app string) (seqapi.FinalizedPage, erro
 func (b *recordingBackend) State() seqapi.NodeState {
 	return seqapi.NodeState{Node: "node1", View: 7, Leader: "node4", Apps: map[string]seqapi.AppState{"orderbook": {Finalized: 2, Locked: 3, Sequenced: 4}}}
 }
-func (b *recordingBackend) Ready() bool { return b.ready }
+func (b *recordingBackend) Ready() bool                      { return b.ready }
+func (b *recordingBackend) FinalizedSignal() <-chan struct{} { return nil }
+func (b *recordingBackend) Stopping() <-chan struct{}        { return nil }
 
 func do(t *testing.T, h http.Handler, method, path string, body []byte) (*httptest.ResponseRecorder, map[string]any) {
 	t.Helper()

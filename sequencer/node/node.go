@@ -75,6 +75,10 @@ type Node struct {
 	running atomic.Bool
 	coreOK  atomic.Bool // the core says it follows an established leader
 	stopped chan struct{}
+	// stopping is closed when Run begins to stop; finalized fires after
+	// every Ready that finalized batches (both wake long-polls).
+	stopping  chan struct{}
+	finalized broadcast
 
 	closeOnce sync.Once
 }
@@ -108,6 +112,8 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		store: deps.Store, tr: deps.Transport, now: deps.Now,
 		submits: make(chan submitReq, cfg.SubmitQueueMax),
 		stopped: make(chan struct{}),
+
+		stopping: make(chan struct{}),
 	}
 	if n.now == nil {
 		n.now = time.Now
@@ -186,6 +192,7 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 	}
 	n.log.Info("sequencer node stopping")
+	close(n.stopping)
 	shCtx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
 	if err := n.httpSrv.Shutdown(shCtx); err != nil {
 		n.httpSrv.Close()
@@ -411,6 +418,8 @@ func (n *Node) finishReady(f *flight) {
 		if len(fin.Entries) == 0 {
 			continue
 		}
+		// Saved above: readers woken now find the batches in the store.
+		n.finalized.fire()
 		n.metrics.BatchesFinalized.Add(uint64(len(fin.Entries)))
 		n.metrics.Rounds.Add(1)
 		n.log.Debug("finalized", "app", fin.App, "view", fin.Proof.View,
@@ -554,6 +563,12 @@ func (n *Node) page(entries []core.Entry, proof *wire.Proof) seqapi.FinalizedPag
 	}
 	return out
 }
+
+// FinalizedSignal implements Backend.
+func (n *Node) FinalizedSignal() <-chan struct{} { return n.finalized.wait() }
+
+// Stopping implements Backend.
+func (n *Node) Stopping() <-chan struct{} { return n.stopping }
 
 // State implements Backend.
 func (n *Node) State() seqapi.NodeState { return *n.status.Load() }

@@ -429,3 +429,46 @@ func TestStopLeavesNoGoroutines(t *testing.T) {
 		t.Fatalf("%v\n%s", err, buf[:runtime.Stack(buf, true)])
 	}
 }
+
+// TestLongPollOnARealCluster: a request held with wait_ms is answered with
+// the batch once the cluster finalizes it, and a held request does not
+// hold the node's stop.
+func TestLongPollOnARealCluster(t *testing.T) {
+	c := startInProcess(t, 4)
+	c.put(0, "first")
+	c.waitSameFinalized([]int{0, 1, 2, 3}, 1, 20*time.Second)
+	type answer struct {
+		page seqapi.FinalizedPage
+		err  error
+	}
+	get := func(i int, after uint64) <-chan answer {
+		out := make(chan answer, 1)
+		go func() {
+			var p seqapi.FinalizedPage
+			err := c.client.GetJSON(fmt.Sprintf("%s/node/%s/batches/finalized?after=%d&wait_ms=60000", c.url(i), testnet.DefaultApp, after), &p)
+			out <- answer{p, err}
+		}()
+		return out
+	}
+	held := get(1, 1)
+	c.put(2, "second")
+	select {
+	case a := <-held:
+		if a.err != nil || len(a.page.Batches) != 1 || a.page.Batches[0].Body != "second" || a.page.Finalized == nil {
+			t.Fatalf("woken page: %+v %v", a.page, a.err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the held request was not answered after the batch was finalized")
+	}
+	held = get(3, 2)
+	stopped := make(chan struct{})
+	go func() { c.stop(3); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(30 * time.Second):
+		t.Fatal("a held request kept the node from stopping")
+	}
+	if a := <-held; a.err == nil && len(a.page.Batches) != 0 {
+		t.Fatalf("answer at stop: %+v", a.page)
+	}
+}
