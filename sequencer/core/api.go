@@ -86,6 +86,13 @@ type Config struct {
 	// PostIntervalTicks: how often a node posts its initialized batches to
 	// the leader (DESIGN: 20 ms).
 	PostIntervalTicks int
+	// IdlePostIntervalTicks: how often a follower with nothing to post
+	// (no batch of its own waiting, its log all finalized) posts anyway,
+	// as the heartbeat that tells it the leader still answers. New
+	// batches are posted at once (postSoon), so this costs no latency; it
+	// only keeps an idle cluster from exchanging 50 posts a second per
+	// follower. Must stay well under LeaderTimeoutTicks.
+	IdlePostIntervalTicks int
 	// RetryTicks: how often an unanswered request (round, view state, sync,
 	// dispute) is sent again. Messages may be lost; the protocol only
 	// relies on retries.
@@ -203,6 +210,7 @@ func DefaultConfig(chainID uint64, n, self int) Config {
 		Self:                   self,
 		TickMs:                 10,
 		PostIntervalTicks:      2,   // 20 ms
+		IdlePostIntervalTicks:  25,  // 250 ms
 		RetryTicks:             20,  // 200 ms
 		LeaderTimeoutTicks:     200, // 2 s
 		CensorshipTimeoutTicks: 500, // 5 s
@@ -229,6 +237,7 @@ func DefaultConfig(chainID uint64, n, self int) Config {
 func TestConfig(chainID uint64, n, self int) Config {
 	c := DefaultConfig(chainID, n, self)
 	c.PostIntervalTicks = 1
+	c.IdlePostIntervalTicks = 5
 	c.RetryTicks = 10
 	c.LeaderTimeoutTicks = 30
 	c.CensorshipTimeoutTicks = 60
@@ -266,7 +275,8 @@ func (c *Config) ValidateBasic() error {
 		name string
 		v    int
 	}{
-		{"PostIntervalTicks", c.PostIntervalTicks}, {"RetryTicks", c.RetryTicks},
+		{"PostIntervalTicks", c.PostIntervalTicks}, {"IdlePostIntervalTicks", c.IdlePostIntervalTicks},
+		{"RetryTicks", c.RetryTicks},
 		{"LeaderTimeoutTicks", c.LeaderTimeoutTicks}, {"CensorshipTimeoutTicks", c.CensorshipTimeoutTicks},
 		{"FinalizeTimeoutTicks", c.FinalizeTimeoutTicks}, {"TimeoutBackoffMax", c.TimeoutBackoffMax},
 		{"AppsMax", c.AppsMax}, {"PendingBatchesMax", c.PendingBatchesMax}, {"PendingBytesMax", c.PendingBytesMax},
@@ -279,6 +289,10 @@ func (c *Config) ValidateBasic() error {
 		if p.v <= 0 {
 			return fmt.Errorf("config: %s must be positive, got %d", p.name, p.v)
 		}
+	}
+	if c.IdlePostIntervalTicks < c.PostIntervalTicks || 2*c.IdlePostIntervalTicks > c.LeaderTimeoutTicks {
+		return fmt.Errorf("config: IdlePostIntervalTicks %d must be at least PostIntervalTicks (%d) and at most half of LeaderTimeoutTicks (%d)",
+			c.IdlePostIntervalTicks, c.PostIntervalTicks, c.LeaderTimeoutTicks)
 	}
 	if c.TickMs == 0 {
 		return errors.New("config: TickMs must be positive")

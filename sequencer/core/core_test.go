@@ -102,6 +102,7 @@ func TestConfigValidate(t *testing.T) {
 		"nodes":   func(c *core.Config) { c.Nodes = 0 },
 		"self":    func(c *core.Config) { c.Self = 4 },
 		"post":    func(c *core.Config) { c.PostIntervalTicks = 0 },
+		"idle":    func(c *core.Config) { c.IdlePostIntervalTicks = c.LeaderTimeoutTicks },
 		"retry":   func(c *core.Config) { c.RetryTicks = c.LeaderTimeoutTicks },
 		"round":   func(c *core.Config) { c.RoundBatchesMax = c.UnfinalizedBatchesMax + 1 },
 		"page":    func(c *core.Config) { c.PageBytesMax = wire.MaxMessageBytes },
@@ -448,5 +449,58 @@ func TestRoundProofsCheckedTogether(t *testing.T) {
 	}
 	if st := n.Status(); st.Apps[0].Finalized != 2 {
 		t.Fatalf("a forged finalize proof finalized: %d", st.Apps[0].Finalized)
+	}
+}
+
+// An idle follower posts only at the heartbeat interval; one with a batch
+// of its own waiting posts at once and then at the posting interval.
+func TestFollowerPostsSlowlyOnlyWhenIdle(t *testing.T) {
+	store := core.NewMemoryStore()
+	cfg := quiet(core.TestConfig(chain, 4, 1))
+	now := uint64(1_700_000_000_000)
+	n, err := core.NewNode(cfg, testCrypto{1}, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Tick(now)
+	handle(t, n, store)
+	if err := n.Step(0, &wire.NewView{App: "ob", View: 0}); err != nil {
+		t.Fatal(err)
+	}
+	handle(t, n, store)
+	posts := func(ticks int) int {
+		count := 0
+		for i := 0; i < ticks; i++ {
+			now += cfg.TickMs
+			n.Tick(now)
+			for _, env := range handle(t, n, store).Messages {
+				if _, ok := env.Msg.(*wire.Post); ok && env.To == 0 {
+					count++
+				}
+			}
+		}
+		return count
+	}
+	idleTicks := 4 * cfg.IdlePostIntervalTicks
+	if got := posts(idleTicks); got < 3 || got > 5 {
+		t.Fatalf("idle follower posted %d times in %d ticks, want about %d (one per %d ticks)",
+			got, idleTicks, idleTicks/cfg.IdlePostIntervalTicks, cfg.IdlePostIntervalTicks)
+	}
+	if err := n.Submit("ob", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	first := 0
+	for _, env := range handle(t, n, store).Messages {
+		if _, ok := env.Msg.(*wire.Post); ok {
+			first++
+		}
+	}
+	if first != 1 {
+		t.Fatalf("a submitted batch was posted %d times at once, want 1", first)
+	}
+	busyTicks := 2 * cfg.IdlePostIntervalTicks
+	if got := posts(busyTicks); got < busyTicks/cfg.PostIntervalTicks-1 {
+		t.Fatalf("follower with a batch waiting posted %d times in %d ticks, want one per %d ticks",
+			got, busyTicks, cfg.PostIntervalTicks)
 	}
 }

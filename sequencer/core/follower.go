@@ -8,10 +8,20 @@ import (
 
 // followerTick posts on schedule and lets the pacemaker check the leader.
 func (n *Node) followerTick(a *app) {
-	if a.phase == phaseActive && n.tick-a.lastPostTick >= uint64(n.cfg.PostIntervalTicks) {
+	if a.phase == phaseActive && n.tick-a.lastPostTick >= n.postInterval(a) {
 		n.post(a)
 	}
 	n.watchLeader(a)
+}
+
+// postInterval is the follower's posting interval: the DESIGN's 20 ms
+// while it has batches of its own waiting or entries not yet final, the
+// longer heartbeat interval when there is nothing for the leader to learn.
+func (n *Node) postInterval(a *app) uint64 {
+	if len(a.pend) == 0 && a.tip() == a.finalIdx() {
+		return uint64(n.cfg.IdlePostIntervalTicks)
+	}
+	return uint64(n.cfg.PostIntervalTicks)
 }
 
 // postSoon asks for a post at the next Ready instead of the next
