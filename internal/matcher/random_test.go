@@ -47,6 +47,8 @@ func TestAgainstReference(t *testing.T) {
 		matcher.ErrInsufficientBalance.Error(), matcher.ErrDuplicateOrderID.Error(),
 		matcher.ErrTooManyOpenOrders.Error(), matcher.ErrZeroQuoteAmount.Error(),
 		matcher.ErrUnknownOrder.Error(), matcher.ErrNotOwner.Error(), matcher.ErrInvalidMarket.Error(),
+		matcher.ErrInvalidOrderType.Error(), matcher.ErrWouldTakeLiquidity.Error(), matcher.ErrCannotFillInFull.Error(),
+		"ioc remainder cancelled", "fok filled", "fok filled past own orders", "post_only rested",
 	} {
 		if seen[what] == 0 {
 			t.Errorf("the random streams never produced %q", what)
@@ -127,8 +129,15 @@ func (g *gen) next() op {
 	if r.IntN(2) == 0 {
 		o.Side = matcher.Sell
 	}
-	if r.IntN(5) == 0 {
+	switch r.IntN(10) {
+	case 0, 1:
 		o.Type = matcher.Market
+	case 2:
+		o.Type = matcher.IOC
+	case 3:
+		o.Type = matcher.FOK
+	case 4:
+		o.Type = matcher.PostOnly
 	}
 	switch k := r.IntN(20); {
 	case k == 0:
@@ -157,6 +166,8 @@ func (g *gen) next() op {
 		o.Side = 0
 	case k == 3:
 		o.Quantity, o.Price = uint64(1+r.IntN(1000)), uint64(1+r.IntN(1000)) // dust: zero quote amount
+	case k == 4:
+		o.Type = matcher.OrderType(6 + r.IntN(3)) // not an order type
 	}
 	g.ids = append(g.ids, o.ID)
 	return op{kind: "order", order: o}
@@ -294,8 +305,19 @@ func countOutcomes(seen map[string]int, o matcher.Order, res *matcher.PlaceResul
 		seen["rested"]++
 	case res.Status == matcher.StatusPartiallyFilled:
 		seen["partially filled and rested"]++
+	case res.Status == matcher.StatusCancelled && o.Type == matcher.IOC:
+		seen["ioc remainder cancelled"]++
 	case res.Status == matcher.StatusCancelled:
 		seen["market remainder cancelled"]++
+	}
+	switch o.Type {
+	case matcher.FOK:
+		seen["fok filled"]++
+		if len(res.SelfTradeCancelled) > 0 {
+			seen["fok filled past own orders"]++
+		}
+	case matcher.PostOnly:
+		seen["post_only rested"]++
 	}
 	for _, tr := range res.Trades {
 		if o.Side == matcher.Buy && tr.Price < o.Price {
