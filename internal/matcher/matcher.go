@@ -707,6 +707,28 @@ func (e *Engine) Cancel(acct, orderID string) (OrderInfo, error) {
 	return info, nil
 }
 
+// CancelAll cancels every open order of account in market, or in every
+// market when market is empty, releases what they hold, and returns them as
+// they were when cancelled (StatusCancelled) in acceptance order. An unknown
+// account, an unknown market or no open order cancels nothing; that is not
+// an error (the caller asked for "none left open", and none is).
+func (e *Engine) CancelAll(acct, market string) []OrderInfo {
+	a, ok := e.accountIdx[acct]
+	if !ok {
+		return nil
+	}
+	var out []OrderInfo
+	for i := e.accounts[a].head; i != 0; {
+		next := e.orders[i].acctNext // cancelResting frees slot i
+		if market == "" || e.markets[e.orders[i].market].name == market {
+			out = append(out, e.closedInfo(i, StatusCancelled))
+			e.cancelResting(i)
+		}
+		i = next
+	}
+	return out
+}
+
 // quoteOf is amount.Quote for values already known not to overflow, with a
 // fast path for the common case where the product fits 64 bits (division by
 // a constant compiles to a multiply). Overflow here is a programmer error.

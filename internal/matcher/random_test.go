@@ -48,7 +48,7 @@ func TestAgainstReference(t *testing.T) {
 		matcher.ErrTooManyOpenOrders.Error(), matcher.ErrZeroQuoteAmount.Error(),
 		matcher.ErrUnknownOrder.Error(), matcher.ErrNotOwner.Error(), matcher.ErrInvalidMarket.Error(),
 		matcher.ErrInvalidOrderType.Error(), matcher.ErrWouldTakeLiquidity.Error(), matcher.ErrCannotFillInFull.Error(),
-		"ioc remainder cancelled", "fok filled", "fok filled past own orders", "post_only rested",
+		"cancel all", "ioc remainder cancelled", "fok filled", "fok filled past own orders", "post_only rested",
 	} {
 		if seen[what] == 0 {
 			t.Errorf("the random streams never produced %q", what)
@@ -87,6 +87,8 @@ func (o op) String() string {
 		return fmt.Sprintf("order %+v", o.order)
 	case "cancel":
 		return fmt.Sprintf("cancel %s by %s", o.id, o.account)
+	case "cancel_all":
+		return fmt.Sprintf("cancel all of %s in %q", o.account, o.token)
 	}
 	return fmt.Sprintf("%s %s %s %d", o.kind, o.account, o.token, o.amount)
 }
@@ -107,7 +109,13 @@ func (g *gen) next() op {
 		return o
 	case n < 20:
 		return op{kind: "withdraw", account: g.pick(g.accounts), token: g.pick(g.tokens), amount: uint64(r.IntN(300_000_000))}
-	case n < 35:
+	case n < 22:
+		o := op{kind: "cancel_all", account: g.pick(g.accounts)}
+		if r.IntN(3) > 0 {
+			o.token = g.pick(g.markets) // the market, in the token field
+		}
+		return o
+	case n < 37:
 		o := op{kind: "cancel", account: g.pick(g.accounts), id: "nope"}
 		switch k := r.IntN(10); {
 		case k < 6 && len(g.open) > 0:
@@ -221,6 +229,15 @@ func runStream(t *testing.T, seed uint64, ops int, seen map[string]int) bool {
 			if !reflect.DeepEqual(ie, ir) {
 				return fail(i, o, "cancel result\n fast %+v\n ref  %+v", ie, ir)
 			}
+		case "cancel_all":
+			ce, cr := eng.CancelAll(o.account, o.token), ref.CancelAll(o.account, o.token)
+			if !slices.Equal(ce, cr) {
+				return fail(i, o, "cancel all\n fast %+v\n ref  %+v", ce, cr)
+			}
+			seen["cancel all"] += len(ce)
+			if len(ce) == 0 && eng.Digest() != before {
+				return fail(i, o, "cancel all of nothing changed the state")
+			}
 		case "order":
 			errE = eng.PlaceInto(o.order, &res)
 			var rr matcher.PlaceResult
@@ -243,7 +260,7 @@ func runStream(t *testing.T, seed uint64, ops int, seen map[string]int) bool {
 		if errE != nil && eng.Digest() != before {
 			return fail(i, o, "rejected operation (%v) changed the state", errE)
 		}
-		if errE == nil && eng.Digest() == before {
+		if errE == nil && eng.Digest() == before && o.kind != "cancel_all" {
 			return fail(i, o, "accepted operation left the digest unchanged")
 		}
 		if err := eng.CheckInvariants(); err != nil {

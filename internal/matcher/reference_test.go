@@ -329,6 +329,23 @@ func (r *refEngine) Cancel(acct, id string) (matcher.OrderInfo, error) {
 	return matcher.OrderInfo{}, matcher.ErrUnknownOrder
 }
 
+// CancelAll cancels the account's open orders of market ("" = all), in
+// acceptance order.
+func (r *refEngine) CancelAll(acct, market string) []matcher.OrderInfo {
+	var out []matcher.OrderInfo
+	for _, x := range slices.Clone(r.orders) {
+		if x.Account != acct || market != "" && x.Market != market {
+			continue
+		}
+		info := x.OrderInfo
+		info.Status = matcher.StatusCancelled
+		out = append(out, info)
+		r.remove(x)
+		r.releaseAll(x)
+	}
+	return out
+}
+
 // Balances returns the non-zero balances sorted by account then token.
 func (r *refEngine) Balances() []matcher.Balance {
 	var out []matcher.Balance
