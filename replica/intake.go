@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/seqbook/seqbook/client/amount"
-	"github.com/seqbook/seqbook/internal/matcher"
 )
 
 // intake holds what the replica accepted and has not seen applied yet.
@@ -37,8 +36,10 @@ type pendingOp struct {
 	// not yet).
 	sentAt time.Time
 	// sent receives the result of the first send (buffered 1; nil for
-	// operations restored after a restart, which nobody waits for).
-	sent chan error
+	// operations restored after a restart, which nobody waits for). The
+	// sender clears it; sentResult keeps the channel for the submitter.
+	sent       chan error
+	sentResult chan error
 	// verified is set when the intake checks passed op.Verify (false for
 	// operations restored from the outbox, which were not checked again).
 	verified bool
@@ -156,6 +157,21 @@ func (in *intake) get(id [32]byte) (*Op, bool) {
 	return p.op, true
 }
 
+// byNonce returns the pending operation named by (signer, nonce).
+func (in *intake) byNonce(k nonceKey) (*Op, bool) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	id, ok := in.nonces[k]
+	if !ok {
+		return nil, false
+	}
+	p, ok := in.pending[id]
+	if !ok {
+		return nil, false
+	}
+	return p.op, true
+}
+
 func (in *intake) count() int {
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -246,7 +262,7 @@ func (r *Replica) check(op *Op) error {
 		if avail := l.eng.Balance(op.Signer.Hex(), tok).Available; avail < need {
 			return httpErr(http.StatusForbidden, "insufficient balance: %s %s needed, %s available", amount.Format(need), tok, amount.Format(avail))
 		}
-		if op.OrderType == matcher.Limit && len(l.eng.AccountOrders(op.Signer.Hex())) >= l.cfg.Matcher.OpenOrdersPerAccountMax {
+		if op.OrderType.Rests() && len(l.eng.AccountOrders(op.Signer.Hex())) >= l.cfg.Matcher.OpenOrdersPerAccountMax {
 			return httpErr(http.StatusForbidden, "too many open orders (%d)", l.cfg.Matcher.OpenOrdersPerAccountMax)
 		}
 	case OpWithdraw:
@@ -276,14 +292,30 @@ func (r *Replica) submit(ctx context.Context, op *Op) error {
 	if err := r.check(op); err != nil {
 		return err
 	}
-	sent := make(chan error, 1)
-	// check verified the signature: the apply path may rely on that.
-	p := &pendingOp{op: op, wire: op.Wire(), accepted: r.cfg.Now(), sent: sent, verified: true}
-	if err := r.in.add(p); err != nil {
+	p, err := r.enqueue(op)
+	if err != nil {
 		return err
 	}
+	return r.awaitSent(ctx, p)
+}
+
+// enqueue queues an operation that passed check for the next batch.
+func (r *Replica) enqueue(op *Op) (*pendingOp, error) {
+	sent := make(chan error, 1)
+	// check verified the signature: the apply path may rely on that.
+	p := &pendingOp{op: op, wire: op.Wire(), accepted: r.cfg.Now(), sent: sent, sentResult: sent, verified: true}
+	if err := r.in.add(p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// awaitSent waits until the batch carrying an enqueued operation was handed
+// to a sequencer node; on failure the operation is dropped.
+func (r *Replica) awaitSent(ctx context.Context, p *pendingOp) error {
+	op := p.op
 	select {
-	case err := <-sent:
+	case err := <-p.sentResult:
 		if err != nil {
 			r.in.remove(op.ID)
 			_ = r.store.DeleteOutbox([][32]byte{op.ID})
