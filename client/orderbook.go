@@ -172,8 +172,11 @@ func parseChainID(raw json.RawMessage) (uint64, error) {
 type OrderParams struct {
 	Market string // "BASE/QUOTE", e.g. "ETH/USDT"
 	Side   string // "buy" | "sell"
-	// Type is "limit" (the default when empty) or "market" (immediate or
-	// cancel; Price is then the worst acceptable price).
+	// Type is "limit" (good till cancelled; the default when empty),
+	// "market" (immediate or cancel; Price is then the worst acceptable
+	// price), "ioc" (a limit order whose unfilled rest is cancelled),
+	// "fok" (filled completely at once or rejected) or "post_only"
+	// (rejected if it would take liquidity at entry).
 	Type     string
 	Quantity uint64
 	Price    uint64
@@ -261,8 +264,8 @@ func checkOrderParams(p *OrderParams) error {
 		return fmt.Errorf("%w: market %q must be BASE/QUOTE, e.g. ETH/USDT", ErrInvalidParams, p.Market)
 	case p.Side != "buy" && p.Side != "sell":
 		return fmt.Errorf("%w: side %q must be buy or sell", ErrInvalidParams, p.Side)
-	case p.Type != "limit" && p.Type != "market":
-		return fmt.Errorf("%w: order type %q must be limit or market", ErrInvalidParams, p.Type)
+	case !validOrderType(p.Type):
+		return fmt.Errorf("%w: order type %q must be one of %s", ErrInvalidParams, p.Type, OrderTypes)
 	case p.Quantity == 0 || p.Quantity > amount.Max:
 		return fmt.Errorf("%w: quantity must be between 1 and %d base units", ErrInvalidParams, amount.Max)
 	case p.Price == 0 || p.Price > amount.Max:
