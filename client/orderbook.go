@@ -351,23 +351,43 @@ func (ob *Orderbook) PlaceOrder(ctx context.Context, key *ecdsa.PrivateKey, p Or
 // Cancel signs and submits the cancellation of one of the key's resting
 // orders (POST /cancel).
 func (ob *Orderbook) Cancel(ctx context.Context, key *ecdsa.PrivateKey, orderID [32]byte, p OpParams, wait bool) (*OpResult, error) {
+	s, err := ob.signOp(ctx, key, p, func(trader common.Address, p OpParams) eip712.Message {
+		return &eip712.Cancel{Trader: trader, OrderID: orderID, Nonce: p.Nonce, Expiry: p.Expiry}
+	})
+	if err != nil {
+		return nil, err
+	}
+	req := obapi.CancelRequest{Trader: s.trader.Hex(), OrderID: hex32(orderID),
+		Nonce: obapi.Uint(s.p.Nonce), Expiry: obapi.Uint(s.p.Expiry), Signature: s.sig}
+	return ob.submitOp(ctx, "/cancel", req, s.digest, wait)
+}
+
+// signedOp is an operation signed by signOp.
+type signedOp struct {
+	trader common.Address
+	p      OpParams // with defaults filled in
+	digest [32]byte
+	sig    string // 0x hex
+}
+
+// signOp fills in p's defaults, checks the expiry and signs the message
+// built for the key's trader.
+func (ob *Orderbook) signOp(ctx context.Context, key *ecdsa.PrivateKey, p OpParams, msg func(trader common.Address, p OpParams) eip712.Message) (signedOp, error) {
 	p.Nonce, p.Expiry = nonce(p.Nonce), ob.expiry(p.Expiry)
 	if err := ob.checkExpiry(p.Expiry); err != nil {
-		return nil, err
+		return signedOp{}, err
 	}
 	d, err := ob.Domain(ctx)
 	if err != nil {
-		return nil, err
+		return signedOp{}, err
 	}
 	trader := ethsig.Address(key)
-	digest := d.Digest(&eip712.Cancel{Trader: trader, OrderID: orderID, Nonce: p.Nonce, Expiry: p.Expiry})
+	digest := d.Digest(msg(trader, p))
 	sig, err := ethsig.Sign(key, digest)
 	if err != nil {
-		return nil, err
+		return signedOp{}, err
 	}
-	req := obapi.CancelRequest{Trader: trader.Hex(), OrderID: hex32(orderID),
-		Nonce: obapi.Uint(p.Nonce), Expiry: obapi.Uint(p.Expiry), Signature: "0x" + hex.EncodeToString(sig)}
-	return ob.submitOp(ctx, "/cancel", req, digest, wait)
+	return signedOp{trader: trader, p: p, digest: digest, sig: "0x" + hex.EncodeToString(sig)}, nil
 }
 
 // Withdraw signs and submits a withdrawal (POST /withdraw). The returned
@@ -379,28 +399,19 @@ func (ob *Orderbook) Withdraw(ctx context.Context, key *ecdsa.PrivateKey, p With
 	if p.Amount == 0 || p.Amount > amount.Max {
 		return nil, fmt.Errorf("%w: amount must be between 1 and %d base units", ErrInvalidParams, amount.Max)
 	}
-	trader := ethsig.Address(key)
 	if p.Recipient == (common.Address{}) {
-		p.Recipient = trader
+		p.Recipient = ethsig.Address(key)
 	}
-	p.Nonce, p.Expiry = nonce(p.Nonce), ob.expiry(p.Expiry)
-	if err := ob.checkExpiry(p.Expiry); err != nil {
-		return nil, err
-	}
-	d, err := ob.Domain(ctx)
+	s, err := ob.signOp(ctx, key, p.OpParams, func(trader common.Address, op OpParams) eip712.Message {
+		return &eip712.Withdraw{Trader: trader, Token: p.Token, Amount: p.Amount,
+			Recipient: p.Recipient, Nonce: op.Nonce, Expiry: op.Expiry}
+	})
 	if err != nil {
 		return nil, err
 	}
-	digest := d.Digest(&eip712.Withdraw{Trader: trader, Token: p.Token, Amount: p.Amount,
-		Recipient: p.Recipient, Nonce: p.Nonce, Expiry: p.Expiry})
-	sig, err := ethsig.Sign(key, digest)
-	if err != nil {
-		return nil, err
-	}
-	req := obapi.WithdrawRequest{Trader: trader.Hex(), Token: p.Token, Amount: obapi.Uint(p.Amount),
-		Recipient: p.Recipient.Hex(), Nonce: obapi.Uint(p.Nonce), Expiry: obapi.Uint(p.Expiry),
-		Signature: "0x" + hex.EncodeToString(sig)}
-	return ob.submitOp(ctx, "/withdraw", req, digest, wait)
+	req := obapi.WithdrawRequest{Trader: s.trader.Hex(), Token: p.Token, Amount: obapi.Uint(p.Amount),
+		Recipient: p.Recipient.Hex(), Nonce: obapi.Uint(s.p.Nonce), Expiry: obapi.Uint(s.p.Expiry), Signature: s.sig}
+	return ob.submitOp(ctx, "/withdraw", req, s.digest, wait)
 }
 
 func (ob *Orderbook) submitOp(ctx context.Context, path string, req any, digest [32]byte, wait bool) (*OpResult, error) {

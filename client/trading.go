@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"crypto/ecdsa"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -14,7 +13,6 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 
 	"github.com/seqbook/seqbook/client/eip712"
-	"github.com/seqbook/seqbook/client/ethsig"
 	"github.com/seqbook/seqbook/client/obapi"
 )
 
@@ -137,23 +135,15 @@ func (ob *Orderbook) CancelAll(ctx context.Context, key *ecdsa.PrivateKey, marke
 			return nil, fmt.Errorf("%w: market %q must be BASE/QUOTE, e.g. ETH/USDT, or empty for every market", ErrInvalidParams, market)
 		}
 	}
-	p.Nonce, p.Expiry = nonce(p.Nonce), ob.expiry(p.Expiry)
-	if err := ob.checkExpiry(p.Expiry); err != nil {
-		return nil, err
-	}
-	d, err := ob.Domain(ctx)
+	s, err := ob.signOp(ctx, key, p, func(trader common.Address, p OpParams) eip712.Message {
+		return &eip712.CancelAll{Trader: trader, Market: market, Nonce: p.Nonce, Expiry: p.Expiry}
+	})
 	if err != nil {
 		return nil, err
 	}
-	trader := ethsig.Address(key)
-	digest := d.Digest(&eip712.CancelAll{Trader: trader, Market: market, Nonce: p.Nonce, Expiry: p.Expiry})
-	sig, err := ethsig.Sign(key, digest)
-	if err != nil {
-		return nil, err
-	}
-	req := obapi.CancelAllRequest{Trader: trader.Hex(), Market: market,
-		Nonce: obapi.Uint(p.Nonce), Expiry: obapi.Uint(p.Expiry), Signature: "0x" + hex.EncodeToString(sig)}
-	return ob.submitOp(ctx, "/cancel_all", req, digest, wait)
+	req := obapi.CancelAllRequest{Trader: s.trader.Hex(), Market: market,
+		Nonce: obapi.Uint(s.p.Nonce), Expiry: obapi.Uint(s.p.Expiry), Signature: s.sig}
+	return ob.submitOp(ctx, "/cancel_all", req, s.digest, wait)
 }
 
 // OrderByNonce reads the order trader signed with nonce (GET

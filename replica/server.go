@@ -124,30 +124,21 @@ func (r *Replica) waitParams(c *gin.Context) (wait bool, d time.Duration, ok boo
 	return wait, d, true
 }
 
-func (r *Replica) postOrder(c *gin.Context) {
-	wait, d, ok := r.waitParams(c)
-	if !ok {
-		return
+func (r *Replica) postOrder(c *gin.Context) { r.postOp(DecodeOrderRequest)(c) }
+
+// readSubmission reads what every submission starts with: ?wait= and
+// ?timeout=, then the bounded body. ok false means it answered already.
+func (r *Replica) readSubmission(c *gin.Context) (wait bool, d time.Duration, body []byte, ok bool) {
+	if wait, d, ok = r.waitParams(c); !ok {
+		return false, 0, nil, false
 	}
-	body, ok := r.readBody(c)
-	if !ok {
-		return
-	}
-	op, err := DecodeOrderRequest(r.cfg.Domain, body)
-	if err != nil {
-		failErr(c, err)
-		return
-	}
-	r.submitAndAnswer(c, op, wait, d)
+	body, ok = r.readBody(c)
+	return wait, d, body, ok
 }
 
 func (r *Replica) postOp(decode func(*Domain, []byte) (*Op, error)) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		wait, d, ok := r.waitParams(c)
-		if !ok {
-			return
-		}
-		body, ok := r.readBody(c)
+		wait, d, body, ok := r.readSubmission(c)
 		if !ok {
 			return
 		}

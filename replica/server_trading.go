@@ -64,11 +64,7 @@ func DecodeOrdersBatch(d *Domain, body []byte) (ops []*Op, errs []error, err err
 // together, in request order, so they normally travel in one sequencer
 // batch. Signatures are checked in parallel.
 func (r *Replica) postOrders(c *gin.Context) {
-	wait, d, ok := r.waitParams(c)
-	if !ok {
-		return
-	}
-	body, ok := r.readBody(c)
+	wait, d, body, ok := r.readSubmission(c)
 	if !ok {
 		return
 	}
