@@ -219,6 +219,9 @@ func orderMain(args []string, stdout, stderr io.Writer) int {
 		if *market != "" || *side != "" || *quantity != "" || *price != "" {
 			return exitWith(stderr, "order", errUsage("--file places the orders of the file: leave out --market, --side, --quantity and --price"))
 		}
+		if *of.nonce != 0 {
+			return exitWith(stderr, "order", errUsage("--nonce names one order: with --file give each line its own \"nonce\""))
+		}
 		return orderFileMain(of, *file, stdout, stderr)
 	}
 	err := func() error {

@@ -123,6 +123,7 @@ func TestTradingCommandsUsageErrors(t *testing.T) {
 		{"file and flags", orderMain, []string{"--file", bad, "--market", "ETH/USDT"}, "leave out --market"},
 		{"file line missing price", orderMain, []string{"--file", bad}, "line 1: price: missing"},
 		{"empty file", orderMain, []string{"--file", empty}, "no order in the file"},
+		{"file with one nonce", orderMain, []string{"--file", bad, "--nonce", "3"}, "give each line its own"},
 		{"cancel all with order", cancelMain, []string{"--all", "--order", "0x12"}, "leave out --order"},
 		{"market without all", cancelMain, []string{"--market", "ETH/USDT", "--order", "0x12"}, "--market goes with --all"},
 		{"orders without trader", ordersMain, nil, "missing --trader"},
