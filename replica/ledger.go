@@ -168,6 +168,9 @@ type record struct {
 	Seq uint64
 	// Cancelled is how many orders an applied cancel_all cancelled.
 	Cancelled uint64
+	// Authentic is set when the operation's signature verified: only
+	// those are in the history index (orderIndex).
+	Authentic bool
 }
 
 // trade is one trade as kept for reads.
@@ -641,11 +644,10 @@ func (l *Ledger) newRecord(op *Op, st opStatus, reason string, authentic bool) *
 	l.recordSeq++
 	r := &record{ID: op.ID, Kind: op.Kind, Trader: op.Trader(), Market: op.Market, Side: op.Side,
 		OrderType: op.OrderType, Quantity: op.Quantity, Price: op.Price, Token: op.Token, Amount: op.Amount,
-		Status: st, Reason: reason, Index: l.index, Timestamp: l.timestamp, Nonce: op.Nonce, Seq: l.recordSeq}
+		Status: st, Reason: reason, Index: l.index, Timestamp: l.timestamp, Nonce: op.Nonce, Seq: l.recordSeq,
+		Authentic: authentic}
 	l.records[op.ID] = r
-	if authentic {
-		l.orders.add(r)
-	}
+	l.orders.add(r)
 	return r
 }
 

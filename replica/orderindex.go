@@ -44,9 +44,10 @@ func newOrderIndex() orderIndex {
 	return orderIndex{byNonce: map[nonceKey][32]byte{}, byTrader: map[common.Address]*traderOrders{}}
 }
 
-// add indexes an order record (r.Seq is above every indexed one).
+// add indexes an authentic order record (r.Seq is above every indexed
+// one); it ignores any other record.
 func (x *orderIndex) add(r *record) {
-	if !r.Kind.IsOrder() {
+	if !r.Kind.IsOrder() || !r.Authentic {
 		return
 	}
 	if r.Kind == OpOrder {
@@ -64,7 +65,7 @@ func (x *orderIndex) add(r *record) {
 
 // forget drops an evicted record; records holds what is still kept.
 func (x *orderIndex) forget(r *record, records map[[32]byte]*record) {
-	if !r.Kind.IsOrder() {
+	if !r.Kind.IsOrder() || !r.Authentic {
 		return
 	}
 	k := nonceKey{r.Trader, r.Nonce}
@@ -94,8 +95,8 @@ func current(records map[[32]byte]*record, ref orderRef) bool {
 }
 
 // rebuild indexes restored records. Records of a version 2 snapshot carry
-// no sequence: they are numbered by (index, id), which keeps batches in
-// order.
+// no sequence and no authenticity: they are numbered by (index, id), which
+// keeps batches in order, and taken as authentic.
 func (x *orderIndex) rebuild(records map[[32]byte]*record) {
 	*x = newOrderIndex()
 	rs := make([]*record, 0, len(records))
@@ -108,7 +109,7 @@ func (x *orderIndex) rebuild(records map[[32]byte]*record) {
 	var seq uint64
 	for _, r := range rs {
 		if r.Seq == 0 {
-			r.Seq = seq + 1
+			r.Seq, r.Authentic = seq+1, true
 		}
 		seq = r.Seq
 		x.add(r)

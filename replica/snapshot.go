@@ -37,7 +37,7 @@ type ledgerSnapshot struct {
 	// Bulk holds Nonces, Legacy, Records, ClosedQueue and Trades encoded
 	// by appendBulk (versions 2 and 3; version 1 had them in their own
 	// fields, encoded by gob, and is still read). Version 3 adds the
-	// records' nonce, sequence and cancelled count.
+	// records' nonce, sequence, cancelled count and authenticity.
 	Bulk []byte
 }
 

@@ -29,7 +29,7 @@ import (
 //	fill    = uvarint(trade) maker(1) uvarint(price, quantity, quote) counterparty[32] uvarint(index)
 //	trade   = uvarint(seq) str(market) uvarint(price, quantity, quote) makerOrder[32]
 //	          takerOrder[32] str(maker) str(taker) takerSide(1) uvarint(index, timestamp)
-//	extra   = uvarint(nonce, seq, cancelled)
+//	extra   = uvarint(nonce, seq, cancelled) authentic(1)
 //	str     = uvarint(len) bytes
 
 // appendBulk writes the bulk sections of s, records in id order.
@@ -81,6 +81,7 @@ func appendBulk(b []byte, s *ledgerSnapshot) []byte {
 		b = binary.AppendUvarint(b, r.Nonce)
 		b = binary.AppendUvarint(b, r.Seq)
 		b = binary.AppendUvarint(b, r.Cancelled)
+		b = append(b, boolByte(r.Authentic))
 	}
 	return b
 }
@@ -242,12 +243,13 @@ func readBulk(data []byte, s *ledgerSnapshot) error {
 	}
 	// Version 2 ends here; version 3 adds one extra per record.
 	if s.Version >= 3 {
-		if n := r.count(3); n != len(s.Records) && r.err == nil {
+		if n := r.count(4); n != len(s.Records) && r.err == nil {
 			return fmt.Errorf("%w: %d record extras for %d records", errBulkCorrupt, n, len(s.Records))
 		}
 		for i := range s.Records {
 			rec := &s.Records[i]
 			rec.Nonce, rec.Seq, rec.Cancelled = r.uvarint(), r.uvarint(), r.uvarint()
+			rec.Authentic = r.byte1() != 0
 		}
 	}
 	if r.err != nil {

@@ -15,7 +15,7 @@ func TestSnapshotCodecCoversEveryField(t *testing.T) {
 		typ    reflect.Type
 		fields int
 	}{
-		{reflect.TypeFor[record](), 20},
+		{reflect.TypeFor[record](), 21},
 		{reflect.TypeFor[fill](), 7},
 		{reflect.TypeFor[trade](), 12},
 		{reflect.TypeFor[nonceEntry](), 3},

@@ -362,3 +362,41 @@ func TestMarkets(t *testing.T) {
 		t.Fatalf("a day later: %+v, want %+v", ms.Markets, want)
 	}
 }
+
+// Orders forged under a trader's address (their signature does not verify)
+// are recorded as rejected but stay out of that trader's history and
+// by-nonce names, before and after a snapshot, and evicting their records
+// keeps the real history intact.
+func TestForgedOrdersStayOutOfHistory(t *testing.T) {
+	real := signOrder(t, alice, orderSpec{side: "buy", qty: 1_000_000, price: 1000_000_000, nonce: 1})
+	var bodies [][]byte
+	bodies = append(bodies, batchOf(t, real))
+	for i := range 3 {
+		forged := signOrder(t, bob, orderSpec{side: "buy", qty: 1_000_000, price: 1000_000_000, nonce: uint64(2 + i)})
+		forged.Trader = addr(alice).Hex() // bob's signature on alice's order
+		bodies = append(bodies, batchOf(t, forged))
+	}
+	l := applyAllWith(t, bodies, uint64(testNowSec*1000), func(c *LedgerConfig) { c.RecordsMax = 1 })
+	check := func(what string, l *Ledger) {
+		t.Helper()
+		recs, _ := l.orders.history(l.records, addr(alice), historyFilters["all"], 0, 10)
+		if len(recs) != 1 || hexID(recs[0].ID) != orderID(t, real) {
+			t.Fatalf("%s: alice's history has %d orders, want only her real one", what, len(recs))
+		}
+		if _, ok := l.orders.byNonce[nonceKey{addr(alice), 2}]; ok {
+			t.Fatalf("%s: a forged order took alice's nonce 2", what)
+		}
+	}
+	check("live", l)
+	snap, err := l.MarshalSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultLedgerConfig()
+	cfg.RecordsMax = 1
+	back, err := RestoreLedger(cfg, testDomain(), snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("restored", back)
+}
