@@ -61,8 +61,24 @@ func (in *intake) wake() {
 
 // add reserves an operation's id and nonce; errors are HTTP-ready.
 func (in *intake) add(p *pendingOp) error {
+	return in.addAll([]*pendingOp{p})[0]
+}
+
+// addAll adds operations in order under one lock, so the batch loop sees
+// them together (they leave in one batch unless it is full); errs[i] is
+// add's error for ps[i].
+func (in *intake) addAll(ps []*pendingOp) (errs []error) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	errs = make([]error, len(ps))
+	for i, p := range ps {
+		errs[i] = in.addLocked(p)
+	}
+	in.wake()
+	return errs
+}
+
+func (in *intake) addLocked(p *pendingOp) error {
 	if _, dup := in.pending[p.op.ID]; dup {
 		return httpErr(http.StatusConflict, "operation %s is already pending", p.op.IDHex())
 	}
@@ -81,7 +97,6 @@ func (in *intake) add(p *pendingOp) error {
 	}
 	in.pending[p.op.ID] = p
 	in.queue = append(in.queue, p)
-	in.wake()
 	return nil
 }
 
@@ -301,13 +316,18 @@ func (r *Replica) submit(ctx context.Context, op *Op) error {
 
 // enqueue queues an operation that passed check for the next batch.
 func (r *Replica) enqueue(op *Op) (*pendingOp, error) {
-	sent := make(chan error, 1)
-	// check verified the signature: the apply path may rely on that.
-	p := &pendingOp{op: op, wire: op.Wire(), accepted: r.cfg.Now(), sent: sent, sentResult: sent, verified: true}
+	p := r.newPending(op)
 	if err := r.in.add(p); err != nil {
 		return nil, err
 	}
 	return p, nil
+}
+
+// newPending wraps an operation that passed check for the intake.
+func (r *Replica) newPending(op *Op) *pendingOp {
+	sent := make(chan error, 1)
+	// check verified the signature: the apply path may rely on that.
+	return &pendingOp{op: op, wire: op.Wire(), accepted: r.cfg.Now(), sent: sent, sentResult: sent, verified: true}
 }
 
 // awaitSent waits until the batch carrying an enqueued operation was handed

@@ -80,8 +80,11 @@ func (r *Replica) postOrders(c *gin.Context) {
 			}
 		}
 	})
+	// Waiters first, so no outcome is missed; then every order into the
+	// intake at once, so they leave in one batch.
 	waiters := make([]chan OpOutcome, len(ops))
 	pend := make([]*pendingOp, len(ops))
+	var queued []*pendingOp
 	for i, op := range ops {
 		if errs[i] != nil {
 			continue
@@ -90,12 +93,18 @@ func (r *Replica) postOrders(c *gin.Context) {
 			waiters[i] = r.addWaiter(op.ID)
 			defer r.dropWaiter(op.ID, waiters[i])
 		}
-		p, err := r.enqueue(op)
-		if err != nil {
-			errs[i] = fmt.Errorf("orders[%d]: %w", i, err)
+		pend[i] = r.newPending(op)
+		queued = append(queued, pend[i])
+	}
+	addErrs := r.in.addAll(queued)
+	for i, k := 0, 0; i < len(pend); i++ {
+		if pend[i] == nil {
 			continue
 		}
-		pend[i] = p
+		if addErrs[k] != nil {
+			errs[i], pend[i] = fmt.Errorf("orders[%d]: %w", i, addErrs[k]), nil
+		}
+		k++
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), r.cfg.SendTimeout+time.Second)
 	defer cancel()
