@@ -589,7 +589,11 @@ func (ob *Orderbook) Op(ctx context.Context, id [32]byte) (*obapi.OpResult, erro
 // market "" means all markets, limit 0 the replica's default page. Page
 // on with after = answer.Next.
 func (ob *Orderbook) Trades(ctx context.Context, market string, after uint64, limit int) (*obapi.Trades, error) {
-	q := url.Values{}
+	return ob.trades(ctx, url.Values{}, market, after, limit)
+}
+
+// trades is GET /trades with q plus the market and paging parameters.
+func (ob *Orderbook) trades(ctx context.Context, q url.Values, market string, after uint64, limit int) (*obapi.Trades, error) {
 	if market != "" {
 		q.Set("market", market)
 	}

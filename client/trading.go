@@ -193,21 +193,7 @@ func (ob *Orderbook) OrderHistory(ctx context.Context, trader common.Address, hq
 // with sequence number above after (GET /trades?trader=); market "" means
 // all markets.
 func (ob *Orderbook) TraderTrades(ctx context.Context, trader common.Address, market string, after uint64, limit int) (*obapi.Trades, error) {
-	q := url.Values{"trader": {trader.Hex()}}
-	if market != "" {
-		q.Set("market", market)
-	}
-	if after > 0 {
-		q.Set("after", strconv.FormatUint(after, 10))
-	}
-	if limit > 0 {
-		q.Set("limit", strconv.Itoa(limit))
-	}
-	var out obapi.Trades
-	if err := getJSON(ctx, &ob.o, ob.base, ob.base+"/trades?"+q.Encode(), &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return ob.trades(ctx, url.Values{"trader": {trader.Hex()}}, market, after, limit)
 }
 
 // Balances reads every token balance of an account, available and
