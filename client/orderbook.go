@@ -172,8 +172,11 @@ func parseChainID(raw json.RawMessage) (uint64, error) {
 type OrderParams struct {
 	Market string // "BASE/QUOTE", e.g. "ETH/USDT"
 	Side   string // "buy" | "sell"
-	// Type is "limit" (the default when empty) or "market" (immediate or
-	// cancel; Price is then the worst acceptable price).
+	// Type is "limit" (good till cancelled; the default when empty),
+	// "market" (immediate or cancel; Price is then the worst acceptable
+	// price), "ioc" (a limit order whose unfilled rest is cancelled),
+	// "fok" (filled completely at once or rejected) or "post_only"
+	// (rejected if it would take liquidity at entry).
 	Type     string
 	Quantity uint64
 	Price    uint64
@@ -261,8 +264,8 @@ func checkOrderParams(p *OrderParams) error {
 		return fmt.Errorf("%w: market %q must be BASE/QUOTE, e.g. ETH/USDT", ErrInvalidParams, p.Market)
 	case p.Side != "buy" && p.Side != "sell":
 		return fmt.Errorf("%w: side %q must be buy or sell", ErrInvalidParams, p.Side)
-	case p.Type != "limit" && p.Type != "market":
-		return fmt.Errorf("%w: order type %q must be limit or market", ErrInvalidParams, p.Type)
+	case !validOrderType(p.Type):
+		return fmt.Errorf("%w: order type %q must be one of %s", ErrInvalidParams, p.Type, OrderTypes)
 	case p.Quantity == 0 || p.Quantity > amount.Max:
 		return fmt.Errorf("%w: quantity must be between 1 and %d base units", ErrInvalidParams, amount.Max)
 	case p.Price == 0 || p.Price > amount.Max:
@@ -348,23 +351,43 @@ func (ob *Orderbook) PlaceOrder(ctx context.Context, key *ecdsa.PrivateKey, p Or
 // Cancel signs and submits the cancellation of one of the key's resting
 // orders (POST /cancel).
 func (ob *Orderbook) Cancel(ctx context.Context, key *ecdsa.PrivateKey, orderID [32]byte, p OpParams, wait bool) (*OpResult, error) {
+	s, err := ob.signOp(ctx, key, p, func(trader common.Address, p OpParams) eip712.Message {
+		return &eip712.Cancel{Trader: trader, OrderID: orderID, Nonce: p.Nonce, Expiry: p.Expiry}
+	})
+	if err != nil {
+		return nil, err
+	}
+	req := obapi.CancelRequest{Trader: s.trader.Hex(), OrderID: hex32(orderID),
+		Nonce: obapi.Uint(s.p.Nonce), Expiry: obapi.Uint(s.p.Expiry), Signature: s.sig}
+	return ob.submitOp(ctx, "/cancel", req, s.digest, wait)
+}
+
+// signedOp is an operation signed by signOp.
+type signedOp struct {
+	trader common.Address
+	p      OpParams // with defaults filled in
+	digest [32]byte
+	sig    string // 0x hex
+}
+
+// signOp fills in p's defaults, checks the expiry and signs the message
+// built for the key's trader.
+func (ob *Orderbook) signOp(ctx context.Context, key *ecdsa.PrivateKey, p OpParams, msg func(trader common.Address, p OpParams) eip712.Message) (signedOp, error) {
 	p.Nonce, p.Expiry = nonce(p.Nonce), ob.expiry(p.Expiry)
 	if err := ob.checkExpiry(p.Expiry); err != nil {
-		return nil, err
+		return signedOp{}, err
 	}
 	d, err := ob.Domain(ctx)
 	if err != nil {
-		return nil, err
+		return signedOp{}, err
 	}
 	trader := ethsig.Address(key)
-	digest := d.Digest(&eip712.Cancel{Trader: trader, OrderID: orderID, Nonce: p.Nonce, Expiry: p.Expiry})
+	digest := d.Digest(msg(trader, p))
 	sig, err := ethsig.Sign(key, digest)
 	if err != nil {
-		return nil, err
+		return signedOp{}, err
 	}
-	req := obapi.CancelRequest{Trader: trader.Hex(), OrderID: hex32(orderID),
-		Nonce: obapi.Uint(p.Nonce), Expiry: obapi.Uint(p.Expiry), Signature: "0x" + hex.EncodeToString(sig)}
-	return ob.submitOp(ctx, "/cancel", req, digest, wait)
+	return signedOp{trader: trader, p: p, digest: digest, sig: "0x" + hex.EncodeToString(sig)}, nil
 }
 
 // Withdraw signs and submits a withdrawal (POST /withdraw). The returned
@@ -376,28 +399,19 @@ func (ob *Orderbook) Withdraw(ctx context.Context, key *ecdsa.PrivateKey, p With
 	if p.Amount == 0 || p.Amount > amount.Max {
 		return nil, fmt.Errorf("%w: amount must be between 1 and %d base units", ErrInvalidParams, amount.Max)
 	}
-	trader := ethsig.Address(key)
 	if p.Recipient == (common.Address{}) {
-		p.Recipient = trader
+		p.Recipient = ethsig.Address(key)
 	}
-	p.Nonce, p.Expiry = nonce(p.Nonce), ob.expiry(p.Expiry)
-	if err := ob.checkExpiry(p.Expiry); err != nil {
-		return nil, err
-	}
-	d, err := ob.Domain(ctx)
+	s, err := ob.signOp(ctx, key, p.OpParams, func(trader common.Address, op OpParams) eip712.Message {
+		return &eip712.Withdraw{Trader: trader, Token: p.Token, Amount: p.Amount,
+			Recipient: p.Recipient, Nonce: op.Nonce, Expiry: op.Expiry}
+	})
 	if err != nil {
 		return nil, err
 	}
-	digest := d.Digest(&eip712.Withdraw{Trader: trader, Token: p.Token, Amount: p.Amount,
-		Recipient: p.Recipient, Nonce: p.Nonce, Expiry: p.Expiry})
-	sig, err := ethsig.Sign(key, digest)
-	if err != nil {
-		return nil, err
-	}
-	req := obapi.WithdrawRequest{Trader: trader.Hex(), Token: p.Token, Amount: obapi.Uint(p.Amount),
-		Recipient: p.Recipient.Hex(), Nonce: obapi.Uint(p.Nonce), Expiry: obapi.Uint(p.Expiry),
-		Signature: "0x" + hex.EncodeToString(sig)}
-	return ob.submitOp(ctx, "/withdraw", req, digest, wait)
+	req := obapi.WithdrawRequest{Trader: s.trader.Hex(), Token: p.Token, Amount: obapi.Uint(p.Amount),
+		Recipient: p.Recipient.Hex(), Nonce: obapi.Uint(s.p.Nonce), Expiry: obapi.Uint(s.p.Expiry), Signature: s.sig}
+	return ob.submitOp(ctx, "/withdraw", req, s.digest, wait)
 }
 
 func (ob *Orderbook) submitOp(ctx context.Context, path string, req any, digest [32]byte, wait bool) (*OpResult, error) {
@@ -575,7 +589,11 @@ func (ob *Orderbook) Op(ctx context.Context, id [32]byte) (*obapi.OpResult, erro
 // market "" means all markets, limit 0 the replica's default page. Page
 // on with after = answer.Next.
 func (ob *Orderbook) Trades(ctx context.Context, market string, after uint64, limit int) (*obapi.Trades, error) {
-	q := url.Values{}
+	return ob.trades(ctx, url.Values{}, market, after, limit)
+}
+
+// trades is GET /trades with q plus the market and paging parameters.
+func (ob *Orderbook) trades(ctx context.Context, q url.Values, market string, after uint64, limit int) (*obapi.Trades, error) {
 	if market != "" {
 		q.Set("market", market)
 	}

@@ -126,6 +126,17 @@ func newFakeReplica(t *testing.T, tn *testNet) *fakeReplica {
 			writeJSON(w, 200, obapi.OpAccepted{ID: hex32(d), Status: obapi.StatusAccepted})
 		}
 	})
+	mux.HandleFunc("POST /cancel_all", func(w http.ResponseWriter, r *http.Request) {
+		var req obapi.CancelAllRequest
+		if !fr.decode(w, r, &req) {
+			return
+		}
+		m := eip712.CancelAll{Trader: common.HexToAddress(req.Trader), Market: req.Market, Nonce: mustUnits(string(req.Nonce)), Expiry: mustUnits(string(req.Expiry))}
+		d := fr.domain.Digest(&m)
+		if fr.checkSig(w, d, req.Signature, m.Trader) {
+			writeJSON(w, 200, obapi.OpAccepted{ID: hex32(d), Status: obapi.StatusAccepted})
+		}
+	})
 	mux.HandleFunc("POST /withdraw", func(w http.ResponseWriter, r *http.Request) {
 		var req obapi.WithdrawRequest
 		if !fr.decode(w, r, &req) {
@@ -300,6 +311,18 @@ func TestCancelAndWithdrawMatchEthersVectors(t *testing.T) {
 	_ = json.Unmarshal(fr.request("/cancel"), &req)
 	if req.Signature != c.Signature || req.OrderID != c.Message["orderId"] {
 		t.Fatalf("cancel request %+v", req)
+	}
+
+	c = v.Cases[v.find(t, "cancel-all-market")]
+	cres, err := ob.CancelAll(context.Background(), v.keyOf(t, c.Address), c.Message["market"],
+		OpParams{Nonce: mustUnits(c.Message["nonce"]), Expiry: mustUnits(c.Message["expiry"])}, false)
+	if err != nil || cres.ID != c.Digest || cres.Accepted.ID != c.Digest {
+		t.Fatalf("cancel-all: %+v (ethers %s), %v", cres, c.Digest, err)
+	}
+	var careq obapi.CancelAllRequest
+	_ = json.Unmarshal(fr.request("/cancel_all"), &careq)
+	if careq.Signature != c.Signature || careq.Market != "ETH/USDT" {
+		t.Fatalf("cancel-all request %+v, ethers signature %s", careq, c.Signature)
 	}
 
 	c = v.Cases[v.find(t, "withdraw")]

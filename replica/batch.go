@@ -23,7 +23,7 @@ import (
 //	  "quantity":"1500000","price":"2000000000","nonce":"1","expiry":"1700000000","signature":"0x…"},
 //	 {"op":"legacy_order","sender":"0x…","order_type":"buy","base_token":"ETH","quote_token":"USDT",
 //	  "quantity":"1.5","price":"2000","signature":"0x…"},
-//	 {"op":"cancel",…}, {"op":"withdraw",…}, {"op":"deposit",…}]
+//	 {"op":"cancel",…}, {"op":"cancel_all",…}, {"op":"withdraw",…}, {"op":"deposit",…}]
 //
 // Each operation carries its signature, so every replica re-verifies it:
 // no replica trusts the one that submitted the batch.
@@ -45,6 +45,10 @@ type (
 	wireCancel struct {
 		Op string `json:"op"`
 		obapi.CancelRequest
+	}
+	wireCancelAll struct {
+		Op string `json:"op"`
+		obapi.CancelAllRequest
 	}
 	wireWithdraw struct {
 		Op string `json:"op"`
@@ -78,6 +82,11 @@ func (op *Op) Wire() []byte {
 	case OpCancel:
 		v = wireCancel{Op: "cancel", CancelRequest: obapi.CancelRequest{
 			Trader: op.Signer.Hex(), OrderID: hexID(op.CancelID),
+			Nonce: obapi.Uint(op.Nonce), Expiry: obapi.Uint(op.Expiry), Signature: sig,
+		}}
+	case OpCancelAll:
+		v = wireCancelAll{Op: "cancel_all", CancelAllRequest: obapi.CancelAllRequest{
+			Trader: op.Signer.Hex(), Market: op.Market,
 			Nonce: obapi.Uint(op.Nonce), Expiry: obapi.Uint(op.Expiry), Signature: sig,
 		}}
 	case OpWithdraw:
@@ -212,6 +221,12 @@ func decodeOpJSON(d *Domain, raw []byte) (*Op, error) {
 			return nil, err
 		}
 		return CancelOp(d, &w.CancelRequest)
+	case "cancel_all":
+		var w wireCancelAll
+		if err := decodeStrict(raw, &w); err != nil {
+			return nil, err
+		}
+		return CancelAllOp(d, &w.CancelAllRequest)
 	case "withdraw":
 		var w wireWithdraw
 		if err := decodeStrict(raw, &w); err != nil {

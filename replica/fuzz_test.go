@@ -53,11 +53,34 @@ func depositSeeds(t testing.TB) [][]byte {
 	return [][]byte{[]byte(mustJSONTB(t, d)), []byte(`{"account":"0x0000000000000000000000000000000000000000","amount":1}`)}
 }
 
+func cancelAllSeeds(t testing.TB) [][]byte {
+	return [][]byte{
+		[]byte(mustJSONTB(t, signCancelAll(t, alice, "ETH/USDT", 1))),
+		[]byte(mustJSONTB(t, signCancelAll(t, bob, "", 2))),
+		[]byte(`{"trader":"0x89386eE2ccc6588062fe0B8a9841A0e297Cb423E","market":"ETH","nonce":1,"expiry":"2","signature":"0x00"}`),
+		[]byte(`{"market":7}`),
+	}
+}
+
+func ordersBatchSeeds(t testing.TB) [][]byte {
+	good := signOrder(t, alice, orderSpec{side: "buy", qty: 1_500_000, price: 2000_000_000, nonce: 1})
+	fok := signOrder(t, bob, orderSpec{typ: "fok", side: "sell", qty: 1_000_000, price: 2000_000_000, nonce: 1})
+	return [][]byte{
+		[]byte(batchBody(t, good, fok, signLegacy(t, bob, "sell", "1", "2000"))),
+		[]byte(batchBody(t, good, `{"trader":1}`, `[]`, `null`)),
+		[]byte(`{"orders":[]}`),
+		[]byte(`{"orders":null}`),
+		[]byte(`{"orders":[{}],"wait":true}`),
+		[]byte(`[]`),
+	}
+}
+
 func batchSeeds(t testing.TB) [][]byte {
 	good := signOrder(t, alice, orderSpec{side: "buy", qty: 1_500_000, price: 2000_000_000, nonce: 1})
 	return [][]byte{
 		batchOf(t, good, signLegacy(t, bob, "sell", "1", "2000"), signCancel(t, alice, orderID(t, good), 2, 0),
-			signWithdraw(t, carol, "ETH", 1_000_000, addr(bob), 1, 0), signDeposit(t, bridge, addr(alice), "USDT", 1, 1, 0)),
+			signWithdraw(t, carol, "ETH", 1_000_000, addr(bob), 1, 0), signDeposit(t, bridge, addr(alice), "USDT", 1, 1, 0),
+			signCancelAll(t, alice, "", 3), signOrder(t, carol, orderSpec{typ: "post_only", side: "sell", qty: 1_000_000, price: 2000_000_000, nonce: 1})),
 		[]byte(`[]`),
 		[]byte(`[1,"x",null,{},{"op":1},{"op":"order","extra":true}]`),
 		[]byte(`{"op":"order"}`),
@@ -84,13 +107,15 @@ func mustJSONTB(t testing.TB, v any) string {
 }
 
 var corpora = map[string]func(testing.TB) [][]byte{
-	"FuzzDecodeOrderRequest":    func(t testing.TB) [][]byte { return append(orderSeeds(t), legacySeeds(t)...) },
-	"FuzzDecodeLegacyOrder":     legacySeeds,
-	"FuzzDecodeCancelRequest":   cancelSeeds,
-	"FuzzDecodeWithdrawRequest": withdrawSeeds,
-	"FuzzDecodeDepositRequest":  depositSeeds,
-	"FuzzDecodeBatch":           batchSeeds,
-	"FuzzParseGenesis":          genesisSeeds,
+	"FuzzDecodeOrderRequest":     func(t testing.TB) [][]byte { return append(orderSeeds(t), legacySeeds(t)...) },
+	"FuzzDecodeLegacyOrder":      legacySeeds,
+	"FuzzDecodeCancelRequest":    cancelSeeds,
+	"FuzzDecodeWithdrawRequest":  withdrawSeeds,
+	"FuzzDecodeDepositRequest":   depositSeeds,
+	"FuzzDecodeBatch":            batchSeeds,
+	"FuzzDecodeCancelAllRequest": cancelAllSeeds,
+	"FuzzDecodeOrdersBatch":      ordersBatchSeeds,
+	"FuzzParseGenesis":           genesisSeeds,
 }
 
 func TestFuzzCorpusIsCommitted(t *testing.T) {
@@ -177,6 +202,44 @@ func FuzzDecodeWithdrawRequest(f *testing.F) {
 func FuzzDecodeDepositRequest(f *testing.F) {
 	d := testDomain()
 	fuzzDecoder(f, "FuzzDecodeDepositRequest", func(_ *testing.T, b []byte) (*Op, error) { return DecodeDepositRequest(d, b) })
+}
+
+func FuzzDecodeCancelAllRequest(f *testing.F) {
+	d := testDomain()
+	fuzzDecoder(f, "FuzzDecodeCancelAllRequest", func(_ *testing.T, b []byte) (*Op, error) { return DecodeCancelAllRequest(d, b) })
+}
+
+// FuzzDecodeOrdersBatch: a POST /orders body gives either a body error or
+// one entry per order, each an operation or an error naming its position,
+// and each operation is what POST /order would decode from that entry.
+func FuzzDecodeOrdersBatch(f *testing.F) {
+	for _, s := range ordersBatchSeeds(f) {
+		f.Add(s)
+	}
+	d := testDomain()
+	f.Fuzz(func(t *testing.T, body []byte) {
+		ops, errs, err := DecodeOrdersBatch(d, body)
+		if err != nil {
+			if ops != nil || errs != nil || err.Error() == "" {
+				t.Fatal("a body error with entries, or without a message")
+			}
+			return
+		}
+		if len(ops) == 0 || len(ops) > 100 || len(ops) != len(errs) {
+			t.Fatalf("%d operations, %d errors", len(ops), len(errs))
+		}
+		for i, op := range ops {
+			if (op == nil) == (errs[i] == nil) {
+				t.Fatalf("entry %d: op=%v err=%v", i, op != nil, errs[i])
+			}
+			if errs[i] != nil && !bytes.HasPrefix([]byte(errs[i].Error()), []byte(fmt.Sprintf("orders[%d]: ", i))) {
+				t.Fatalf("entry %d: error %q does not name its position", i, errs[i])
+			}
+			if op != nil {
+				checkRoundTrip(t, op)
+			}
+		}
+	})
 }
 
 // FuzzDecodeBatch also applies what decodes to two ledgers: any batch body

@@ -179,6 +179,8 @@ func wireOf(t testing.TB, req any) []byte {
 		op, err = LegacyOrderOp(&r)
 	case obapi.CancelRequest:
 		op, err = CancelOp(d, &r)
+	case obapi.CancelAllRequest:
+		op, err = CancelAllOp(d, &r)
 	case obapi.WithdrawRequest:
 		op, err = WithdrawOp(d, &r)
 	case obapi.DepositRequest:

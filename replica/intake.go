@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/seqbook/seqbook/client/amount"
-	"github.com/seqbook/seqbook/internal/matcher"
 )
 
 // intake holds what the replica accepted and has not seen applied yet.
@@ -37,8 +36,10 @@ type pendingOp struct {
 	// not yet).
 	sentAt time.Time
 	// sent receives the result of the first send (buffered 1; nil for
-	// operations restored after a restart, which nobody waits for).
-	sent chan error
+	// operations restored after a restart, which nobody waits for). The
+	// sender clears it; sentResult keeps the channel for the submitter.
+	sent       chan error
+	sentResult chan error
 	// verified is set when the intake checks passed op.Verify (false for
 	// operations restored from the outbox, which were not checked again).
 	verified bool
@@ -60,8 +61,24 @@ func (in *intake) wake() {
 
 // add reserves an operation's id and nonce; errors are HTTP-ready.
 func (in *intake) add(p *pendingOp) error {
+	return in.addAll([]*pendingOp{p})[0]
+}
+
+// addAll adds operations in order under one lock, so the batch loop sees
+// them together (they leave in one batch unless it is full); errs[i] is
+// add's error for ps[i].
+func (in *intake) addAll(ps []*pendingOp) (errs []error) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	errs = make([]error, len(ps))
+	for i, p := range ps {
+		errs[i] = in.addLocked(p)
+	}
+	in.wake()
+	return errs
+}
+
+func (in *intake) addLocked(p *pendingOp) error {
 	if _, dup := in.pending[p.op.ID]; dup {
 		return httpErr(http.StatusConflict, "operation %s is already pending", p.op.IDHex())
 	}
@@ -80,7 +97,6 @@ func (in *intake) add(p *pendingOp) error {
 	}
 	in.pending[p.op.ID] = p
 	in.queue = append(in.queue, p)
-	in.wake()
 	return nil
 }
 
@@ -149,6 +165,21 @@ func (in *intake) isPending(id [32]byte) bool {
 func (in *intake) get(id [32]byte) (*Op, bool) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	p, ok := in.pending[id]
+	if !ok {
+		return nil, false
+	}
+	return p.op, true
+}
+
+// byNonce returns the pending operation named by (signer, nonce).
+func (in *intake) byNonce(k nonceKey) (*Op, bool) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	id, ok := in.nonces[k]
+	if !ok {
+		return nil, false
+	}
 	p, ok := in.pending[id]
 	if !ok {
 		return nil, false
@@ -246,7 +277,7 @@ func (r *Replica) check(op *Op) error {
 		if avail := l.eng.Balance(op.Signer.Hex(), tok).Available; avail < need {
 			return httpErr(http.StatusForbidden, "insufficient balance: %s %s needed, %s available", amount.Format(need), tok, amount.Format(avail))
 		}
-		if op.OrderType == matcher.Limit && len(l.eng.AccountOrders(op.Signer.Hex())) >= l.cfg.Matcher.OpenOrdersPerAccountMax {
+		if op.OrderType.Rests() && len(l.eng.AccountOrders(op.Signer.Hex())) >= l.cfg.Matcher.OpenOrdersPerAccountMax {
 			return httpErr(http.StatusForbidden, "too many open orders (%d)", l.cfg.Matcher.OpenOrdersPerAccountMax)
 		}
 	case OpWithdraw:
@@ -276,14 +307,35 @@ func (r *Replica) submit(ctx context.Context, op *Op) error {
 	if err := r.check(op); err != nil {
 		return err
 	}
-	sent := make(chan error, 1)
-	// check verified the signature: the apply path may rely on that.
-	p := &pendingOp{op: op, wire: op.Wire(), accepted: r.cfg.Now(), sent: sent, verified: true}
-	if err := r.in.add(p); err != nil {
+	p, err := r.enqueue(op)
+	if err != nil {
 		return err
 	}
+	return r.awaitSent(ctx, p)
+}
+
+// enqueue queues an operation that passed check for the next batch.
+func (r *Replica) enqueue(op *Op) (*pendingOp, error) {
+	p := r.newPending(op)
+	if err := r.in.add(p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// newPending wraps an operation that passed check for the intake.
+func (r *Replica) newPending(op *Op) *pendingOp {
+	sent := make(chan error, 1)
+	// check verified the signature: the apply path may rely on that.
+	return &pendingOp{op: op, wire: op.Wire(), accepted: r.cfg.Now(), sent: sent, sentResult: sent, verified: true}
+}
+
+// awaitSent waits until the batch carrying an enqueued operation was handed
+// to a sequencer node; on failure the operation is dropped.
+func (r *Replica) awaitSent(ctx context.Context, p *pendingOp) error {
+	op := p.op
 	select {
-	case err := <-sent:
+	case err := <-p.sentResult:
 		if err != nil {
 			r.in.remove(op.ID)
 			_ = r.store.DeleteOutbox([][32]byte{op.ID})

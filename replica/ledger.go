@@ -158,6 +158,19 @@ type record struct {
 	Reason    string
 	Index     uint64
 	Timestamp uint64
+
+	// Nonce is the operation's nonce (zero for legacy orders and before
+	// snapshot version 3); with Trader it names an order before it is
+	// sequenced (GET /orders/by-nonce).
+	Nonce uint64
+	// Seq numbers records in the order they were made: the order of
+	// GET /orders?trader= history.
+	Seq uint64
+	// Cancelled is how many orders an applied cancel_all cancelled.
+	Cancelled uint64
+	// Authentic is set when the operation's signature verified: only
+	// those are in the history index (orderIndex).
+	Authentic bool
 }
 
 // trade is one trade as kept for reads.
@@ -253,6 +266,8 @@ type Ledger struct {
 	closedHead  int
 	trades      []trade // the last TradesMax trades, oldest first
 	history     *balanceHistory
+	orders      orderIndex // orders by trader and by (trader, nonce)
+	recordSeq   uint64     // Seq of the last record made
 
 	// Scratch reused across operations.
 	placeRes matcher.PlaceResult
@@ -319,6 +334,7 @@ func newEmptyLedger(cfg LedgerConfig, dom *Domain, start uint64) *Ledger {
 		legacyUsed: map[[32]byte]struct{}{},
 		records:    map[[32]byte]*record{},
 		history:    newBalanceHistory(cfg.HistoryIndexes, start),
+		orders:     newOrderIndex(),
 		deltas:     map[balanceKey]int64{},
 	}
 }
@@ -488,6 +504,19 @@ func (l *Ledger) applyOne(e *BatchOp, sigErr error, nowSec uint64, a *Applied) O
 			l.closeRecord(r)
 		}
 		return l.applied(op)
+	case OpCancelAll:
+		cancelled := l.eng.CancelAll(op.Signer.Hex(), op.Market)
+		for _, info := range cancelled {
+			id, _ := parseHash32("order", info.ID)
+			if r := l.records[id]; r != nil {
+				r.Status, r.Reason = stCancelled, "cancelled by its owner's cancel-all "+op.IDHex()
+				r.Filled = info.Filled
+				l.closeRecord(r)
+			}
+		}
+		out := l.applied(op)
+		l.records[op.ID].Cancelled = uint64(len(cancelled))
+		return out
 	case OpWithdraw:
 		if err := l.eng.Withdraw(op.Signer.Hex(), op.Token, op.Amount); err != nil {
 			return l.reject(op, "withdraw: "+err.Error(), true)
@@ -520,10 +549,10 @@ func (l *Ledger) applyOrder(op *Op) OpOutcome {
 	if err := l.eng.PlaceInto(op.MatcherOrder(), res); err != nil {
 		return l.reject(op, err.Error(), true)
 	}
-	r := l.newRecord(op, statusOf(res.Status), "")
+	r := l.newRecord(op, statusOf(res.Status), "", true)
 	r.Filled = res.Filled
 	if res.Status == matcher.StatusCancelled {
-		r.Reason = "market order: unfilled remainder cancelled"
+		r.Reason = op.OrderType.String() + " order: unfilled remainder cancelled"
 	}
 	base, quote, _ := strings.Cut(op.Market, "/")
 	for i := range res.Trades {
@@ -609,11 +638,16 @@ func (l *Ledger) addTrade(t trade) {
 	l.trades = append(l.trades, t)
 }
 
-func (l *Ledger) newRecord(op *Op, st opStatus, reason string) *record {
+// newRecord makes the record of an operation; authentic ones (signature
+// verified) are indexed for history reads.
+func (l *Ledger) newRecord(op *Op, st opStatus, reason string, authentic bool) *record {
+	l.recordSeq++
 	r := &record{ID: op.ID, Kind: op.Kind, Trader: op.Trader(), Market: op.Market, Side: op.Side,
 		OrderType: op.OrderType, Quantity: op.Quantity, Price: op.Price, Token: op.Token, Amount: op.Amount,
-		Status: st, Reason: reason, Index: l.index, Timestamp: l.timestamp}
+		Status: st, Reason: reason, Index: l.index, Timestamp: l.timestamp, Nonce: op.Nonce, Seq: l.recordSeq,
+		Authentic: authentic}
 	l.records[op.ID] = r
+	l.orders.add(r)
 	return r
 }
 
@@ -623,14 +657,14 @@ func (l *Ledger) newRecord(op *Op, st opStatus, reason string) *record {
 func (l *Ledger) reject(op *Op, reason string, authentic bool) OpOutcome {
 	l.rejectedOps++
 	if _, exists := l.records[op.ID]; !exists {
-		r := l.newRecord(op, stRejected, reason)
+		r := l.newRecord(op, stRejected, reason, authentic)
 		l.closeRecord(r)
 	}
 	return OpOutcome{ID: op.ID, Kind: op.Kind, Status: obapi.StatusRejected, Reason: reason, Authentic: authentic}
 }
 
 func (l *Ledger) applied(op *Op) OpOutcome {
-	r := l.newRecord(op, stApplied, "")
+	r := l.newRecord(op, stApplied, "", true)
 	l.closeRecord(r)
 	return OpOutcome{ID: op.ID, Kind: op.Kind, Status: obapi.StatusApplied, Authentic: true}
 }
@@ -648,6 +682,7 @@ func (l *Ledger) evictRecords() {
 		// followed by the real operation): only forget closed ones.
 		if r := l.records[id]; r != nil && r.Status.closed() {
 			delete(l.records, id)
+			l.orders.forget(r, l.records)
 		}
 	}
 	if l.closedHead > 4096 && l.closedHead > len(l.closedQueue)/2 {
@@ -739,8 +774,9 @@ func (l *Ledger) alreadyApplied(op *Op) bool {
 func (l *Ledger) LegacyUsed(id [32]byte) bool { _, ok := l.legacyUsed[id]; return ok }
 
 // tradesAfter returns up to limit trades with Seq > after, of market if not
-// empty, and the after= of the next page.
-func (l *Ledger) tradesAfter(market string, after uint64, limit int) ([]trade, uint64) {
+// empty and with trader as maker or taker if not empty, and the after= of
+// the next page.
+func (l *Ledger) tradesAfter(market, trader string, after uint64, limit int) ([]trade, uint64) {
 	i, _ := slices.BinarySearchFunc(l.trades, after+1, func(t trade, seq uint64) int {
 		switch {
 		case t.Seq < seq:
@@ -755,7 +791,7 @@ func (l *Ledger) tradesAfter(market string, after uint64, limit int) ([]trade, u
 	for ; i < len(l.trades) && len(out) < limit; i++ {
 		t := l.trades[i]
 		next = t.Seq
-		if market == "" || t.Market == market {
+		if (market == "" || t.Market == market) && (trader == "" || t.Maker == trader || t.Taker == trader) {
 			out = append(out, t)
 		}
 	}

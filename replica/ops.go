@@ -31,6 +31,7 @@ const (
 	OpCancel      OpKind = 3 // EIP-712 Cancel
 	OpWithdraw    OpKind = 4 // EIP-712 Withdraw
 	OpDeposit     OpKind = 5 // bridge-signed deposit
+	OpCancelAll   OpKind = 6 // EIP-712 CancelAll
 )
 
 // String returns the wire name.
@@ -46,6 +47,8 @@ func (k OpKind) String() string {
 		return "withdraw"
 	case OpDeposit:
 		return "deposit"
+	case OpCancelAll:
+		return "cancel_all"
 	}
 	return "OpKind(" + strconv.Itoa(int(k)) + ")"
 }
@@ -71,7 +74,7 @@ type Op struct {
 	// orders have neither (their ID is used once).
 	Nonce, Expiry uint64
 
-	// Orders.
+	// Orders, and the market of a cancel-all ("" = every market).
 	Market    string
 	Side      matcher.Side
 	OrderType matcher.OrderType
@@ -411,7 +414,7 @@ func OrderOp(d *Domain, r *obapi.OrderRequest) (*Op, error) {
 		return nil, fieldErr("orderType", errMissing)
 	}
 	if op.OrderType, err = matcher.ParseOrderType(r.OrderType); err != nil {
-		return nil, fieldErr("orderType", fmt.Errorf("expected \"limit\" or \"market\", got %q", clip(r.OrderType)))
+		return nil, fieldErr("orderType", fmt.Errorf("expected %s, got %q", matcher.OrderTypeNames, clip(r.OrderType)))
 	}
 	if op.Quantity, err = parseUnits("quantity", r.Quantity); err != nil {
 		return nil, err
@@ -487,6 +490,26 @@ func CancelOp(d *Domain, r *obapi.CancelRequest) (*Op, error) {
 		return nil, err
 	}
 	op.ID = d.EIP712.Digest(&eip712.Cancel{Trader: op.Signer, OrderID: op.CancelID, Nonce: op.Nonce, Expiry: op.Expiry})
+	return op, nil
+}
+
+// CancelAllOp builds an operation from an EIP-712 cancel-all request. An
+// empty market means every market.
+func CancelAllOp(d *Domain, r *obapi.CancelAllRequest) (*Op, error) {
+	op := &Op{Kind: OpCancelAll}
+	var err error
+	if op.Signer, err = parseAddress("trader", r.Trader); err != nil {
+		return nil, err
+	}
+	if r.Market != "" {
+		if op.Market, err = parseMarket(r.Market); err != nil {
+			return nil, err
+		}
+	}
+	if err := op.parseAuth(r.Nonce, r.Expiry, r.Signature); err != nil {
+		return nil, err
+	}
+	op.ID = d.EIP712.Digest(&eip712.CancelAll{Trader: op.Signer, Market: op.Market, Nonce: op.Nonce, Expiry: op.Expiry})
 	return op, nil
 }
 
@@ -585,6 +608,15 @@ func DecodeCancelRequest(d *Domain, body []byte) (*Op, error) {
 		return nil, err
 	}
 	return CancelOp(d, &r)
+}
+
+// DecodeCancelAllRequest decodes a POST /cancel_all body.
+func DecodeCancelAllRequest(d *Domain, body []byte) (*Op, error) {
+	var r obapi.CancelAllRequest
+	if err := decodeStrict(body, &r); err != nil {
+		return nil, err
+	}
+	return CancelAllOp(d, &r)
 }
 
 // DecodeWithdrawRequest decodes a POST /withdraw body.

@@ -61,7 +61,15 @@ func randomBatches(t testing.TB, seed uint64, n int) [][]byte {
 // applyAll feeds bodies to a fresh ledger and returns it.
 func applyAll(t testing.TB, bodies [][]byte, ts uint64) *Ledger {
 	t.Helper()
-	l, err := NewLedger(DefaultLedgerConfig(), testDomain(), testGenesis())
+	return applyAllWith(t, bodies, ts, func(*LedgerConfig) {})
+}
+
+// applyAllWith is applyAll with a configuration changed by edit.
+func applyAllWith(t testing.TB, bodies [][]byte, ts uint64, edit func(*LedgerConfig)) *Ledger {
+	t.Helper()
+	cfg := DefaultLedgerConfig()
+	edit(&cfg)
+	l, err := NewLedger(cfg, testDomain(), testGenesis())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,6 +44,7 @@ func (r *Replica) routes() http.Handler {
 	g.GET("/withdrawals/:id", r.getWithdrawal)
 	g.GET("/eip712", r.getEIP712)
 	g.GET("/state", r.getState)
+	r.tradingRoutes(g)
 	return g
 }
 
@@ -123,30 +124,21 @@ func (r *Replica) waitParams(c *gin.Context) (wait bool, d time.Duration, ok boo
 	return wait, d, true
 }
 
-func (r *Replica) postOrder(c *gin.Context) {
-	wait, d, ok := r.waitParams(c)
-	if !ok {
-		return
+func (r *Replica) postOrder(c *gin.Context) { r.postOp(DecodeOrderRequest)(c) }
+
+// readSubmission reads what every submission starts with: ?wait= and
+// ?timeout=, then the bounded body. ok false means it answered already.
+func (r *Replica) readSubmission(c *gin.Context) (wait bool, d time.Duration, body []byte, ok bool) {
+	if wait, d, ok = r.waitParams(c); !ok {
+		return false, 0, nil, false
 	}
-	body, ok := r.readBody(c)
-	if !ok {
-		return
-	}
-	op, err := DecodeOrderRequest(r.cfg.Domain, body)
-	if err != nil {
-		failErr(c, err)
-		return
-	}
-	r.submitAndAnswer(c, op, wait, d)
+	body, ok = r.readBody(c)
+	return wait, d, body, ok
 }
 
 func (r *Replica) postOp(decode func(*Domain, []byte) (*Op, error)) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		wait, d, ok := r.waitParams(c)
-		if !ok {
-			return
-		}
-		body, ok := r.readBody(c)
+		wait, d, body, ok := r.readSubmission(c)
 		if !ok {
 			return
 		}
@@ -241,11 +233,20 @@ func pendingOrderJSON(op *Op) obapi.Order {
 }
 
 func opResultJSON(rec *record) obapi.OpResult {
-	return obapi.OpResult{ID: hexID(rec.ID), Op: rec.Kind.String(), Status: rec.Status.String(), Reason: rec.Reason,
+	res := obapi.OpResult{ID: hexID(rec.ID), Op: rec.Kind.String(), Status: rec.Status.String(), Reason: rec.Reason,
 		Index: rec.Index, Timestamp: rec.Timestamp}
+	if rec.Kind == OpCancelAll && rec.Status == stApplied {
+		n := rec.Cancelled
+		res.Cancelled = &n
+	}
+	return res
 }
 
 func (r *Replica) getOrders(c *gin.Context) {
+	if c.Query("status") != "" || c.Query("before") != "" {
+		r.getOrderHistory(c)
+		return
+	}
 	limit, ok := intParam(c, "limit", r.cfg.OrdersPageMax, r.cfg.OrdersPageMax)
 	if !ok {
 		return
@@ -369,8 +370,17 @@ func (r *Replica) getTrades(c *gin.Context) {
 			return
 		}
 	}
+	var trader string
+	if s := c.Query("trader"); s != "" {
+		a, err := parseAddress("trader", s)
+		if err != nil {
+			failErr(c, err)
+			return
+		}
+		trader = a.Hex()
+	}
 	r.mu.RLock()
-	ts, next := r.ledger.tradesAfter(market, after, limit)
+	ts, next := r.ledger.tradesAfter(market, trader, after, limit)
 	out := obapi.Trades{Index: r.ledger.index, Trades: make([]obapi.Trade, len(ts)), Next: next}
 	r.mu.RUnlock()
 	for i, t := range ts {

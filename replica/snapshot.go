@@ -35,12 +35,13 @@ type ledgerSnapshot struct {
 	ClosedQueue [][32]byte
 	Trades      []trade
 	// Bulk holds Nonces, Legacy, Records, ClosedQueue and Trades encoded
-	// by appendBulk (version 2; version 1 had them in their own fields,
-	// encoded by gob, and is still read).
+	// by appendBulk (versions 2 and 3; version 1 had them in their own
+	// fields, encoded by gob, and is still read). Version 3 adds the
+	// records' nonce, sequence, cancelled count and authenticity.
 	Bulk []byte
 }
 
-const ledgerSnapshotVersion = 2
+const ledgerSnapshotVersion = 3
 
 // MarshalSnapshot encodes the ledger for a restart.
 func (l *Ledger) MarshalSnapshot() ([]byte, error) {
@@ -110,15 +111,15 @@ func RestoreLedger(cfg LedgerConfig, dom *Domain, data []byte) (*Ledger, error) 
 	}
 	switch s.Version {
 	case 1: // the bulk in gob fields
-	case ledgerSnapshotVersion:
+	case 2, ledgerSnapshotVersion:
 		if len(s.Nonces)+len(s.Legacy)+len(s.Records)+len(s.ClosedQueue)+len(s.Trades) > 0 {
-			return nil, errors.New("ledger snapshot: version 2 with version 1 fields")
+			return nil, fmt.Errorf("ledger snapshot: version %d with version 1 fields", s.Version)
 		}
 		if err := readBulk(s.Bulk, &s); err != nil {
 			return nil, err
 		}
 	default:
-		return nil, fmt.Errorf("ledger snapshot version %d, this build reads 1 and %d", s.Version, ledgerSnapshotVersion)
+		return nil, fmt.Errorf("ledger snapshot version %d, this build reads 1 to %d", s.Version, ledgerSnapshotVersion)
 	}
 	l := newEmptyLedger(cfg, dom, s.Index)
 	if err := l.eng.UnmarshalBinary(s.Engine); err != nil {
@@ -143,5 +144,7 @@ func RestoreLedger(cfg LedgerConfig, dom *Domain, data []byte) (*Ledger, error) 
 	}
 	l.closedQueue = s.ClosedQueue
 	l.trades = s.Trades
+	l.orders.rebuild(l.records)
+	l.recordSeq = l.orders.lastSeq
 	return l, nil
 }

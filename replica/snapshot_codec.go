@@ -18,7 +18,9 @@ import (
 // the rest of the snapshot:
 //
 //	bulk    = section(nonce) section(id) section(record) section(id) section(trade)
-//	          (nonces, legacy ids, records, closed queue, trades)
+//	          section(extra)
+//	          (nonces, legacy ids, records, closed queue, trades, and from
+//	          version 3 one extra per record, in the records' order)
 //	section = uvarint(count) item*
 //	nonce   = signer[20] uvarint(nonce) uvarint(expiry)
 //	record  = id[32] kind(1) trader[20] str(market) side(1) orderType(1)
@@ -27,6 +29,7 @@ import (
 //	fill    = uvarint(trade) maker(1) uvarint(price, quantity, quote) counterparty[32] uvarint(index)
 //	trade   = uvarint(seq) str(market) uvarint(price, quantity, quote) makerOrder[32]
 //	          takerOrder[32] str(maker) str(taker) takerSide(1) uvarint(index, timestamp)
+//	extra   = uvarint(nonce, seq, cancelled) authentic(1)
 //	str     = uvarint(len) bytes
 
 // appendBulk writes the bulk sections of s, records in id order.
@@ -71,6 +74,14 @@ func appendBulk(b []byte, s *ledgerSnapshot) []byte {
 		b = append(b, byte(t.TakerSide))
 		b = binary.AppendUvarint(b, t.Index)
 		b = binary.AppendUvarint(b, t.Timestamp)
+	}
+	b = binary.AppendUvarint(b, uint64(len(s.Records)))
+	for _, i := range order {
+		r := &s.Records[i]
+		b = binary.AppendUvarint(b, r.Nonce)
+		b = binary.AppendUvarint(b, r.Seq)
+		b = binary.AppendUvarint(b, r.Cancelled)
+		b = append(b, boolByte(r.Authentic))
 	}
 	return b
 }
@@ -201,7 +212,8 @@ func (r *bulkReader) ids() [][32]byte {
 	return out
 }
 
-// readBulk fills s's bulk fields from appendBulk's bytes.
+// readBulk fills s's bulk fields from appendBulk's bytes, laid out as
+// s.Version wrote them.
 func readBulk(data []byte, s *ledgerSnapshot) error {
 	r := &bulkReader{b: data}
 	s.Nonces = make([]nonceEntry, r.count(22))
@@ -228,6 +240,17 @@ func readBulk(data []byte, s *ledgerSnapshot) error {
 		t.Maker, t.Taker = r.str(), r.str()
 		t.TakerSide = matcher.Side(r.byte1())
 		t.Index, t.Timestamp = r.uvarint(), r.uvarint()
+	}
+	// Version 2 ends here; version 3 adds one extra per record.
+	if s.Version >= 3 {
+		if n := r.count(4); n != len(s.Records) && r.err == nil {
+			return fmt.Errorf("%w: %d record extras for %d records", errBulkCorrupt, n, len(s.Records))
+		}
+		for i := range s.Records {
+			rec := &s.Records[i]
+			rec.Nonce, rec.Seq, rec.Cancelled = r.uvarint(), r.uvarint(), r.uvarint()
+			rec.Authentic = r.byte1() != 0
+		}
 	}
 	if r.err != nil {
 		return r.err

@@ -15,7 +15,7 @@ func TestSnapshotCodecCoversEveryField(t *testing.T) {
 		typ    reflect.Type
 		fields int
 	}{
-		{reflect.TypeFor[record](), 17},
+		{reflect.TypeFor[record](), 21},
 		{reflect.TypeFor[fill](), 7},
 		{reflect.TypeFor[trade](), 12},
 		{reflect.TypeFor[nonceEntry](), 3},
@@ -26,7 +26,7 @@ func TestSnapshotCodecCoversEveryField(t *testing.T) {
 	}
 }
 
-// Read models and replay protection come back exactly from a version 2
+// Read models and replay protection come back exactly from a version 3
 // snapshot, and version 1 snapshots (bulk in gob fields) still restore.
 func TestSnapshotBulkRoundTripAndVersion1(t *testing.T) {
 	ts := uint64(testNowSec * 1000)
@@ -47,7 +47,7 @@ func TestSnapshotBulkRoundTripAndVersion1(t *testing.T) {
 	if err := gob.NewEncoder(&v1).Encode(capture); err != nil {
 		t.Fatal(err)
 	}
-	for name, data := range map[string][]byte{"version 2": want, "version 1": v1.Bytes()} {
+	for name, data := range map[string][]byte{"version 3": want, "version 1": v1.Bytes()} {
 		r, err := RestoreLedger(DefaultLedgerConfig(), testDomain(), data)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
@@ -94,14 +94,14 @@ func TestSnapshotBulkRejectsCorruption(t *testing.T) {
 	}
 	bulk := appendBulk(nil, s)
 	for n := 0; n < len(bulk); n++ {
-		if err := readBulk(bulk[:n], &ledgerSnapshot{}); err == nil {
+		if err := readBulk(bulk[:n], &ledgerSnapshot{Version: ledgerSnapshotVersion}); err == nil {
 			t.Fatalf("a bulk cut at %d of %d bytes decoded", n, len(bulk))
 		}
 	}
-	if err := readBulk(append(bulk, 0), &ledgerSnapshot{}); err == nil {
+	if err := readBulk(append(bulk, 0), &ledgerSnapshot{Version: ledgerSnapshotVersion}); err == nil {
 		t.Fatal("a bulk with a trailing byte decoded")
 	}
-	if err := readBulk(bulk, &ledgerSnapshot{}); err != nil {
+	if err := readBulk(bulk, &ledgerSnapshot{Version: ledgerSnapshotVersion}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -27,6 +27,7 @@ const (
 	TypeDomain     = "EIP712Domain(string name,string version,uint256 chainId)"
 	TypeOrder      = "Order(address trader,string market,string side,string orderType,uint256 quantity,uint256 price,uint64 nonce,uint64 expiry)"
 	TypeCancel     = "Cancel(address trader,bytes32 orderId,uint64 nonce,uint64 expiry)"
+	TypeCancelAll  = "CancelAll(address trader,string market,uint64 nonce,uint64 expiry)"
 	TypeWithdraw   = "Withdraw(address trader,string token,uint256 amount,address recipient,uint64 nonce,uint64 expiry)"
 	TypeLock       = "Lock(string app,uint64 view,uint64 index,bytes32 chainingHash)"
 	TypeFinalize   = "Finalize(string app,uint64 view,uint64 index,bytes32 chainingHash)"
@@ -38,6 +39,7 @@ var (
 	typeHashDomain     = Keccak256([]byte(TypeDomain))
 	typeHashOrder      = Keccak256([]byte(TypeOrder))
 	typeHashCancel     = Keccak256([]byte(TypeCancel))
+	typeHashCancelAll  = Keccak256([]byte(TypeCancelAll))
 	typeHashWithdraw   = Keccak256([]byte(TypeWithdraw))
 	typeHashLock       = Keccak256([]byte(TypeLock))
 	typeHashFinalize   = Keccak256([]byte(TypeFinalize))
@@ -90,7 +92,7 @@ type Order struct {
 	Trader    common.Address
 	Market    string // "BASE/QUOTE"
 	Side      string // "buy" | "sell"
-	OrderType string // "limit" | "market"
+	OrderType string // "limit" | "market" | "ioc" | "fok" | "post_only"
 	Quantity  uint64
 	Price     uint64
 	Nonce     uint64
@@ -126,6 +128,26 @@ func (c *Cancel) StructHash() [32]byte {
 	e.word(typeHashCancel)
 	e.addr(c.Trader)
 	e.word(c.OrderID)
+	e.uint(c.Nonce)
+	e.uint(c.Expiry)
+	return Keccak256(e.buf)
+}
+
+// CancelAll asks to cancel every open order of the trader in one market,
+// or in every market when Market is empty (DESIGN §8).
+type CancelAll struct {
+	Trader common.Address
+	Market string // "BASE/QUOTE", or "" for every market
+	Nonce  uint64
+	Expiry uint64
+}
+
+// StructHash implements Message.
+func (c *CancelAll) StructHash() [32]byte {
+	var e encoder
+	e.word(typeHashCancelAll)
+	e.addr(c.Trader)
+	e.str(c.Market)
 	e.uint(c.Nonce)
 	e.uint(c.Expiry)
 	return Keccak256(e.buf)

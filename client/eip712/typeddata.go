@@ -116,7 +116,7 @@ func isAtomicType(t string) bool {
 // name, built once from the type strings.
 var typeFields = func() map[string][]Field {
 	m := map[string][]Field{}
-	for _, t := range []string{TypeDomain, TypeOrder, TypeCancel, TypeWithdraw, TypeLock, TypeFinalize, TypeBalance, TypeWithdrawal} {
+	for _, t := range []string{TypeDomain, TypeOrder, TypeCancel, TypeCancelAll, TypeWithdraw, TypeLock, TypeFinalize, TypeBalance, TypeWithdrawal} {
 		name, fields, err := ParseType(t)
 		if err != nil {
 			panic(err) // the constants of this package: a programmer error
@@ -127,10 +127,11 @@ var typeFields = func() map[string][]Field {
 }()
 
 var (
-	fieldsDomain   = typeFields["EIP712Domain"]
-	fieldsOrder    = typeFields["Order"]
-	fieldsCancel   = typeFields["Cancel"]
-	fieldsWithdraw = typeFields["Withdraw"]
+	fieldsDomain    = typeFields["EIP712Domain"]
+	fieldsOrder     = typeFields["Order"]
+	fieldsCancel    = typeFields["Cancel"]
+	fieldsCancelAll = typeFields["CancelAll"]
+	fieldsWithdraw  = typeFields["Withdraw"]
 )
 
 // TypeFields returns the field list of one of the package's types by name
@@ -146,8 +147,8 @@ func (d Domain) JSON() DomainJSON {
 	return DomainJSON{Name: DomainName, Version: DomainVersion, ChainID: d.ChainID}
 }
 
-// Description returns the domain and the three trader types (Order, Cancel,
-// Withdraw) with EIP712Domain: the body of `GET /eip712`.
+// Description returns the domain and the trader types (Order, Cancel,
+// CancelAll, Withdraw) with EIP712Domain: the body of `GET /eip712`.
 func (d Domain) Description() Description {
 	return Description{
 		Domain: d.JSON(),
@@ -155,6 +156,7 @@ func (d Domain) Description() Description {
 			"EIP712Domain": fieldsDomain,
 			"Order":        fieldsOrder,
 			"Cancel":       fieldsCancel,
+			"CancelAll":    fieldsCancelAll,
 			"Withdraw":     fieldsWithdraw,
 		},
 	}
@@ -197,6 +199,17 @@ func (d Domain) CancelTypedDataOf(c *Cancel) TypedData {
 	})
 }
 
+// CancelAllTypedDataOf returns the eth_signTypedData_v4 request for a
+// cancel-all.
+func (d Domain) CancelAllTypedDataOf(c *CancelAll) TypedData {
+	return d.typedData("CancelAll", fieldsCancelAll, map[string]any{
+		"trader": addr(c.Trader),
+		"market": c.Market,
+		"nonce":  u64(c.Nonce),
+		"expiry": u64(c.Expiry),
+	})
+}
+
 // WithdrawTypedDataOf returns the eth_signTypedData_v4 request for a
 // withdrawal request.
 func (d Domain) WithdrawTypedDataOf(w *Withdraw) TypedData {
@@ -220,6 +233,11 @@ func OrderTypedData(d Domain, o *Order) ([]byte, error) {
 // CancelTypedData is OrderTypedData for a cancel.
 func CancelTypedData(d Domain, c *Cancel) ([]byte, error) {
 	return json.Marshal(d.CancelTypedDataOf(c))
+}
+
+// CancelAllTypedData is OrderTypedData for a cancel-all.
+func CancelAllTypedData(d Domain, c *CancelAll) ([]byte, error) {
+	return json.Marshal(d.CancelAllTypedDataOf(c))
 }
 
 // WithdrawTypedData is OrderTypedData for a withdrawal request.

@@ -95,6 +95,8 @@ func messageOf(t *testing.T, c vectorCase) Message {
 			Quantity: mustU64(t, m["quantity"]), Price: mustU64(t, m["price"]), Nonce: mustU64(t, m["nonce"]), Expiry: mustU64(t, m["expiry"])}
 	case "Cancel":
 		return &Cancel{Trader: mustAddr(t, m["trader"]), OrderID: mustB32(t, m["orderId"]), Nonce: mustU64(t, m["nonce"]), Expiry: mustU64(t, m["expiry"])}
+	case "CancelAll":
+		return &CancelAll{Trader: mustAddr(t, m["trader"]), Market: m["market"], Nonce: mustU64(t, m["nonce"]), Expiry: mustU64(t, m["expiry"])}
 	case "Withdraw":
 		return &Withdraw{Trader: mustAddr(t, m["trader"]), Token: m["token"], Amount: mustU64(t, m["amount"]),
 			Recipient: mustAddr(t, m["recipient"]), Nonce: mustU64(t, m["nonce"]), Expiry: mustU64(t, m["expiry"])}
@@ -116,7 +118,7 @@ func hexOf(b [32]byte) string { return "0x" + common.Bytes2Hex(b[:]) }
 
 func TestTypeStringsMatchEthers(t *testing.T) {
 	f := loadVectors(t)
-	ours := map[string]string{"Order": TypeOrder, "Cancel": TypeCancel, "Withdraw": TypeWithdraw, "Lock": TypeLock,
+	ours := map[string]string{"Order": TypeOrder, "Cancel": TypeCancel, "CancelAll": TypeCancelAll, "Withdraw": TypeWithdraw, "Lock": TypeLock,
 		"Finalize": TypeFinalize, "Balance": TypeBalance, "Withdrawal": TypeWithdrawal}
 	if len(f.TypeStrings) != len(ours) {
 		t.Fatalf("vector file has %d types, we have %d", len(f.TypeStrings), len(ours))
@@ -188,7 +190,7 @@ func TestDigestsMatchEthers(t *testing.T) {
 			}
 		})
 	}
-	for _, pt := range []string{"Order", "Cancel", "Withdraw", "Lock", "Finalize", "Balance", "Withdrawal"} {
+	for _, pt := range []string{"Order", "Cancel", "CancelAll", "Withdraw", "Lock", "Finalize", "Balance", "Withdrawal"} {
 		if !seen[pt] {
 			t.Errorf("no vector for %s", pt)
 		}
@@ -239,6 +241,8 @@ func TestTypedDataJSONMatchesEthersPayload(t *testing.T) {
 				ours, err = OrderTypedData(d, m)
 			case *Cancel:
 				ours, err = CancelTypedData(d, m)
+			case *CancelAll:
+				ours, err = CancelAllTypedData(d, m)
 			case *Withdraw:
 				ours, err = WithdrawTypedData(d, m)
 			default:
@@ -280,11 +284,11 @@ func TestDescription(t *testing.T) {
 	if back.Domain["name"] != "seqbook" || back.Domain["version"] != "1" || back.Domain["chainId"] != float64(31337) {
 		t.Errorf("domain %v", back.Domain)
 	}
-	if len(back.Types) != 4 {
+	if len(back.Types) != 5 {
 		t.Errorf("types %v", back.Types)
 	}
 	// Re-encoding each listed type gives back the exact type string hashed.
-	for name, want := range map[string]string{"EIP712Domain": TypeDomain, "Order": TypeOrder, "Cancel": TypeCancel, "Withdraw": TypeWithdraw} {
+	for name, want := range map[string]string{"EIP712Domain": TypeDomain, "Order": TypeOrder, "Cancel": TypeCancel, "CancelAll": TypeCancelAll, "Withdraw": TypeWithdraw} {
 		var parts []string
 		for _, f := range back.Types[name] {
 			parts = append(parts, f["type"]+" "+f["name"])

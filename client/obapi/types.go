@@ -82,7 +82,7 @@ type OrderRequest struct {
 	Trader    string `json:"trader"`
 	Market    string `json:"market"`    // "ETH/USDT"
 	Side      string `json:"side"`      // "buy" | "sell"
-	OrderType string `json:"orderType"` // "limit" | "market"
+	OrderType string `json:"orderType"` // "limit" | "market" | "ioc" | "fok" | "post_only"
 	Quantity  Number `json:"quantity"`
 	Price     Number `json:"price"`
 	Nonce     Number `json:"nonce"`
@@ -173,9 +173,12 @@ type OpAccepted struct {
 // answer to POST /cancel, /withdraw, /deposit with ?wait=finalized).
 type OpResult struct {
 	ID     string `json:"id"`
-	Op     string `json:"op"`     // "order" | "legacy_order" | "cancel" | "withdraw" | "deposit"
+	Op     string `json:"op"`     // "order" | "legacy_order" | "cancel" | "cancel_all" | "withdraw" | "deposit"
 	Status string `json:"status"` // "pending" | "applied" | "rejected" (orders: their order status)
 	Reason string `json:"reason,omitempty"`
+	// Cancelled is the number of orders an applied cancel_all cancelled
+	// (absent for other operations).
+	Cancelled *uint64 `json:"cancelled,omitempty"`
 	// Index and Timestamp are the batch that carried the operation (zero
 	// while pending).
 	Index     uint64 `json:"index"`

@@ -21,15 +21,25 @@ func cancelMain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("cancel", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	of := addOpFlags(fs, "wait until the cancel is finalized and applied")
-	orderID := fs.String("order", "", "id of the order to cancel, 0x + 64 hex digits (required)")
-	setUsage(fs, "Usage: seqbook cancel --order 0x… [--key FILE] [flags]",
+	orderID := fs.String("order", "", "id of the order to cancel, 0x + 64 hex digits (required unless --all)")
+	all := fs.Bool("all", false, "cancel every open order of the key's trader (in --market only, if given)")
+	market := fs.String("market", "", "with --all: only this market, BASE/QUOTE (default: every market)")
+	setUsage(fs, "Usage: seqbook cancel --order 0x… [--key FILE] [flags]\n       seqbook cancel --all [--market ETH/USDT] [--key FILE] [flags]",
 		"Signs Cancel(trader, orderId, nonce, expiry) with the trader key (the order's own",
 		"trader) and POSTs it to the replica. Prints the cancel's id and the answer as JSON.",
+		"With --all, signs CancelAll(trader, market, nonce, expiry) and POSTs it to",
+		"/cancel_all; with --wait the answer's \"cancelled\" is the number of orders cancelled.",
 	)
 	if code, done := parseCommandFlags(fs, args, 0); done {
 		return code
 	}
 	err := func() error {
+		if *all {
+			return cancelAll(of, *orderID, *market, stdout)
+		}
+		if *market != "" {
+			return errUsage("--market goes with --all")
+		}
 		if err := requireFlags("order", *orderID); err != nil {
 			return err
 		}

@@ -197,16 +197,32 @@ func orderMain(args []string, stdout, stderr io.Writer) int {
 	of := addOpFlags(fs, "wait until the order is finalized and applied, and print its fills")
 	market := fs.String("market", "", "market BASE/QUOTE, e.g. ETH/USDT (required)")
 	side := fs.String("side", "", "buy or sell (required)")
-	typ := fs.String("type", "limit", "limit, or market (immediate-or-cancel, --price is the worst price)")
+	typ := fs.String("type", "limit", "limit (good till cancelled), market (immediate-or-cancel, --price is the worst price),\nioc (limit, immediate-or-cancel), fok (fill completely at once or not at all),\nor post_only (rejected if it would take liquidity)")
+	file := fs.String("file", "", "place the orders of this JSON-lines file (- for stdin) in batches of up to 100,\ninstead of one order from the flags; see the description above")
 	quantity := fs.String("quantity", "", "quantity of BASE in decimal, e.g. 1.5 (required)")
 	price := fs.String("price", "", "price in QUOTE per BASE, decimal, e.g. 2000 (required)")
 	setUsage(fs, "Usage: seqbook order --market ETH/USDT --side buy --quantity 1.5 --price 2000 [--key FILE] [flags]",
 		"Signs an EIP-712 order (DESIGN §3.1) with the trader key and POSTs it to the replica.",
 		"Amounts are decimals with at most 6 digits after the point. Prints the order id (its",
 		"EIP-712 digest, checked against the replica's answer) and the answer as JSON.",
+		"",
+		"With --file, each line is one order, {\"market\":\"ETH/USDT\",\"side\":\"buy\",",
+		"\"type\":\"fok\",\"quantity\":\"1.5\",\"price\":\"2000\"} (type defaults to limit; an",
+		"optional \"nonce\" names the order), all signed with the key and sent with POST /orders",
+		"in batches of up to 100. It prints one result per line (its order id and status, or",
+		"why it was refused) and exits 1 if any order was refused.",
 	)
 	if code, done := parseCommandFlags(fs, args, 0); done {
 		return code
+	}
+	if *file != "" {
+		if *market != "" || *side != "" || *quantity != "" || *price != "" {
+			return exitWith(stderr, "order", errUsage("--file places the orders of the file: leave out --market, --side, --quantity and --price"))
+		}
+		if *of.nonce != 0 {
+			return exitWith(stderr, "order", errUsage("--nonce names one order: with --file give each line its own \"nonce\""))
+		}
+		return orderFileMain(of, *file, stdout, stderr)
 	}
 	err := func() error {
 		if err := requireFlags("market", *market, "side", *side, "quantity", *quantity, "price", *price); err != nil {

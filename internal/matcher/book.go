@@ -402,3 +402,43 @@ func (e *Engine) closedInfo(i uint32, st Status) OrderInfo {
 	in.Status = st
 	return in
 }
+
+// crosses reports whether an incoming order of side and limit price would
+// meet the best resting order on the other side: a post-only order that
+// crosses would take liquidity. Resting orders of the incoming order's own
+// account count too, because meeting them also consumes the book (self-trade
+// prevention would cancel them).
+func (e *Engine) crosses(mk *market, side Side, limit uint64) bool {
+	if side == Buy {
+		n := len(mk.asks.levels)
+		return n > 0 && mk.asks.levels[n-1].price <= limit
+	}
+	n := len(mk.bids.levels)
+	return n > 0 && mk.bids.levels[n-1].price >= limit
+}
+
+// fillable returns how much of want an incoming order of account acct,
+// side and limit price would fill right now, walking the crossing levels
+// best first and skipping the account's own resting orders (self-trade
+// prevention cancels those instead of filling against them). It stops as
+// soon as want is reached, so a fill-or-kill check costs what its match
+// would.
+func (e *Engine) fillable(mk *market, acct uint32, side Side, limit, want uint64) uint64 {
+	s := &mk.asks
+	if side == Sell {
+		s = &mk.bids
+	}
+	var got uint64
+	for k := len(s.levels) - 1; k >= 0 && got < want; k-- {
+		lv := &s.levels[k]
+		if side == Buy && lv.price > limit || side == Sell && lv.price < limit {
+			break
+		}
+		for i := lv.head; i != 0 && got < want; i = e.orders[i].next {
+			if e.orders[i].acct != acct {
+				got += min(e.orders[i].remaining, want-got)
+			}
+		}
+	}
+	return got
+}

@@ -59,34 +59,66 @@ func ParseSide(s string) (Side, error) {
 	return 0, ErrInvalidSide
 }
 
-// OrderType is limit or market. The zero value is invalid.
+// OrderType is how an order treats liquidity (DESIGN §8). The zero value
+// is invalid.
 type OrderType uint8
 
-// The two order types. A market order is immediate-or-cancel with its price
-// as the worst acceptable price; it never rests.
+// The order types. Limit orders are good till cancelled: what does not fill
+// rests. Market and IOC orders are immediate-or-cancel with their price as
+// the worst acceptable price; they never rest (the two differ only in name:
+// a market order is an IOC order whose price is a protection bound). A FOK
+// order fills completely at once or is rejected and changes nothing. A
+// post-only order is rejected if it would take liquidity at entry;
+// otherwise it rests like a limit order (and reads back as one).
 const (
-	Limit  OrderType = 1
-	Market OrderType = 2
+	Limit    OrderType = 1
+	Market   OrderType = 2
+	IOC      OrderType = 3
+	FOK      OrderType = 4
+	PostOnly OrderType = 5
 )
 
-// String returns "limit" or "market".
+// String returns the wire spelling: "limit", "market", "ioc", "fok" or
+// "post_only".
 func (t OrderType) String() string {
 	switch t {
 	case Limit:
 		return "limit"
 	case Market:
 		return "market"
+	case IOC:
+		return "ioc"
+	case FOK:
+		return "fok"
+	case PostOnly:
+		return "post_only"
 	}
 	return fmt.Sprintf("OrderType(%d)", uint8(t))
 }
 
-// ParseOrderType reads the wire spelling "limit" or "market".
+// Valid reports whether t is one of the order types.
+func (t OrderType) Valid() bool { return t >= Limit && t <= PostOnly }
+
+// Rests reports whether an unfilled remainder of an order of this type rests
+// in the book (limit and post-only orders) rather than being cancelled.
+func (t OrderType) Rests() bool { return t == Limit || t == PostOnly }
+
+// OrderTypeNames lists the wire spellings, for error messages and docs.
+const OrderTypeNames = `"limit", "market", "ioc", "fok" or "post_only"`
+
+// ParseOrderType reads a wire spelling (see String).
 func ParseOrderType(s string) (OrderType, error) {
 	switch s {
 	case "limit":
 		return Limit, nil
 	case "market":
 		return Market, nil
+	case "ioc":
+		return IOC, nil
+	case "fok":
+		return FOK, nil
+	case "post_only":
+		return PostOnly, nil
 	}
 	return 0, ErrInvalidOrderType
 }
@@ -144,6 +176,8 @@ var (
 	ErrTooManyOpenOrders   = errors.New("too many open orders")
 	ErrUnknownOrder        = errors.New("unknown order")
 	ErrNotOwner            = errors.New("not the order's owner")
+	ErrWouldTakeLiquidity  = errors.New("post-only order would take liquidity")
+	ErrCannotFillInFull    = errors.New("fill-or-kill order cannot be filled in full")
 )
 
 // NameBytesMax bounds the length of account names, token names, market names
@@ -227,7 +261,7 @@ func (o *Order) validateAfterMarket() error {
 	if o.Side != Buy && o.Side != Sell {
 		return ErrInvalidSide
 	}
-	if o.Type != Limit && o.Type != Market {
+	if !o.Type.Valid() {
 		return ErrInvalidOrderType
 	}
 	if o.Quantity == 0 {
@@ -558,7 +592,7 @@ func (e *Engine) PlaceInto(o Order, res *PlaceResult) error {
 		// non-zero reservation (the dust check above).
 		return ErrInsufficientBalance
 	}
-	if o.Type == Limit && e.accounts[a].open >= e.cfg.OpenOrdersPerAccountMax {
+	if o.Type.Rests() && e.accounts[a].open >= e.cfg.OpenOrdersPerAccountMax {
 		return ErrTooManyOpenOrders
 	}
 	// The reservation: a buy holds Quote(quantity, limit) of quote, a sell
@@ -588,6 +622,23 @@ func (e *Engine) PlaceInto(o Order, res *PlaceResult) error {
 	}
 	if e.availableOf(a, resT) < need {
 		return ErrInsufficientBalance
+	}
+	// The two order types that may refuse to trade decide before anything
+	// changes, so a refusal leaves the state as it was. An unknown market
+	// has an empty book: nothing to take, nothing to fill against.
+	if known {
+		switch o.Type {
+		case PostOnly:
+			if e.crosses(&e.markets[mi], o.Side, o.Price) {
+				return ErrWouldTakeLiquidity
+			}
+		case FOK:
+			if e.fillable(&e.markets[mi], a, o.Side, o.Price, o.Quantity) < o.Quantity {
+				return ErrCannotFillInFull
+			}
+		}
+	} else if o.Type == FOK {
+		return ErrCannotFillInFull
 	}
 
 	// Accepted: from here on nothing can fail.
@@ -621,14 +672,17 @@ func (e *Engine) PlaceInto(o Order, res *PlaceResult) error {
 		// A buy filled in full holds Quote(0, limit) = 0: all its
 		// reservation was consumed or refunded fill by fill.
 		res.Status = StatusFilled
-	case o.Type == Limit:
+	case o.Type.Rests():
 		e.rest(mi, &t, o.Quantity, res.Seq)
 		res.Status = StatusOpen
 		if res.Filled > 0 {
 			res.Status = StatusPartiallyFilled
 		}
+	case o.Type == FOK:
+		panic("matcher: fill-or-kill order left unfilled after its fill check")
 	default:
-		// Market order: immediate-or-cancel, give back what is left.
+		// Market and IOC orders: immediate-or-cancel, give back what is
+		// left.
 		rb := &e.accounts[a].bal[resT]
 		rb.reserved -= t.reserved
 		rb.available += t.reserved
@@ -651,6 +705,28 @@ func (e *Engine) Cancel(acct, orderID string) (OrderInfo, error) {
 	info.Status = StatusCancelled
 	e.cancelResting(oi)
 	return info, nil
+}
+
+// CancelAll cancels every open order of account in market, or in every
+// market when market is empty, releases what they hold, and returns them as
+// they were when cancelled (StatusCancelled) in acceptance order. An unknown
+// account, an unknown market or no open order cancels nothing; that is not
+// an error (the caller asked for "none left open", and none is).
+func (e *Engine) CancelAll(acct, market string) []OrderInfo {
+	a, ok := e.accountIdx[acct]
+	if !ok {
+		return nil
+	}
+	var out []OrderInfo
+	for i := e.accounts[a].head; i != 0; {
+		next := e.orders[i].acctNext // cancelResting frees slot i
+		if market == "" || e.markets[e.orders[i].market].name == market {
+			out = append(out, e.closedInfo(i, StatusCancelled))
+			e.cancelResting(i)
+		}
+		i = next
+	}
+	return out
 }
 
 // quoteOf is amount.Quote for values already known not to overflow, with a

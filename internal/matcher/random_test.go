@@ -47,6 +47,8 @@ func TestAgainstReference(t *testing.T) {
 		matcher.ErrInsufficientBalance.Error(), matcher.ErrDuplicateOrderID.Error(),
 		matcher.ErrTooManyOpenOrders.Error(), matcher.ErrZeroQuoteAmount.Error(),
 		matcher.ErrUnknownOrder.Error(), matcher.ErrNotOwner.Error(), matcher.ErrInvalidMarket.Error(),
+		matcher.ErrInvalidOrderType.Error(), matcher.ErrWouldTakeLiquidity.Error(), matcher.ErrCannotFillInFull.Error(),
+		"cancel all", "ioc remainder cancelled", "fok filled", "fok filled past own orders", "post_only rested",
 	} {
 		if seen[what] == 0 {
 			t.Errorf("the random streams never produced %q", what)
@@ -85,6 +87,8 @@ func (o op) String() string {
 		return fmt.Sprintf("order %+v", o.order)
 	case "cancel":
 		return fmt.Sprintf("cancel %s by %s", o.id, o.account)
+	case "cancel_all":
+		return fmt.Sprintf("cancel all of %s in %q", o.account, o.token)
 	}
 	return fmt.Sprintf("%s %s %s %d", o.kind, o.account, o.token, o.amount)
 }
@@ -105,7 +109,13 @@ func (g *gen) next() op {
 		return o
 	case n < 20:
 		return op{kind: "withdraw", account: g.pick(g.accounts), token: g.pick(g.tokens), amount: uint64(r.IntN(300_000_000))}
-	case n < 35:
+	case n < 22:
+		o := op{kind: "cancel_all", account: g.pick(g.accounts)}
+		if r.IntN(3) > 0 {
+			o.token = g.pick(g.markets) // the market, in the token field
+		}
+		return o
+	case n < 37:
 		o := op{kind: "cancel", account: g.pick(g.accounts), id: "nope"}
 		switch k := r.IntN(10); {
 		case k < 6 && len(g.open) > 0:
@@ -127,8 +137,15 @@ func (g *gen) next() op {
 	if r.IntN(2) == 0 {
 		o.Side = matcher.Sell
 	}
-	if r.IntN(5) == 0 {
+	switch r.IntN(10) {
+	case 0, 1:
 		o.Type = matcher.Market
+	case 2:
+		o.Type = matcher.IOC
+	case 3:
+		o.Type = matcher.FOK
+	case 4:
+		o.Type = matcher.PostOnly
 	}
 	switch k := r.IntN(20); {
 	case k == 0:
@@ -157,6 +174,8 @@ func (g *gen) next() op {
 		o.Side = 0
 	case k == 3:
 		o.Quantity, o.Price = uint64(1+r.IntN(1000)), uint64(1+r.IntN(1000)) // dust: zero quote amount
+	case k == 4:
+		o.Type = matcher.OrderType(6 + r.IntN(3)) // not an order type
 	}
 	g.ids = append(g.ids, o.ID)
 	return op{kind: "order", order: o}
@@ -210,6 +229,15 @@ func runStream(t *testing.T, seed uint64, ops int, seen map[string]int) bool {
 			if !reflect.DeepEqual(ie, ir) {
 				return fail(i, o, "cancel result\n fast %+v\n ref  %+v", ie, ir)
 			}
+		case "cancel_all":
+			ce, cr := eng.CancelAll(o.account, o.token), ref.CancelAll(o.account, o.token)
+			if !slices.Equal(ce, cr) {
+				return fail(i, o, "cancel all\n fast %+v\n ref  %+v", ce, cr)
+			}
+			seen["cancel all"] += len(ce)
+			if len(ce) == 0 && eng.Digest() != before {
+				return fail(i, o, "cancel all of nothing changed the state")
+			}
 		case "order":
 			errE = eng.PlaceInto(o.order, &res)
 			var rr matcher.PlaceResult
@@ -232,7 +260,7 @@ func runStream(t *testing.T, seed uint64, ops int, seen map[string]int) bool {
 		if errE != nil && eng.Digest() != before {
 			return fail(i, o, "rejected operation (%v) changed the state", errE)
 		}
-		if errE == nil && eng.Digest() == before {
+		if errE == nil && eng.Digest() == before && o.kind != "cancel_all" {
 			return fail(i, o, "accepted operation left the digest unchanged")
 		}
 		if err := eng.CheckInvariants(); err != nil {
@@ -294,8 +322,19 @@ func countOutcomes(seen map[string]int, o matcher.Order, res *matcher.PlaceResul
 		seen["rested"]++
 	case res.Status == matcher.StatusPartiallyFilled:
 		seen["partially filled and rested"]++
+	case res.Status == matcher.StatusCancelled && o.Type == matcher.IOC:
+		seen["ioc remainder cancelled"]++
 	case res.Status == matcher.StatusCancelled:
 		seen["market remainder cancelled"]++
+	}
+	switch o.Type {
+	case matcher.FOK:
+		seen["fok filled"]++
+		if len(res.SelfTradeCancelled) > 0 {
+			seen["fok filled past own orders"]++
+		}
+	case matcher.PostOnly:
+		seen["post_only rested"]++
 	}
 	for _, tr := range res.Trades {
 		if o.Side == matcher.Buy && tr.Price < o.Price {

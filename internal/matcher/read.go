@@ -46,6 +46,33 @@ func (e *Engine) Balances() []Balance {
 	return out
 }
 
+// AccountBalances returns the non-zero balances of one account, sorted by
+// token.
+func (e *Engine) AccountBalances(acct string) []Balance {
+	a, ok := e.accountIdx[acct]
+	if !ok {
+		return nil
+	}
+	var out []Balance
+	for t, b := range e.accounts[a].bal {
+		if b.available != 0 || b.reserved != 0 {
+			out = append(out, Balance{Account: acct, Token: e.tokens[t].name, Available: b.available, Reserved: b.reserved})
+		}
+	}
+	slices.SortFunc(out, func(x, y Balance) int { return cmp.Compare(x.Token, y.Token) })
+	return out
+}
+
+// Markets returns the name of every market that ever had an accepted
+// order, sorted.
+func (e *Engine) Markets() []string {
+	out := make([]string, 0, len(e.markets))
+	for _, mi := range e.sortedMarkets() {
+		out = append(out, e.markets[mi].name)
+	}
+	return out
+}
+
 // Supply returns deposits minus withdrawals of a token: by the conservation
 // invariant, also the sum of every account's available and reserved.
 func (e *Engine) Supply(tok string) uint64 {

@@ -132,7 +132,7 @@ func (r *refEngine) Place(o matcher.Order) (matcher.PlaceResult, error) {
 		return res, matcher.ErrInvalidMarket
 	case o.Side != matcher.Buy && o.Side != matcher.Sell:
 		return res, matcher.ErrInvalidSide
-	case o.Type != matcher.Limit && o.Type != matcher.Market:
+	case o.Type < matcher.Limit || o.Type > matcher.PostOnly:
 		return res, matcher.ErrInvalidOrderType
 	case o.Quantity == 0:
 		return res, matcher.ErrZeroQuantity
@@ -157,7 +157,8 @@ func (r *refEngine) Place(o matcher.Order) (matcher.PlaceResult, error) {
 			open++
 		}
 	}
-	if o.Type == matcher.Limit && open >= r.openMax {
+	rests := o.Type == matcher.Limit || o.Type == matcher.PostOnly
+	if rests && open >= r.openMax {
 		return res, matcher.ErrTooManyOpenOrders
 	}
 	base, quote := parts[0], parts[1]
@@ -167,6 +168,27 @@ func (r *refEngine) Place(o matcher.Order) (matcher.PlaceResult, error) {
 	}
 	if r.peek(o.Account, resTok).Available < need {
 		return res, matcher.ErrInsufficientBalance
+	}
+	// Post-only: any crossing resting order, whoever owns it, means the
+	// order would take. Fill-or-kill: the crossing orders of other
+	// accounts must cover the whole quantity.
+	var crossing, others uint64
+	for _, x := range r.orders {
+		if x.Market != o.Market || x.Side == o.Side {
+			continue
+		}
+		if o.Side == matcher.Buy && x.Price <= o.Price || o.Side == matcher.Sell && x.Price >= o.Price {
+			crossing++
+			if x.Account != o.Account {
+				others += x.Remaining
+			}
+		}
+	}
+	if o.Type == matcher.PostOnly && crossing > 0 {
+		return res, matcher.ErrWouldTakeLiquidity
+	}
+	if o.Type == matcher.FOK && others < o.Quantity {
+		return res, matcher.ErrCannotFillInFull
 	}
 
 	b := r.bal(o.Account, resTok)
@@ -249,7 +271,7 @@ func (r *refEngine) Place(o matcher.Order) (matcher.PlaceResult, error) {
 	switch {
 	case remaining == 0:
 		res.Status = matcher.StatusFilled
-	case o.Type == matcher.Limit:
+	case rests:
 		res.Status = matcher.StatusOpen
 		if res.Filled > 0 {
 			res.Status = matcher.StatusPartiallyFilled
@@ -305,6 +327,23 @@ func (r *refEngine) Cancel(acct, id string) (matcher.OrderInfo, error) {
 		return info, nil
 	}
 	return matcher.OrderInfo{}, matcher.ErrUnknownOrder
+}
+
+// CancelAll cancels the account's open orders of market ("" = all), in
+// acceptance order.
+func (r *refEngine) CancelAll(acct, market string) []matcher.OrderInfo {
+	var out []matcher.OrderInfo
+	for _, x := range slices.Clone(r.orders) {
+		if x.Account != acct || market != "" && x.Market != market {
+			continue
+		}
+		info := x.OrderInfo
+		info.Status = matcher.StatusCancelled
+		out = append(out, info)
+		r.remove(x)
+		r.releaseAll(x)
+	}
+	return out
 }
 
 // Balances returns the non-zero balances sorted by account then token.

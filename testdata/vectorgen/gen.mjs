@@ -59,6 +59,12 @@ const TYPES = {
     { name: "nonce", type: "uint64" },
     { name: "expiry", type: "uint64" },
   ],
+  CancelAll: [
+    { name: "trader", type: "address" },
+    { name: "market", type: "string" },
+    { name: "nonce", type: "uint64" },
+    { name: "expiry", type: "uint64" },
+  ],
   Withdraw: [
     { name: "trader", type: "address" },
     { name: "token", type: "string" },
@@ -96,7 +102,7 @@ const TYPES = {
     { name: "index", type: "uint64" },
   ],
 };
-const TRADER_TYPES = new Set(["Order", "Cancel", "Withdraw"]);
+const TRADER_TYPES = new Set(["Order", "Cancel", "CancelAll", "Withdraw"]);
 const domainFor = (chainId) => ({ name: "seqbook", version: "1", chainId });
 
 const MAX63 = "9223372036854775807"; // 2^63-1: the largest amount
@@ -124,6 +130,18 @@ const cases = [
     trader: devWallet.address, orderId: keccak256(toUtf8Bytes("an order id")), nonce: "2", expiry: "1700000600" }],
   ["cancel-max", 1, "Cancel", user1, {
     trader: user1.address, orderId: "0x" + "ff".repeat(32), nonce: MAX64, expiry: MAX64 }],
+  ["cancel-all-market", 31337, "CancelAll", devWallet, {
+    trader: devWallet.address, market: "ETH/USDT", nonce: "5", expiry: "1700000900" }],
+  ["cancel-all-every-market", 8453, "CancelAll", user2, {
+    trader: user2.address, market: "", nonce: MAX64, expiry: MAX64 }],
+  ["cancel-all-unicode", 1, "CancelAll", user1, {
+    trader: user1.address, market: "ÉTH/USDT💱", nonce: "0", expiry: "0" }],
+  ["order-fok", 31337, "Order", devWallet, {
+    trader: devWallet.address, market: "ETH/USDT", side: "buy", orderType: "fok",
+    quantity: "2000000", price: "2100000000", nonce: "11", expiry: "1700000000" }],
+  ["order-post-only", 31337, "Order", user2, {
+    trader: user2.address, market: "ETH/USDT", side: "sell", orderType: "post_only",
+    quantity: "1000000", price: "2200000000", nonce: "12", expiry: "1700000000" }],
   ["withdraw", 31337, "Withdraw", devWallet, {
     trader: devWallet.address, token: "USDT", amount: "250500000", recipient: other, nonce: "3", expiry: "1700001200" }],
   ["withdraw-self-max", 8453, "Withdraw", user2, {

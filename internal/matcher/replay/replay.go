@@ -6,7 +6,7 @@
 //
 //	{"op":"deposit","account":..,"token":..,"amount":..}
 //	{"op":"withdraw","account":..,"token":..,"amount":..}   (an extension: not in DESIGN §7)
-//	{"op":"order","id":..,"account":..,"market":..,"side":"buy"|"sell","type":"limit"|"market","quantity":..,"price":..}
+//	{"op":"order","id":..,"account":..,"market":..,"side":"buy"|"sell","type":"limit"|"market"|"ioc"|"fok"|"post_only","quantity":..,"price":..}
 //	{"op":"cancel","account":..,"id":..}
 //
 // Amounts are decimal strings ("1.5") or JSON numbers (1.5, 2e3), read
