@@ -67,7 +67,7 @@ func (cf *clientFlags) context() (context.Context, context.CancelFunc) {
 
 // keyFlag is --key FILE, falling back to $SEQBOOK_KEY.
 func addKeyFlag(fs *flag.FlagSet) *string {
-	return fs.String("key", "", "trader key file (0x hex secp256k1 key, as `seqbook keys trader` writes); default $"+envKey+" (the key's hex itself)")
+	return fs.String("key", "", "trader key `FILE` (0x hex secp256k1 key, as 'seqbook keys trader' writes); default $"+envKey+" (the key's hex itself)")
 }
 
 func loadTraderKey(path string) (*ecdsa.PrivateKey, error) {

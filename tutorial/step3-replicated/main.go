@@ -57,6 +57,7 @@ import (
 	"github.com/seqbook/seqbook/client/cluster"
 	"github.com/seqbook/seqbook/client/keys"
 	"github.com/seqbook/seqbook/tutorial/internal/replicated"
+	"github.com/seqbook/seqbook/internal/cli"
 	"github.com/seqbook/seqbook/tutorial/internal/tut"
 )
 
@@ -138,7 +139,7 @@ func (s *server) placeOrder(c *gin.Context) {
 		tut.Abort(c, &tut.HTTPError{Status: http.StatusServiceUnavailable, Msg: fmt.Sprintf("no sequencer node took the order: %v", err)})
 		return
 	}
-	s.log.Info("order sent to the sequencer", "sender", ck.Order.Account, "id", ck.Order.ID, "message", ck.Message)
+	s.log.Info("order sent to the sequencer", cli.KeyTrader, ck.Order.Account, cli.KeyOrderID, ck.Order.ID, "message", ck.Message)
 	c.JSON(http.StatusOK, gin.H{"message": "Order sent to consensus layer", "order_id": ck.Order.ID})
 }
 
@@ -153,10 +154,10 @@ func (s *server) apply(b client.Batch) error {
 	}
 	for i, o := range results {
 		if o.Placed == nil {
-			s.log.Info("order not applied", "index", b.Index, "position", i, "id", o.ID, "reason", o.Reason)
+			s.log.Info("order not applied", cli.KeyIndex, b.Index, "position", i, cli.KeyOrderID, o.ID, "reason", o.Reason)
 			continue
 		}
-		s.log.Info("order applied", "index", b.Index, "id", o.ID, "status", o.Status, "fills", len(o.Placed.Fills))
+		s.log.Info("order applied", cli.KeyIndex, b.Index, cli.KeyOrderID, o.ID, "status", o.Status, "fills", len(o.Placed.Fills))
 	}
 	return nil
 }
@@ -178,7 +179,8 @@ func (s *server) run(ctx context.Context) error {
 }
 
 func main() {
-	fs := flag.NewFlagSet("step3-replicated", flag.ExitOnError)
+	fs := flag.NewFlagSet("step3-replicated", flag.ContinueOnError)
+	lf := cli.AddLogFlags(fs)
 	clusterPath := fs.String("cluster", "", "cluster file of a running sequencer cluster (required)")
 	port := fs.Int("port", 5001, "TCP port to listen on")
 	host := fs.String("host", "127.0.0.1", "address to listen on")
@@ -188,12 +190,19 @@ func main() {
 		fmt.Fprintln(fs.Output(), "usage: step3-replicated --cluster cluster.json [--port 5001]")
 		fs.PrintDefaults()
 	}
-	_ = fs.Parse(os.Args[1:])
+	if code, done := cli.Parse(fs, os.Args[1:]); done {
+		os.Exit(code)
+	}
 	if *clusterPath == "" {
 		fmt.Fprintln(os.Stderr, "step3-replicated: --cluster is required (the cluster file of a running sequencer, e.g. from seqbook localnet)")
 		os.Exit(2)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("service", "step3-replicated", "port", *port)
+	logger, err := lf.SetDefault(os.Stderr)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "step3-replicated: %v\n", err)
+		os.Exit(2)
+	}
+	log := logger.With("service", "step3-replicated", "port", *port)
 	c, err := cluster.Load(*clusterPath)
 	if err != nil {
 		log.Error("start", "err", err)

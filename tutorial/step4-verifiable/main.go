@@ -56,6 +56,7 @@ import (
 	"github.com/seqbook/seqbook/client/bls"
 	"github.com/seqbook/seqbook/client/cluster"
 	"github.com/seqbook/seqbook/client/keys"
+	"github.com/seqbook/seqbook/internal/cli"
 	"github.com/seqbook/seqbook/tutorial/internal/tut"
 )
 
@@ -70,21 +71,23 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("step4-verifiable", flag.ContinueOnError)
 	port := fs.Int("port", 5001, "TCP port to listen on")
 	host := fs.String("host", "127.0.0.1", "address to listen on")
-	clusterPath := fs.String("cluster", "", "cluster file of the sequencer nodes (required), e.g. the one `seqbook localnet` writes")
+	clusterPath := fs.String("cluster", "", "cluster `FILE` of the sequencer nodes (required), e.g. the one 'seqbook localnet' writes")
 	app := fs.String("app", defaultApp, "sequencer app the instances share")
 	keyPath := fs.String("bls-key", "", "this instance's BLS secret key file (0x hex); created if missing (required for an instance)")
 	id := fs.String("id", "", "this instance's name in its signed answers (default step4-PORT)")
 	aggregate := fs.Bool("aggregate", false, "run the aggregator over --peers instead of an instance")
 	peers := fs.String("peers", "", "with --aggregate: the instances' base URLs, comma-separated")
+	lf := cli.AddLogFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "step4-verifiable: tutorial step 4, a replicated orderbook with BLS-signed balances (instance),")
 		fmt.Fprintln(fs.Output(), "or with --aggregate the aggregator of several instances' signed balances into quorum proofs.")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
+	if code, done := cli.Parse(fs, args); done {
+		return code
+	}
+	if _, err := lf.SetDefault(os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "step4-verifiable: %v\n", err)
 		return 2
 	}
 	if *clusterPath == "" || fs.NArg() > 0 {
@@ -138,7 +141,7 @@ func run(args []string) int {
 		slog.Error("start", "err", err)
 		return 1
 	}
-	log.Info("instance", "id", name, "app", *app, "bls_pubkey", key.PublicKey().Hex())
+	log.Info("instance", "id", name, cli.KeyApp, *app, "bls_pubkey", key.PublicKey().Hex())
 	go func() {
 		if err := s.follow(ctx); err != nil && ctx.Err() == nil {
 			slog.Error("following the sequencer stopped", "err", err)
