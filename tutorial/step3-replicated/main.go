@@ -56,8 +56,8 @@ import (
 	"github.com/seqbook/seqbook/client/amount"
 	"github.com/seqbook/seqbook/client/cluster"
 	"github.com/seqbook/seqbook/client/keys"
-	"github.com/seqbook/seqbook/tutorial/internal/replicated"
 	"github.com/seqbook/seqbook/internal/cli"
+	"github.com/seqbook/seqbook/tutorial/internal/replicated"
 	"github.com/seqbook/seqbook/tutorial/internal/tut"
 )
 

@@ -19,8 +19,8 @@ import (
 	"github.com/seqbook/seqbook/client/cluster"
 	"github.com/seqbook/seqbook/client/eip712"
 	"github.com/seqbook/seqbook/client/obapi"
-	"github.com/seqbook/seqbook/tutorial/internal/replicated"
 	"github.com/seqbook/seqbook/internal/cli"
+	"github.com/seqbook/seqbook/tutorial/internal/replicated"
 	"github.com/seqbook/seqbook/tutorial/internal/tut"
 )
 
