@@ -26,7 +26,7 @@ func cancelMain(args []string, stdout, stderr io.Writer) int {
 		"Signs Cancel(trader, orderId, nonce, expiry) with the trader key (the order's own",
 		"trader) and POSTs it to the replica. Prints the cancel's id and the answer as JSON.",
 	)
-	if code, done := parseCommandFlags(fs, args, 0); done {
+	if code, done := parseCommandFlags(fs, args, 0, stdout); done {
 		return code
 	}
 	err := func() error {

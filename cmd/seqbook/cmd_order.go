@@ -15,6 +15,7 @@ import (
 	"github.com/seqbook/seqbook/client"
 	"github.com/seqbook/seqbook/client/amount"
 	"github.com/seqbook/seqbook/client/ethsig"
+	"github.com/seqbook/seqbook/internal/cli"
 )
 
 // This file holds `seqbook order` and the pieces the other client
@@ -159,9 +160,9 @@ func exitWith(stderr io.Writer, name string, err error) int {
 }
 
 // parseCommandFlags parses args; done reports that the command must end
-// with code (a flag error or --help).
-func parseCommandFlags(fs *flag.FlagSet, args []string, positionalMax int) (code int, done bool) {
-	if code, done := parseOrExit(fs, args); done {
+// with code (a flag error, or --help printed to stdout).
+func parseCommandFlags(fs *flag.FlagSet, args []string, positionalMax int, stdout io.Writer) (code int, done bool) {
+	if code, done := cli.ParseTo(fs, args, stdout); done {
 		return code, true
 	}
 	if fs.NArg() > positionalMax {
@@ -205,7 +206,7 @@ func orderMain(args []string, stdout, stderr io.Writer) int {
 		"Amounts are decimals with at most 6 digits after the point. Prints the order id (its",
 		"EIP-712 digest, checked against the replica's answer) and the answer as JSON.",
 	)
-	if code, done := parseCommandFlags(fs, args, 0); done {
+	if code, done := parseCommandFlags(fs, args, 0, stdout); done {
 		return code
 	}
 	err := func() error {

@@ -63,8 +63,10 @@ func TestClientCommandsUsageErrors(t *testing.T) {
 		}
 	}
 	// --help is not an error.
-	if code, _, errOut := runCmd(orderMain, "--help"); code != 0 || !strings.Contains(errOut, "Usage: seqbook order") {
-		t.Fatalf("--help: exit %d, %q", code, errOut)
+	// --help is not an error: it goes to stdout, with real placeholders.
+	code, out, errOut := runCmd(orderMain, "--help")
+	if code != 0 || errOut != "" || !strings.Contains(out, "Usage: seqbook order") || !strings.Contains(out, "-key FILE") {
+		t.Fatalf("--help: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }
 

@@ -36,7 +36,7 @@ func verifyMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		"replicas reaching the cluster's threshold, and the aggregate BLS signature must",
 		"verify on their summed keys. Exit 0 and a \"verified: …\" line, or exit 1 and why not.",
 	)
-	if code, done := parseCommandFlags(fs, args, 1); done {
+	if code, done := parseCommandFlags(fs, args, 1, stdout); done {
 		return code
 	}
 	err := func() error {

@@ -32,7 +32,7 @@ func withdrawMain(args []string, stdout, stderr io.Writer) int {
 		"replica. Prints the withdrawal id (what a bridge pays out on, with the aggregator's",
 		"quorum proof: GET /aggregate_withdrawal?id=) and the answer as JSON.",
 	)
-	if code, done := parseCommandFlags(fs, args, 0); done {
+	if code, done := parseCommandFlags(fs, args, 0, stdout); done {
 		return code
 	}
 	err := func() error {

@@ -23,6 +23,12 @@ var HelpOut io.Writer = os.Stdout
 // mistake (the flag package's message and the usage printed to fs's
 // output, stderr unless set otherwise).
 func Parse(fs *flag.FlagSet, args []string) (code int, done bool) {
+	return ParseTo(fs, args, HelpOut)
+}
+
+// ParseTo is Parse with the help text written to helpOut (a command that
+// takes its stdout as a parameter passes it).
+func ParseTo(fs *flag.FlagSet, args []string, helpOut io.Writer) (code int, done bool) {
 	errOut := fs.Output()
 	var buf bytes.Buffer
 	fs.SetOutput(&buf)
@@ -32,7 +38,7 @@ func Parse(fs *flag.FlagSet, args []string) (code int, done bool) {
 		return 0, false
 	}
 	if errors.Is(err, flag.ErrHelp) {
-		fs.SetOutput(HelpOut)
+		fs.SetOutput(helpOut)
 		fs.Usage()
 		fs.SetOutput(errOut)
 		return 0, true

@@ -33,6 +33,7 @@ import (
 	"github.com/seqbook/seqbook/client/ethsig"
 	"github.com/seqbook/seqbook/client/keys"
 	"github.com/seqbook/seqbook/client/legacy"
+	"github.com/seqbook/seqbook/internal/cli"
 )
 
 type order struct {
@@ -44,7 +45,7 @@ type order struct {
 }
 
 func main() {
-	fs := flag.NewFlagSet("02_place_order", flag.ExitOnError)
+	fs := flag.NewFlagSet("02_place_order", flag.ContinueOnError)
 	url := fs.String("url", "http://localhost:5001", "the service's base URL")
 	keyHex := fs.String("key", "", "private key (hex) to sign one order with; without it, run the seed's two orders with the tutorial keys")
 	side := fs.String("side", "buy", "buy or sell (with --key)")
@@ -52,7 +53,9 @@ func main() {
 	price := fs.String("price", "200", "price in quote tokens (with --key)")
 	base := fs.String("base", "ETH", "base token (with --key)")
 	quote := fs.String("quote", "USDT", "quote token (with --key)")
-	_ = fs.Parse(os.Args[1:])
+	if code, done := cli.Parse(fs, os.Args[1:]); done {
+		os.Exit(code)
+	}
 
 	var orders []order
 	if *keyHex == "" {
