@@ -271,11 +271,28 @@ func checkOrderParams(p *OrderParams) error {
 	return nil
 }
 
-func waitQuery(wait bool) string {
-	if wait {
+// waitQuery is the query of a request that waits for finality: the
+// replica is told how long this client waits (the smaller of the timeout
+// option and ctx's deadline, less a tenth for the answer's way back), so
+// it answers before the client gives up instead of after its own default.
+func (ob *Orderbook) waitQuery(ctx context.Context, wait bool) string {
+	if !wait {
+		return ""
+	}
+	budget := ob.o.timeout
+	if ob.o.httpClient.Timeout > 0 {
+		budget = ob.o.httpClient.Timeout
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		if left := time.Until(dl); budget <= 0 || left < budget {
+			budget = left
+		}
+	}
+	if budget <= 0 {
 		return "?wait=finalized"
 	}
-	return ""
+	serverWait := budget - budget/10
+	return fmt.Sprintf("?wait=finalized&timeout=%dms", max(serverWait.Milliseconds(), 1))
 }
 
 // SignOrder builds and signs an order without sending it: the request
@@ -321,7 +338,7 @@ func (ob *Orderbook) PlaceOrder(ctx context.Context, key *ecdsa.PrivateKey, p Or
 	if err != nil {
 		return nil, err
 	}
-	raw, err := postJSON(ctx, &ob.o, ob.base, ob.base+"/order"+waitQuery(wait), req)
+	raw, err := postJSON(ctx, &ob.o, ob.base, ob.base+"/order"+ob.waitQuery(ctx, wait), req)
 	if err != nil {
 		return nil, err
 	}
@@ -401,7 +418,7 @@ func (ob *Orderbook) Withdraw(ctx context.Context, key *ecdsa.PrivateKey, p With
 }
 
 func (ob *Orderbook) submitOp(ctx context.Context, path string, req any, digest [32]byte, wait bool) (*OpResult, error) {
-	raw, err := postJSON(ctx, &ob.o, ob.base, ob.base+path+waitQuery(wait), req)
+	raw, err := postJSON(ctx, &ob.o, ob.base, ob.base+path+ob.waitQuery(ctx, wait), req)
 	if err != nil {
 		return nil, err
 	}

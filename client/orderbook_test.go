@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -272,8 +273,21 @@ func TestPlaceOrderMatchesEthersVector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasSuffix(fr.url(), "?wait=finalized") || res.Order == nil || res.Order.Status != obapi.StatusFilled || res.Order.OrderID != res.OrderID {
+	// The replica is told how long the client waits (the 15 s default
+	// less a tenth for the way back), so it answers before the client
+	// gives up.
+	if !strings.HasSuffix(fr.url(), "?wait=finalized&timeout=13500ms") || res.Order == nil || res.Order.Status != obapi.StatusFilled || res.Order.OrderID != res.OrderID {
 		t.Fatalf("wait: url %s, answer %+v", fr.url(), res.Order)
+	}
+	// A context deadline shorter than the timeout wins.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err = ob.PlaceOrder(ctx, key, OrderParams{Market: "ETH/USDT", Side: "sell", Quantity: 1, Price: 1}, true); err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(fr.url())
+	if d, err := time.ParseDuration(u.Query().Get("timeout")); err != nil || d > 1800*time.Millisecond || d < 100*time.Millisecond {
+		t.Fatalf("wait with a 2 s deadline: url %s", fr.url())
 	}
 	// Defaults: a fresh nonce, expiry = now + 10 min, type limit.
 	if res.Request.OrderType != "limit" || res.Request.Expiry != obapi.Uint(uint64(fixedNow().Add(DefaultExpiry).Unix())) || res.Request.Nonce == "" {

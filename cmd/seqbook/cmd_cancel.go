@@ -46,6 +46,9 @@ func cancelMain(args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return err
 		}
+		if res.Accepted != nil {
+			notSequenced(stderr, "cancel", res.ID)
+		}
 		return emitJSON(stdout, struct {
 			CancelID string          `json:"cancel_id"`
 			OrderID  string          `json:"order_id"`

@@ -186,6 +186,13 @@ func requireFlags(nameValues ...string) error {
 	return nil
 }
 
+// notSequenced says on stderr what an answer without --wait means: the
+// replica checked the operation and passed it on, nothing more yet (with no
+// sequencer quorum it may stay there).
+func notSequenced(stderr io.Writer, what, id string) {
+	fmt.Fprintf(stderr, "accepted by the replica, not yet sequenced: the %s %s applies once the sequencer finalizes its batch (--wait waits for that)\n", what, id)
+}
+
 func emitJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -233,6 +240,9 @@ func orderMain(args []string, stdout, stderr io.Writer) int {
 		}, *of.wait)
 		if err != nil {
 			return err
+		}
+		if res.Accepted != nil {
+			notSequenced(stderr, "order", res.OrderID)
 		}
 		return emitJSON(stdout, struct {
 			OrderID string          `json:"order_id"`

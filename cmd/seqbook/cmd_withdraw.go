@@ -60,6 +60,9 @@ func withdrawMain(args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return err
 		}
+		if res.Accepted != nil {
+			notSequenced(stderr, "withdrawal", res.ID)
+		}
 		return emitJSON(stdout, struct {
 			WithdrawalID string          `json:"withdrawal_id"`
 			Answer       json.RawMessage `json:"answer"`
