@@ -70,6 +70,7 @@ type Orderbook struct {
 // WithTimeout, WithAnswerBytesMax.
 func NewOrderbook(baseURL string, opts ...Option) (*Orderbook, error) {
 	o := buildOptions(opts)
+	o.component = "replica"
 	base, err := checkBaseURL(o.scheme, baseURL)
 	if err != nil {
 		return nil, fmt.Errorf("replica URL: %w", err)
@@ -648,6 +649,7 @@ type Aggregator struct {
 // NewAggregator returns a client of the aggregator at baseURL.
 func NewAggregator(baseURL string, opts ...Option) (*Aggregator, error) {
 	o := buildOptions(opts)
+	o.component = "aggregator"
 	base, err := checkBaseURL(o.scheme, baseURL)
 	if err != nil {
 		return nil, fmt.Errorf("aggregator URL: %w", err)

@@ -147,10 +147,28 @@ type usageError string
 func errUsage(msg string) error    { return usageError(msg) }
 func (e usageError) Error() string { return string(e) }
 
+// howToStart says how to get a component of a local network running, or
+// how to point the command at one that runs.
+func howToStart(component string) string {
+	switch component {
+	case "replica":
+		return "Is the network running? Start a local one with 'seqbook localnet --dir DIR' (replicas on " +
+			"127.0.0.1:5001-5003; wait for 'localnet: running'), or give --replica HOST:PORT of a running replica."
+	case "aggregator":
+		return "Is the network running? Start a local one with 'seqbook localnet --dir DIR' (aggregator on " +
+			"127.0.0.1:8001; wait for 'localnet: running'), or give --aggregator HOST:PORT of a running aggregator."
+	}
+	return "Is the network running? Start a local one with 'seqbook localnet --dir DIR'."
+}
+
 // exitWith prints err in the common format and picks the exit code: 2 for
 // usage mistakes, 1 for everything else.
 func exitWith(stderr io.Writer, name string, err error) int {
 	fmt.Fprintf(stderr, "seqbook %s: %s\n", name, strings.TrimSpace(err.Error()))
+	var unreachable *client.UnreachableError
+	if errors.As(err, &unreachable) {
+		fmt.Fprintln(stderr, howToStart(unreachable.Component))
+	}
 	var ue usageError
 	if errors.As(err, &ue) {
 		fmt.Fprintf(stderr, "(seqbook %s --help lists the flags)\n", name)
