@@ -88,6 +88,7 @@ func TestIntakeRejectsWithTheRightStatusAndChangesNothing(t *testing.T) {
 		{"expired", "/order", mustJSON(t, expired), 400, "expired"},
 		{"expiry too far ahead", "/order", mustJSON(t, farAhead), 400, "after now"},
 		{"wrong signer", "/order", mustJSON(t, forged), 401, "invalid signature"},
+		{"wrong signer names the domain", "/order", mustJSON(t, forged), 401, "under the domain {name: \"seqbook\", version: \"1\", chainId: 31337}"},
 		{"insufficient quote", "/order", mustJSON(t, tooMuch), 403, "insufficient balance"},
 		{"insufficient base", "/order", mustJSON(t, sellNothing), 403, "insufficient balance"},
 		{"legacy missing sender value", "/order", mutate(t, legacyGood, "sender", ""), 400, "sender"},
