@@ -15,6 +15,7 @@ import (
 	"github.com/seqbook/seqbook/client"
 	"github.com/seqbook/seqbook/client/amount"
 	"github.com/seqbook/seqbook/client/ethsig"
+	"github.com/seqbook/seqbook/client/keys"
 	"github.com/seqbook/seqbook/internal/cli"
 )
 
@@ -73,7 +74,7 @@ func addKeyFlag(fs *flag.FlagSet) *string {
 
 func loadTraderKey(path string) (*ecdsa.PrivateKey, error) {
 	if path != "" {
-		return ethsig.LoadKey(path)
+		return keys.LoadTrader(path)
 	}
 	env := strings.TrimSpace(os.Getenv(envKey))
 	if env == "" {

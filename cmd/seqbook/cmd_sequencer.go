@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/seqbook/seqbook/client/bls"
 	"github.com/seqbook/seqbook/client/cluster"
+	"github.com/seqbook/seqbook/client/keys"
 	"github.com/seqbook/seqbook/internal/cli"
 	"github.com/seqbook/seqbook/sequencer/node"
 )
@@ -86,7 +86,7 @@ func loadSequencerKey(path string) (*bls.SecretKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("BLS key: %w", err)
 	}
-	sk, err := bls.SecretKeyFromHex(strings.TrimSpace(string(b)))
+	sk, err := keys.ParseBLS(string(b))
 	if err != nil {
 		return nil, fmt.Errorf("BLS key %s: %w", path, err)
 	}
