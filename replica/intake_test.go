@@ -354,3 +354,24 @@ func TestIntakeVerifiedSignatureIsReusedOnlyForTheExactOperation(t *testing.T) {
 		t.Fatalf("replicas differ: %+v vs %+v", s1, s2)
 	}
 }
+
+// TestLegacySignatureWithoutPrefixIsAccepted: Python's eth_account writes
+// signatures as bare hex; the tutorial services take them, so the replica
+// does too (and still refuses garbage of the same length).
+func TestLegacySignatureWithoutPrefixIsAccepted(t *testing.T) {
+	clock := newClock()
+	seq := NewMemSequencer(clock.Ms)
+	r := startReplica(t, testConfig("replica1", clock), seq, NewMemStore())
+	req := signLegacy(t, bob, "sell", "1", "2000")
+	req.Signature = strings.TrimPrefix(req.Signature, "0x")
+	var ok map[string]any
+	if code := r.do(t, "POST", "/order", mustJSON(t, req), &ok); code != 200 {
+		t.Fatalf("bare-hex legacy signature: status %d %v", code, ok)
+	}
+	req = signLegacy(t, bob, "sell", "2", "2000")
+	req.Signature = "zz" + strings.TrimPrefix(req.Signature, "0x")[2:]
+	var e obapi.Error
+	if code := r.do(t, "POST", "/order", mustJSON(t, req), &e); code != 400 || !strings.Contains(e.Error, "with or without 0x") {
+		t.Fatalf("garbage signature: status %d %q", code, e.Error)
+	}
+}
