@@ -8,7 +8,9 @@
 // cluster of --cluster as a batch of the app --app; it applies the app's
 // finalized batches in order, after the client SDK has checked the nodes'
 // aggregated finality signature, re-checking every order itself. Several
-// instances on the same cluster and app compute the same book.
+// instances on the same cluster and app compute the same book. The default
+// app is not step 3's, so the tutorial's scripted orders can be placed
+// again on the network step 3 started.
 //
 //	POST /order[?wait=applied]  {"sender","order_type","base_token","quote_token","quantity","price","signature"}
 //	GET  /balance?address=&token=[&index=N]
@@ -28,13 +30,13 @@
 // GET /members, the cluster file to verify it with:
 //
 //	seqbook localnet --dir /tmp/sb &
-//	step4-verifiable --cluster /tmp/sb/cluster.json --port 5101 --bls-key /tmp/s4/a.key &
-//	step4-verifiable --cluster /tmp/sb/cluster.json --port 5102 --bls-key /tmp/s4/b.key &
-//	step4-verifiable --cluster /tmp/sb/cluster.json --port 5103 --bls-key /tmp/s4/c.key &
-//	step4-verifiable --aggregate --cluster /tmp/sb/cluster.json --port 5100 \
-//	    --peers http://127.0.0.1:5101,http://127.0.0.1:5102,http://127.0.0.1:5103 &
-//	curl 'http://127.0.0.1:5100/aggregate_balance?address=0xc66F8Fba940064B5bA8d437d6fF829E60134230E&token=USDT' > proof.json
-//	curl http://127.0.0.1:5100/members > members.json
+//	step4-verifiable --cluster /tmp/sb/cluster.json --port 5201 --bls-key /tmp/s4/a.key &
+//	step4-verifiable --cluster /tmp/sb/cluster.json --port 5202 --bls-key /tmp/s4/b.key &
+//	step4-verifiable --cluster /tmp/sb/cluster.json --port 5203 --bls-key /tmp/s4/c.key &
+//	step4-verifiable --aggregate --cluster /tmp/sb/cluster.json --port 5200 \
+//	    --peers http://127.0.0.1:5201,http://127.0.0.1:5202,http://127.0.0.1:5203 &
+//	curl 'http://127.0.0.1:5200/aggregate_balance?address=0xc66F8Fba940064B5bA8d437d6fF829E60134230E&token=USDT' > proof.json
+//	curl http://127.0.0.1:5200/members > members.json
 //	seqbook verify --cluster members.json proof.json
 //
 // The tutorial's two accounts are funded at start, as in steps 1–3.
@@ -48,6 +50,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -60,10 +63,13 @@ import (
 	"github.com/seqbook/seqbook/tutorial/internal/tut"
 )
 
-// defaultApp is the sequencer app the tutorial instances share, step 3's:
-// not the full system's "orderbook", whose batches carry other operations.
-// Step 3 and step 4 instances on one app hold the same book.
-const defaultApp = "tutorial-orderbook"
+// defaultApp is the sequencer app the step 4 instances share. Not step
+// 3's: a legacy signature is accepted once per app, so the same scripted
+// orders placed again in step 4, on the network of step 3, would be
+// refused (409) as replays of step 3's. Not the full system's "orderbook"
+// either, whose batches carry other operations. --app tutorial-orderbook
+// follows step 3's book instead.
+const defaultApp = "tutorial-verifiable"
 
 func main() { os.Exit(run(os.Args[1:])) }
 
@@ -167,6 +173,11 @@ func loadOrCreateKey(path string) (*bls.SecretKey, error) {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		sk, err := keys.GenerateBLS()
 		if err != nil {
+			return nil, err
+		}
+		// The folder too: on a fresh machine /tmp/s4 of the tutorial does
+		// not exist yet.
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, err
 		}
 		if err := keys.WriteBLS(path, sk); err != nil {
