@@ -3,7 +3,7 @@
 // replication. It keeps the tutorial's routes and JSON:
 //
 //	POST /login   {"username","password"}         sets the session cookie
-//	GET  /balance ?username=&token=               a bare JSON number (the session's user if username is omitted)
+//	GET  /balance ?username=&token=               {username, token, balance, balance_units} (the session's user if username is omitted)
 //	GET  /orders                                  open orders
 //	POST /order   {"order_type","base_token","quote_token","quantity","price"}
 //
@@ -152,7 +152,7 @@ func (s *server) balance(c *gin.Context) {
 		tut.Abort(c, e)
 		return
 	}
-	tut.WriteAmount(c, s.book.Balance(user, token))
+	tut.WriteBalance(c, tut.Balance{Username: user, Token: token}, s.book.Balance(user, token))
 }
 
 func (s *server) orders(c *gin.Context) {

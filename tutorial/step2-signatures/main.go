@@ -8,7 +8,7 @@
 // tutorial's Python client (eth_account's sign_message) works unchanged.
 //
 //	POST /order   {"sender","order_type","base_token","quote_token","quantity","price","signature"}
-//	GET  /balance ?address=&token=        a bare JSON number
+//	GET  /balance ?address=&token=        {address, token, balance, balance_units}
 //	GET  /orders                          open orders
 //
 // Answers: 400 malformed (the error names the field), 401 when the

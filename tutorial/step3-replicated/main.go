@@ -20,7 +20,7 @@
 // app from the first batch.
 //
 //	POST /order   {"sender","order_type","base_token","quote_token","quantity","price","signature"}
-//	GET  /balance ?address=&token=        a bare JSON number (available balance)
+//	GET  /balance ?address=&token=        {address, token, balance, balance_units} (available)
 //	GET  /orders                          open orders
 //	GET  /state                           {"app","applied_index","open_orders"}
 //

@@ -24,6 +24,7 @@ import (
 	"github.com/seqbook/seqbook/client/keys"
 	"github.com/seqbook/seqbook/client/legacy"
 	"github.com/seqbook/seqbook/internal/localnet"
+	"github.com/seqbook/seqbook/tutorial/internal/tut"
 )
 
 // memSequencer sequences every Send at once, for unit tests.
@@ -165,10 +166,10 @@ func TestInstancesApplyTheSameSequence(t *testing.T) {
 		waitUntil(t, "both orders applied", 5*time.Second, func() bool { applied, _ := s.ledger.State(); return applied >= 4 })
 	}
 	for _, u := range urls {
-		if b := get(t, u+"/balance?address="+keys.TutorialUser2Address.Hex()+"&token=USDT"); b != "100" {
+		if b, _ := tut.DecodeBalance([]byte(get(t, u+"/balance?address="+keys.TutorialUser2Address.Hex()+"&token=USDT"))); b != "100" {
 			t.Errorf("%s: user2 USDT = %s, want 100 (0.5 ETH sold at the maker's price, 200)", u, b)
 		}
-		if b := get(t, u+"/balance?address="+keys.TutorialUser1Address.Hex()+"&token=ETH"); b != "0.5" {
+		if b, _ := tut.DecodeBalance([]byte(get(t, u+"/balance?address="+keys.TutorialUser1Address.Hex()+"&token=ETH"))); b != "0.5" {
 			t.Errorf("%s: user1 ETH = %s, want 0.5", u, b)
 		}
 	}
