@@ -129,7 +129,15 @@ func place(client *http.Client, url string, o order) error {
 		return err
 	}
 	fmt.Printf("   HTTP %d: %s\n", resp.StatusCode, bytes.TrimSpace(answer))
-	if resp.StatusCode != http.StatusOK {
+	switch resp.StatusCode {
+	case http.StatusOK:
+		fmt.Printf("   → the service accepted %s's order\n", o.who)
+	case http.StatusConflict:
+		return fmt.Errorf("the service refused %s's order (HTTP 409): this exact signed text was used before. "+
+			"The legacy text has no nonce, so a signature is accepted once, and in steps 3 and 4 the sequencer "+
+			"remembers every order, even across restarts. Start a fresh service (or, in steps 3-4, a localnet in a "+
+			"new --dir), or sign a different order: --key 0xHEX --quantity 0.7", o.who)
+	default:
 		return fmt.Errorf("the service refused %s's order (HTTP %d)", o.who, resp.StatusCode)
 	}
 	return nil

@@ -7,7 +7,7 @@
 //     sender's balance as this instance knows it) and sends it to the
 //     sequencer as a batch: a JSON list of order payloads, like the
 //     tutorial's zellular.send([order_payload]). The answer is
-//     {"message": "Order sent to consensus layer", "order_id": …}.
+//     {"message": "Order sent to consensus layer (the sequencer): …", "order_id": …}.
 //   - A loop follows the app's finalized batches (through the client SDK,
 //     which checks each batch's hash, the chaining hash and the nodes'
 //     quorum BLS signature itself, trusting no single node) and applies
@@ -140,7 +140,7 @@ func (s *server) placeOrder(c *gin.Context) {
 		return
 	}
 	s.log.Info("order sent to the sequencer", cli.KeyTrader, ck.Order.Account, cli.KeyOrderID, ck.Order.ID, "message", ck.Message)
-	c.JSON(http.StatusOK, gin.H{"message": "Order sent to consensus layer", "order_id": ck.Order.ID})
+	c.JSON(http.StatusOK, gin.H{"message": replicated.SentMessage, "order_id": ck.Order.ID})
 }
 
 // apply applies one finalized batch: every order in it, in order, each

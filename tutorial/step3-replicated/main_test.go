@@ -24,6 +24,7 @@ import (
 	"github.com/seqbook/seqbook/client/keys"
 	"github.com/seqbook/seqbook/client/legacy"
 	"github.com/seqbook/seqbook/internal/localnet"
+	"github.com/seqbook/seqbook/tutorial/internal/replicated"
 	"github.com/seqbook/seqbook/tutorial/internal/tut"
 )
 
@@ -148,7 +149,7 @@ func TestInstancesApplyTheSameSequence(t *testing.T) {
 
 	// Sent, not applied: the answer is the tutorial's.
 	code, out := post(t, urls[0], signed(t, u1, "buy", "1", "200"))
-	if code != 200 || out["message"] != "Order sent to consensus layer" {
+	if code != 200 || out["message"] != replicated.SentMessage {
 		t.Fatalf("buy: %d %v", code, out)
 	}
 	code, out = post(t, urls[1], signed(t, u2, "sell", "0.5", "190"))

@@ -135,7 +135,7 @@ func (s *instance) placeOrder(c *gin.Context) {
 	}
 	s.log.Info("order sent to the sequencer", cli.KeyTrader, ck.Order.Account, cli.KeyOrderID, ck.Order.ID, "message", ck.Text)
 	if c.Query("wait") != "applied" {
-		c.JSON(http.StatusOK, gin.H{"message": "Order sent to consensus layer", "order_id": ck.Order.ID})
+		c.JSON(http.StatusOK, gin.H{"message": replicated.SentMessage, "order_id": ck.Order.ID})
 		return
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), orderWaitMax)
