@@ -212,7 +212,7 @@ var (
 type OrderResult struct {
 	// OrderID is the order's EIP-712 digest, computed locally and checked
 	// against the replica's answer.
-	OrderID string
+	OrderID ID
 	// Request is what was sent.
 	Request obapi.OrderRequest
 	// Accepted is the answer without wait; Order the order as applied with
@@ -227,7 +227,7 @@ type OrderResult struct {
 type OpResult struct {
 	// ID is the operation's EIP-712 digest (for a withdrawal: the id a
 	// bridge pays out on), computed locally and checked against the answer.
-	ID string
+	ID ID
 	// Accepted is the answer without wait; Result the outcome with wait.
 	Accepted *obapi.OpAccepted
 	Result   *obapi.OpResult
@@ -343,7 +343,7 @@ func (ob *Orderbook) PlaceOrder(ctx context.Context, key *ecdsa.PrivateKey, p Or
 	if err != nil {
 		return nil, err
 	}
-	res := &OrderResult{OrderID: hex32(digest), Request: req, Raw: raw}
+	res := &OrderResult{OrderID: digest, Request: req, Raw: raw}
 	var answered string
 	if wait {
 		res.Order = new(obapi.Order)
@@ -357,7 +357,7 @@ func (ob *Orderbook) PlaceOrder(ctx context.Context, key *ecdsa.PrivateKey, p Or
 	if err != nil {
 		return res, fmt.Errorf("%s: malformed answer to an order: %w", ob.base, err)
 	}
-	if !strings.EqualFold(answered, res.OrderID) {
+	if !sameID(res.OrderID, answered) {
 		return res, fmt.Errorf("%w: signed %s, replica says %q", ErrIDMismatch, res.OrderID, answered)
 	}
 	return res, nil
@@ -365,7 +365,7 @@ func (ob *Orderbook) PlaceOrder(ctx context.Context, key *ecdsa.PrivateKey, p Or
 
 // Cancel signs and submits the cancellation of one of the key's resting
 // orders (POST /cancel).
-func (ob *Orderbook) Cancel(ctx context.Context, key *ecdsa.PrivateKey, orderID [32]byte, p OpParams, wait bool) (*OpResult, error) {
+func (ob *Orderbook) Cancel(ctx context.Context, key *ecdsa.PrivateKey, orderID ID, p OpParams, wait bool) (*OpResult, error) {
 	p.Nonce, p.Expiry = nonce(p.Nonce), ob.expiry(p.Expiry)
 	if err := ob.checkExpiry(p.Expiry); err != nil {
 		return nil, err
@@ -423,7 +423,7 @@ func (ob *Orderbook) submitOp(ctx context.Context, path string, req any, digest 
 	if err != nil {
 		return nil, err
 	}
-	res := &OpResult{ID: hex32(digest), Raw: raw}
+	res := &OpResult{ID: digest, Raw: raw}
 	var answered string
 	if wait {
 		res.Result = new(obapi.OpResult)
@@ -437,7 +437,7 @@ func (ob *Orderbook) submitOp(ctx context.Context, path string, req any, digest 
 	if err != nil {
 		return res, fmt.Errorf("%s: malformed answer to %s: %w", ob.base, path, err)
 	}
-	if !strings.EqualFold(answered, res.ID) {
+	if !sameID(res.ID, answered) {
 		return res, fmt.Errorf("%w: signed %s, replica says %q", ErrIDMismatch, res.ID, answered)
 	}
 	return res, nil
@@ -490,7 +490,7 @@ func VerifyBalanceSignature(c *cluster.Cluster, replicaID string, b *obapi.Balan
 
 // Withdrawal reads a recorded withdrawal and the replica's signature over
 // it (GET /withdrawals/{id}).
-func (ob *Orderbook) Withdrawal(ctx context.Context, id [32]byte) (*obapi.Withdrawal, error) {
+func (ob *Orderbook) Withdrawal(ctx context.Context, id ID) (*obapi.Withdrawal, error) {
 	var w obapi.Withdrawal
 	if err := getJSON(ctx, &ob.o, ob.base, ob.base+"/withdrawals/"+hex32(id), &w); err != nil {
 		return nil, err
@@ -569,7 +569,7 @@ func (ob *Orderbook) Orders(ctx context.Context, trader common.Address) (*obapi.
 }
 
 // Order reads one order by id (GET /orders/{id}).
-func (ob *Orderbook) Order(ctx context.Context, id [32]byte) (*obapi.Order, error) {
+func (ob *Orderbook) Order(ctx context.Context, id ID) (*obapi.Order, error) {
 	var out obapi.Order
 	if err := getJSON(ctx, &ob.o, ob.base, ob.base+"/orders/"+hex32(id), &out); err != nil {
 		return nil, err
@@ -581,7 +581,7 @@ func (ob *Orderbook) Order(ctx context.Context, id [32]byte) (*obapi.Order, erro
 }
 
 // Op reads the outcome of any submitted operation by id (GET /ops/{id}).
-func (ob *Orderbook) Op(ctx context.Context, id [32]byte) (*obapi.OpResult, error) {
+func (ob *Orderbook) Op(ctx context.Context, id ID) (*obapi.OpResult, error) {
 	var out obapi.OpResult
 	if err := getJSON(ctx, &ob.o, ob.base, ob.base+"/ops/"+hex32(id), &out); err != nil {
 		return nil, err
@@ -670,7 +670,7 @@ func (a *Aggregator) BalanceProof(ctx context.Context, address common.Address, t
 
 // WithdrawalProof fetches the quorum proof of a recorded withdrawal
 // (GET /aggregate_withdrawal).
-func (a *Aggregator) WithdrawalProof(ctx context.Context, id [32]byte) (*WithdrawalProof, error) {
+func (a *Aggregator) WithdrawalProof(ctx context.Context, id ID) (*WithdrawalProof, error) {
 	var p WithdrawalProof
 	if err := getJSON(ctx, &a.o, a.base, a.base+"/aggregate_withdrawal?id="+hex32(id), &p); err != nil {
 		return nil, err

@@ -247,7 +247,7 @@ func TestPlaceOrderMatchesEthersVector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.OrderID != c.Digest || res.Accepted.OrderID != c.Digest {
+	if res.OrderID.String() != c.Digest || res.Accepted.OrderID != c.Digest {
 		t.Fatalf("order id %s, ethers digest %s", res.OrderID, c.Digest)
 	}
 	if res.Request.Signature != c.Signature {
@@ -276,7 +276,7 @@ func TestPlaceOrderMatchesEthersVector(t *testing.T) {
 	// The replica is told how long the client waits (the 15 s default
 	// less a tenth for the way back), so it answers before the client
 	// gives up.
-	if !strings.HasSuffix(fr.url(), "?wait=finalized&timeout=13500ms") || res.Order == nil || res.Order.Status != obapi.StatusFilled || res.Order.OrderID != res.OrderID {
+	if !strings.HasSuffix(fr.url(), "?wait=finalized&timeout=13500ms") || res.Order == nil || res.Order.Status != obapi.StatusFilled || res.Order.OrderID != res.OrderID.String() {
 		t.Fatalf("wait: url %s, answer %+v", fr.url(), res.Order)
 	}
 	// A context deadline shorter than the timeout wins.
@@ -307,7 +307,7 @@ func TestCancelAndWithdrawMatchEthersVectors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.ID != c.Digest || res.Accepted.ID != c.Digest {
+	if res.ID.String() != c.Digest || res.Accepted.ID != c.Digest {
 		t.Fatalf("cancel id %s, ethers %s", res.ID, c.Digest)
 	}
 	var req obapi.CancelRequest
@@ -324,7 +324,7 @@ func TestCancelAndWithdrawMatchEthersVectors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if wres.ID != c.Digest || wres.Result == nil || wres.Result.Status != obapi.StatusApplied {
+	if wres.ID.String() != c.Digest || wres.Result == nil || wres.Result.Status != obapi.StatusApplied {
 		t.Fatalf("withdraw id %s (ethers %s), result %+v", wres.ID, c.Digest, wres.Result)
 	}
 	var wreq obapi.WithdrawRequest

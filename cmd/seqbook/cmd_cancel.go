@@ -47,10 +47,10 @@ func cancelMain(args []string, stdout, stderr io.Writer) int {
 			return err
 		}
 		if res.Accepted != nil {
-			notSequenced(stderr, "cancel", res.ID)
+			notSequenced(stderr, "cancel", res.ID.String())
 		}
 		return emitJSON(stdout, struct {
-			CancelID string          `json:"cancel_id"`
+			CancelID client.ID       `json:"cancel_id"`
 			OrderID  string          `json:"order_id"`
 			Answer   json.RawMessage `json:"answer"`
 		}{res.ID, *orderID, res.Raw})

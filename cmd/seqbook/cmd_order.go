@@ -261,10 +261,10 @@ func orderMain(args []string, stdout, stderr io.Writer) int {
 			return err
 		}
 		if res.Accepted != nil {
-			notSequenced(stderr, "order", res.OrderID)
+			notSequenced(stderr, "order", res.OrderID.String())
 		}
 		return emitJSON(stdout, struct {
-			OrderID string          `json:"order_id"`
+			OrderID client.ID       `json:"order_id"`
 			Trader  string          `json:"trader"`
 			Answer  json.RawMessage `json:"answer"`
 		}{res.OrderID, res.Request.Trader, res.Raw})

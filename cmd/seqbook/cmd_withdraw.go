@@ -61,10 +61,10 @@ func withdrawMain(args []string, stdout, stderr io.Writer) int {
 			return err
 		}
 		if res.Accepted != nil {
-			notSequenced(stderr, "withdrawal", res.ID)
+			notSequenced(stderr, "withdrawal", res.ID.String())
 		}
 		return emitJSON(stdout, struct {
-			WithdrawalID string          `json:"withdrawal_id"`
+			WithdrawalID client.ID       `json:"withdrawal_id"`
 			Answer       json.RawMessage `json:"answer"`
 		}{res.ID, res.Raw})
 	}()
