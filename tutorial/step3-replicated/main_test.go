@@ -167,10 +167,10 @@ func TestInstancesApplyTheSameSequence(t *testing.T) {
 		waitUntil(t, "both orders applied", 5*time.Second, func() bool { applied, _ := s.ledger.State(); return applied >= 4 })
 	}
 	for _, u := range urls {
-		if b, _ := tut.DecodeBalance([]byte(get(t, u+"/balance?address="+keys.TutorialUser2Address.Hex()+"&token=USDT"))); b != "100" {
+		if b := balanceOf(t, get(t, u+"/balance?address="+keys.TutorialUser2Address.Hex()+"&token=USDT")); b != "100" {
 			t.Errorf("%s: user2 USDT = %s, want 100 (0.5 ETH sold at the maker's price, 200)", u, b)
 		}
-		if b, _ := tut.DecodeBalance([]byte(get(t, u+"/balance?address="+keys.TutorialUser1Address.Hex()+"&token=ETH"))); b != "0.5" {
+		if b := balanceOf(t, get(t, u+"/balance?address="+keys.TutorialUser1Address.Hex()+"&token=ETH")); b != "0.5" {
 			t.Errorf("%s: user1 ETH = %s, want 0.5", u, b)
 		}
 	}
@@ -277,13 +277,24 @@ func TestAgainstARealSequencer(t *testing.T) {
 	}
 	for _, u := range urls {
 		waitUntil(t, u+" to apply both orders", 60*time.Second, func() bool {
-			return get(t, u+"/balance?address="+keys.TutorialUser1Address.Hex()+"&token=ETH") == "1.5"
+			b, _ := tut.DecodeBalance([]byte(get(t, u+"/balance?address="+keys.TutorialUser1Address.Hex()+"&token=ETH")))
+			return b == "1.5"
 		})
 	}
 	if a, b := get(t, urls[0]+"/orders"), get(t, urls[1]+"/orders"); a != b {
 		t.Fatalf("instances differ:\n%s\n%s", a, b)
 	}
-	if a, b := get(t, urls[0]+"/balance?address="+keys.TutorialUser2Address.Hex()+"&token=USDT"), "300"; a != b {
+	if a, b := balanceOf(t, get(t, urls[0]+"/balance?address="+keys.TutorialUser2Address.Hex()+"&token=USDT")), "300"; a != b {
 		t.Fatalf("user2 USDT %s, want %s", a, b)
 	}
+}
+
+// balanceOf reads a GET /balance answer's balance.
+func balanceOf(t *testing.T, body string) string {
+	t.Helper()
+	b, err := tut.DecodeBalance([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
