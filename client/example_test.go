@@ -9,7 +9,6 @@ import (
 	"log"
 	"log/slog"
 	"os"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -20,6 +19,7 @@ import (
 	"github.com/seqbook/seqbook/client/amount"
 	"github.com/seqbook/seqbook/client/cluster"
 	"github.com/seqbook/seqbook/client/keys"
+	"github.com/seqbook/seqbook/internal/mdblocks"
 )
 
 // Stand-ins for the reader's own storage and state machine.
@@ -142,18 +142,18 @@ func TestClientDocQuotesTheExamples(t *testing.T) {
 		return out
 	}
 	code := trimmed(string(src))
-	blocks := regexp.MustCompile("(?s)```go\n(.*?)```").FindAllStringSubmatch(string(doc), -1)
+	blocks := mdblocks.Find(string(doc), "go")
 	if len(blocks) < 4 {
 		t.Fatalf("docs/client.md has %d Go blocks", len(blocks))
 	}
 	for _, b := range blocks {
-		want := trimmed(b[1])
+		want := trimmed(b.Code)
 		found := false
 		for i := 0; i+len(want) <= len(code) && !found; i++ {
 			found = slices.Equal(code[i:i+len(want)], want)
 		}
 		if !found {
-			t.Errorf("this Go block of docs/client.md is not an example of client/example_test.go:\n%s", b[1])
+			t.Errorf("the Go block at line %d of docs/client.md is not an example of client/example_test.go:\n%s", b.Line, b.Code)
 		}
 	}
 }

@@ -3,7 +3,6 @@
 package tutorial
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -15,26 +14,20 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/seqbook/seqbook/internal/mdblocks"
 )
 
 // tutorialDoc is the page whose commands the test runs.
 const tutorialDoc = "../docs/tutorial.md"
 
-// shellBlocks returns the lines of every ```sh block of a Markdown page,
-// in order, with backslash continuations joined.
-func shellBlocks(md string) []string {
+// shellCommands returns the commands of every ```sh block of a Markdown
+// page, in order, with backslash continuations joined.
+func shellCommands(md string) []string {
 	var lines []string
-	in := false
 	var cont strings.Builder
-	sc := bufio.NewScanner(strings.NewReader(md))
-	for sc.Scan() {
-		l := sc.Text()
-		switch {
-		case !in && strings.TrimSpace(l) == "```sh":
-			in = true
-		case in && strings.TrimSpace(l) == "```":
-			in = false
-		case in:
+	for _, b := range mdblocks.Find(md, "sh") {
+		for _, l := range strings.Split(strings.TrimSuffix(b.Code, "\n"), "\n") {
 			if strings.HasSuffix(l, `\`) {
 				cont.WriteString(strings.TrimSuffix(l, `\`))
 				continue
@@ -139,7 +132,7 @@ func TestTutorialRunsAsWritten(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	commands := shellBlocks(string(md))
+	commands := shellCommands(string(md))
 	if len(commands) < 20 {
 		t.Fatalf("only %d commands found in %s", len(commands), tutorialDoc)
 	}
@@ -227,5 +220,38 @@ tutorial_sync() {
 	}
 	if t.Failed() || testing.Verbose() {
 		t.Logf("transcript:\n%s", transcript)
+	}
+}
+
+// TestTutorialCommandsAndWaits checks what the runner reads from the page
+// and what it adds, without running anything.
+func TestTutorialCommandsAndWaits(t *testing.T) {
+	md, err := os.ReadFile(tutorialDoc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmds := shellCommands(string(md))
+	if cmds[0] != "make build                              # bin/seqbook and the four tutorial binaries" || cmds[len(cmds)-1] != "kill $(jobs -p)" {
+		t.Fatalf("first %q, last %q", cmds[0], cmds[len(cmds)-1])
+	}
+	for _, c := range cmds {
+		if strings.HasSuffix(strings.TrimSpace(c), `\`) {
+			t.Fatalf("continuation not joined: %q", c)
+		}
+	}
+	r := &reader{instances: map[string][]string{}}
+	for _, tc := range []struct{ line, want string }{
+		{"bin/step1-centralized &                 # listens on :5001", "tutorial_wait 5001"},
+		{"kill $!                                 # stop step 1", "wait $! 2>/dev/null || true"},
+		{"bin/seqbook localnet --dir /tmp/sb &    # wait", "tutorial_wait 6001 6002 6003 6004 5001 5002 5003 8001"},
+		{"bin/step3-replicated --cluster /tmp/sb/cluster.json --port 5101 &", "tutorial_wait 5101"},
+		{"bin/step3-replicated --cluster /tmp/sb/cluster.json --port 5102 &", "tutorial_wait 5102"},
+		{"go run ./scripts/02_place_order --url http://localhost:5101", "tutorial_sync 5101 5102"},
+		{"curl http://localhost:5102/state", ""},
+		{"bin/step4-verifiable --aggregate --cluster c.json --port 5200 --peers x &", "tutorial_wait 5200"},
+	} {
+		if got := r.waitsAfter(tc.line); got != tc.want {
+			t.Errorf("after %q: %q, want %q", tc.line, got, tc.want)
+		}
 	}
 }

@@ -4,7 +4,6 @@
 package docsnippets
 
 import (
-	"bufio"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/seqbook/seqbook/client/keys"
+	"github.com/seqbook/seqbook/internal/mdblocks"
 	"github.com/seqbook/seqbook/internal/testproc"
 )
 
@@ -26,8 +26,7 @@ const repoRoot = "../.."
 // jsBlock is one ```js block of a page.
 type jsBlock struct {
 	page string
-	line int // of the opening fence
-	code string
+	mdblocks.Block
 }
 
 // jsBlocks returns every ```js block of the Markdown pages under docs/.
@@ -39,25 +38,13 @@ func jsBlocks(t *testing.T) []jsBlock {
 	}
 	var out []jsBlock
 	for _, p := range pages {
-		f, err := os.Open(p)
+		md, err := os.ReadFile(p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		sc := bufio.NewScanner(f)
-		var cur *jsBlock
-		for n := 1; sc.Scan(); n++ {
-			l := sc.Text()
-			switch {
-			case cur == nil && (strings.TrimSpace(l) == "```js" || strings.TrimSpace(l) == "```javascript"):
-				cur = &jsBlock{page: filepath.Base(p), line: n}
-			case cur != nil && strings.TrimSpace(l) == "```":
-				out = append(out, *cur)
-				cur = nil
-			case cur != nil:
-				cur.code += l + "\n"
-			}
+		for _, b := range mdblocks.Find(string(md), "js", "javascript") {
+			out = append(out, jsBlock{page: filepath.Base(p), Block: b})
 		}
-		f.Close()
 	}
 	return out
 }
@@ -113,9 +100,9 @@ func TestJavaScriptExamplesRun(t *testing.T) {
 	}
 
 	for i, b := range blocks {
-		t.Run(b.page+":"+strconv.Itoa(b.line), func(t *testing.T) {
+		t.Run(b.page+":"+strconv.Itoa(b.Line), func(t *testing.T) {
 			file := filepath.Join(work, "example"+strconv.Itoa(i)+".mjs")
-			if err := os.WriteFile(file, []byte(b.code), 0o644); err != nil {
+			if err := os.WriteFile(file, []byte(b.Code), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			cmd := exec.Command(node, file)
@@ -123,9 +110,9 @@ func TestJavaScriptExamplesRun(t *testing.T) {
 			cmd.Env = append(os.Environ(), "REPLICA="+n.ReplicaURLs()[0], "PRIVATE_KEY="+keys.TutorialUser1Hex)
 			out, err := cmd.CombinedOutput()
 			if err != nil {
-				t.Fatalf("%s (line %d) fails as written: %v\n%s", b.page, b.line, err, out)
+				t.Fatalf("%s (line %d) fails as written: %v\n%s", b.page, b.Line, err, out)
 			}
-			t.Logf("%s line %d: %s", b.page, b.line, strings.TrimSpace(string(out)))
+			t.Logf("%s line %d: %s", b.page, b.Line, strings.TrimSpace(string(out)))
 		})
 	}
 }
