@@ -115,6 +115,7 @@ func (a *Aggregator) Balance(ctx context.Context, address common.Address, token 
 		shares[i].replica = i
 		if st.done && st.err == nil {
 			applied = append(applied, st.val)
+			shares[i].value = fmt.Sprintf("its applied index %d", st.val)
 			continue
 		}
 		shares[i].kind, shares[i].reason = a.failure("GET /state", st.err, st.done, end)
@@ -351,8 +352,14 @@ func (a *Aggregator) noQuorum(reason string, shares []share, notFound bool) *Quo
 	e := &QuorumError{NotFound: notFound, Reason: reason}
 	for i, s := range shares {
 		what := s.reason
-		if what == "" {
+		switch {
+		case what != "":
+		case s.signed():
 			what = "signed " + s.value
+		case s.value != "": // answered the first round; no signature was asked for
+			what = "reported " + s.value + "; not asked to sign: too few replicas reported theirs"
+		default:
+			what = "no answer"
 		}
 		e.Replicas = append(e.Replicas, ReplicaReport{Replica: a.c.Replicas[i].ID, Answer: what})
 	}

@@ -261,6 +261,18 @@ func TestSlowAndDownReplicasAreNonSigners(t *testing.T) {
 		t.Fatalf("reasons: %+v", e.Replicas)
 	}
 
+	// Two of three down: the first round (applied indexes) fails. The
+	// replica that answered says what it reported, not a bare "signed ".
+	tnDown := newTestNet(t, 3, func(i int, f *fakeReplica) bool { return i != 0 })
+	tnDown.ledger.set(1, alice, "USDT", 7)
+	sDown := serve(t, tnDown.aggregatorWith(t, &syncBuffer{}, TestConfig()))
+	if st := getJSON(t, sDown, balancePath(alice, "USDT"), &e); st != http.StatusFailedDependency {
+		t.Fatalf("status %d: %+v", st, e)
+	}
+	if a := e.Replicas[0].Answer; !strings.HasPrefix(a, "reported its applied index 1; not asked to sign") {
+		t.Fatalf("the answering replica's report: %q", a)
+	}
+
 	// With five replicas (threshold 3) the same two failures leave a
 	// quorum. The round settles once the three honest replicas agree, so
 	// the hanging one costs the straggler wait, not the timeout.

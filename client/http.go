@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -73,6 +74,9 @@ type options struct {
 	scheme         string
 	chainID        uint64
 	now            func() time.Time
+	// component names the kind of server in errors ("replica",
+	// "aggregator", "sequencer node"); set by each client's constructor.
+	component string
 }
 
 func buildOptions(opts []Option) options {
@@ -170,6 +174,40 @@ func (e *APIError) Error() string {
 	return fmt.Sprintf("%s answered %d %s: %s", e.Server, e.Status, http.StatusText(e.Status), e.Message)
 }
 
+// UnreachableError is a server that could not be reached at all (refused,
+// no route, unknown host, no answer before the timeout): nothing was
+// decided, and the message names what was being asked.
+type UnreachableError struct {
+	// Component is the kind of server: "replica", "aggregator" or
+	// "sequencer node".
+	Component string
+	// Server is its base URL.
+	Server string
+	// Err is the transport error.
+	Err error
+}
+
+func (e *UnreachableError) Error() string {
+	return fmt.Sprintf("the %s at %s is not reachable (%s)", e.Component, e.Server, transportCause(e.Err))
+}
+
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// transportCause is the end of a transport error, the part a person
+// acts on ("connection refused"), without Go's "Post \"url\": dial tcp"
+// prefix.
+func transportCause(err error) string {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "no answer in time"
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		return oe.Err.Error()
+	}
+	return err.Error()
+}
+
 // errorFromAnswer builds an APIError from a non-2xx answer body.
 func errorFromAnswer(server string, status int, body []byte) *APIError {
 	var e struct {
@@ -207,7 +245,14 @@ func exchange(ctx context.Context, o *options, server, method, url string, body 
 	req.Header.Set("Accept", "application/json")
 	resp, err := o.httpClient.Do(req)
 	if err != nil {
-		return nil, err
+		if ctx.Err() != nil {
+			return nil, err // the caller gave up or was interrupted
+		}
+		component := o.component
+		if component == "" {
+			component = "server"
+		}
+		return nil, &UnreachableError{Component: component, Server: server, Err: err}
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, o.answerBytesMax+1))

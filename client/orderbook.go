@@ -70,6 +70,7 @@ type Orderbook struct {
 // WithTimeout, WithAnswerBytesMax.
 func NewOrderbook(baseURL string, opts ...Option) (*Orderbook, error) {
 	o := buildOptions(opts)
+	o.component = "replica"
 	base, err := checkBaseURL(o.scheme, baseURL)
 	if err != nil {
 		return nil, fmt.Errorf("replica URL: %w", err)
@@ -214,7 +215,7 @@ var (
 type OrderResult struct {
 	// OrderID is the order's EIP-712 digest, computed locally and checked
 	// against the replica's answer.
-	OrderID string
+	OrderID ID
 	// Request is what was sent.
 	Request obapi.OrderRequest
 	// Accepted is the answer without wait; Order the order as applied with
@@ -229,7 +230,7 @@ type OrderResult struct {
 type OpResult struct {
 	// ID is the operation's EIP-712 digest (for a withdrawal: the id a
 	// bridge pays out on), computed locally and checked against the answer.
-	ID string
+	ID ID
 	// Accepted is the answer without wait; Result the outcome with wait.
 	Accepted *obapi.OpAccepted
 	Result   *obapi.OpResult
@@ -274,11 +275,28 @@ func checkOrderParams(p *OrderParams) error {
 	return nil
 }
 
-func waitQuery(wait bool) string {
-	if wait {
+// waitQuery is the query of a request that waits for finality: the
+// replica is told how long this client waits (the smaller of the timeout
+// option and ctx's deadline, less a tenth for the answer's way back), so
+// it answers before the client gives up instead of after its own default.
+func (ob *Orderbook) waitQuery(ctx context.Context, wait bool) string {
+	if !wait {
+		return ""
+	}
+	budget := ob.o.timeout
+	if ob.o.httpClient.Timeout > 0 {
+		budget = ob.o.httpClient.Timeout
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		if left := time.Until(dl); budget <= 0 || left < budget {
+			budget = left
+		}
+	}
+	if budget <= 0 {
 		return "?wait=finalized"
 	}
-	return ""
+	serverWait := budget - budget/10
+	return fmt.Sprintf("?wait=finalized&timeout=%dms", max(serverWait.Milliseconds(), 1))
 }
 
 // SignOrder builds and signs an order without sending it: the request
@@ -324,11 +342,11 @@ func (ob *Orderbook) PlaceOrder(ctx context.Context, key *ecdsa.PrivateKey, p Or
 	if err != nil {
 		return nil, err
 	}
-	raw, err := postJSON(ctx, &ob.o, ob.base, ob.base+"/order"+waitQuery(wait), req)
+	raw, err := postJSON(ctx, &ob.o, ob.base, ob.base+"/order"+ob.waitQuery(ctx, wait), req)
 	if err != nil {
 		return nil, err
 	}
-	res := &OrderResult{OrderID: hex32(digest), Request: req, Raw: raw}
+	res := &OrderResult{OrderID: digest, Request: req, Raw: raw}
 	var answered string
 	if wait {
 		res.Order = new(obapi.Order)
@@ -342,7 +360,7 @@ func (ob *Orderbook) PlaceOrder(ctx context.Context, key *ecdsa.PrivateKey, p Or
 	if err != nil {
 		return res, fmt.Errorf("%s: malformed answer to an order: %w", ob.base, err)
 	}
-	if !strings.EqualFold(answered, res.OrderID) {
+	if !sameID(res.OrderID, answered) {
 		return res, fmt.Errorf("%w: signed %s, replica says %q", ErrIDMismatch, res.OrderID, answered)
 	}
 	return res, nil
@@ -350,7 +368,7 @@ func (ob *Orderbook) PlaceOrder(ctx context.Context, key *ecdsa.PrivateKey, p Or
 
 // Cancel signs and submits the cancellation of one of the key's resting
 // orders (POST /cancel).
-func (ob *Orderbook) Cancel(ctx context.Context, key *ecdsa.PrivateKey, orderID [32]byte, p OpParams, wait bool) (*OpResult, error) {
+func (ob *Orderbook) Cancel(ctx context.Context, key *ecdsa.PrivateKey, orderID ID, p OpParams, wait bool) (*OpResult, error) {
 	s, err := ob.signOp(ctx, key, p, func(trader common.Address, p OpParams) eip712.Message {
 		return &eip712.Cancel{Trader: trader, OrderID: orderID, Nonce: p.Nonce, Expiry: p.Expiry}
 	})
@@ -415,11 +433,11 @@ func (ob *Orderbook) Withdraw(ctx context.Context, key *ecdsa.PrivateKey, p With
 }
 
 func (ob *Orderbook) submitOp(ctx context.Context, path string, req any, digest [32]byte, wait bool) (*OpResult, error) {
-	raw, err := postJSON(ctx, &ob.o, ob.base, ob.base+path+waitQuery(wait), req)
+	raw, err := postJSON(ctx, &ob.o, ob.base, ob.base+path+ob.waitQuery(ctx, wait), req)
 	if err != nil {
 		return nil, err
 	}
-	res := &OpResult{ID: hex32(digest), Raw: raw}
+	res := &OpResult{ID: digest, Raw: raw}
 	var answered string
 	if wait {
 		res.Result = new(obapi.OpResult)
@@ -433,7 +451,7 @@ func (ob *Orderbook) submitOp(ctx context.Context, path string, req any, digest 
 	if err != nil {
 		return res, fmt.Errorf("%s: malformed answer to %s: %w", ob.base, path, err)
 	}
-	if !strings.EqualFold(answered, res.ID) {
+	if !sameID(res.ID, answered) {
 		return res, fmt.Errorf("%w: signed %s, replica says %q", ErrIDMismatch, res.ID, answered)
 	}
 	return res, nil
@@ -486,7 +504,7 @@ func VerifyBalanceSignature(c *cluster.Cluster, replicaID string, b *obapi.Balan
 
 // Withdrawal reads a recorded withdrawal and the replica's signature over
 // it (GET /withdrawals/{id}).
-func (ob *Orderbook) Withdrawal(ctx context.Context, id [32]byte) (*obapi.Withdrawal, error) {
+func (ob *Orderbook) Withdrawal(ctx context.Context, id ID) (*obapi.Withdrawal, error) {
 	var w obapi.Withdrawal
 	if err := getJSON(ctx, &ob.o, ob.base, ob.base+"/withdrawals/"+hex32(id), &w); err != nil {
 		return nil, err
@@ -565,7 +583,7 @@ func (ob *Orderbook) Orders(ctx context.Context, trader common.Address) (*obapi.
 }
 
 // Order reads one order by id (GET /orders/{id}).
-func (ob *Orderbook) Order(ctx context.Context, id [32]byte) (*obapi.Order, error) {
+func (ob *Orderbook) Order(ctx context.Context, id ID) (*obapi.Order, error) {
 	var out obapi.Order
 	if err := getJSON(ctx, &ob.o, ob.base, ob.base+"/orders/"+hex32(id), &out); err != nil {
 		return nil, err
@@ -577,7 +595,7 @@ func (ob *Orderbook) Order(ctx context.Context, id [32]byte) (*obapi.Order, erro
 }
 
 // Op reads the outcome of any submitted operation by id (GET /ops/{id}).
-func (ob *Orderbook) Op(ctx context.Context, id [32]byte) (*obapi.OpResult, error) {
+func (ob *Orderbook) Op(ctx context.Context, id ID) (*obapi.OpResult, error) {
 	var out obapi.OpResult
 	if err := getJSON(ctx, &ob.o, ob.base, ob.base+"/ops/"+hex32(id), &out); err != nil {
 		return nil, err
@@ -649,6 +667,7 @@ type Aggregator struct {
 // NewAggregator returns a client of the aggregator at baseURL.
 func NewAggregator(baseURL string, opts ...Option) (*Aggregator, error) {
 	o := buildOptions(opts)
+	o.component = "aggregator"
 	base, err := checkBaseURL(o.scheme, baseURL)
 	if err != nil {
 		return nil, fmt.Errorf("aggregator URL: %w", err)
@@ -669,7 +688,7 @@ func (a *Aggregator) BalanceProof(ctx context.Context, address common.Address, t
 
 // WithdrawalProof fetches the quorum proof of a recorded withdrawal
 // (GET /aggregate_withdrawal).
-func (a *Aggregator) WithdrawalProof(ctx context.Context, id [32]byte) (*WithdrawalProof, error) {
+func (a *Aggregator) WithdrawalProof(ctx context.Context, id ID) (*WithdrawalProof, error) {
 	var p WithdrawalProof
 	if err := getJSON(ctx, &a.o, a.base, a.base+"/aggregate_withdrawal?id="+hex32(id), &p); err != nil {
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -257,7 +258,7 @@ func TestPlaceOrderMatchesEthersVector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.OrderID != c.Digest || res.Accepted.OrderID != c.Digest {
+	if res.OrderID.String() != c.Digest || res.Accepted.OrderID != c.Digest {
 		t.Fatalf("order id %s, ethers digest %s", res.OrderID, c.Digest)
 	}
 	if res.Request.Signature != c.Signature {
@@ -283,8 +284,21 @@ func TestPlaceOrderMatchesEthersVector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasSuffix(fr.url(), "?wait=finalized") || res.Order == nil || res.Order.Status != obapi.StatusFilled || res.Order.OrderID != res.OrderID {
+	// The replica is told how long the client waits (the 15 s default
+	// less a tenth for the way back), so it answers before the client
+	// gives up.
+	if !strings.HasSuffix(fr.url(), "?wait=finalized&timeout=13500ms") || res.Order == nil || res.Order.Status != obapi.StatusFilled || res.Order.OrderID != res.OrderID.String() {
 		t.Fatalf("wait: url %s, answer %+v", fr.url(), res.Order)
+	}
+	// A context deadline shorter than the timeout wins.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err = ob.PlaceOrder(ctx, key, OrderParams{Market: "ETH/USDT", Side: "sell", Quantity: 1, Price: 1}, true); err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(fr.url())
+	if d, err := time.ParseDuration(u.Query().Get("timeout")); err != nil || d > 1800*time.Millisecond || d < 100*time.Millisecond {
+		t.Fatalf("wait with a 2 s deadline: url %s", fr.url())
 	}
 	// Defaults: a fresh nonce, expiry = now + 10 min, type limit.
 	if res.Request.OrderType != "limit" || res.Request.Expiry != obapi.Uint(uint64(fixedNow().Add(DefaultExpiry).Unix())) || res.Request.Nonce == "" {
@@ -304,7 +318,7 @@ func TestCancelAndWithdrawMatchEthersVectors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.ID != c.Digest || res.Accepted.ID != c.Digest {
+	if res.ID.String() != c.Digest || res.Accepted.ID != c.Digest {
 		t.Fatalf("cancel id %s, ethers %s", res.ID, c.Digest)
 	}
 	var req obapi.CancelRequest
@@ -316,7 +330,7 @@ func TestCancelAndWithdrawMatchEthersVectors(t *testing.T) {
 	c = v.Cases[v.find(t, "cancel-all-market")]
 	cres, err := ob.CancelAll(context.Background(), v.keyOf(t, c.Address), c.Message["market"],
 		OpParams{Nonce: mustUnits(c.Message["nonce"]), Expiry: mustUnits(c.Message["expiry"])}, false)
-	if err != nil || cres.ID != c.Digest || cres.Accepted.ID != c.Digest {
+	if err != nil || cres.ID.String() != c.Digest || cres.Accepted.ID != c.Digest {
 		t.Fatalf("cancel-all: %+v (ethers %s), %v", cres, c.Digest, err)
 	}
 	var careq obapi.CancelAllRequest
@@ -333,7 +347,7 @@ func TestCancelAndWithdrawMatchEthersVectors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if wres.ID != c.Digest || wres.Result == nil || wres.Result.Status != obapi.StatusApplied {
+	if wres.ID.String() != c.Digest || wres.Result == nil || wres.Result.Status != obapi.StatusApplied {
 		t.Fatalf("withdraw id %s (ethers %s), result %+v", wres.ID, c.Digest, wres.Result)
 	}
 	var wreq obapi.WithdrawRequest

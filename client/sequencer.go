@@ -43,6 +43,7 @@ type Sequencer struct {
 // WithScheme.
 func NewSequencer(c *cluster.Cluster, opts ...Option) *Sequencer {
 	o := buildOptions(opts)
+	o.component = "sequencer node"
 	s := &Sequencer{c: c, o: o, benchedUntil: make([]time.Time, len(c.Nodes))}
 	for _, n := range c.Nodes {
 		s.url = append(s.url, baseURL(o.scheme, n.HTTP))

@@ -105,7 +105,7 @@ func (ob *Orderbook) postOrders(ctx context.Context, res *BatchResult, wait bool
 	body := struct {
 		Orders []obapi.OrderRequest `json:"orders"`
 	}{res.Requests}
-	raw, err := postJSON(ctx, &ob.o, ob.base, ob.base+"/orders"+waitQuery(wait), body)
+	raw, err := postJSON(ctx, &ob.o, ob.base, ob.base+"/orders"+ob.waitQuery(ctx, wait), body)
 	if err != nil {
 		return nil, err
 	}

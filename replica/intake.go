@@ -244,6 +244,13 @@ func httpErr(status int, format string, args ...any) error {
 // (403). Decoding (400) happened before. Nothing changes on failure.
 func (r *Replica) check(op *Op) error {
 	if err := op.Verify(); err != nil {
+		if op.Kind != OpLegacyOrder {
+			// The usual cause: signed under another domain (a wallet on
+			// another chain), which recovers to some other address.
+			return httpErr(http.StatusUnauthorized, "%v (this replica checks EIP-712 signatures under the domain "+
+				"{name: \"seqbook\", version: \"1\", chainId: %d}, served at GET /eip712: a signature for another chain id "+
+				"or domain recovers to another address)", err, r.cfg.Domain.EIP712.ChainID)
+		}
 		return httpErr(http.StatusUnauthorized, "%v", err)
 	}
 	if op.HasNonce() {

@@ -88,6 +88,7 @@ func TestIntakeRejectsWithTheRightStatusAndChangesNothing(t *testing.T) {
 		{"expired", "/order", mustJSON(t, expired), 400, "expired"},
 		{"expiry too far ahead", "/order", mustJSON(t, farAhead), 400, "after now"},
 		{"wrong signer", "/order", mustJSON(t, forged), 401, "invalid signature"},
+		{"wrong signer names the domain", "/order", mustJSON(t, forged), 401, "under the domain {name: \"seqbook\", version: \"1\", chainId: 31337}"},
 		{"insufficient quote", "/order", mustJSON(t, tooMuch), 403, "insufficient balance"},
 		{"insufficient base", "/order", mustJSON(t, sellNothing), 403, "insufficient balance"},
 		{"legacy missing sender value", "/order", mutate(t, legacyGood, "sender", ""), 400, "sender"},
@@ -351,5 +352,26 @@ func TestIntakeVerifiedSignatureIsReusedOnlyForTheExactOperation(t *testing.T) {
 	}
 	if s1, s2 := r1.state(t), r2.state(t); s1.StateDigest != s2.StateDigest || s1.Pending != 0 {
 		t.Fatalf("replicas differ: %+v vs %+v", s1, s2)
+	}
+}
+
+// TestLegacySignatureWithoutPrefixIsAccepted: Python's eth_account writes
+// signatures as bare hex; the tutorial services take them, so the replica
+// does too (and still refuses garbage of the same length).
+func TestLegacySignatureWithoutPrefixIsAccepted(t *testing.T) {
+	clock := newClock()
+	seq := NewMemSequencer(clock.Ms)
+	r := startReplica(t, testConfig("replica1", clock), seq, NewMemStore())
+	req := signLegacy(t, bob, "sell", "1", "2000")
+	req.Signature = strings.TrimPrefix(req.Signature, "0x")
+	var ok map[string]any
+	if code := r.do(t, "POST", "/order", mustJSON(t, req), &ok); code != 200 {
+		t.Fatalf("bare-hex legacy signature: status %d %v", code, ok)
+	}
+	req = signLegacy(t, bob, "sell", "2", "2000")
+	req.Signature = "zz" + strings.TrimPrefix(req.Signature, "0x")[2:]
+	var e obapi.Error
+	if code := r.do(t, "POST", "/order", mustJSON(t, req), &e); code != 400 || !strings.Contains(e.Error, "with or without 0x") {
+		t.Fatalf("garbage signature: status %d %q", code, e.Error)
 	}
 }

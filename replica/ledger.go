@@ -204,6 +204,8 @@ type WithdrawalRecord struct {
 type OpOutcome struct {
 	ID   [32]byte // zero when the entry did not decode far enough to have one
 	Kind OpKind   // zero when unknown
+	// Trader is the operation's trader (zero when unknown); for logs.
+	Trader common.Address
 	// Status and Reason are the record's ("rejected" with a reason, or the
 	// order's status, or "applied").
 	Status string
@@ -593,7 +595,7 @@ func (l *Ledger) applyOrder(op *Op) OpOutcome {
 	if r.Status.closed() {
 		l.closeRecord(r)
 	}
-	return OpOutcome{ID: op.ID, Kind: op.Kind, Status: r.Status.String(), Reason: r.Reason, Authentic: true}
+	return OpOutcome{ID: op.ID, Kind: op.Kind, Trader: op.Trader(), Status: r.Status.String(), Reason: r.Reason, Authentic: true}
 }
 
 // addFill appends a fill, dropping the oldest past FillsPerOrderMax. It
@@ -660,13 +662,13 @@ func (l *Ledger) reject(op *Op, reason string, authentic bool) OpOutcome {
 		r := l.newRecord(op, stRejected, reason, authentic)
 		l.closeRecord(r)
 	}
-	return OpOutcome{ID: op.ID, Kind: op.Kind, Status: obapi.StatusRejected, Reason: reason, Authentic: authentic}
+	return OpOutcome{ID: op.ID, Kind: op.Kind, Trader: op.Trader(), Status: obapi.StatusRejected, Reason: reason, Authentic: authentic}
 }
 
 func (l *Ledger) applied(op *Op) OpOutcome {
 	r := l.newRecord(op, stApplied, "", true)
 	l.closeRecord(r)
-	return OpOutcome{ID: op.ID, Kind: op.Kind, Status: obapi.StatusApplied, Authentic: true}
+	return OpOutcome{ID: op.ID, Kind: op.Kind, Trader: op.Trader(), Status: obapi.StatusApplied, Authentic: true}
 }
 
 func (l *Ledger) closeRecord(r *record) { l.closedQueue = append(l.closedQueue, r.ID) }

@@ -262,12 +262,14 @@ func parseSig(s string) ([]byte, error) {
 	if s == "" {
 		return nil, fieldErr("signature", errMissing)
 	}
-	if len(s) != 2+2*ethsig.SignatureSize {
-		return nil, fieldErr("signature", fmt.Errorf("expected 0x and %d bytes of hex (r‖s‖v)", ethsig.SignatureSize))
+	// With or without 0x: ethers and wallets write 0x, Python's
+	// eth_account writes bare hex.
+	if len(s) != 2+2*ethsig.SignatureSize && len(s) != 2*ethsig.SignatureSize {
+		return nil, fieldErr("signature", fmt.Errorf("expected %d bytes of hex (r‖s‖v), with or without 0x", ethsig.SignatureSize))
 	}
 	b, err := ethsig.ParseHex(s)
 	if err != nil || len(b) != ethsig.SignatureSize {
-		return nil, fieldErr("signature", fmt.Errorf("expected 0x and %d bytes of hex (r‖s‖v)", ethsig.SignatureSize))
+		return nil, fieldErr("signature", fmt.Errorf("expected %d bytes of hex (r‖s‖v), with or without 0x", ethsig.SignatureSize))
 	}
 	return b, nil
 }

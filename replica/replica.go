@@ -101,6 +101,10 @@ type Config struct {
 	// checks, resend timers), never inside the ledger.
 	Now    func() time.Time
 	Logger *slog.Logger
+	// SummaryInterval is how often the apply loop logs a summary of the
+	// operations it applied (at info level; each operation's outcome is
+	// logged at debug level). 0 turns the summary off.
+	SummaryInterval time.Duration
 }
 
 // DefaultConfig returns the production knobs.
@@ -128,6 +132,7 @@ func DefaultConfig() Config {
 		OrdersPageMax:    10_000,
 		Now:              time.Now,
 		Logger:           slog.Default(),
+		SummaryInterval:  30 * time.Second,
 	}
 }
 
@@ -204,6 +209,8 @@ type Replica struct {
 	seq   Sequencer
 	store Store
 	log   *slog.Logger
+	// outcomes logs what the apply loop applied (apply loop only).
+	outcomes *outcomeLog
 
 	// mu guards the ledger: the apply loop writes under the write lock,
 	// reads and intake checks take the read lock.
@@ -272,6 +279,7 @@ func New(cfg Config, seq Sequencer, store Store) (*Replica, error) {
 		appliedCh: make(chan struct{}),
 		waiters:   map[[32]byte][]chan OpOutcome{},
 	}
+	r.outcomes = newOutcomeLog(r.log, cfg.SummaryInterval, cfg.Now())
 	r.in.init(cfg.PendingMax)
 	if snap == nil {
 		r.ledger = genesis
@@ -563,6 +571,10 @@ func (r *Replica) applyPage(preps []prepared) error {
 		r.lastSnapshot, r.logOps, r.logBytes = index, 0, 0
 		r.snapshotInBackground(snap)
 	}
+	for _, a := range applied {
+		r.outcomes.batch(a)
+	}
+	r.outcomes.maybeSummary(r.cfg.Now(), index)
 	r.mu.Lock()
 	r.metrics.CommitSeconds += time.Since(start).Seconds()
 	close(r.appliedCh)

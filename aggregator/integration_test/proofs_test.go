@@ -119,7 +119,7 @@ func TestQuorumProofsOnARealNetwork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := common.HexToHash(w.ID)
+	id := w.ID
 	var wp *client.WithdrawalProof
 	testproc.WaitFor(t, "withdrawal proof", 60*time.Second, func() (bool, string) {
 		wp, err = agg.WithdrawalProof(ctx, id)

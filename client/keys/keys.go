@@ -1,6 +1,8 @@
 // Package keys makes, stores and loads seqbook's two kinds of keys: a
 // trader's secp256k1 key (an Ethereum account) and a node's or replica's
-// BLS key. Key files hold the secret as one line of 0x hex, mode 0600.
+// BLS key. Key files hold the secret as one line of 0x hex, mode 0600; a
+// BLS key file starts with a comment line (BLSFileHeader) so that it is
+// never taken for a trader key (both are 32 bytes of hex).
 //
 // It also has deterministic keys for tests and the local network, derived
 // from a seed string. They are public knowledge (anyone can derive them from
@@ -41,17 +43,70 @@ func TraderHex(k *ecdsa.PrivateKey) string { return hexutil.Encode(crypto.FromEC
 // Address returns the account address of a trader key.
 func Address(k *ecdsa.PrivateKey) common.Address { return ethsig.Address(k) }
 
+// BLSFileHeader is the first line of a BLS key file: it tells a person what
+// the file is, and lets LoadTrader refuse it with a clear message.
+const BLSFileHeader = "# seqbook BLS secret key (a sequencer node's or a replica's), not a trader key"
+
+// BLSFileExt is the extension localnet gives BLS key files; a file with it
+// is taken for a BLS key even without the header (files written before it).
+const BLSFileExt = ".bls"
+
+// ErrBLSKeyFile is LoadTrader's refusal of a BLS key file.
+var ErrBLSKeyFile = errors.New("this is a BLS key file (a sequencer node's or a replica's key), not a trader key: " +
+	"make a trader key with 'seqbook keys trader --out FILE' (add --seed S for a reproducible test key)")
+
+// IsBLSKeyFile reports whether a key file at path holding content is a BLS
+// key file: its header, or localnet's extension.
+func IsBLSKeyFile(path, content string) bool {
+	return strings.HasPrefix(strings.TrimSpace(content), "#") && strings.Contains(content, "BLS") ||
+		strings.HasSuffix(path, BLSFileExt)
+}
+
 // WriteTrader writes a trader key file (0600). It refuses to overwrite.
 func WriteTrader(path string, k *ecdsa.PrivateKey) error { return writeSecret(path, TraderHex(k)) }
 
 // LoadTrader reads a trader key file.
-func LoadTrader(path string) (*ecdsa.PrivateKey, error) { return ethsig.LoadKey(path) }
+// It refuses a BLS key file (ErrBLSKeyFile) rather than use its secret as a
+// trader key, which would only fail later as an unfunded account.
+func LoadTrader(path string) (*ecdsa.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if IsBLSKeyFile(path, string(b)) {
+		return nil, fmt.Errorf("%s: %w", path, ErrBLSKeyFile)
+	}
+	k, err := ethsig.ParseKey(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return k, nil
+}
 
 // GenerateBLS makes a new BLS key from the operating system's CSPRNG.
 func GenerateBLS() (*bls.SecretKey, error) { return bls.GenerateKey() }
 
 // WriteBLS writes a BLS key file (0600). It refuses to overwrite.
-func WriteBLS(path string, sk *bls.SecretKey) error { return writeSecret(path, sk.Hex()) }
+func WriteBLS(path string, sk *bls.SecretKey) error { return writeSecret(path, BLSFileText(sk)) }
+
+// BLSFileText is the content of a BLS key file: the header, then the key.
+func BLSFileText(sk *bls.SecretKey) string { return BLSFileHeader + "\n" + sk.Hex() }
+
+// ParseBLS reads the content of a BLS key file: 0x hex, after any comment
+// lines (starting with #).
+func ParseBLS(content string) (*bls.SecretKey, error) {
+	var key []string
+	for _, line := range strings.Split(content, "\n") {
+		line = strings.TrimSpace(line)
+		if line != "" && !strings.HasPrefix(line, "#") {
+			key = append(key, line)
+		}
+	}
+	if len(key) != 1 {
+		return nil, errors.New("want one line of hex (the BLS secret key) besides # comments")
+	}
+	return bls.SecretKeyFromHex(key[0])
+}
 
 // LoadBLS reads a BLS key file.
 func LoadBLS(path string) (*bls.SecretKey, error) {
@@ -59,7 +114,7 @@ func LoadBLS(path string) (*bls.SecretKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	sk, err := bls.SecretKeyFromHex(strings.TrimSpace(string(b)))
+	sk, err := ParseBLS(string(b))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}

@@ -128,3 +128,38 @@ func TestKeyFiles(t *testing.T) {
 		t.Error("LoadBLS of a missing file succeeded")
 	}
 }
+
+func TestBLSKeyFileIsNotATraderKey(t *testing.T) {
+	dir := t.TempDir()
+	sk := DeterministicBLS("replica1")
+	path := filepath.Join(dir, "replica.key")
+	if err := WriteBLS(path, sk); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadBLS(path)
+	if err != nil || got.Hex() != sk.Hex() {
+		t.Fatalf("LoadBLS: %v", err)
+	}
+	if _, err := LoadTrader(path); !errors.Is(err, ErrBLSKeyFile) || !strings.Contains(err.Error(), "seqbook keys trader") {
+		t.Fatalf("LoadTrader of a BLS key file: %v", err)
+	}
+	// A localnet key written before the header: told apart by its name.
+	old := filepath.Join(dir, "node1"+BLSFileExt)
+	if err := os.WriteFile(old, []byte(sk.Hex()+"\n"), FileMode); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadBLS(old); err != nil {
+		t.Fatalf("LoadBLS of a header-less file: %v", err)
+	}
+	if _, err := LoadTrader(old); !errors.Is(err, ErrBLSKeyFile) {
+		t.Fatalf("LoadTrader of %s: %v", old, err)
+	}
+	// A trader key file still loads.
+	tp := filepath.Join(dir, "trader.key")
+	if err := WriteTrader(tp, DeterministicTrader("t")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadTrader(tp); err != nil {
+		t.Fatal(err)
+	}
+}

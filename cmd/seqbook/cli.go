@@ -1,9 +1,10 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
+
+	"github.com/seqbook/seqbook/internal/cli"
 )
 
 // setUsage makes fs's --help text the usage line, a blank line, the
@@ -23,17 +24,11 @@ func setUsage(fs *flag.FlagSet, usage string, about ...string) {
 }
 
 // parseOrExit parses args into fs; done reports that the command must end
-// with code: 0 after --help, 2 after a flag error (the flag package has
-// already said what was wrong). Checking positional arguments is left to
+// with code: 0 after --help (printed to stdout), 2 after a flag error (the
+// flag package has already said on stderr what was wrong). Checking positional arguments is left to
 // the caller.
 func parseOrExit(fs *flag.FlagSet, args []string) (code int, done bool) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0, true
-		}
-		return 2, true
-	}
-	return 0, false
+	return cli.Parse(fs, args)
 }
 
 // parseFlags is parseOrExit for commands that take no positional

@@ -13,6 +13,7 @@ import (
 
 	"github.com/seqbook/seqbook/aggregator"
 	"github.com/seqbook/seqbook/client/cluster"
+	"github.com/seqbook/seqbook/internal/cli"
 )
 
 func init() {
@@ -35,7 +36,7 @@ func runAggregator(args []string) int {
 	timeout := fs.Duration("timeout", d.Timeout, "how long to wait for the replicas in each round (applied index, then signed answers)")
 	straggler := fs.Duration("straggler-wait", d.StragglerWait, "how long to keep waiting for the other replicas once a quorum agreed")
 	inFlight := fs.Int("max-in-flight", d.InFlightMax, "proofs built at once; more requests get 503")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	lf := cli.AddLogFlags(fs)
 	setUsage(fs, "Usage: seqbook aggregator --cluster FILE [flags]",
 		"Serves GET /aggregate_balance?address=&token= and GET /aggregate_withdrawal?id=:",
 		"asks every replica of the cluster file for the same signed value, checks each BLS",
@@ -49,11 +50,11 @@ func runAggregator(args []string) int {
 		fs.Usage()
 		return 2
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fail("aggregator", fmt.Errorf("--log-level: %w", err))
+	logger, err := lf.Logger(os.Stderr)
+	if err != nil {
+		return fail("aggregator", err)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("component", "aggregator")
+	log := logger.With("component", "aggregator")
 
 	cfg := d
 	cfg.Timeout, cfg.StragglerWait, cfg.InFlightMax = *timeout, *straggler, *inFlight

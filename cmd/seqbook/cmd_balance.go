@@ -39,7 +39,7 @@ func balanceMain(args []string, stdout, stderr io.Writer) int {
 		"(save it and check it anywhere with `seqbook verify`). With --cluster the signature is",
 		"checked here too, and a failed check exits 1.",
 	)
-	if code, done := parseCommandFlags(fs, args, 0); done {
+	if code, done := parseCommandFlags(fs, args, 0, stdout); done {
 		return code
 	}
 	err := func() error {

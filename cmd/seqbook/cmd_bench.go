@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"sort"
 
@@ -29,9 +30,11 @@ func registerBench(b benchmark) {
 // flags): the end-to-end benchmark.
 const defaultBench = "e2e"
 
-func benchUsage() {
-	fmt.Fprintln(os.Stderr, "Usage: seqbook bench [target] [flags]   (seqbook bench <target> --help)")
-	fmt.Fprintln(os.Stderr, "\nTargets:")
+// benchUsage lists the targets on w (stdout for --help, stderr after a
+// mistake).
+func benchUsage(w io.Writer) {
+	fmt.Fprintln(w, "Usage: seqbook bench [target] [flags]   (seqbook bench <target> --help)")
+	fmt.Fprintln(w, "\nTargets:")
 	names := make([]string, 0, len(benchmarks))
 	for n := range benchmarks {
 		names = append(names, n)
@@ -42,14 +45,14 @@ func benchUsage() {
 		if n == defaultBench {
 			mark = " (default)"
 		}
-		fmt.Fprintf(os.Stderr, "  %-10s %s%s\n", n, benchmarks[n].summary, mark)
+		fmt.Fprintf(w, "  %-10s %s%s\n", n, benchmarks[n].summary, mark)
 	}
 }
 
 func runBench(args []string) int {
 	name := defaultBench
 	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
-		benchUsage()
+		benchUsage(os.Stdout)
 		return 0
 	}
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
@@ -58,7 +61,7 @@ func runBench(args []string) int {
 	b, ok := benchmarks[name]
 	if !ok {
 		fmt.Fprintf(os.Stderr, "seqbook bench: unknown target %q\n\n", name)
-		benchUsage()
+		benchUsage(os.Stderr)
 		return 2
 	}
 	return b.run(args)

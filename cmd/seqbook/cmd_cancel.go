@@ -30,7 +30,7 @@ func cancelMain(args []string, stdout, stderr io.Writer) int {
 		"With --all, signs CancelAll(trader, market, nonce, expiry) and POSTs it to",
 		"/cancel_all; with --wait the answer's \"cancelled\" is the number of orders cancelled.",
 	)
-	if code, done := parseCommandFlags(fs, args, 0); done {
+	if code, done := parseCommandFlags(fs, args, 0, stdout); done {
 		return code
 	}
 	err := func() error {
@@ -56,8 +56,11 @@ func cancelMain(args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return err
 		}
+		if res.Accepted != nil {
+			notSequenced(stderr, "cancel", res.ID.String())
+		}
 		return emitJSON(stdout, struct {
-			CancelID string          `json:"cancel_id"`
+			CancelID client.ID       `json:"cancel_id"`
 			OrderID  string          `json:"order_id"`
 			Answer   json.RawMessage `json:"answer"`
 		}{res.ID, *orderID, res.Raw})

@@ -152,8 +152,7 @@ func demo(ctx context.Context, n *localnet.Network, step func(string, ...any)) e
 	}
 	// The third replica saw the same trade from the sequence alone.
 	last := books[len(books)-1]
-	id, _ := client.ParseHash(buy.OrderID)
-	seen, err := demoWaitOrder(ctx, last, id, sell.Order.Index)
+	seen, err := demoWaitOrder(ctx, last, buy.OrderID, sell.Order.Index)
 	if err != nil {
 		return err
 	}
@@ -224,7 +223,7 @@ func demoPlace(ctx context.Context, ob *client.Orderbook, key *ecdsa.PrivateKey,
 	if err != nil {
 		return nil, fmt.Errorf("%s's %s order: %w", who, side, err)
 	}
-	step("%s's order %s is %s at index %d after %d ms (%s ETH filled)", who, load.ShortHash(r.OrderID), r.Order.Status,
+	step("%s's order %s is %s at index %d after %d ms (%s ETH filled)", who, load.ShortHash(r.OrderID.String()), r.Order.Status,
 		r.Order.Index, time.Since(t0).Milliseconds(), r.Order.Filled)
 	if r.Order.Status == obapi.StatusRejected {
 		return nil, fmt.Errorf("%s's order was rejected: %s", who, r.Order.Reason)

@@ -29,7 +29,8 @@ Actions:
   bls-pub  --key FILE              print the public key and proof of possession of a BLS key file
 
 Key files hold the secret as 0x hex with mode 0600; existing files are never
-overwritten. --seed derives the key from a string instead of randomness:
+overwritten. A BLS key file starts with a # line saying what it is, so that
+it is refused where a trader key is wanted (both are 32 bytes of hex). --seed derives the key from a string instead of randomness:
 anyone who knows the seed has the key, so use it for tests and localnets only.`)
 }
 

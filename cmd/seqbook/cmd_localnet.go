@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/seqbook/seqbook/internal/cli"
 	"github.com/seqbook/seqbook/internal/localnet"
 )
 
@@ -36,6 +37,7 @@ type netFlags struct {
 	traders      *int
 	binary       *string
 	readyTimeout *time.Duration
+	log          *cli.LogFlags
 }
 
 // addNetFlags registers the shared flags. localnet listens on DESIGN §7's
@@ -63,6 +65,7 @@ func addNetFlags(fs *flag.FlagSet, defaultDir string, designPorts bool) *netFlag
 		traders:      fs.Int("traders", d.Traders, "deterministic bench traders funded in a new genesis"),
 		binary:       fs.String("binary", "", "seqbook executable to start the components with (default: this one)"),
 		readyTimeout: fs.Duration("ready-timeout", d.ReadyTimeout, "how long each component may take to become ready"),
+		log:          cli.AddLogFlags(fs), // passed to every component: their logs under DIR/logs
 	}
 }
 
@@ -91,6 +94,10 @@ func (f *netFlags) config(dir string, out io.Writer) (localnet.Config, error) {
 		c.Ports = p
 	}
 	c.ReadyTimeout = *f.readyTimeout
+	if _, err := f.log.Logger(io.Discard); err != nil {
+		return c, err // a bad --log-format/--log-level, said once here rather than by every child
+	}
+	c.LogArgs = f.log.Args()
 	c.Out = out
 	return c, c.ValidateBasic()
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/seqbook/seqbook/client"
 	"github.com/seqbook/seqbook/client/amount"
 	"github.com/seqbook/seqbook/client/ethsig"
+	"github.com/seqbook/seqbook/client/keys"
+	"github.com/seqbook/seqbook/internal/cli"
 )
 
 // This file holds `seqbook order` and the pieces the other client
@@ -67,12 +69,12 @@ func (cf *clientFlags) context() (context.Context, context.CancelFunc) {
 
 // keyFlag is --key FILE, falling back to $SEQBOOK_KEY.
 func addKeyFlag(fs *flag.FlagSet) *string {
-	return fs.String("key", "", "trader key file (0x hex secp256k1 key, as `seqbook keys trader` writes); default $"+envKey+" (the key's hex itself)")
+	return fs.String("key", "", "trader key `FILE` (0x hex secp256k1 key, as 'seqbook keys trader' writes); default $"+envKey+" (the key's hex itself)")
 }
 
 func loadTraderKey(path string) (*ecdsa.PrivateKey, error) {
 	if path != "" {
-		return ethsig.LoadKey(path)
+		return keys.LoadTrader(path)
 	}
 	env := strings.TrimSpace(os.Getenv(envKey))
 	if env == "" {
@@ -146,10 +148,28 @@ type usageError string
 func errUsage(msg string) error    { return usageError(msg) }
 func (e usageError) Error() string { return string(e) }
 
+// howToStart says how to get a component of a local network running, or
+// how to point the command at one that runs.
+func howToStart(component string) string {
+	switch component {
+	case "replica":
+		return "Is the network running? Start a local one with 'seqbook localnet --dir DIR' (replicas on " +
+			"127.0.0.1:5001-5003; wait for 'localnet: running'), or give --replica HOST:PORT of a running replica."
+	case "aggregator":
+		return "Is the network running? Start a local one with 'seqbook localnet --dir DIR' (aggregator on " +
+			"127.0.0.1:8001; wait for 'localnet: running'), or give --aggregator HOST:PORT of a running aggregator."
+	}
+	return "Is the network running? Start a local one with 'seqbook localnet --dir DIR'."
+}
+
 // exitWith prints err in the common format and picks the exit code: 2 for
 // usage mistakes, 1 for everything else.
 func exitWith(stderr io.Writer, name string, err error) int {
 	fmt.Fprintf(stderr, "seqbook %s: %s\n", name, strings.TrimSpace(err.Error()))
+	var unreachable *client.UnreachableError
+	if errors.As(err, &unreachable) {
+		fmt.Fprintln(stderr, howToStart(unreachable.Component))
+	}
 	var ue usageError
 	if errors.As(err, &ue) {
 		fmt.Fprintf(stderr, "(seqbook %s --help lists the flags)\n", name)
@@ -159,9 +179,9 @@ func exitWith(stderr io.Writer, name string, err error) int {
 }
 
 // parseCommandFlags parses args; done reports that the command must end
-// with code (a flag error or --help).
-func parseCommandFlags(fs *flag.FlagSet, args []string, positionalMax int) (code int, done bool) {
-	if code, done := parseOrExit(fs, args); done {
+// with code (a flag error, or --help printed to stdout).
+func parseCommandFlags(fs *flag.FlagSet, args []string, positionalMax int, stdout io.Writer) (code int, done bool) {
+	if code, done := cli.ParseTo(fs, args, stdout); done {
 		return code, true
 	}
 	if fs.NArg() > positionalMax {
@@ -183,6 +203,13 @@ func requireFlags(nameValues ...string) error {
 		return errUsage("missing " + strings.Join(missing, ", "))
 	}
 	return nil
+}
+
+// notSequenced says on stderr what an answer without --wait means: the
+// replica checked the operation and passed it on, nothing more yet (with no
+// sequencer quorum it may stay there).
+func notSequenced(stderr io.Writer, what, id string) {
+	fmt.Fprintf(stderr, "accepted by the replica, not yet sequenced: the %s %s applies once the sequencer finalizes its batch (--wait waits for that)\n", what, id)
 }
 
 func emitJSON(w io.Writer, v any) error {
@@ -212,7 +239,7 @@ func orderMain(args []string, stdout, stderr io.Writer) int {
 		"in batches of up to 100. It prints one result per line (its order id and status, or",
 		"why it was refused) and exits 1 if any order was refused.",
 	)
-	if code, done := parseCommandFlags(fs, args, 0); done {
+	if code, done := parseCommandFlags(fs, args, 0, stdout); done {
 		return code
 	}
 	if *file != "" {
@@ -249,8 +276,11 @@ func orderMain(args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return err
 		}
+		if res.Accepted != nil {
+			notSequenced(stderr, "order", res.OrderID.String())
+		}
 		return emitJSON(stdout, struct {
-			OrderID string          `json:"order_id"`
+			OrderID client.ID       `json:"order_id"`
 			Trader  string          `json:"trader"`
 			Answer  json.RawMessage `json:"answer"`
 		}{res.OrderID, res.Request.Trader, res.Raw})

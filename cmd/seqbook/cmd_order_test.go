@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"io"
+	"net"
 	"strings"
 	"testing"
 )
@@ -63,8 +64,10 @@ func TestClientCommandsUsageErrors(t *testing.T) {
 		}
 	}
 	// --help is not an error.
-	if code, _, errOut := runCmd(orderMain, "--help"); code != 0 || !strings.Contains(errOut, "Usage: seqbook order") {
-		t.Fatalf("--help: exit %d, %q", code, errOut)
+	// --help is not an error: it goes to stdout, with real placeholders.
+	code, out, errOut := runCmd(orderMain, "--help")
+	if code != 0 || errOut != "" || !strings.Contains(out, "Usage: seqbook order") || !strings.Contains(out, "-key FILE") {
+		t.Fatalf("--help: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }
 
@@ -81,5 +84,37 @@ func TestBalanceCommandVerifies(t *testing.T) {
 	code, _, errOut = runCmd(balanceMain, "--replica", srv.URL, "--token", "ETH", "--cluster", other.path)
 	if code != 1 || !strings.Contains(errOut, "signature NOT verified") {
 		t.Fatalf("other cluster: exit %d, %q", code, errOut)
+	}
+}
+
+// TestNetworkDownSaysWhatAndHow: a replica or aggregator that is not
+// running is named with its address and how to start one, not a raw
+// "dial tcp" error.
+func TestNetworkDownSaysWhatAndHow(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	t.Setenv(envKey, testTraderKey)
+	for _, tc := range []struct {
+		main func(args []string, stdout, stderr io.Writer) int
+		args []string
+		want []string
+	}{
+		{balanceMain, []string{"--replica", addr, "--token", "ETH"}, []string{"the replica at http://" + addr + " is not reachable", "seqbook localnet"}},
+		{balanceMain, []string{"--aggregator", addr, "--token", "ETH"}, []string{"the aggregator at http://" + addr + " is not reachable", "--aggregator HOST:PORT"}},
+		{orderMain, []string{"--replica", addr, "--market", "ETH/USDT", "--side", "buy", "--quantity", "1", "--price", "1"}, []string{"the replica at http://" + addr + " is not reachable", "--replica HOST:PORT"}},
+	} {
+		code, _, errOut := runCmd(tc.main, tc.args...)
+		for _, w := range tc.want {
+			if code != 1 || !strings.Contains(errOut, w) {
+				t.Errorf("%v: exit %d, stderr %q, want %q", tc.args, code, errOut, w)
+			}
+		}
+		if strings.Contains(errOut, "dial tcp") {
+			t.Errorf("%v: raw transport error: %q", tc.args, errOut)
+		}
 	}
 }

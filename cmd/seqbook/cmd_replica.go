@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/seqbook/seqbook/client"
 	"github.com/seqbook/seqbook/client/cluster"
 	"github.com/seqbook/seqbook/client/keys"
+	"github.com/seqbook/seqbook/internal/cli"
 	"github.com/seqbook/seqbook/replica"
 )
 
@@ -40,8 +42,7 @@ func runReplica(args []string) int {
 	snapshotOps := fs.Uint64("snapshot-ops", 50_000, "applied operations between state snapshots at most")
 	snapshotBytes := fs.Uint64("snapshot-log-bytes", 32<<20, "bytes of logged batch bodies between state snapshots at most")
 	noSync := fs.Bool("no-sync", false, "skip fsync on commits (faster; a power loss may tear the database)")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	logFormat := fs.String("log-format", "text", "text or json")
+	lf := cli.AddLogFlags(fs)
 	setUsage(fs, "Usage: seqbook replica --cluster FILE --id REPLICA --key FILE --data DIR [--genesis FILE] [flags]",
 		"Runs one orderbook replica: takes EIP-712 (and legacy) signed operations over",
 		"HTTP, batches them to the sequencer, follows the finalized batches (verifying",
@@ -58,7 +59,7 @@ func runReplica(args []string) int {
 	if *id == "" || *keyPath == "" || *dataDir == "" {
 		return fail("replica", errors.New("--id, --key and --data are required (see --help)"))
 	}
-	logger, err := sequencerLogger(*logLevel, *logFormat)
+	logger, err := lf.Logger(os.Stderr)
 	if err != nil {
 		return fail("replica", err)
 	}

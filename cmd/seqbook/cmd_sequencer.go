@@ -5,14 +5,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/seqbook/seqbook/client/bls"
 	"github.com/seqbook/seqbook/client/cluster"
+	"github.com/seqbook/seqbook/client/keys"
+	"github.com/seqbook/seqbook/internal/cli"
 	"github.com/seqbook/seqbook/sequencer/node"
 )
 
@@ -30,8 +30,7 @@ func runSequencer(args []string) int {
 	id := fs.String("id", "", "this node's id in the cluster file (e.g. node1)")
 	keyPath := fs.String("key", "", "file holding this node's BLS secret key as hex")
 	dataDir := fs.String("data", "", "data folder (the node's database; created if missing)")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	logFormat := fs.String("log-format", "text", "text or json")
+	lf := cli.AddLogFlags(fs)
 	httpListen := fs.String("http-listen", "", "address to bind the HTTP API (default: the node's http address in the cluster file)")
 	quicListen := fs.String("quic-listen", "", "UDP address to bind QUIC (default: the node's quic address in the cluster file)")
 	fast := fs.Bool("test-timeouts", false, "use the short protocol timeouts and small bounds of tests (never in production)")
@@ -49,7 +48,7 @@ func runSequencer(args []string) int {
 	if *id == "" || *keyPath == "" || *dataDir == "" {
 		return fail("sequencer", errors.New("--id, --key and --data are required (see --help)"))
 	}
-	logger, err := sequencerLogger(*logLevel, *logFormat)
+	logger, err := lf.Logger(os.Stderr)
 	if err != nil {
 		return fail("sequencer", err)
 	}
@@ -87,25 +86,9 @@ func loadSequencerKey(path string) (*bls.SecretKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("BLS key: %w", err)
 	}
-	sk, err := bls.SecretKeyFromHex(strings.TrimSpace(string(b)))
+	sk, err := keys.ParseBLS(string(b))
 	if err != nil {
 		return nil, fmt.Errorf("BLS key %s: %w", path, err)
 	}
 	return sk, nil
-}
-
-// sequencerLogger builds the process logger from the --log-level/--log-format flags.
-func sequencerLogger(level, format string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
-	}
-	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }

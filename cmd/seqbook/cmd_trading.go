@@ -215,7 +215,7 @@ func cancelAll(of *opFlags, orderID, market string, stdout io.Writer) error {
 		CancelID string          `json:"cancel_id"`
 		Market   string          `json:"market"`
 		Answer   json.RawMessage `json:"answer"`
-	}{res.ID, market, res.Raw})
+	}{res.ID.String(), market, res.Raw})
 }
 
 func ordersMain(args []string, stdout, stderr io.Writer) int {
@@ -230,7 +230,7 @@ func ordersMain(args []string, stdout, stderr io.Writer) int {
 		"Lists a trader's orders as the replica knows them (GET /orders?trader=&status=),",
 		"newest first, as JSON. The answer's \"next\" pages on with --before.",
 	)
-	if code, done := parseCommandFlags(fs, args, 0); done {
+	if code, done := parseCommandFlags(fs, args, 0, stdout); done {
 		return code
 	}
 	err := func() error {

@@ -28,15 +28,18 @@ const proofFileBytesMax = 1 << 20
 func verifyMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	clusterPath := fs.String("cluster", "", "cluster file with the replicas' BLS keys (required)")
+	clusterPath := fs.String("cluster", "", "cluster `FILE` with the replicas' BLS keys (required)")
+	allowSingle := fs.Bool("allow-single", false, "exit 0 on one replica's signed /balance answer too (one signature, NOT a quorum)")
 	setUsage(fs, "Usage: seqbook verify --cluster FILE PROOF.json   (- or nothing: read stdin)",
 		"Checks a quorum proof from the aggregator (balance or withdrawal, told apart by its",
 		"fields) or one replica's signed /balance answer, trusting only the cluster file:",
 		"the EIP-712 digest is recomputed from the fields, the signers must be distinct",
 		"replicas reaching the cluster's threshold, and the aggregate BLS signature must",
 		"verify on their summed keys. Exit 0 and a \"verified: …\" line, or exit 1 and why not.",
+		"One replica's answer is checked too, but exits 1 (one signature is not a quorum:",
+		"a script running `verify && pay` must not pay on it) unless --allow-single.",
 	)
-	if code, done := parseCommandFlags(fs, args, 1); done {
+	if code, done := parseCommandFlags(fs, args, 1, stdout); done {
 		return code
 	}
 	err := func() error {
@@ -56,6 +59,10 @@ func verifyMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return fmt.Errorf("not verified: %w", err)
 		}
 		fmt.Fprintln(stdout, line)
+		if strings.Contains(line, singleSignature) && !*allowSingle {
+			return errors.New("not a quorum proof: only one replica signed this answer (get a quorum proof with " +
+				"'seqbook balance --aggregator HOST:PORT', or pass --allow-single to accept one signature)")
+		}
 		return nil
 	}()
 	if err != nil {
@@ -127,6 +134,9 @@ func verifySignedBalance(c *cluster.Cluster, doc []byte) (string, error) {
 	if err := client.VerifyBalanceSignature(c, "", &b); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("verified: balance %s %s of %s at index %d, signed by %s alone (one replica, not a quorum; threshold %d)",
-		b.Balance, b.Token, b.Address, b.Index, b.Replica, c.ReplicaThreshold()), nil
+	return fmt.Sprintf("signature valid: balance %s %s of %s at index %d, signed by %s alone (%s; threshold %d)",
+		b.Balance, b.Token, b.Address, b.Index, b.Replica, singleSignature, c.ReplicaThreshold()), nil
 }
+
+// singleSignature marks the account of an answer one replica signed.
+const singleSignature = "one replica, not a quorum"

@@ -135,12 +135,18 @@ func TestVerifyCommand(t *testing.T) {
 		t.Fatalf("withdrawal: exit %d, out %q, err %q", code, out, errOut)
 	}
 
-	// One replica's /balance answer: verified, and said to be one signature.
+	// One replica's /balance answer: its signature is checked and said to
+	// be one signature, but it is not a quorum: exit 1 unless
+	// --allow-single (a script's `verify && pay` must not pay on it).
 	one, _ := tn.sign(&bal, 2)
 	ans := obapi.Balance{Address: buyer.Hex(), Token: "USDT", Balance: "1000", BalanceUnits: "1000000000", Index: 17, Replica: "replica3", Signature: one.Hex()}
-	code, out, _ = runCmd(verifyCmd(""), "--cluster", tn.path, writeTemp(t, ans))
+	code, out, errOut = runCmd(verifyCmd(""), "--cluster", tn.path, writeTemp(t, ans))
+	if code != 1 || !strings.Contains(out, "signed by replica3 alone") || !strings.Contains(errOut, "not a quorum proof") {
+		t.Fatalf("replica answer: exit %d, %q, %q", code, out, errOut)
+	}
+	code, out, _ = runCmd(verifyCmd(""), "--allow-single", "--cluster", tn.path, writeTemp(t, ans))
 	if code != 0 || !strings.Contains(out, "signed by replica3 alone") {
-		t.Fatalf("replica answer: exit %d, %q", code, out)
+		t.Fatalf("replica answer with --allow-single: exit %d, %q", code, out)
 	}
 	ans.Replica = "replica1"
 	if code, _, _ = runCmd(verifyCmd(""), "--cluster", tn.path, writeTemp(t, ans)); code != 1 {

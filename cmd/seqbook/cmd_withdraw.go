@@ -32,7 +32,7 @@ func withdrawMain(args []string, stdout, stderr io.Writer) int {
 		"replica. Prints the withdrawal id (what a bridge pays out on, with the aggregator's",
 		"quorum proof: GET /aggregate_withdrawal?id=) and the answer as JSON.",
 	)
-	if code, done := parseCommandFlags(fs, args, 0); done {
+	if code, done := parseCommandFlags(fs, args, 0, stdout); done {
 		return code
 	}
 	err := func() error {
@@ -60,8 +60,11 @@ func withdrawMain(args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return err
 		}
+		if res.Accepted != nil {
+			notSequenced(stderr, "withdrawal", res.ID.String())
+		}
 		return emitJSON(stdout, struct {
-			WithdrawalID string          `json:"withdrawal_id"`
+			WithdrawalID client.ID       `json:"withdrawal_id"`
 			Answer       json.RawMessage `json:"answer"`
 		}{res.ID, res.Raw})
 	}()

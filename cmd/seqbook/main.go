@@ -5,6 +5,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -31,32 +32,35 @@ func register(c command) {
 	commands[c.name] = c
 }
 
-func usage() {
-	fmt.Fprintln(os.Stderr, "seqbook: a verifiable, replicated spot orderbook on a BFT sequencer")
-	fmt.Fprintln(os.Stderr, "\nUsage: seqbook <command> [flags]   (seqbook <command> --help for its flags)")
-	fmt.Fprintln(os.Stderr, "\nCommands:")
+// usage lists the commands on w: stdout when asked for (--help), stderr
+// after a mistake.
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "seqbook: a verifiable, replicated spot orderbook on a BFT sequencer")
+	fmt.Fprintln(w, "\nUsage: seqbook <command> [flags]   (seqbook <command> --help for its flags)")
+	fmt.Fprintln(w, "\nCommands:")
 	names := make([]string, 0, len(commands))
 	for n := range commands {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(os.Stderr, "  %-11s %s\n", n, commands[n].summary)
+		fmt.Fprintf(w, "  %-11s %s\n", n, commands[n].summary)
 	}
 }
 
 func main() {
 	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
-		usage()
 		if len(os.Args) < 2 {
+			usage(os.Stderr)
 			os.Exit(2)
 		}
+		usage(os.Stdout)
 		return
 	}
 	c, ok := commands[os.Args[1]]
 	if !ok {
 		fmt.Fprintf(os.Stderr, "seqbook: unknown command %q\n\n", os.Args[1])
-		usage()
+		usage(os.Stderr)
 		os.Exit(2)
 	}
 	os.Exit(runProfiled(c))

@@ -71,6 +71,10 @@ type Config struct {
 	// ReplicaArgs are extra flags given to every replica (tests use them
 	// to make snapshots frequent).
 	ReplicaArgs []string
+	// LogArgs are added to every component's command line: the
+	// --log-format and --log-level that localnet itself was given, so the
+	// whole network logs in one format.
+	LogArgs []string
 	// GenesisExtra, if set, is a genesis file whose balances are added to
 	// the default genesis when it is first written.
 	GenesisExtra string

@@ -15,8 +15,8 @@ import (
 
 	"github.com/ethereum/go-ethereum/common"
 
-	"github.com/seqbook/seqbook/client/bls"
 	"github.com/seqbook/seqbook/client/ethsig"
+	"github.com/seqbook/seqbook/client/keys"
 )
 
 func testConfig(t *testing.T) Config {
@@ -113,7 +113,7 @@ func TestPrepareWritesDesignClusterFile(t *testing.T) {
 			t.Fatalf("%s has mode %v", comp.KeyPath, st.Mode().Perm())
 		}
 		kb, _ := os.ReadFile(comp.KeyPath)
-		sk, err := bls.SecretKeyFromHex(strings.TrimSpace(string(kb)))
+		sk, err := keys.ParseBLS(string(kb))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -227,14 +227,16 @@ func (n *Network) current(id string) (*proc, error) {
 // args is the command line of a component (the flags agreed in DESIGN §7's
 // commands).
 func (n *Network) args(c Component) []string {
+	var args []string
 	switch c.Kind {
 	case KindSequencer:
-		return []string{KindSequencer, "--cluster", n.ClusterPath, "--id", c.ID, "--key", c.KeyPath, "--data", c.DataDir}
+		args = []string{KindSequencer, "--cluster", n.ClusterPath, "--id", c.ID, "--key", c.KeyPath, "--data", c.DataDir}
 	case KindReplica:
-		return append([]string{KindReplica, "--cluster", n.ClusterPath, "--id", c.ID, "--key", c.KeyPath, "--data", c.DataDir, "--genesis", n.GenesisPath}, n.cfg.ReplicaArgs...)
+		args = append([]string{KindReplica, "--cluster", n.ClusterPath, "--id", c.ID, "--key", c.KeyPath, "--data", c.DataDir, "--genesis", n.GenesisPath}, n.cfg.ReplicaArgs...)
 	default:
-		return []string{KindAggregator, "--cluster", n.ClusterPath}
+		args = []string{KindAggregator, "--cluster", n.ClusterPath}
 	}
+	return append(args, n.cfg.LogArgs...)
 }
 
 // spawn starts a component's process; it refuses to start one that runs.

@@ -15,6 +15,7 @@ import (
 	"github.com/seqbook/seqbook/client/cluster"
 	"github.com/seqbook/seqbook/client/eip712"
 	"github.com/seqbook/seqbook/client/ethsig"
+	"github.com/seqbook/seqbook/client/keys"
 )
 
 // App is the sequencer app name of the orderbook (DESIGN §7).
@@ -169,7 +170,7 @@ func checkKey(c *cluster.Cluster, comp Component) error {
 	if err != nil {
 		return fmt.Errorf("localnet: %w", err)
 	}
-	sk, err := bls.SecretKeyFromHex(strings.TrimSpace(string(b)))
+	sk, err := keys.ParseBLS(string(b))
 	if err != nil {
 		return fmt.Errorf("localnet: %s: %w", comp.KeyPath, err)
 	}
@@ -257,7 +258,7 @@ func newMember(dir, id string) (cluster.Member, error) {
 	if err != nil {
 		return cluster.Member{}, fmt.Errorf("localnet: %s: %w", id, err)
 	}
-	if err := writeSecret(filepath.Join(dir, "keys", id+".bls"), sk.Hex()); err != nil {
+	if err := writeSecret(filepath.Join(dir, "keys", id+keys.BLSFileExt), keys.BLSFileText(sk)); err != nil {
 		return cluster.Member{}, err
 	}
 	return cluster.Member{ID: id, BLSPubkey: sk.PublicKey().Hex(), BLSPop: sk.ProvePossession().Hex()}, nil

@@ -33,6 +33,7 @@ import (
 	"github.com/seqbook/seqbook/client/ethsig"
 	"github.com/seqbook/seqbook/client/keys"
 	"github.com/seqbook/seqbook/client/legacy"
+	"github.com/seqbook/seqbook/internal/cli"
 )
 
 type order struct {
@@ -44,7 +45,7 @@ type order struct {
 }
 
 func main() {
-	fs := flag.NewFlagSet("02_place_order", flag.ExitOnError)
+	fs := flag.NewFlagSet("02_place_order", flag.ContinueOnError)
 	url := fs.String("url", "http://localhost:5001", "the service's base URL")
 	keyHex := fs.String("key", "", "private key (hex) to sign one order with; without it, run the seed's two orders with the tutorial keys")
 	side := fs.String("side", "buy", "buy or sell (with --key)")
@@ -52,7 +53,9 @@ func main() {
 	price := fs.String("price", "200", "price in quote tokens (with --key)")
 	base := fs.String("base", "ETH", "base token (with --key)")
 	quote := fs.String("quote", "USDT", "quote token (with --key)")
-	_ = fs.Parse(os.Args[1:])
+	if code, done := cli.Parse(fs, os.Args[1:]); done {
+		os.Exit(code)
+	}
 
 	var orders []order
 	if *keyHex == "" {
@@ -126,7 +129,15 @@ func place(client *http.Client, url string, o order) error {
 		return err
 	}
 	fmt.Printf("   HTTP %d: %s\n", resp.StatusCode, bytes.TrimSpace(answer))
-	if resp.StatusCode != http.StatusOK {
+	switch resp.StatusCode {
+	case http.StatusOK:
+		fmt.Printf("   → the service accepted %s's order\n", o.who)
+	case http.StatusConflict:
+		return fmt.Errorf("the service refused %s's order (HTTP 409): this exact signed text was used before. "+
+			"The legacy text has no nonce, so a signature is accepted once, and in steps 3 and 4 the sequencer "+
+			"remembers every order, even across restarts. Start a fresh service (or, in steps 3-4, a localnet in a "+
+			"new --dir), or sign a different order: --key 0xHEX --quantity 0.7", o.who)
+	default:
 		return fmt.Errorf("the service refused %s's order (HTTP %d)", o.who, resp.StatusCode)
 	}
 	return nil

@@ -3,7 +3,7 @@
 // replication. It keeps the tutorial's routes and JSON:
 //
 //	POST /login   {"username","password"}         sets the session cookie
-//	GET  /balance ?username=&token=               a bare JSON number (the session's user if username is omitted)
+//	GET  /balance ?username=&token=               {username, token, balance, balance_units} (the session's user if username is omitted)
 //	GET  /orders                                  open orders
 //	POST /order   {"order_type","base_token","quote_token","quantity","price"}
 //
@@ -28,6 +28,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/seqbook/seqbook/internal/cli"
 	"github.com/seqbook/seqbook/tutorial/internal/tut"
 )
 
@@ -124,7 +125,7 @@ func (s *server) login(c *gin.Context) {
 		return
 	}
 	http.SetCookie(c.Writer, &http.Cookie{Name: sessionCookie, Value: tok, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
-	slog.Info("login", "user", req.Username)
+	slog.Info("login", "username", req.Username)
 	c.JSON(http.StatusOK, gin.H{"message": "Login successful"})
 }
 
@@ -151,7 +152,7 @@ func (s *server) balance(c *gin.Context) {
 		tut.Abort(c, e)
 		return
 	}
-	tut.WriteAmount(c, s.book.Balance(user, token))
+	tut.WriteBalance(c, tut.Balance{Username: user, Token: token}, s.book.Balance(user, token))
 }
 
 func (s *server) orders(c *gin.Context) {
@@ -194,7 +195,7 @@ func (s *server) placeOrder(c *gin.Context) {
 		tut.Abort(c, e)
 		return
 	}
-	slog.Info("order", "user", user, "id", id, "side", in.Side, "status", placed.Status, "fills", len(placed.Fills))
+	slog.Info("order", "username", user, cli.KeyOrderID, id, "side", in.Side, "status", placed.Status, "fills", len(placed.Fills))
 	c.JSON(http.StatusOK, placed)
 }
 
@@ -232,14 +233,21 @@ func newOrderID() (string, error) {
 }
 
 func main() {
-	fs := flag.NewFlagSet("step1-centralized", flag.ExitOnError)
+	fs := flag.NewFlagSet("step1-centralized", flag.ContinueOnError)
+	lf := cli.AddLogFlags(fs)
 	port := fs.Int("port", 5001, "TCP port to listen on")
 	host := fs.String("host", "127.0.0.1", "address to listen on")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "step1-centralized: tutorial step 1, a centralized orderbook with login sessions (users user1/pass1 and user2/pass2)")
 		fs.PrintDefaults()
 	}
-	_ = fs.Parse(os.Args[1:])
+	if code, done := cli.Parse(fs, os.Args[1:]); done {
+		os.Exit(code)
+	}
+	if _, err := lf.SetDefault(os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", fs.Name(), err)
+		os.Exit(2)
+	}
 	s, err := newServer()
 	if err != nil {
 		slog.Error("start", "err", err)

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/seqbook/seqbook/tutorial/internal/tut"
 )
 
 type client struct {
@@ -96,7 +98,16 @@ func (c *client) login(user, pass string) {
 
 func (c *client) balance(user, token string) string {
 	c.t.Helper()
-	return c.expect("GET", "/balance?username="+user+"&token="+token, "", http.StatusOK)
+	return balanceOf(c.t, c.expect("GET", "/balance?username="+user+"&token="+token, "", http.StatusOK))
+}
+
+func balanceOf(t *testing.T, body string) string {
+	t.Helper()
+	b, err := tut.DecodeBalance([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 type placed struct {
@@ -172,7 +183,7 @@ func TestSeedFlow(t *testing.T) {
 		t.Errorf("orders after the trade: %s", got)
 	}
 	// With no username, /balance answers for the session's user.
-	if got := u2.expect("GET", "/balance?token=USDT", "", http.StatusOK); got != "200" {
+	if got := balanceOf(t, u2.expect("GET", "/balance?token=USDT", "", http.StatusOK)); got != "200" {
 		t.Errorf("session balance = %s", got)
 	}
 	if err := s.book.CheckInvariants(); err != nil {

@@ -8,7 +8,7 @@
 // tutorial's Python client (eth_account's sign_message) works unchanged.
 //
 //	POST /order   {"sender","order_type","base_token","quote_token","quantity","price","signature"}
-//	GET  /balance ?address=&token=        a bare JSON number
+//	GET  /balance ?address=&token=        {address, token, balance, balance_units}
 //	GET  /orders                          open orders
 //
 // Answers: 400 malformed (the error names the field), 401 when the
@@ -38,6 +38,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/seqbook/seqbook/client/keys"
+	"github.com/seqbook/seqbook/internal/cli"
 	"github.com/seqbook/seqbook/tutorial/internal/tut"
 )
 
@@ -114,19 +115,26 @@ func (s *server) placeOrder(c *gin.Context) {
 		tut.Abort(c, e)
 		return
 	}
-	slog.Info("order", "sender", ck.Order.Account, "id", ck.Order.ID, "message", ck.Message, "status", placed.Status, "fills", len(placed.Fills))
+	slog.Info("order", cli.KeyTrader, ck.Order.Account, cli.KeyOrderID, ck.Order.ID, "message", ck.Message, "status", placed.Status, "fills", len(placed.Fills))
 	c.JSON(http.StatusOK, placed)
 }
 
 func main() {
-	fs := flag.NewFlagSet("step2-signatures", flag.ExitOnError)
+	fs := flag.NewFlagSet("step2-signatures", flag.ContinueOnError)
+	lf := cli.AddLogFlags(fs)
 	port := fs.Int("port", 5001, "TCP port to listen on")
 	host := fs.String("host", "127.0.0.1", "address to listen on")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "step2-signatures: tutorial step 2, an orderbook where every order is signed (EIP-191 personal_sign of the legacy text)")
 		fs.PrintDefaults()
 	}
-	_ = fs.Parse(os.Args[1:])
+	if code, done := cli.Parse(fs, os.Args[1:]); done {
+		os.Exit(code)
+	}
+	if _, err := lf.SetDefault(os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", fs.Name(), err)
+		os.Exit(2)
+	}
 	s, err := newServer()
 	if err != nil {
 		slog.Error("start", "err", err)

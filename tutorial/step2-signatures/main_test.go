@@ -19,6 +19,7 @@ import (
 	"github.com/seqbook/seqbook/client/ethsig"
 	"github.com/seqbook/seqbook/client/keys"
 	"github.com/seqbook/seqbook/client/legacy"
+	"github.com/seqbook/seqbook/tutorial/internal/tut"
 )
 
 func TestMain(m *testing.M) {
@@ -104,7 +105,11 @@ func encode(t *testing.T, v any) string {
 
 func balance(t *testing.T, ts *httptest.Server, addr, token string) string {
 	t.Helper()
-	return expect(t, "GET", ts.URL+"/balance?address="+addr+"&token="+token, "", http.StatusOK, "")
+	b, err := tut.DecodeBalance([]byte(expect(t, "GET", ts.URL+"/balance?address="+addr+"&token="+token, "", http.StatusOK, "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // The seed's 02_place_order.py, byte for byte as its Python client sends

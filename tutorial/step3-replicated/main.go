@@ -7,7 +7,7 @@
 //     sender's balance as this instance knows it) and sends it to the
 //     sequencer as a batch: a JSON list of order payloads, like the
 //     tutorial's zellular.send([order_payload]). The answer is
-//     {"message": "Order sent to consensus layer", "order_id": …}.
+//     {"message": "Order sent to consensus layer (the sequencer): …", "order_id": …}.
 //   - A loop follows the app's finalized batches (through the client SDK,
 //     which checks each batch's hash, the chaining hash and the nodes'
 //     quorum BLS signature itself, trusting no single node) and applies
@@ -20,7 +20,7 @@
 // app from the first batch.
 //
 //	POST /order   {"sender","order_type","base_token","quote_token","quantity","price","signature"}
-//	GET  /balance ?address=&token=        a bare JSON number (available balance)
+//	GET  /balance ?address=&token=        {address, token, balance, balance_units} (available)
 //	GET  /orders                          open orders
 //	GET  /state                           {"app","applied_index","open_orders"}
 //
@@ -56,6 +56,7 @@ import (
 	"github.com/seqbook/seqbook/client/amount"
 	"github.com/seqbook/seqbook/client/cluster"
 	"github.com/seqbook/seqbook/client/keys"
+	"github.com/seqbook/seqbook/internal/cli"
 	"github.com/seqbook/seqbook/tutorial/internal/replicated"
 	"github.com/seqbook/seqbook/tutorial/internal/tut"
 )
@@ -138,8 +139,8 @@ func (s *server) placeOrder(c *gin.Context) {
 		tut.Abort(c, &tut.HTTPError{Status: http.StatusServiceUnavailable, Msg: fmt.Sprintf("no sequencer node took the order: %v", err)})
 		return
 	}
-	s.log.Info("order sent to the sequencer", "sender", ck.Order.Account, "id", ck.Order.ID, "message", ck.Message)
-	c.JSON(http.StatusOK, gin.H{"message": "Order sent to consensus layer", "order_id": ck.Order.ID})
+	s.log.Info("order sent to the sequencer", cli.KeyTrader, ck.Order.Account, cli.KeyOrderID, ck.Order.ID, "message", ck.Message)
+	c.JSON(http.StatusOK, gin.H{"message": replicated.SentMessage, "order_id": ck.Order.ID})
 }
 
 // apply applies one finalized batch: every order in it, in order, each
@@ -153,10 +154,10 @@ func (s *server) apply(b client.Batch) error {
 	}
 	for i, o := range results {
 		if o.Placed == nil {
-			s.log.Info("order not applied", "index", b.Index, "position", i, "id", o.ID, "reason", o.Reason)
+			s.log.Info("order not applied", cli.KeyIndex, b.Index, "position", i, cli.KeyOrderID, o.ID, "reason", o.Reason)
 			continue
 		}
-		s.log.Info("order applied", "index", b.Index, "id", o.ID, "status", o.Status, "fills", len(o.Placed.Fills))
+		s.log.Info("order applied", cli.KeyIndex, b.Index, cli.KeyOrderID, o.ID, "status", o.Status, "fills", len(o.Placed.Fills))
 	}
 	return nil
 }
@@ -178,7 +179,8 @@ func (s *server) run(ctx context.Context) error {
 }
 
 func main() {
-	fs := flag.NewFlagSet("step3-replicated", flag.ExitOnError)
+	fs := flag.NewFlagSet("step3-replicated", flag.ContinueOnError)
+	lf := cli.AddLogFlags(fs)
 	clusterPath := fs.String("cluster", "", "cluster file of a running sequencer cluster (required)")
 	port := fs.Int("port", 5001, "TCP port to listen on")
 	host := fs.String("host", "127.0.0.1", "address to listen on")
@@ -188,12 +190,19 @@ func main() {
 		fmt.Fprintln(fs.Output(), "usage: step3-replicated --cluster cluster.json [--port 5001]")
 		fs.PrintDefaults()
 	}
-	_ = fs.Parse(os.Args[1:])
+	if code, done := cli.Parse(fs, os.Args[1:]); done {
+		os.Exit(code)
+	}
 	if *clusterPath == "" {
 		fmt.Fprintln(os.Stderr, "step3-replicated: --cluster is required (the cluster file of a running sequencer, e.g. from seqbook localnet)")
 		os.Exit(2)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("service", "step3-replicated", "port", *port)
+	logger, err := lf.SetDefault(os.Stderr)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "step3-replicated: %v\n", err)
+		os.Exit(2)
+	}
+	log := logger.With("service", "step3-replicated", "port", *port)
 	c, err := cluster.Load(*clusterPath)
 	if err != nil {
 		log.Error("start", "err", err)

@@ -24,6 +24,8 @@ import (
 	"github.com/seqbook/seqbook/client/keys"
 	"github.com/seqbook/seqbook/client/legacy"
 	"github.com/seqbook/seqbook/internal/localnet"
+	"github.com/seqbook/seqbook/tutorial/internal/replicated"
+	"github.com/seqbook/seqbook/tutorial/internal/tut"
 )
 
 // memSequencer sequences every Send at once, for unit tests.
@@ -147,7 +149,7 @@ func TestInstancesApplyTheSameSequence(t *testing.T) {
 
 	// Sent, not applied: the answer is the tutorial's.
 	code, out := post(t, urls[0], signed(t, u1, "buy", "1", "200"))
-	if code != 200 || out["message"] != "Order sent to consensus layer" {
+	if code != 200 || out["message"] != replicated.SentMessage {
 		t.Fatalf("buy: %d %v", code, out)
 	}
 	code, out = post(t, urls[1], signed(t, u2, "sell", "0.5", "190"))
@@ -165,10 +167,10 @@ func TestInstancesApplyTheSameSequence(t *testing.T) {
 		waitUntil(t, "both orders applied", 5*time.Second, func() bool { applied, _ := s.ledger.State(); return applied >= 4 })
 	}
 	for _, u := range urls {
-		if b := get(t, u+"/balance?address="+keys.TutorialUser2Address.Hex()+"&token=USDT"); b != "100" {
+		if b := balanceOf(t, get(t, u+"/balance?address="+keys.TutorialUser2Address.Hex()+"&token=USDT")); b != "100" {
 			t.Errorf("%s: user2 USDT = %s, want 100 (0.5 ETH sold at the maker's price, 200)", u, b)
 		}
-		if b := get(t, u+"/balance?address="+keys.TutorialUser1Address.Hex()+"&token=ETH"); b != "0.5" {
+		if b := balanceOf(t, get(t, u+"/balance?address="+keys.TutorialUser1Address.Hex()+"&token=ETH")); b != "0.5" {
 			t.Errorf("%s: user1 ETH = %s, want 0.5", u, b)
 		}
 	}
@@ -275,13 +277,24 @@ func TestAgainstARealSequencer(t *testing.T) {
 	}
 	for _, u := range urls {
 		waitUntil(t, u+" to apply both orders", 60*time.Second, func() bool {
-			return get(t, u+"/balance?address="+keys.TutorialUser1Address.Hex()+"&token=ETH") == "1.5"
+			b, _ := tut.DecodeBalance([]byte(get(t, u+"/balance?address="+keys.TutorialUser1Address.Hex()+"&token=ETH")))
+			return b == "1.5"
 		})
 	}
 	if a, b := get(t, urls[0]+"/orders"), get(t, urls[1]+"/orders"); a != b {
 		t.Fatalf("instances differ:\n%s\n%s", a, b)
 	}
-	if a, b := get(t, urls[0]+"/balance?address="+keys.TutorialUser2Address.Hex()+"&token=USDT"), "300"; a != b {
+	if a, b := balanceOf(t, get(t, urls[0]+"/balance?address="+keys.TutorialUser2Address.Hex()+"&token=USDT")), "300"; a != b {
 		t.Fatalf("user2 USDT %s, want %s", a, b)
 	}
+}
+
+// balanceOf reads a GET /balance answer's balance.
+func balanceOf(t *testing.T, body string) string {
+	t.Helper()
+	b, err := tut.DecodeBalance([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -8,7 +8,9 @@
 // cluster of --cluster as a batch of the app --app; it applies the app's
 // finalized batches in order, after the client SDK has checked the nodes'
 // aggregated finality signature, re-checking every order itself. Several
-// instances on the same cluster and app compute the same book.
+// instances on the same cluster and app compute the same book. The default
+// app is not step 3's, so the tutorial's scripted orders can be placed
+// again on the network step 3 started.
 //
 //	POST /order[?wait=applied]  {"sender","order_type","base_token","quote_token","quantity","price","signature"}
 //	GET  /balance?address=&token=[&index=N]
@@ -28,13 +30,13 @@
 // GET /members, the cluster file to verify it with:
 //
 //	seqbook localnet --dir /tmp/sb &
-//	step4-verifiable --cluster /tmp/sb/cluster.json --port 5101 --bls-key /tmp/s4/a.key &
-//	step4-verifiable --cluster /tmp/sb/cluster.json --port 5102 --bls-key /tmp/s4/b.key &
-//	step4-verifiable --cluster /tmp/sb/cluster.json --port 5103 --bls-key /tmp/s4/c.key &
-//	step4-verifiable --aggregate --cluster /tmp/sb/cluster.json --port 5100 \
-//	    --peers http://127.0.0.1:5101,http://127.0.0.1:5102,http://127.0.0.1:5103 &
-//	curl 'http://127.0.0.1:5100/aggregate_balance?address=0xc66F8Fba940064B5bA8d437d6fF829E60134230E&token=USDT' > proof.json
-//	curl http://127.0.0.1:5100/members > members.json
+//	step4-verifiable --cluster /tmp/sb/cluster.json --port 5201 --bls-key /tmp/s4/a.key &
+//	step4-verifiable --cluster /tmp/sb/cluster.json --port 5202 --bls-key /tmp/s4/b.key &
+//	step4-verifiable --cluster /tmp/sb/cluster.json --port 5203 --bls-key /tmp/s4/c.key &
+//	step4-verifiable --aggregate --cluster /tmp/sb/cluster.json --port 5200 \
+//	    --peers http://127.0.0.1:5201,http://127.0.0.1:5202,http://127.0.0.1:5203 &
+//	curl 'http://127.0.0.1:5200/aggregate_balance?address=0xc66F8Fba940064B5bA8d437d6fF829E60134230E&token=USDT' > proof.json
+//	curl http://127.0.0.1:5200/members > members.json
 //	seqbook verify --cluster members.json proof.json
 //
 // The tutorial's two accounts are funded at start, as in steps 1–3.
@@ -48,6 +50,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -56,13 +59,17 @@ import (
 	"github.com/seqbook/seqbook/client/bls"
 	"github.com/seqbook/seqbook/client/cluster"
 	"github.com/seqbook/seqbook/client/keys"
+	"github.com/seqbook/seqbook/internal/cli"
 	"github.com/seqbook/seqbook/tutorial/internal/tut"
 )
 
-// defaultApp is the sequencer app the tutorial instances share, step 3's:
-// not the full system's "orderbook", whose batches carry other operations.
-// Step 3 and step 4 instances on one app hold the same book.
-const defaultApp = "tutorial-orderbook"
+// defaultApp is the sequencer app the step 4 instances share. Not step
+// 3's: a legacy signature is accepted once per app, so the same scripted
+// orders placed again in step 4, on the network of step 3, would be
+// refused (409) as replays of step 3's. Not the full system's "orderbook"
+// either, whose batches carry other operations. --app tutorial-orderbook
+// follows step 3's book instead.
+const defaultApp = "tutorial-verifiable"
 
 func main() { os.Exit(run(os.Args[1:])) }
 
@@ -70,21 +77,23 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("step4-verifiable", flag.ContinueOnError)
 	port := fs.Int("port", 5001, "TCP port to listen on")
 	host := fs.String("host", "127.0.0.1", "address to listen on")
-	clusterPath := fs.String("cluster", "", "cluster file of the sequencer nodes (required), e.g. the one `seqbook localnet` writes")
+	clusterPath := fs.String("cluster", "", "cluster `FILE` of the sequencer nodes (required), e.g. the one 'seqbook localnet' writes")
 	app := fs.String("app", defaultApp, "sequencer app the instances share")
 	keyPath := fs.String("bls-key", "", "this instance's BLS secret key file (0x hex); created if missing (required for an instance)")
 	id := fs.String("id", "", "this instance's name in its signed answers (default step4-PORT)")
 	aggregate := fs.Bool("aggregate", false, "run the aggregator over --peers instead of an instance")
 	peers := fs.String("peers", "", "with --aggregate: the instances' base URLs, comma-separated")
+	lf := cli.AddLogFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "step4-verifiable: tutorial step 4, a replicated orderbook with BLS-signed balances (instance),")
 		fmt.Fprintln(fs.Output(), "or with --aggregate the aggregator of several instances' signed balances into quorum proofs.")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
+	if code, done := cli.Parse(fs, args); done {
+		return code
+	}
+	if _, err := lf.SetDefault(os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "step4-verifiable: %v\n", err)
 		return 2
 	}
 	if *clusterPath == "" || fs.NArg() > 0 {
@@ -138,7 +147,7 @@ func run(args []string) int {
 		slog.Error("start", "err", err)
 		return 1
 	}
-	log.Info("instance", "id", name, "app", *app, "bls_pubkey", key.PublicKey().Hex())
+	log.Info("instance", "id", name, cli.KeyApp, *app, "bls_pubkey", key.PublicKey().Hex())
 	go func() {
 		if err := s.follow(ctx); err != nil && ctx.Err() == nil {
 			slog.Error("following the sequencer stopped", "err", err)
@@ -164,6 +173,11 @@ func loadOrCreateKey(path string) (*bls.SecretKey, error) {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		sk, err := keys.GenerateBLS()
 		if err != nil {
+			return nil, err
+		}
+		// The folder too: on a fresh machine /tmp/s4 of the tutorial does
+		// not exist yet.
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, err
 		}
 		if err := keys.WriteBLS(path, sk); err != nil {

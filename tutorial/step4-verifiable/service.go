@@ -19,6 +19,7 @@ import (
 	"github.com/seqbook/seqbook/client/cluster"
 	"github.com/seqbook/seqbook/client/eip712"
 	"github.com/seqbook/seqbook/client/obapi"
+	"github.com/seqbook/seqbook/internal/cli"
 	"github.com/seqbook/seqbook/tutorial/internal/replicated"
 	"github.com/seqbook/seqbook/tutorial/internal/tut"
 )
@@ -132,9 +133,9 @@ func (s *instance) placeOrder(c *gin.Context) {
 		tut.Abort(c, &tut.HTTPError{Status: http.StatusBadGateway, Msg: "sending to the sequencer: " + err.Error()})
 		return
 	}
-	s.log.Info("order sent to the sequencer", "sender", ck.Order.Account, "id", ck.Order.ID, "message", ck.Text)
+	s.log.Info("order sent to the sequencer", cli.KeyTrader, ck.Order.Account, cli.KeyOrderID, ck.Order.ID, "message", ck.Text)
 	if c.Query("wait") != "applied" {
-		c.JSON(http.StatusOK, gin.H{"message": "Order sent to consensus layer", "order_id": ck.Order.ID})
+		c.JSON(http.StatusOK, gin.H{"message": replicated.SentMessage, "order_id": ck.Order.ID})
 		return
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), orderWaitMax)

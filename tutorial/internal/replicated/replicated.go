@@ -39,6 +39,12 @@ type OrderPayload struct {
 	Signature  string          `json:"signature"`
 }
 
+// SentMessage is the answer's message to an order sent to the sequencer
+// (steps 3 and 4): the seed's "Order sent to consensus layer", saying what a
+// learner needs to know next.
+const SentMessage = "Order sent to consensus layer (the sequencer): not applied yet; every instance applies it " +
+	"once the sequencer finalizes its batch, usually within a second (GET /orders, GET /balance)"
+
 // Bounds of what one instance keeps and accepts.
 const (
 	// UsedSignaturesMax bounds the replay-protection memory, as in step 2.

@@ -142,9 +142,34 @@ func Side(s string) *HTTPError {
 	return nil
 }
 
-// WriteAmount answers with a bare JSON number, as the seed's /balance did.
-func WriteAmount(c *gin.Context, v uint64) {
-	c.Data(http.StatusOK, "application/json", []byte(amount.Format(v)))
+// Balance is every step's answer to GET /balance: the same shape in all
+// four steps (step 4 adds the index it is bound to, the instance and its
+// signature). balance is a decimal string ("800.5"): a JSON number would be
+// read as a float by most clients, and 6-decimal amounts do not survive
+// that; balance_units is the same amount in base units (10^-6).
+type Balance struct {
+	Username     string `json:"username,omitempty"` // step 1
+	Address      string `json:"address,omitempty"`  // steps 2–4
+	Token        string `json:"token"`
+	Balance      string `json:"balance"`
+	BalanceUnits string `json:"balance_units"`
+}
+
+// WriteBalance answers GET /balance for an account (a step 1 username or a
+// step 2–3 address) holding v base units of token.
+func WriteBalance(c *gin.Context, b Balance, v uint64) {
+	b.Balance, b.BalanceUnits = amount.Format(v), strconv.FormatUint(v, 10)
+	c.JSON(http.StatusOK, b)
+}
+
+// DecodeBalance reads a GET /balance answer and returns its balance
+// field (tests and scripts).
+func DecodeBalance(body []byte) (string, error) {
+	var b Balance
+	if err := json.Unmarshal(body, &b); err != nil {
+		return "", fmt.Errorf("balance answer %q: %w", body, err)
+	}
+	return b.Balance, nil
 }
 
 // NewEngine returns a gin engine without debug output, recovering from

@@ -111,7 +111,7 @@ func CheckSigned(req OrderRequest) (*Signed, *HTTPError) {
 }
 
 // BalanceHandler answers GET /balance?address=&token= with the account's
-// available balance as a bare JSON number, as the seed's /balance did.
+// available balance (see Balance).
 func BalanceHandler(book *Book) func(c *gin.Context) {
 	return func(c *gin.Context) {
 		addr, e := Address("address", c.Query("address"))
@@ -124,6 +124,6 @@ func BalanceHandler(book *Book) func(c *gin.Context) {
 			Abort(c, e)
 			return
 		}
-		WriteAmount(c, book.Balance(addr, token))
+		WriteBalance(c, Balance{Address: addr, Token: token}, book.Balance(addr, token))
 	}
 }
