@@ -14,11 +14,13 @@ import (
 	"testing"
 
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
 
 	"github.com/seqbook/seqbook/client"
 	"github.com/seqbook/seqbook/client/amount"
 	"github.com/seqbook/seqbook/client/cluster"
 	"github.com/seqbook/seqbook/client/keys"
+	"github.com/seqbook/seqbook/client/obapi"
 	"github.com/seqbook/seqbook/internal/mdblocks"
 )
 
@@ -96,6 +98,55 @@ func ExampleOrderbook_PlaceOrder() {
 			log.Fatal(err)
 		}
 	}
+}
+
+// The trading calls of DESIGN §8: batch placement, naming an order by its
+// nonce, cancelling everything in a market, and paging through history.
+func ExampleOrderbook_PlaceOrders() {
+	ctx := context.Background()
+	ob, err := client.NewOrderbook("127.0.0.1:5001", client.WithChainID(31337))
+	if err != nil {
+		log.Fatal(err)
+	}
+	key, err := keys.LoadTrader("trader.key")
+	if err != nil {
+		log.Fatal(err)
+	}
+	trader := crypto.PubkeyToAddress(key.PublicKey)
+	qty, _ := amount.Parse("0.1")
+	px, _ := amount.Parse("2000")
+
+	// up to 100 orders in one request; one refused order does not refuse the others
+	res, err := ob.PlaceOrders(ctx, key, []client.OrderParams{
+		{Market: "ETH/USDT", Side: "buy", Type: "fok", Quantity: qty, Price: px},
+		{Market: "ETH/USDT", Side: "sell", Type: "post_only", Quantity: qty, Price: px + 5_000_000, Nonce: 42},
+	}, false)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for i, r := range res.Results {
+		fmt.Println(res.OrderIDs[i], r.Status, r.Error)
+	}
+
+	o, err := ob.OrderByNonce(ctx, trader, 42) // named before it is sequenced
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(o.Status)
+	ca, err := ob.CancelAll(ctx, key, "ETH/USDT", client.OpParams{}, true) // "" = every market
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(*ca.Result.Cancelled)
+	h, err := ob.OrderHistory(ctx, trader, client.HistoryQuery{Status: obapi.HistoryOpen, Limit: 50})
+	if err != nil {
+		log.Fatal(err)
+	}
+	h, err = ob.OrderHistory(ctx, trader, client.HistoryQuery{Status: obapi.HistoryOpen, Before: h.Next})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(len(h.Orders))
 }
 
 // Fetching a balance quorum proof from the aggregator and checking it
