@@ -24,8 +24,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/ethereum/go-ethereum/common"
 
@@ -492,23 +490,15 @@ func isAddress(s string) bool {
 // proofs of longer ones, so the aggregator refuses to build them.
 const tokenBytesMax = 32
 
-// checkToken accepts what a replica can hold a balance of: a non-empty
-// UTF-8 name of at most tokenBytesMax bytes without '/' (the market
-// separator) or control characters.
+// checkToken accepts what a replica can hold a balance of (the replica's
+// own rule, obapi.CheckTokenName, so a name the replicas would refuse with
+// 400 is refused here with 400 too), of at most tokenBytesMax bytes.
 func checkToken(t string) error {
-	if t == "" {
-		return errors.New("empty")
+	if err := obapi.CheckTokenName(t); err != nil {
+		return err
 	}
 	if len(t) > tokenBytesMax {
 		return fmt.Errorf("longer than %d bytes", tokenBytesMax)
-	}
-	if !utf8.ValidString(t) {
-		return errors.New("not valid UTF-8")
-	}
-	for _, r := range t {
-		if r == '/' || unicode.IsControl(r) {
-			return fmt.Errorf("%q contains '/' or a control character", t)
-		}
 	}
 	return nil
 }
