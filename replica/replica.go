@@ -289,11 +289,12 @@ func New(cfg Config, seq Sequencer, store Store) (*Replica, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := store.Commit(&Commit{Snapshot: s, SnapshotIndex: 0}); err != nil {
+		d, _ := genesis.Digest()
+		if err := store.Commit(&Commit{Snapshot: sealSnapshot(0, d, s), SnapshotIndex: 0}); err != nil {
 			return nil, fmt.Errorf("storing the genesis snapshot: %w", err)
 		}
 	} else {
-		l, err := RestoreLedger(cfg.Ledger, cfg.Domain, snap)
+		l, err := restoreChecked(cfg, locationOf(store), snap)
 		if err != nil {
 			return nil, err
 		}
@@ -303,8 +304,10 @@ func New(cfg Config, seq Sequencer, store Store) (*Replica, error) {
 		r.ledger = l
 		r.lastSnapshot = l.index
 		after, prev, _ := l.Index()
-		if err := checkChain(after, prev, logged); err != nil {
-			return nil, fmt.Errorf("stored batch log: %w", err)
+		if err := chainBreak(after, prev, logged); err != nil {
+			// Each record passed its checksum, so they were written like
+			// this: still local state that cannot be vouched for.
+			return nil, &CorruptionError{File: locationOf(store), What: "the batch log does not extend the snapshot's chain: " + err.Error()}
 		}
 		for _, b := range logged {
 			a := r.applyPrepared(prepareBatch(cfg.Domain, b, cfg.VerifyWorkers, nil))
@@ -337,6 +340,39 @@ func New(cfg Config, seq Sequencer, store Store) (*Replica, error) {
 		}
 	}
 	return r, nil
+}
+
+// locationOf names a store's file in errors.
+func locationOf(s Store) string {
+	if l, ok := s.(interface{ Location() string }); ok {
+		return l.Location()
+	}
+	return "the replica's store"
+}
+
+// restoreChecked opens a sealed snapshot (checksums), restores the ledger
+// and recomputes its state digest, which must be the one recorded when the
+// snapshot was taken. Any mismatch is a *CorruptionError naming file.
+func restoreChecked(cfg Config, file string, snap []byte) (*Ledger, error) {
+	sealed, err := openSnapshot(snap)
+	if err != nil {
+		return nil, &CorruptionError{File: file, What: err.Error()}
+	}
+	l, err := RestoreLedger(cfg.Ledger, cfg.Domain, sealed.Payload)
+	if err != nil {
+		return nil, &CorruptionError{File: file, What: "snapshot does not decode: " + err.Error()}
+	}
+	if sealed.Legacy {
+		cfg.Logger.Warn("the stored snapshot predates checksums; it is replaced by a checked one at the next snapshot", "file", file, "index", l.index)
+		return l, nil
+	}
+	if l.index != sealed.Index {
+		return nil, &CorruptionError{File: file, What: fmt.Sprintf("snapshot recorded for index %d restores index %d", sealed.Index, l.index)}
+	}
+	if d, _ := l.Digest(); d != sealed.Digest {
+		return nil, &CorruptionError{File: file, What: fmt.Sprintf("the state restored from the snapshot at index %d has digest %x, the snapshot recorded %x", l.index, d, sealed.Digest)}
+	}
+	return l, nil
 }
 
 // prepared is a batch decoded and verified outside the ledger lock.
@@ -396,7 +432,7 @@ func (r *Replica) waitSnapshot() error {
 // snapshot's index were committed to the log before this starts, and the
 // store drops them only in the transaction that stores the snapshot, so
 // a crash at any point leaves "snapshot + logged batches" exact.
-func (r *Replica) snapshotInBackground(s *ledgerSnapshot) {
+func (r *Replica) snapshotInBackground(s *ledgerSnapshot, digest [32]byte) {
 	done := make(chan struct{})
 	r.snapshotDone, r.snapshotErr = done, nil
 	go func() {
@@ -404,6 +440,7 @@ func (r *Replica) snapshotInBackground(s *ledgerSnapshot) {
 		start := time.Now()
 		b, err := s.encode()
 		if err == nil {
+			b = sealSnapshot(s.Index, digest, b)
 			err = r.store.Commit(&Commit{Snapshot: b, SnapshotIndex: s.Index})
 		}
 		if err != nil {
@@ -546,6 +583,7 @@ func (r *Replica) applyPage(preps []prepared) error {
 	}
 	index := r.ledger.index
 	var snap *ledgerSnapshot
+	var snapDigest [32]byte
 	if index-r.lastSnapshot >= r.cfg.SnapshotEvery || r.logOps >= r.cfg.SnapshotOps || r.logBytes >= r.cfg.SnapshotLogBytes {
 		// Only the apply loop writes the ledger, so it can capture it
 		// without blocking readers. The capture is cheap; encoding and
@@ -560,7 +598,8 @@ func (r *Replica) applyPage(preps []prepared) error {
 		if err != nil {
 			return fmt.Errorf("snapshot at %d: %w", index, err)
 		}
-		snap = s
+		// Recorded with the snapshot: a restore recomputes it and compares.
+		snap, snapDigest = s, r.stateDigestAt(index)
 	}
 	start := time.Now()
 	if err := r.store.Commit(c); err != nil {
@@ -569,7 +608,7 @@ func (r *Replica) applyPage(preps []prepared) error {
 	}
 	if snap != nil {
 		r.lastSnapshot, r.logOps, r.logBytes = index, 0, 0
-		r.snapshotInBackground(snap)
+		r.snapshotInBackground(snap, snapDigest)
 	}
 	for _, a := range applied {
 		r.outcomes.batch(a)
@@ -666,6 +705,16 @@ func (r *Replica) Applied() uint64 {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return r.ledger.index
+}
+
+// stateDigestAt is the ledger's digest, which must be at index (apply
+// loop only: no batch is applied meanwhile).
+func (r *Replica) stateDigestAt(index uint64) [32]byte {
+	d, _ := r.ledger.Digest()
+	if r.ledger.index != index {
+		panic("replica: digest asked at another index than the applied one")
+	}
+	return d
 }
 
 // StateDigest returns the state digest at the applied index.

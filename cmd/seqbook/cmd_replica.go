@@ -43,6 +43,7 @@ func runReplica(args []string) int {
 	snapshotBytes := fs.Uint64("snapshot-log-bytes", 32<<20, "bytes of logged batch bodies between state snapshots at most")
 	noSync := fs.Bool("no-sync", false, "skip fsync on commits (faster; a power loss may tear the database)")
 	lf := cli.AddLogFlags(fs)
+	onCorruption := fs.String("on-corruption", "rebuild", "when the stored state fails its integrity checks: rebuild (keep the damaged file aside and rebuild from the sequencer's verified history) or refuse (exit, printing the repair command)")
 	setUsage(fs, "Usage: seqbook replica --cluster FILE --id REPLICA --key FILE --data DIR [--genesis FILE] [flags]",
 		"Runs one orderbook replica: takes EIP-712 (and legacy) signed operations over",
 		"HTTP, batches them to the sequencer, follows the finalized batches (verifying",
@@ -58,6 +59,9 @@ func runReplica(args []string) int {
 	}
 	if *id == "" || *keyPath == "" || *dataDir == "" {
 		return fail("replica", errors.New("--id, --key and --data are required (see --help)"))
+	}
+	if *onCorruption != "rebuild" && *onCorruption != "refuse" {
+		return fail("replica", fmt.Errorf("--on-corruption %q: want rebuild or refuse", *onCorruption))
 	}
 	logger, err := lf.Logger(os.Stderr)
 	if err != nil {
@@ -88,14 +92,34 @@ func runReplica(args []string) int {
 			return fail("replica", err)
 		}
 	}
-	store, err := replica.OpenBoltStore(*dataDir, replica.BoltOptions{NoSync: *noSync})
-	if err != nil {
-		return fail("replica", err)
-	}
 	seq := replica.NewSDKSequencer(c, client.WithLogger(logger))
-	r, err := replica.New(cfg, seq, store)
+	open := func() (*replica.Replica, error) {
+		store, err := replica.OpenBoltStore(*dataDir, replica.BoltOptions{NoSync: *noSync})
+		if err != nil {
+			return nil, err
+		}
+		r, err := replica.New(cfg, seq, store)
+		if err != nil {
+			store.Close()
+			return nil, err
+		}
+		return r, nil
+	}
+	r, err := open()
+	var corrupt *replica.CorruptionError
+	if errors.As(err, &corrupt) {
+		if *onCorruption == "refuse" {
+			return fail("replica", fmt.Errorf("%v\nTo rebuild this replica from the sequencer's verified history, keep the damaged file aside and start it again:\n  %s", err, replica.RebuildCommand(corrupt.File)))
+		}
+		aside, merr := replica.SetAside(corrupt.File, time.Now())
+		if merr != nil {
+			return fail("replica", fmt.Errorf("%v; setting the damaged file aside failed: %w", err, merr))
+		}
+		logger.Error("stored state failed its integrity checks; rebuilding from the sequencer's verified history",
+			"err", err.Error(), "damaged_file_kept_as", aside)
+		r, err = open()
+	}
 	if err != nil {
-		store.Close()
 		return fail("replica", err)
 	}
 	defer r.Close()
