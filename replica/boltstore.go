@@ -56,10 +56,7 @@ func OpenBoltStore(dir string, o BoltOptions) (*BoltStore, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	path, err := filepath.Abs(filepath.Join(dir, "replica.db"))
-	if err != nil {
-		return nil, err
-	}
+	path := BoltPath(dir)
 	db, err := openBolt(path, o)
 	if err != nil {
 		return nil, err
@@ -385,4 +382,12 @@ func decodeWithdrawal(id [32]byte, v []byte) (WithdrawalRecord, error) {
 		Amount: binary.BigEndian.Uint64(v[40:48]), Index: binary.BigEndian.Uint64(v[48:56]),
 		Timestamp: binary.BigEndian.Uint64(v[56:64]), Token: string(v[64:]),
 	}, nil
+}
+
+// BoltPath is the database file OpenBoltStore uses in dir.
+func BoltPath(dir string) string {
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	return filepath.Join(dir, "replica.db")
 }

@@ -96,6 +96,14 @@ type Config struct {
 	RequestBytesMax int64
 	// OrdersPageMax bounds GET /orders.
 	OrdersPageMax int
+	// AttestEvery: after each index that is a multiple of it, the replica
+	// signs its state digest (GET /attestation) and compares it with
+	// Peers'. Every replica of a cluster must use the same value.
+	AttestEvery uint64
+	// AttestCheckInterval is the pause between comparisons with peers.
+	AttestCheckInterval time.Duration
+	// Peers are the cluster's other replicas (none: no comparison).
+	Peers []Peer
 
 	// Now is the wall clock, used only at the edge (request expiry
 	// checks, resend timers), never inside the ledger.
@@ -130,9 +138,13 @@ func DefaultConfig() Config {
 		SnapshotLogBytes: 32 << 20,
 		RequestBytesMax:  64 << 10,
 		OrdersPageMax:    10_000,
-		Now:              time.Now,
-		Logger:           slog.Default(),
-		SummaryInterval:  30 * time.Second,
+		// A digest walks the whole state (tens of ms at 10 MB): every
+		// 100 batches keeps that under 1% of the apply loop.
+		AttestEvery:         100,
+		AttestCheckInterval: time.Second,
+		Now:                 time.Now,
+		Logger:              slog.Default(),
+		SummaryInterval:     30 * time.Second,
 	}
 }
 
@@ -148,6 +160,8 @@ func TestConfig() Config {
 	c.WaitDefault = 5 * time.Second
 	c.IndexWaitMax = 200 * time.Millisecond
 	c.SnapshotEvery = 4
+	c.AttestEvery = 4
+	c.AttestCheckInterval = 20 * time.Millisecond
 	return c
 }
 
@@ -174,6 +188,8 @@ func (c *Config) ValidateBasic() error {
 		return errors.New("wait bounds must be positive (WaitMax >= WaitDefault)")
 	case c.SnapshotEvery < 1 || c.SnapshotOps < 1 || c.SnapshotLogBytes < 1:
 		return errors.New("SnapshotEvery, SnapshotOps and SnapshotLogBytes must be at least 1")
+	case c.AttestEvery < 1 || c.AttestCheckInterval <= 0:
+		return errors.New("AttestEvery must be at least 1 and AttestCheckInterval positive")
 	case c.RequestBytesMax < 1024 || c.OrdersPageMax < 1:
 		return errors.New("RequestBytesMax must be at least 1 KiB and OrdersPageMax at least 1")
 	case c.Now == nil || c.Logger == nil:
@@ -236,6 +252,9 @@ type Replica struct {
 	// sendRTT is the smoothed answer time of batch sends, in nanoseconds
 	// (batchGap).
 	sendRTT atomic.Int64
+	// att holds this replica's state attestations and how they compare
+	// with its peers'.
+	att attestor
 
 	// wmu guards waiters: channels of ?wait=finalized requests by op id.
 	wmu     sync.Mutex
@@ -399,12 +418,27 @@ func (r *Replica) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); r.batchLoop(ctx) }()
 	go func() { defer wg.Done(); r.resendLoop(ctx) }()
+	diverged := make(chan error, 1)
+	go func() {
+		defer wg.Done()
+		if err := r.attestLoop(ctx); err != nil {
+			diverged <- err
+			cancel()
+		}
+	}()
 	err := r.applyLoop(ctx)
 	cancel()
 	wg.Wait()
+	select {
+	case derr := <-diverged:
+		if err == nil {
+			err = derr
+		}
+	default:
+	}
 	// The store is closed after Run: a snapshot being written finishes
 	// first.
 	if serr := r.waitSnapshot(); err == nil {
@@ -557,6 +591,7 @@ func (r *Replica) applyPage(preps []prepared) error {
 	r.mu.Lock()
 	for i := range preps {
 		applied[i] = r.applyPrepared(preps[i])
+		r.maybeAttest()
 		r.metrics.Applied++
 		for _, o := range applied[i].Outcomes {
 			r.metrics.OpsApplied++

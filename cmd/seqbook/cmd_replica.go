@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -87,6 +88,11 @@ func runReplica(args []string) int {
 	cfg.ID, cfg.Domain, cfg.Key, cfg.Logger = *id, replica.DomainOf(c), key, logger
 	cfg.BatchInterval, cfg.BatchIntervalMax, cfg.BatchOpsMax = *batchInterval, *batchIntervalMax, *batchOpsMax
 	cfg.SnapshotEvery, cfg.SnapshotOps, cfg.SnapshotLogBytes = *snapshotEvery, *snapshotOps, *snapshotBytes
+	for i, p := range c.Replicas {
+		if p.ID != *id {
+			cfg.Peers = append(cfg.Peers, replica.Peer{ID: p.ID, URL: "http://" + p.HTTP, Key: c.ReplicaKey(i)})
+		}
+	}
 	if *genesisPath != "" {
 		if cfg.Genesis, err = replica.LoadGenesis(*genesisPath); err != nil {
 			return fail("replica", err)
@@ -105,31 +111,40 @@ func runReplica(args []string) int {
 		}
 		return r, nil
 	}
+	dbPath := replica.BoltPath(*dataDir)
+	// rebuild sets the database aside and opens a fresh one: the replica
+	// starts from genesis and rebuilds from the sequencer's verified
+	// history.
+	rebuild := func(why error) (*replica.Replica, error) {
+		aside, err := replica.SetAside(dbPath, time.Now())
+		if err != nil {
+			return nil, fmt.Errorf("%v; setting %s aside failed: %w", why, dbPath, err)
+		}
+		logger.Error("rebuilding from the sequencer's verified history", "why", why.Error(), "old_file_kept_as", aside)
+		return open()
+	}
 	r, err := open()
-	var corrupt *replica.CorruptionError
-	if errors.As(err, &corrupt) {
+	if replica.IsCorruption(err) {
 		if *onCorruption == "refuse" {
-			return fail("replica", fmt.Errorf("%v\nTo rebuild this replica from the sequencer's verified history, keep the damaged file aside and start it again:\n  %s", err, replica.RebuildCommand(corrupt.File)))
+			return fail("replica", fmt.Errorf("%v\nTo rebuild this replica from the sequencer's verified history, keep the damaged file aside and start it again:\n  %s", err, replica.RebuildCommand(dbPath)))
 		}
-		aside, merr := replica.SetAside(corrupt.File, time.Now())
-		if merr != nil {
-			return fail("replica", fmt.Errorf("%v; setting the damaged file aside failed: %w", err, merr))
-		}
-		logger.Error("stored state failed its integrity checks; rebuilding from the sequencer's verified history",
-			"err", err.Error(), "damaged_file_kept_as", aside)
-		r, err = open()
+		r, err = rebuild(err)
 	}
 	if err != nil {
 		return fail("replica", err)
 	}
-	defer r.Close()
+	// The HTTP server outlives a rebuild: it serves whichever replica runs.
+	var current atomic.Pointer[replica.Replica]
+	current.Store(r)
+	defer func() { current.Load().Close() }()
+	handler := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { current.Load().Handler().ServeHTTP(w, req) })
 
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fail("replica", err)
 	}
 	// WriteTimeout exceeds the longest ?wait=finalized (cfg.WaitMax).
-	srv := &http.Server{Handler: r.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: cfg.WaitMax + 30*time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -140,7 +155,28 @@ func runReplica(args []string) int {
 		"state_digest", fmt.Sprintf("%x", digest))
 
 	runErr := make(chan error, 1)
-	go func() { runErr <- r.Run(ctx) }()
+	go func() {
+		for {
+			err := current.Load().Run(ctx)
+			if !errors.Is(err, replica.ErrDiverged) || ctx.Err() != nil {
+				runErr <- err
+				return
+			}
+			// A quorum of replicas attested another state digest: this
+			// replica's state is wrong. Rebuild it from the sequencer.
+			old := current.Load()
+			if cerr := old.Close(); cerr != nil {
+				runErr <- cerr
+				return
+			}
+			next, err := rebuild(err)
+			if err != nil {
+				runErr <- err
+				return
+			}
+			current.Store(next)
+		}
+	}()
 	var failure error
 	select {
 	case <-ctx.Done():
