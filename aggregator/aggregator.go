@@ -312,6 +312,91 @@ func (a *Aggregator) withdrawalShare(i int, id [32]byte, w *obapi.Withdrawal) sh
 	return s
 }
 
+// State returns a quorum proof of the replicas' state digest at index (an
+// attestation index, docs/verification.md), or a *QuorumError (NotFound
+// when replicas have no attestation there).
+func (a *Aggregator) State(ctx context.Context, index uint64) (*client.StateProof, error) {
+	n, need := len(a.c.Replicas), a.c.ReplicaThreshold()
+	answers, end := gather(ctx, n, a.cfg.Timeout, a.cfg.StragglerWait,
+		func(ctx context.Context, i int) (share, error) {
+			at, err := a.replicas.Attestation(ctx, i, index)
+			if err != nil {
+				return share{}, err
+			}
+			return a.attestationShare(i, index, at), nil
+		},
+		func(as []answer[share]) bool {
+			return sameDigestCount(as) >= need || countNotFound(as) >= need
+		})
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	shares := make([]share, n)
+	notFound := 0
+	for i, an := range answers {
+		shares[i] = share{replica: i}
+		switch {
+		case an.done && an.err == nil:
+			shares[i] = an.val
+		case an.done && errors.Is(an.err, ErrNotFound):
+			notFound++
+			shares[i].kind, shares[i].reason = kindNotFound, "has no attestation at this index"
+		default:
+			shares[i].kind, shares[i].reason = a.failure("GET /attestation", an.err, an.done, end)
+		}
+	}
+	d := decide(a.c, a.verifier, shares)
+	a.logNonSigners("state", d.shares, "index", index)
+	if !d.ok {
+		reason := fmt.Sprintf("fewer than %d of %d replicas attested the same state digest at index %d", need, n, index)
+		if notFound > 0 {
+			reason = fmt.Sprintf("no quorum of replicas has an attestation at index %d (%d of %d have none: not applied yet, not an attestation index, or older than they keep)", index, notFound, n)
+		}
+		return nil, a.noQuorum(reason, d.shares, notFound > 0)
+	}
+	m := eip712.State{App: a.c.App, Index: index, StateDigest: d.shares[d.winner].state}
+	p := client.NewStateProof(a.c, m, d.aggregate, ids(a.c, d.signers))
+	served, err := p.Message()
+	if err == nil {
+		err = a.verifier.checkProof(&served, p.Digest, p.Signature, p.Signers, p.NonSigners, p.Threshold)
+	}
+	if err := a.selfCheck(d, err); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// attestationShare checks one replica's attestation at the edge.
+func (a *Aggregator) attestationShare(i int, index uint64, at *obapi.Attestation) share {
+	s := share{replica: i}
+	bad := func(format string, args ...any) share {
+		s.kind, s.reason = kindMalformed, fmt.Sprintf(format, args...)
+		return s
+	}
+	if at.Replica != a.c.Replicas[i].ID {
+		return bad("answered as replica %q", clip(at.Replica))
+	}
+	if at.App != a.c.App {
+		return bad("answered for app %q, the cluster's is %q", clip(at.App), a.c.App)
+	}
+	if at.Index != index {
+		return bad("answered for index %d, asked %d", at.Index, index)
+	}
+	d, err := parseHash(at.StateDigest)
+	if err != nil {
+		return bad("state_digest: %v", err)
+	}
+	sig, err := bls.SignatureFromHex(at.Signature)
+	if err != nil {
+		return bad("signature: %v", err)
+	}
+	s.digest = a.c.Domain.Digest(&eip712.State{App: a.c.App, Index: index, StateDigest: d})
+	s.sig = sig
+	s.value = fmt.Sprintf("state digest %s at index %d", hex32(d), index)
+	s.state = d
+	return s
+}
+
 // selfCheck takes the outcome of verifying the assembled proof as a bridge
 // would (verifier.checkProof, reading the proof back through the SDK's
 // Message) before it is handed out: a bug in grouping, aggregation or
