@@ -211,33 +211,16 @@ func (a *Aggregator) balanceShare(i int, address common.Address, token string, i
 func (a *Aggregator) Withdrawal(ctx context.Context, id [32]byte) (*client.WithdrawalProof, error) {
 	n, need := len(a.c.Replicas), a.c.ReplicaThreshold()
 	idHex := hex32(id)
-	answers, end := gather(ctx, n, a.cfg.Timeout, a.cfg.StragglerWait,
+	shares, notFound, err := a.gatherFindable(ctx, "GET /withdrawals", "does not know this withdrawal",
 		func(ctx context.Context, i int) (share, error) {
 			w, err := a.replicas.Withdrawal(ctx, i, idHex)
 			if err != nil {
 				return share{}, err
 			}
 			return a.withdrawalShare(i, id, w), nil
-		},
-		func(as []answer[share]) bool {
-			return sameDigestCount(as) >= need || countNotFound(as) >= need
 		})
-	if err := ctx.Err(); err != nil {
+	if err != nil {
 		return nil, err
-	}
-	shares := make([]share, n)
-	notFound := 0
-	for i, an := range answers {
-		shares[i] = share{replica: i}
-		switch {
-		case an.done && an.err == nil:
-			shares[i] = an.val
-		case an.done && errors.Is(an.err, ErrNotFound):
-			notFound++
-			shares[i].kind, shares[i].reason = kindNotFound, "does not know this withdrawal"
-		default:
-			shares[i].kind, shares[i].reason = a.failure("GET /withdrawals", an.err, an.done, end)
-		}
 	}
 	d := decide(a.c, a.verifier, shares)
 	a.logNonSigners("withdrawal", d.shares, "id", idHex)
@@ -261,6 +244,37 @@ func (a *Aggregator) Withdrawal(ctx context.Context, id [32]byte) (*client.Withd
 		return nil, err
 	}
 	return p, nil
+}
+
+// gatherFindable asks every replica for a record it may not have (ErrNotFound)
+// and returns each one's share in cluster order and how many did not have
+// it. The round settles once a quorum signed one digest or a quorum has
+// none.
+func (a *Aggregator) gatherFindable(ctx context.Context, what, notFoundReason string,
+	ask func(ctx context.Context, i int) (share, error)) ([]share, int, error) {
+	n, need := len(a.c.Replicas), a.c.ReplicaThreshold()
+	answers, end := gather(ctx, n, a.cfg.Timeout, a.cfg.StragglerWait, ask,
+		func(as []answer[share]) bool {
+			return sameDigestCount(as) >= need || countNotFound(as) >= need
+		})
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err
+	}
+	shares := make([]share, n)
+	notFound := 0
+	for i, an := range answers {
+		shares[i] = share{replica: i}
+		switch {
+		case an.done && an.err == nil:
+			shares[i] = an.val
+		case an.done && errors.Is(an.err, ErrNotFound):
+			notFound++
+			shares[i].kind, shares[i].reason = kindNotFound, notFoundReason
+		default:
+			shares[i].kind, shares[i].reason = a.failure(what, an.err, an.done, end)
+		}
+	}
+	return shares, notFound, nil
 }
 
 // withdrawalShare checks one replica's withdrawal record at the edge.
@@ -317,33 +331,16 @@ func (a *Aggregator) withdrawalShare(i int, id [32]byte, w *obapi.Withdrawal) sh
 // when replicas have no attestation there).
 func (a *Aggregator) State(ctx context.Context, index uint64) (*client.StateProof, error) {
 	n, need := len(a.c.Replicas), a.c.ReplicaThreshold()
-	answers, end := gather(ctx, n, a.cfg.Timeout, a.cfg.StragglerWait,
+	shares, notFound, err := a.gatherFindable(ctx, "GET /attestation", "has no attestation at this index",
 		func(ctx context.Context, i int) (share, error) {
 			at, err := a.replicas.Attestation(ctx, i, index)
 			if err != nil {
 				return share{}, err
 			}
 			return a.attestationShare(i, index, at), nil
-		},
-		func(as []answer[share]) bool {
-			return sameDigestCount(as) >= need || countNotFound(as) >= need
 		})
-	if err := ctx.Err(); err != nil {
+	if err != nil {
 		return nil, err
-	}
-	shares := make([]share, n)
-	notFound := 0
-	for i, an := range answers {
-		shares[i] = share{replica: i}
-		switch {
-		case an.done && an.err == nil:
-			shares[i] = an.val
-		case an.done && errors.Is(an.err, ErrNotFound):
-			notFound++
-			shares[i].kind, shares[i].reason = kindNotFound, "has no attestation at this index"
-		default:
-			shares[i].kind, shares[i].reason = a.failure("GET /attestation", an.err, an.done, end)
-		}
 	}
 	d := decide(a.c, a.verifier, shares)
 	a.logNonSigners("state", d.shares, "index", index)

@@ -45,14 +45,8 @@ func VerifyStateProof(c *cluster.Cluster, p *StateProof) error {
 	if p == nil {
 		return fmt.Errorf("%w: no proof", ErrProofMalformed)
 	}
-	if p.App != c.App {
-		return fmt.Errorf("%w: proof app %q, cluster app %q", ErrProofApp, p.App, c.App)
-	}
-	m, err := p.Message()
-	if err != nil {
-		return err
-	}
-	return verifyReplicaProof(c, c.Domain.Digest(&m), p.Digest, p.Signature, p.Signers, p.NonSigners, p.Threshold)
+	return verifyMessageProof(c, p.App, func() (eip712.Message, error) { m, err := p.Message(); return &m, err },
+		p.Digest, p.Signature, p.Signers, p.NonSigners, p.Threshold)
 }
 
 // NewStateProof assembles a state proof from an aggregate signature of the

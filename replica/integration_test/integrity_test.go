@@ -152,11 +152,12 @@ func TestDamagedDatabaseIsNeverSigned(t *testing.T) {
 	}
 }
 
-// agreedState waits until every replica reports the same index and digest.
+// agreedState waits until every replica reports the same applied index,
+// chaining hash and state digest, past index 0.
 func agreedState(t *testing.T, nw *network, replicas []string) obapi.State {
 	t.Helper()
 	var first obapi.State
-	testproc.WaitFor(t, "replicas agree", 2*time.Minute, func() (bool, string) {
+	testproc.WaitFor(t, "replicas at the same index with the same digest", 2*time.Minute, func() (bool, string) {
 		var states []obapi.State
 		for _, r := range replicas {
 			var s obapi.State
@@ -166,7 +167,7 @@ func agreedState(t *testing.T, nw *network, replicas []string) obapi.State {
 			states = append(states, s)
 		}
 		for _, s := range states[1:] {
-			if s.AppliedIndex != states[0].AppliedIndex || s.StateDigest != states[0].StateDigest {
+			if s.AppliedIndex != states[0].AppliedIndex || s.StateDigest != states[0].StateDigest || s.ChainingHash != states[0].ChainingHash {
 				return false, fmt.Sprintf("%+v vs %+v", states[0], s)
 			}
 		}
