@@ -44,6 +44,7 @@ func runReplica(args []string) int {
 	snapshotBytes := fs.Uint64("snapshot-log-bytes", 32<<20, "bytes of logged batch bodies between state snapshots at most")
 	noSync := fs.Bool("no-sync", false, "skip fsync on commits (faster; a power loss may tear the database)")
 	lf := cli.AddLogFlags(fs)
+	attestEvery := fs.Uint64("attest-every", 100, "sign the state digest after every N-th index and compare it with the other replicas' (the same N on every replica of a cluster)")
 	onCorruption := fs.String("on-corruption", "rebuild", "when the stored state fails its integrity checks: rebuild (keep the damaged file aside and rebuild from the sequencer's verified history) or refuse (exit, printing the repair command)")
 	setUsage(fs, "Usage: seqbook replica --cluster FILE --id REPLICA --key FILE --data DIR [--genesis FILE] [flags]",
 		"Runs one orderbook replica: takes EIP-712 (and legacy) signed operations over",
@@ -88,6 +89,7 @@ func runReplica(args []string) int {
 	cfg.ID, cfg.Domain, cfg.Key, cfg.Logger = *id, replica.DomainOf(c), key, logger
 	cfg.BatchInterval, cfg.BatchIntervalMax, cfg.BatchOpsMax = *batchInterval, *batchIntervalMax, *batchOpsMax
 	cfg.SnapshotEvery, cfg.SnapshotOps, cfg.SnapshotLogBytes = *snapshotEvery, *snapshotOps, *snapshotBytes
+	cfg.AttestEvery = *attestEvery
 	for i, p := range c.Replicas {
 		if p.ID != *id {
 			cfg.Peers = append(cfg.Peers, replica.Peer{ID: p.ID, URL: "http://" + p.HTTP, Key: c.ReplicaKey(i)})
