@@ -158,10 +158,17 @@ func runReplica(args []string) int {
 
 	runErr := make(chan error, 1)
 	go func() {
-		for {
+		for rebuilt := false; ; rebuilt = true {
 			err := current.Load().Run(ctx)
 			if !errors.Is(err, replica.ErrDiverged) || ctx.Err() != nil {
 				runErr <- err
+				return
+			}
+			if rebuilt {
+				// Rebuilt from the sequencer's history and still not the
+				// quorum's state: the cause is not the stored state (another
+				// genesis, another build). Rebuilding again would loop.
+				runErr <- fmt.Errorf("%w again after rebuilding from the sequencer's history: check that this replica runs with the cluster's genesis file and version; not rebuilding again", err)
 				return
 			}
 			// A quorum of replicas attested another state digest: this
