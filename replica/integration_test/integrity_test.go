@@ -176,3 +176,75 @@ func agreedState(t *testing.T, nw *network, replicas []string) obapi.State {
 	})
 	return first
 }
+
+// TestDivergedReplicaIsCaughtByAttestations: replica3 restarted from a
+// clean folder with another genesis (one extra balance) computes another
+// state digest at every index. The other replicas' attestations show it:
+// it rebuilds once from the sequencer's history, diverges again (the cause
+// is its genesis, not its files), and stops with an error that says so,
+// instead of signing state a quorum disowns.
+func TestDivergedReplicaIsCaughtByAttestations(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes; skipped under -short")
+	}
+	n := testproc.StartNetwork(t, seqbookBin, 40, func(cfg *localnet.Config) {
+		cfg.Kinds = []string{localnet.KindSequencer, localnet.KindReplica}
+		cfg.Traders = 4
+		cfg.ReplicaArgs = []string{"--attest-every", "1"}
+	})
+	nw := &network{t: t, net: n, dom: n.Cluster.Domain}
+	if err := n.StopComponent("replica3"); err != nil {
+		t.Fatal(err)
+	}
+	c3, _ := n.Component("replica3")
+	if err := os.RemoveAll(c3.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	g, err := os.ReadFile(n.GenesisPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := bytes.Replace(g, []byte(`"balances": {`), []byte(`"balances": {"0x000000000000000000000000000000000000dEaD": {"ETH": "1"}, `), 1)
+	if bytes.Equal(other, g) {
+		t.Fatalf("cannot alter the genesis file:\n%s", g)
+	}
+	otherPath := filepath.Join(t.TempDir(), "other-genesis.json")
+	if err := os.WriteFile(otherPath, other, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(seqbookBin, "replica", "--cluster", n.ClusterPath, "--id", "replica3", "--key", c3.KeyPath,
+		"--data", c3.DataDir, "--genesis", otherPath, "--attest-every", "1")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill() })
+
+	// Orders through replica1 make new indexes, each attested.
+	trader := localnet.TraderKey(1)
+	for k := uint64(1); ; k++ {
+		req, _ := nw.signOrder(trader, "buy", 100_000, 1000_000_000, k)
+		if _, err := call("POST", nw.replicaURL("replica1")+"/order?wait=finalized", req, nil); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-exited:
+			log := out.String()
+			if err == nil || !strings.Contains(log, "differs from a quorum") || !strings.Contains(log, "again after rebuilding") {
+				t.Fatalf("replica3 exited (%v) without the expected account:\n%s", err, log)
+			}
+			if aside, _ := filepath.Glob(filepath.Join(c3.DataDir, "replica.db.corrupt-*")); len(aside) != 1 {
+				t.Fatalf("%d databases set aside, want 1 (one rebuild)", len(aside))
+			}
+			return
+		default:
+		}
+		if k > 60 {
+			t.Fatalf("replica3 still runs after %d attested indexes:\n%s", k, out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
