@@ -24,8 +24,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/ethereum/go-ethereum/common"
 
@@ -213,33 +211,16 @@ func (a *Aggregator) balanceShare(i int, address common.Address, token string, i
 func (a *Aggregator) Withdrawal(ctx context.Context, id [32]byte) (*client.WithdrawalProof, error) {
 	n, need := len(a.c.Replicas), a.c.ReplicaThreshold()
 	idHex := hex32(id)
-	answers, end := gather(ctx, n, a.cfg.Timeout, a.cfg.StragglerWait,
+	shares, notFound, err := a.gatherFindable(ctx, "GET /withdrawals", "does not know this withdrawal",
 		func(ctx context.Context, i int) (share, error) {
 			w, err := a.replicas.Withdrawal(ctx, i, idHex)
 			if err != nil {
 				return share{}, err
 			}
 			return a.withdrawalShare(i, id, w), nil
-		},
-		func(as []answer[share]) bool {
-			return sameDigestCount(as) >= need || countNotFound(as) >= need
 		})
-	if err := ctx.Err(); err != nil {
+	if err != nil {
 		return nil, err
-	}
-	shares := make([]share, n)
-	notFound := 0
-	for i, an := range answers {
-		shares[i] = share{replica: i}
-		switch {
-		case an.done && an.err == nil:
-			shares[i] = an.val
-		case an.done && errors.Is(an.err, ErrNotFound):
-			notFound++
-			shares[i].kind, shares[i].reason = kindNotFound, "does not know this withdrawal"
-		default:
-			shares[i].kind, shares[i].reason = a.failure("GET /withdrawals", an.err, an.done, end)
-		}
 	}
 	d := decide(a.c, a.verifier, shares)
 	a.logNonSigners("withdrawal", d.shares, "id", idHex)
@@ -263,6 +244,37 @@ func (a *Aggregator) Withdrawal(ctx context.Context, id [32]byte) (*client.Withd
 		return nil, err
 	}
 	return p, nil
+}
+
+// gatherFindable asks every replica for a record it may not have (ErrNotFound)
+// and returns each one's share in cluster order and how many did not have
+// it. The round settles once a quorum signed one digest or a quorum has
+// none.
+func (a *Aggregator) gatherFindable(ctx context.Context, what, notFoundReason string,
+	ask func(ctx context.Context, i int) (share, error)) ([]share, int, error) {
+	n, need := len(a.c.Replicas), a.c.ReplicaThreshold()
+	answers, end := gather(ctx, n, a.cfg.Timeout, a.cfg.StragglerWait, ask,
+		func(as []answer[share]) bool {
+			return sameDigestCount(as) >= need || countNotFound(as) >= need
+		})
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err
+	}
+	shares := make([]share, n)
+	notFound := 0
+	for i, an := range answers {
+		shares[i] = share{replica: i}
+		switch {
+		case an.done && an.err == nil:
+			shares[i] = an.val
+		case an.done && errors.Is(an.err, ErrNotFound):
+			notFound++
+			shares[i].kind, shares[i].reason = kindNotFound, notFoundReason
+		default:
+			shares[i].kind, shares[i].reason = a.failure(what, an.err, an.done, end)
+		}
+	}
+	return shares, notFound, nil
 }
 
 // withdrawalShare checks one replica's withdrawal record at the edge.
@@ -311,6 +323,74 @@ func (a *Aggregator) withdrawalShare(i int, id [32]byte, w *obapi.Withdrawal) sh
 	s.value = fmt.Sprintf("withdrawal of %s %s by %s to %s at index %d",
 		amount.Format(units), w.Token, rec.Trader.Hex(), rec.Recipient.Hex(), w.Index)
 	s.withdrawal = rec
+	return s
+}
+
+// State returns a quorum proof of the replicas' state digest at index (an
+// attestation index, docs/verification.md), or a *QuorumError (NotFound
+// when replicas have no attestation there).
+func (a *Aggregator) State(ctx context.Context, index uint64) (*client.StateProof, error) {
+	n, need := len(a.c.Replicas), a.c.ReplicaThreshold()
+	shares, notFound, err := a.gatherFindable(ctx, "GET /attestation", "has no attestation at this index",
+		func(ctx context.Context, i int) (share, error) {
+			at, err := a.replicas.Attestation(ctx, i, index)
+			if err != nil {
+				return share{}, err
+			}
+			return a.attestationShare(i, index, at), nil
+		})
+	if err != nil {
+		return nil, err
+	}
+	d := decide(a.c, a.verifier, shares)
+	a.logNonSigners("state", d.shares, "index", index)
+	if !d.ok {
+		reason := fmt.Sprintf("fewer than %d of %d replicas attested the same state digest at index %d", need, n, index)
+		if notFound > 0 {
+			reason = fmt.Sprintf("no quorum of replicas has an attestation at index %d (%d of %d have none: not applied yet, not an attestation index, or older than they keep)", index, notFound, n)
+		}
+		return nil, a.noQuorum(reason, d.shares, notFound > 0)
+	}
+	m := eip712.State{App: a.c.App, Index: index, StateDigest: d.shares[d.winner].state}
+	p := client.NewStateProof(a.c, m, d.aggregate, ids(a.c, d.signers))
+	served, err := p.Message()
+	if err == nil {
+		err = a.verifier.checkProof(&served, p.Digest, p.Signature, p.Signers, p.NonSigners, p.Threshold)
+	}
+	if err := a.selfCheck(d, err); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// attestationShare checks one replica's attestation at the edge.
+func (a *Aggregator) attestationShare(i int, index uint64, at *obapi.Attestation) share {
+	s := share{replica: i}
+	bad := func(format string, args ...any) share {
+		s.kind, s.reason = kindMalformed, fmt.Sprintf(format, args...)
+		return s
+	}
+	if at.Replica != a.c.Replicas[i].ID {
+		return bad("answered as replica %q", clip(at.Replica))
+	}
+	if at.App != a.c.App {
+		return bad("answered for app %q, the cluster's is %q", clip(at.App), a.c.App)
+	}
+	if at.Index != index {
+		return bad("answered for index %d, asked %d", at.Index, index)
+	}
+	d, err := parseHash(at.StateDigest)
+	if err != nil {
+		return bad("state_digest: %v", err)
+	}
+	sig, err := bls.SignatureFromHex(at.Signature)
+	if err != nil {
+		return bad("signature: %v", err)
+	}
+	s.digest = a.c.Domain.Digest(&eip712.State{App: a.c.App, Index: index, StateDigest: d})
+	s.sig = sig
+	s.value = fmt.Sprintf("state digest %s at index %d", hex32(d), index)
+	s.state = d
 	return s
 }
 
@@ -492,23 +572,15 @@ func isAddress(s string) bool {
 // proofs of longer ones, so the aggregator refuses to build them.
 const tokenBytesMax = 32
 
-// checkToken accepts what a replica can hold a balance of: a non-empty
-// UTF-8 name of at most tokenBytesMax bytes without '/' (the market
-// separator) or control characters.
+// checkToken accepts what a replica can hold a balance of (the replica's
+// own rule, obapi.CheckTokenName, so a name the replicas would refuse with
+// 400 is refused here with 400 too), of at most tokenBytesMax bytes.
 func checkToken(t string) error {
-	if t == "" {
-		return errors.New("empty")
+	if err := obapi.CheckTokenName(t); err != nil {
+		return err
 	}
 	if len(t) > tokenBytesMax {
 		return fmt.Errorf("longer than %d bytes", tokenBytesMax)
-	}
-	if !utf8.ValidString(t) {
-		return errors.New("not valid UTF-8")
-	}
-	for _, r := range t {
-		if r == '/' || unicode.IsControl(r) {
-			return fmt.Errorf("%q contains '/' or a control character", t)
-		}
 	}
 	return nil
 }

@@ -444,6 +444,11 @@ func TestBadQueries(t *testing.T) {
 		"/aggregate_balance?address=" + alice.Hex() + "&token=%00",
 		"/aggregate_balance?address=" + alice.Hex() + "&token=" + strings.Repeat("X", 33),
 		"/aggregate_balance?address=" + alice.Hex() + "&token=%ff",
+		// Names the replicas refuse with 400 (obapi.CheckTokenName):
+		// answered 400 here too, not 424 after asking them.
+		"/aggregate_balance?address=" + alice.Hex() + "&token=ETH%20X",
+		"/aggregate_balance?address=" + alice.Hex() + "&token=%EF%BF%BD",
+		"/aggregate_balance?address=" + alice.Hex() + "&token=%7f",
 		"/aggregate_balance?address=" + alice.Hex() + "&token=A&token=B",
 		"/aggregate_withdrawal",
 		"/aggregate_withdrawal?id=0x12",

@@ -196,6 +196,27 @@ func (f *fakeReplica) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Amount: amount.Format(signed.Amount), AmountUnits: strconv.FormatUint(signed.Amount, 10),
 			Recipient: signed.Recipient.Hex(), Index: signed.Index, Replica: id, Signature: sigHex(d),
 		})
+	case r.URL.Path == "/attestation":
+		if f.hang {
+			<-r.Context().Done()
+			return
+		}
+		index, err := strconv.ParseUint(r.URL.Query().Get("index"), 10, 64)
+		if err != nil || index == 0 {
+			writeJSON(400, obapi.Error{Error: "index: not a positive integer"})
+			return
+		}
+		if index > f.applied {
+			writeJSON(404, obapi.Error{Error: "no attestation at this index"})
+			return
+		}
+		// Every honest replica computes the same digest at an index.
+		sd := eip712.Keccak256([]byte("state"), []byte(strconv.FormatUint(index, 10)))
+		if f.tamper != nil {
+			sd[0] ^= 1
+		}
+		d := c.Domain.Digest(&eip712.State{App: c.App, Index: index, StateDigest: sd})
+		writeJSON(200, obapi.Attestation{App: c.App, Index: index, StateDigest: hex32(sd), Replica: id, Signature: sigHex(d)})
 	default:
 		writeJSON(404, obapi.Error{Error: "no route"})
 	}

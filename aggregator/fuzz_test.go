@@ -142,3 +142,24 @@ func FuzzWithdrawalQuery(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseStateQuery: any query either parses to the positive index its
+// one value names, or is refused; never a panic.
+func FuzzParseStateQuery(f *testing.F) {
+	for _, q := range []string{"index=8", "index=0", "index=+1", "index=1&index=2", "index=18446744073709551615", ""} {
+		f.Add(q)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		n, err := ParseStateQuery(q)
+		if err != nil {
+			return
+		}
+		if want, _ := strconv.ParseUint(q.Get("index"), 10, 64); n == 0 || n != want {
+			t.Fatalf("%q parsed to %d", raw, n)
+		}
+	})
+}

@@ -40,6 +40,7 @@ type share struct {
 	// the signed fields the proof is built from
 	units      uint64             // balance answers: the balance in base units
 	withdrawal *eip712.Withdrawal // withdrawal answers
+	state      [32]byte           // attestations: the state digest
 	// set when the replica is not a signer
 	kind   string
 	reason string

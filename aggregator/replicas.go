@@ -29,6 +29,9 @@ type Replicas interface {
 	// Withdrawal returns replica i's signed withdrawal record; ErrNotFound
 	// when the replica has none with that id.
 	Withdrawal(ctx context.Context, i int, id string) (*obapi.Withdrawal, error)
+	// Attestation returns replica i's signed state digest at index;
+	// ErrNotFound when the replica has none there.
+	Attestation(ctx context.Context, i int, index uint64) (*obapi.Attestation, error)
 }
 
 // ErrNotFound is what a replica that does not know a withdrawal answers.
@@ -159,6 +162,19 @@ func (h *HTTPReplicas) Withdrawal(ctx context.Context, i int, id string) (*obapi
 		return nil, err
 	}
 	return decodeWithdrawal(body)
+}
+
+// Attestation implements Replicas.
+func (h *HTTPReplicas) Attestation(ctx context.Context, i int, index uint64) (*obapi.Attestation, error) {
+	body, err := h.get(ctx, h.url(i, "/attestation", url.Values{"index": {strconv.FormatUint(index, 10)}}))
+	if err != nil {
+		return nil, err
+	}
+	var a obapi.Attestation
+	if err := decodeJSON(body, &a); err != nil {
+		return nil, err
+	}
+	return &a, nil
 }
 
 // decodeJSON decodes exactly one JSON object. Unknown fields are allowed:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"sync"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -18,6 +19,7 @@ var ginMode sync.Once
 //
 //	GET /aggregate_balance?address=0x…&token=…  → BalanceProof
 //	GET /aggregate_withdrawal?id=0x…            → WithdrawalProof
+//	GET /aggregate_state?index=N                → StateProof
 //	GET /ready                                  → {"status":"ok"}
 //
 // Bad queries get 400; when fewer than the threshold of replicas agree the
@@ -48,6 +50,7 @@ func (a *Aggregator) Handler() http.Handler {
 	}
 	r.GET("/aggregate_balance", limit, a.handleBalance)
 	r.GET("/aggregate_withdrawal", limit, a.handleWithdrawal)
+	r.GET("/aggregate_state", limit, a.handleState)
 	r.GET("/ready", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	return r
 }
@@ -87,6 +90,20 @@ func (a *Aggregator) handleWithdrawal(c *gin.Context) {
 		return
 	}
 	p, err := a.Withdrawal(c.Request.Context(), id)
+	if err != nil {
+		a.answerError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, p)
+}
+
+func (a *Aggregator) handleState(c *gin.Context) {
+	index, err := ParseStateQuery(c.Request.URL.Query())
+	if err != nil {
+		c.JSON(http.StatusBadRequest, gin.H{"error": err.Error()})
+		return
+	}
+	p, err := a.State(c.Request.Context(), index)
 	if err != nil {
 		a.answerError(c, err)
 		return
@@ -163,4 +180,18 @@ func ParseWithdrawalQuery(q url.Values) ([32]byte, error) {
 		return [32]byte{}, fmt.Errorf("id: %w", err)
 	}
 	return h, nil
+}
+
+// ParseStateQuery checks the query of GET /aggregate_state: index a
+// positive decimal integer (replicas attest every AttestEvery indexes).
+func ParseStateQuery(q url.Values) (uint64, error) {
+	s, err := one(q, "index")
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || n == 0 || s[0] == '+' {
+		return 0, fmt.Errorf("index: %q is not a positive decimal integer", s)
+	}
+	return n, nil
 }

@@ -695,3 +695,13 @@ func (a *Aggregator) WithdrawalProof(ctx context.Context, id ID) (*WithdrawalPro
 	}
 	return &p, nil
 }
+
+// StateProof fetches the quorum proof of the replicas' state digest at
+// index (GET /aggregate_state), unverified: check it with VerifyStateProof.
+func (a *Aggregator) StateProof(ctx context.Context, index uint64) (*StateProof, error) {
+	var p StateProof
+	if err := getJSON(ctx, &a.o, a.base, a.base+"/aggregate_state?index="+strconv.FormatUint(index, 10), &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}

@@ -157,14 +157,8 @@ func VerifyBalanceProof(c *cluster.Cluster, p *BalanceProof) error {
 	if p == nil {
 		return fmt.Errorf("%w: no proof", ErrProofMalformed)
 	}
-	if p.App != c.App {
-		return fmt.Errorf("%w: proof app %q, cluster app %q", ErrProofApp, p.App, c.App)
-	}
-	m, err := p.Message()
-	if err != nil {
-		return err
-	}
-	return verifyReplicaProof(c, c.Domain.Digest(&m), p.Digest, p.Signature, p.Signers, p.NonSigners, p.Threshold)
+	return verifyMessageProof(c, p.App, func() (eip712.Message, error) { m, err := p.Message(); return &m, err },
+		p.Digest, p.Signature, p.Signers, p.NonSigners, p.Threshold)
 }
 
 // VerifyWithdrawalProof checks a withdrawal proof the way
@@ -174,14 +168,22 @@ func VerifyWithdrawalProof(c *cluster.Cluster, p *WithdrawalProof) error {
 	if p == nil {
 		return fmt.Errorf("%w: no proof", ErrProofMalformed)
 	}
-	if p.App != c.App {
-		return fmt.Errorf("%w: proof app %q, cluster app %q", ErrProofApp, p.App, c.App)
+	return verifyMessageProof(c, p.App, func() (eip712.Message, error) { m, err := p.Message(); return &m, err },
+		p.Digest, p.Signature, p.Signers, p.NonSigners, p.Threshold)
+}
+
+// verifyMessageProof checks the app, reads the signed message from the
+// proof's fields and checks the quorum signature over its digest.
+func verifyMessageProof(c *cluster.Cluster, app string, message func() (eip712.Message, error),
+	digestHex, sigHex string, signers, nonSigners []string, threshold int) error {
+	if app != c.App {
+		return fmt.Errorf("%w: proof app %q, cluster app %q", ErrProofApp, app, c.App)
 	}
-	m, err := p.Message()
+	m, err := message()
 	if err != nil {
 		return err
 	}
-	return verifyReplicaProof(c, c.Domain.Digest(&m), p.Digest, p.Signature, p.Signers, p.NonSigners, p.Threshold)
+	return verifyReplicaProof(c, c.Domain.Digest(m), digestHex, sigHex, signers, nonSigners, threshold)
 }
 
 func verifyReplicaProof(c *cluster.Cluster, digest [32]byte, digestHex, sigHex string, signers, nonSigners []string, threshold int) error {

@@ -272,7 +272,7 @@ func (r *Replica) check(op *Op) error {
 	} else if l.LegacyUsed(op.ID) {
 		return httpErr(http.StatusConflict, "this legacy order (%s) was already placed; a legacy signature is accepted once", op.IDHex())
 	}
-	if rec, ok := l.record(op.ID); ok && rec.Status != stRejected {
+	if rec, ok := l.record(op.ID); ok && !rec.Status.rejected() {
 		return httpErr(http.StatusConflict, "operation %s was already applied", op.IDHex())
 	}
 	switch op.Kind {

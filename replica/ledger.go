@@ -35,7 +35,22 @@ type LedgerConfig struct {
 	// RecordsMax bounds the closed order records and the records of other
 	// operations kept for GET /orders/{id} and GET /ops/{id}; the oldest
 	// closed ones are forgotten first. Open orders are always kept.
+	// Rejected operations do not count here: anyone can have any number
+	// of operations rejected, and they must not push accepted history out.
 	RecordsMax int
+	// RejectedRecordsMax bounds the records of authentic rejected
+	// operations (their signature verified): a short window of the latest
+	// ones, kept apart from accepted history.
+	RejectedRecordsMax int
+	// RejectedPerTraderMax bounds the rejected records of one trader
+	// within that window, so one trader's rejections do not push out
+	// everyone else's.
+	RejectedPerTraderMax int
+	// ForgedRecordsMax bounds the records of operations rejected because
+	// their signature did not verify: they name no trader that can be
+	// held to them, so they get a window of their own, and a flood of
+	// them pushes out only each other.
+	ForgedRecordsMax int
 	// TradesMax bounds the trades kept for GET /trades.
 	TradesMax int
 	// HistoryIndexes is how many applied indexes GET /balance?index= can
@@ -49,8 +64,13 @@ func DefaultLedgerConfig() LedgerConfig {
 		Matcher:         matcher.DefaultConfig(),
 		LegacyOrdersMax: 100_000,
 		RecordsMax:      100_000,
-		TradesMax:       100_000,
-		HistoryIndexes:  10_000,
+		// About 3 MB of records at most; enough to tell a client why its
+		// operation failed for minutes even under a flood of rejections.
+		RejectedRecordsMax:   10_000,
+		RejectedPerTraderMax: 100,
+		ForgedRecordsMax:     10_000,
+		TradesMax:            100_000,
+		HistoryIndexes:       10_000,
 	}
 }
 
@@ -64,6 +84,12 @@ func (c LedgerConfig) ValidateBasic() error {
 		return errors.New("LegacyOrdersMax must not be negative")
 	case c.RecordsMax < 1:
 		return errors.New("RecordsMax must be at least 1")
+	case c.RejectedRecordsMax < 1:
+		return errors.New("RejectedRecordsMax must be at least 1")
+	case c.RejectedPerTraderMax < 1:
+		return errors.New("RejectedPerTraderMax must be at least 1")
+	case c.ForgedRecordsMax < 1:
+		return errors.New("ForgedRecordsMax must be at least 1")
 	case c.TradesMax < 1:
 		return errors.New("TradesMax must be at least 1")
 	case c.HistoryIndexes < 1:
@@ -91,6 +117,10 @@ const (
 	stCancelled
 	stRejected
 	stApplied // a cancel, withdraw or deposit that took effect
+	// stRejectedForged: rejected because its signature did not verify, so
+	// the trader it names is not known to have sent it. Reads say
+	// "rejected"; it is kept apart only for the per-trader bound.
+	stRejectedForged
 )
 
 func (s opStatus) String() string {
@@ -103,7 +133,7 @@ func (s opStatus) String() string {
 		return obapi.StatusFilled
 	case stCancelled:
 		return obapi.StatusCancelled
-	case stRejected:
+	case stRejected, stRejectedForged:
 		return obapi.StatusRejected
 	case stApplied:
 		return obapi.StatusApplied
@@ -112,6 +142,8 @@ func (s opStatus) String() string {
 }
 
 func (s opStatus) closed() bool { return s != stOpen && s != stPartiallyFilled }
+
+func (s opStatus) rejected() bool { return s == stRejected || s == stRejectedForged }
 
 func statusOf(s matcher.Status) opStatus {
 	switch s {
@@ -263,9 +295,14 @@ type Ledger struct {
 	// Read models.
 	records map[[32]byte]*record
 	// closedQueue lists ids in the order their records closed; the oldest
-	// are forgotten past RecordsMax.
+	// are forgotten past RecordsMax. Rejections go to their own windows
+	// instead: rejected (RejectedRecordsMax, and per trader in rejectedBy,
+	// RejectedPerTraderMax) and forged (ForgedRecordsMax).
 	closedQueue []([32]byte)
 	closedHead  int
+	rejected    rejectionWindow
+	forged      rejectionWindow
+	rejectedBy  map[common.Address][][32]byte
 	trades      []trade // the last TradesMax trades, oldest first
 	history     *balanceHistory
 	orders      orderIndex // orders by trader and by (trader, nonce)
@@ -335,6 +372,7 @@ func newEmptyLedger(cfg LedgerConfig, dom *Domain, start uint64) *Ledger {
 		nonces:     newNonceSet(),
 		legacyUsed: map[[32]byte]struct{}{},
 		records:    map[[32]byte]*record{},
+		rejectedBy: map[common.Address][][32]byte{},
 		history:    newBalanceHistory(cfg.HistoryIndexes, start),
 		orders:     newOrderIndex(),
 		deltas:     map[balanceKey]int64{},
@@ -490,7 +528,8 @@ func (l *Ledger) applyOne(e *BatchOp, sigErr error, nowSec uint64, a *Applied) O
 		if len(l.legacyUsed) >= l.cfg.LegacyOrdersMax {
 			return l.reject(op, fmt.Sprintf("legacy order limit reached (%d); use EIP-712 orders", l.cfg.LegacyOrdersMax), true)
 		}
-		l.legacyUsed[op.ID] = struct{}{}
+		// The id is marked used only once the order is placed
+		// (applyOrder): an order rejected at apply must not burn it.
 	}
 	switch op.Kind {
 	case OpOrder, OpLegacyOrder:
@@ -550,6 +589,9 @@ func (l *Ledger) applyOrder(op *Op) OpOutcome {
 	res := &l.placeRes
 	if err := l.eng.PlaceInto(op.MatcherOrder(), res); err != nil {
 		return l.reject(op, err.Error(), true)
+	}
+	if op.Kind == OpLegacyOrder {
+		l.legacyUsed[op.ID] = struct{}{}
 	}
 	r := l.newRecord(op, statusOf(res.Status), "", true)
 	r.Filled = res.Filled
@@ -659,8 +701,12 @@ func (l *Ledger) newRecord(op *Op, st opStatus, reason string, authentic bool) *
 func (l *Ledger) reject(op *Op, reason string, authentic bool) OpOutcome {
 	l.rejectedOps++
 	if _, exists := l.records[op.ID]; !exists {
-		r := l.newRecord(op, stRejected, reason, authentic)
-		l.closeRecord(r)
+		st := stRejected
+		if !authentic {
+			st = stRejectedForged
+		}
+		r := l.newRecord(op, st, reason, authentic)
+		l.queueRejected(r)
 	}
 	return OpOutcome{ID: op.ID, Kind: op.Kind, Trader: op.Trader(), Status: obapi.StatusRejected, Reason: reason, Authentic: authentic}
 }
@@ -673,8 +719,95 @@ func (l *Ledger) applied(op *Op) OpOutcome {
 
 func (l *Ledger) closeRecord(r *record) { l.closedQueue = append(l.closedQueue, r.ID) }
 
-// evictRecords forgets the oldest closed records past RecordsMax.
+// rejectionWindow keeps the ids of the latest rejections, oldest first.
+//
+// Why it stays bounded: at most its bound of rejected records live at once
+// (live), and ids, which may also hold ids forgotten by the per-trader
+// bound, are compacted to the live ones when they grow past twice it.
+type rejectionWindow struct {
+	ids  [][32]byte
+	head int
+	live int // records of ids[head:] still kept
+}
+
+func (w *rejectionWindow) kept() [][32]byte { return slices.Clip(w.ids[w.head:]) }
+
+// window returns the rejection window a rejected status belongs to.
+func (l *Ledger) window(st opStatus) (*rejectionWindow, int) {
+	if st == stRejectedForged {
+		return &l.forged, l.cfg.ForgedRecordsMax
+	}
+	return &l.rejected, l.cfg.RejectedRecordsMax
+}
+
+// queueRejected puts a rejection in its window, and an authentic one also
+// in its trader's queue, forgetting that trader's oldest past
+// RejectedPerTraderMax.
+func (l *Ledger) queueRejected(r *record) {
+	w, _ := l.window(r.Status)
+	w.ids = append(w.ids, r.ID)
+	w.live++
+	if r.Status != stRejected {
+		return
+	}
+	q := append(l.rejectedBy[r.Trader], r.ID)
+	if len(q) > l.cfg.RejectedPerTraderMax {
+		l.forgetRejected(q[0])
+		q = q[1:]
+	}
+	l.rejectedBy[r.Trader] = q
+}
+
+// forgetRejected drops a rejection's record, unless the id now names an
+// accepted operation (a forged copy rejected first, then the real one).
+func (l *Ledger) forgetRejected(id [32]byte) {
+	if r := l.records[id]; r != nil && r.Status.rejected() {
+		w, _ := l.window(r.Status)
+		w.live--
+		delete(l.records, id)
+		l.orders.forget(r, l.records)
+	}
+}
+
+// evictRejected forgets the oldest rejections of a window past its bound.
+func (l *Ledger) evictRejected(w *rejectionWindow, max int) {
+	for w.live > max && w.head < len(w.ids) {
+		id := w.ids[w.head]
+		w.head++
+		r := l.records[id]
+		if r == nil || !r.Status.rejected() {
+			continue // forgotten already, or now an accepted operation
+		}
+		if r.Status == stRejected {
+			// Its trader's queue is in the same order: this id is the
+			// oldest of that trader's that is still kept.
+			if q := l.rejectedBy[r.Trader]; len(q) > 0 && q[0] == id {
+				if len(q) == 1 {
+					delete(l.rejectedBy, r.Trader)
+				} else {
+					l.rejectedBy[r.Trader] = q[1:]
+				}
+			}
+		}
+		l.forgetRejected(id)
+	}
+	if n := len(w.ids) - w.head; n > 2*max || w.head > 4096 && w.head > len(w.ids)/2 {
+		// Into a new array: a snapshot being encoded may share the old.
+		kept := make([][32]byte, 0, min(n, max)+1)
+		for _, id := range w.ids[w.head:] {
+			if r := l.records[id]; r != nil && r.Status.rejected() {
+				kept = append(kept, id)
+			}
+		}
+		w.ids, w.head, w.live = kept, 0, len(kept)
+	}
+}
+
+// evictRecords forgets the oldest closed records past RecordsMax and the
+// oldest rejections past their windows' bounds.
 func (l *Ledger) evictRecords() {
+	l.evictRejected(&l.rejected, l.cfg.RejectedRecordsMax)
+	l.evictRejected(&l.forged, l.cfg.ForgedRecordsMax)
 	for len(l.closedQueue)-l.closedHead > l.cfg.RecordsMax {
 		// The entry is left in place (not zeroed): a snapshot being
 		// encoded may share the queue (captureSnapshot).

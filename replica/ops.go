@@ -326,11 +326,15 @@ func parseToken(field, s string) (string, error) {
 	if s == "" {
 		return "", fieldErr(field, errMissing)
 	}
-	if len(s) > matcher.NameBytesMax || strings.ContainsAny(s, "/") || !printable(s) {
-		return "", fieldErr(field, fmt.Errorf("invalid token name %q (printable, no '/', at most %d bytes)", clip(s), matcher.NameBytesMax))
+	if err := obapi.CheckTokenName(s); err != nil {
+		return "", fieldErr(field, err)
 	}
 	return s, nil
 }
+
+// The token rule is shared with the services in front of the replica; its
+// bound must be the matcher's (this fails to compile when they differ).
+const _ = uint(obapi.TokenBytesMax-matcher.NameBytesMax) + uint(matcher.NameBytesMax-obapi.TokenBytesMax)
 
 func printable(s string) bool {
 	for _, r := range s {

@@ -96,6 +96,14 @@ type Config struct {
 	RequestBytesMax int64
 	// OrdersPageMax bounds GET /orders.
 	OrdersPageMax int
+	// AttestEvery: after each index that is a multiple of it, the replica
+	// signs its state digest (GET /attestation) and compares it with
+	// Peers'. Every replica of a cluster must use the same value.
+	AttestEvery uint64
+	// AttestCheckInterval is the pause between comparisons with peers.
+	AttestCheckInterval time.Duration
+	// Peers are the cluster's other replicas (none: no comparison).
+	Peers []Peer
 
 	// Now is the wall clock, used only at the edge (request expiry
 	// checks, resend timers), never inside the ledger.
@@ -130,9 +138,13 @@ func DefaultConfig() Config {
 		SnapshotLogBytes: 32 << 20,
 		RequestBytesMax:  64 << 10,
 		OrdersPageMax:    10_000,
-		Now:              time.Now,
-		Logger:           slog.Default(),
-		SummaryInterval:  30 * time.Second,
+		// A digest walks the whole state (tens of ms at 10 MB): every
+		// 100 batches keeps that under 1% of the apply loop.
+		AttestEvery:         100,
+		AttestCheckInterval: time.Second,
+		Now:                 time.Now,
+		Logger:              slog.Default(),
+		SummaryInterval:     30 * time.Second,
 	}
 }
 
@@ -148,6 +160,8 @@ func TestConfig() Config {
 	c.WaitDefault = 5 * time.Second
 	c.IndexWaitMax = 200 * time.Millisecond
 	c.SnapshotEvery = 4
+	c.AttestEvery = 4
+	c.AttestCheckInterval = 20 * time.Millisecond
 	return c
 }
 
@@ -174,6 +188,8 @@ func (c *Config) ValidateBasic() error {
 		return errors.New("wait bounds must be positive (WaitMax >= WaitDefault)")
 	case c.SnapshotEvery < 1 || c.SnapshotOps < 1 || c.SnapshotLogBytes < 1:
 		return errors.New("SnapshotEvery, SnapshotOps and SnapshotLogBytes must be at least 1")
+	case c.AttestEvery < 1 || c.AttestCheckInterval <= 0:
+		return errors.New("AttestEvery must be at least 1 and AttestCheckInterval positive")
 	case c.RequestBytesMax < 1024 || c.OrdersPageMax < 1:
 		return errors.New("RequestBytesMax must be at least 1 KiB and OrdersPageMax at least 1")
 	case c.Now == nil || c.Logger == nil:
@@ -236,6 +252,9 @@ type Replica struct {
 	// sendRTT is the smoothed answer time of batch sends, in nanoseconds
 	// (batchGap).
 	sendRTT atomic.Int64
+	// att holds this replica's state attestations and how they compare
+	// with its peers'.
+	att attestor
 
 	// wmu guards waiters: channels of ?wait=finalized requests by op id.
 	wmu     sync.Mutex
@@ -289,11 +308,12 @@ func New(cfg Config, seq Sequencer, store Store) (*Replica, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := store.Commit(&Commit{Snapshot: s, SnapshotIndex: 0}); err != nil {
+		d, _ := genesis.Digest()
+		if err := store.Commit(&Commit{Snapshot: sealSnapshot(0, d, s), SnapshotIndex: 0}); err != nil {
 			return nil, fmt.Errorf("storing the genesis snapshot: %w", err)
 		}
 	} else {
-		l, err := RestoreLedger(cfg.Ledger, cfg.Domain, snap)
+		l, err := restoreChecked(cfg, locationOf(store), snap)
 		if err != nil {
 			return nil, err
 		}
@@ -303,8 +323,10 @@ func New(cfg Config, seq Sequencer, store Store) (*Replica, error) {
 		r.ledger = l
 		r.lastSnapshot = l.index
 		after, prev, _ := l.Index()
-		if err := checkChain(after, prev, logged); err != nil {
-			return nil, fmt.Errorf("stored batch log: %w", err)
+		if err := chainBreak(after, prev, logged); err != nil {
+			// Each record passed its checksum, so they were written like
+			// this: still local state that cannot be vouched for.
+			return nil, &CorruptionError{File: locationOf(store), What: "the batch log does not extend the snapshot's chain: " + err.Error()}
 		}
 		for _, b := range logged {
 			a := r.applyPrepared(prepareBatch(cfg.Domain, b, cfg.VerifyWorkers, nil))
@@ -339,6 +361,39 @@ func New(cfg Config, seq Sequencer, store Store) (*Replica, error) {
 	return r, nil
 }
 
+// locationOf names a store's file in errors.
+func locationOf(s Store) string {
+	if l, ok := s.(interface{ Location() string }); ok {
+		return l.Location()
+	}
+	return "the replica's store"
+}
+
+// restoreChecked opens a sealed snapshot (checksums), restores the ledger
+// and recomputes its state digest, which must be the one recorded when the
+// snapshot was taken. Any mismatch is a *CorruptionError naming file.
+func restoreChecked(cfg Config, file string, snap []byte) (*Ledger, error) {
+	sealed, err := openSnapshot(snap)
+	if err != nil {
+		return nil, &CorruptionError{File: file, What: err.Error()}
+	}
+	l, err := RestoreLedger(cfg.Ledger, cfg.Domain, sealed.Payload)
+	if err != nil {
+		return nil, &CorruptionError{File: file, What: "snapshot does not decode: " + err.Error()}
+	}
+	if sealed.Legacy {
+		cfg.Logger.Warn("the stored snapshot predates checksums; it is replaced by a checked one at the next snapshot", "file", file, "index", l.index)
+		return l, nil
+	}
+	if l.index != sealed.Index {
+		return nil, &CorruptionError{File: file, What: fmt.Sprintf("snapshot recorded for index %d restores index %d", sealed.Index, l.index)}
+	}
+	if d, _ := l.Digest(); d != sealed.Digest {
+		return nil, &CorruptionError{File: file, What: fmt.Sprintf("the state restored from the snapshot at index %d has digest %x, the snapshot recorded %x", l.index, d, sealed.Digest)}
+	}
+	return l, nil
+}
+
 // prepared is a batch decoded and verified outside the ledger lock.
 type prepared struct {
 	batch    Batch
@@ -363,12 +418,27 @@ func (r *Replica) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); r.batchLoop(ctx) }()
 	go func() { defer wg.Done(); r.resendLoop(ctx) }()
+	diverged := make(chan error, 1)
+	go func() {
+		defer wg.Done()
+		if err := r.attestLoop(ctx); err != nil {
+			diverged <- err
+			cancel()
+		}
+	}()
 	err := r.applyLoop(ctx)
 	cancel()
 	wg.Wait()
+	select {
+	case derr := <-diverged:
+		if err == nil {
+			err = derr
+		}
+	default:
+	}
 	// The store is closed after Run: a snapshot being written finishes
 	// first.
 	if serr := r.waitSnapshot(); err == nil {
@@ -396,7 +466,7 @@ func (r *Replica) waitSnapshot() error {
 // snapshot's index were committed to the log before this starts, and the
 // store drops them only in the transaction that stores the snapshot, so
 // a crash at any point leaves "snapshot + logged batches" exact.
-func (r *Replica) snapshotInBackground(s *ledgerSnapshot) {
+func (r *Replica) snapshotInBackground(s *ledgerSnapshot, digest [32]byte) {
 	done := make(chan struct{})
 	r.snapshotDone, r.snapshotErr = done, nil
 	go func() {
@@ -404,6 +474,7 @@ func (r *Replica) snapshotInBackground(s *ledgerSnapshot) {
 		start := time.Now()
 		b, err := s.encode()
 		if err == nil {
+			b = sealSnapshot(s.Index, digest, b)
 			err = r.store.Commit(&Commit{Snapshot: b, SnapshotIndex: s.Index})
 		}
 		if err != nil {
@@ -520,6 +591,7 @@ func (r *Replica) applyPage(preps []prepared) error {
 	r.mu.Lock()
 	for i := range preps {
 		applied[i] = r.applyPrepared(preps[i])
+		r.maybeAttest()
 		r.metrics.Applied++
 		for _, o := range applied[i].Outcomes {
 			r.metrics.OpsApplied++
@@ -546,6 +618,7 @@ func (r *Replica) applyPage(preps []prepared) error {
 	}
 	index := r.ledger.index
 	var snap *ledgerSnapshot
+	var snapDigest [32]byte
 	if index-r.lastSnapshot >= r.cfg.SnapshotEvery || r.logOps >= r.cfg.SnapshotOps || r.logBytes >= r.cfg.SnapshotLogBytes {
 		// Only the apply loop writes the ledger, so it can capture it
 		// without blocking readers. The capture is cheap; encoding and
@@ -560,7 +633,8 @@ func (r *Replica) applyPage(preps []prepared) error {
 		if err != nil {
 			return fmt.Errorf("snapshot at %d: %w", index, err)
 		}
-		snap = s
+		// Recorded with the snapshot: a restore recomputes it and compares.
+		snap, snapDigest = s, r.stateDigestAt(index)
 	}
 	start := time.Now()
 	if err := r.store.Commit(c); err != nil {
@@ -569,7 +643,7 @@ func (r *Replica) applyPage(preps []prepared) error {
 	}
 	if snap != nil {
 		r.lastSnapshot, r.logOps, r.logBytes = index, 0, 0
-		r.snapshotInBackground(snap)
+		r.snapshotInBackground(snap, snapDigest)
 	}
 	for _, a := range applied {
 		r.outcomes.batch(a)
@@ -666,6 +740,16 @@ func (r *Replica) Applied() uint64 {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return r.ledger.index
+}
+
+// stateDigestAt is the ledger's digest, which must be at index (apply
+// loop only: no batch is applied meanwhile).
+func (r *Replica) stateDigestAt(index uint64) [32]byte {
+	d, _ := r.ledger.Digest()
+	if r.ledger.index != index {
+		panic("replica: digest asked at another index than the applied one")
+	}
+	return d
 }
 
 // StateDigest returns the state digest at the applied index.

@@ -46,13 +46,21 @@ var errChain = errors.New("sequencer returned batches that do not extend the app
 // adapter already verified them, but applying a batch that does not follow
 // would corrupt the state, so the replica never takes that on trust.
 func checkChain(after uint64, prev [32]byte, bs []Batch) error {
+	if err := chainBreak(after, prev, bs); err != nil {
+		return fmt.Errorf("%w: %v", errChain, err)
+	}
+	return nil
+}
+
+// chainBreak says where bs fails to extend (after, prev), or nil.
+func chainBreak(after uint64, prev [32]byte, bs []Batch) error {
 	for _, b := range bs {
 		if b.Index != after+1 {
-			return fmt.Errorf("%w: index %d after %d", errChain, b.Index, after)
+			return fmt.Errorf("index %d after %d", b.Index, after)
 		}
 		want := NextChainingHash(prev, BatchHash(b.Timestamp, b.Body))
 		if want != b.ChainingHash {
-			return fmt.Errorf("%w: chaining hash at %d", errChain, b.Index)
+			return fmt.Errorf("chaining hash at %d", b.Index)
 		}
 		after, prev = b.Index, b.ChainingHash
 	}

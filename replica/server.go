@@ -45,6 +45,7 @@ func (r *Replica) routes() http.Handler {
 	g.GET("/eip712", r.getEIP712)
 	g.GET("/state", r.getState)
 	r.tradingRoutes(g)
+	g.GET("/attestation", r.getAttestation)
 	return g
 }
 
@@ -417,6 +418,9 @@ func levelsJSON(ls []matcher.Level) []obapi.Level {
 }
 
 func (r *Replica) getBalance(c *gin.Context) {
+	if r.refuseIfDiverged(c) {
+		return
+	}
 	addr, err := parseAddress("address", c.Query("address"))
 	if err != nil {
 		failErr(c, err)
@@ -463,6 +467,9 @@ func (r *Replica) getBalance(c *gin.Context) {
 }
 
 func (r *Replica) getWithdrawal(c *gin.Context) {
+	if r.refuseIfDiverged(c) {
+		return
+	}
 	id, ok := r.idParam(c)
 	if !ok {
 		return
@@ -502,6 +509,10 @@ func (r *Replica) getState(c *gin.Context) {
 	}
 	r.mu.RUnlock()
 	out.Pending = r.in.count()
+	if x, ok := r.att.latest(); ok {
+		out.Attested = x.index
+	}
+	out.Diverged = r.att.divergence()
 	c.JSON(http.StatusOK, out)
 }
 

@@ -34,6 +34,11 @@ type ledgerSnapshot struct {
 	Records     []record
 	ClosedQueue [][32]byte
 	Trades      []trade
+	// rejectedQueue holds the ledger's rejection windows, captured apart
+	// and written after ClosedQueue in the same section by encode:
+	// restore tells them apart by the records' status, so the layout is
+	// the same as before rejections had their own bounds.
+	rejectedQueue [][32]byte
 	// Bulk holds Nonces, Legacy, Records, ClosedQueue and Trades encoded
 	// by appendBulk (versions 2 and 3; version 1 had them in their own
 	// fields, encoded by gob, and is still read). Version 3 adds the
@@ -70,6 +75,7 @@ func (l *Ledger) captureSnapshot() (*ledgerSnapshot, error) {
 		RejectedOps: l.rejectedOps, RejectedBatches: l.rejectedBatches,
 		ClosedQueue: slices.Clip(l.closedQueue[l.closedHead:]), Trades: slices.Clip(l.trades),
 	}
+	s.rejectedQueue = slices.Concat(l.rejected.kept(), l.forged.kept())
 	s.Legacy = make([][32]byte, 0, len(l.legacyUsed))
 	for id := range l.legacyUsed {
 		s.Legacy = append(s.Legacy, id)
@@ -90,7 +96,8 @@ func (s *ledgerSnapshot) encode() ([]byte, error) {
 	// contract); appendBulk orders the records.
 	slices.SortFunc(s.Legacy, compare32)
 	w := *s
-	w.Bulk = appendBulk(nil, s)
+	w.ClosedQueue = slices.Concat(s.ClosedQueue, s.rejectedQueue)
+	w.Bulk = appendBulk(nil, &w)
 	w.Nonces, w.Legacy, w.Records, w.ClosedQueue, w.Trades = nil, nil, nil, nil, nil
 	var buf bytes.Buffer
 	buf.Grow(len(w.Bulk) + len(w.Engine) + 512)
@@ -142,7 +149,22 @@ func RestoreLedger(cfg LedgerConfig, dom *Domain, data []byte) (*Ledger, error) 
 		r := s.Records[i]
 		l.records[r.ID] = &r
 	}
-	l.closedQueue = s.ClosedQueue
+	for _, id := range s.ClosedQueue {
+		r := l.records[id]
+		switch {
+		case r == nil:
+			// Forgotten already (a per-trader bound): nothing to queue.
+		case r.Status.rejected():
+			w, _ := l.window(r.Status)
+			w.ids = append(w.ids, id)
+			w.live++
+			if r.Status == stRejected {
+				l.rejectedBy[r.Trader] = append(l.rejectedBy[r.Trader], id)
+			}
+		default:
+			l.closedQueue = append(l.closedQueue, id)
+		}
+	}
 	l.trades = s.Trades
 	l.orders.rebuild(l.records)
 	l.recordSeq = l.orders.lastSeq

@@ -42,7 +42,11 @@ func TestMain(m *testing.M) {
 
 func startNetwork(t *testing.T) *localnet.Network {
 	t.Helper()
-	return testproc.StartNetwork(t, seqbookBin, 30, nil)
+	return testproc.StartNetwork(t, seqbookBin, 30, func(cfg *localnet.Config) {
+		// Every index is attested, so the few batches of the test have
+		// state proofs.
+		cfg.ReplicaArgs = []string{"--attest-every", "1"}
+	})
 }
 
 func TestQuorumProofsOnARealNetwork(t *testing.T) {
@@ -131,7 +135,22 @@ func TestQuorumProofsOnARealNetwork(t *testing.T) {
 	if err := client.VerifyWithdrawalProof(c, wp); err != nil || wp.Amount != "10" || wp.Trader != user1.Hex() || wp.Recipient != user2.Hex() {
 		t.Fatalf("withdrawal proof %+v: %v", wp, err)
 	}
-	waitProof("proof after the withdrawal", user1, "USDT", "790000000", all)
+	afterW := waitProof("proof after the withdrawal", user1, "USDT", "790000000", all)
+
+	// A state proof at that index: every replica attested the same state
+	// digest, the one GET /state reports there.
+	var sp *client.StateProof
+	testproc.WaitFor(t, "state proof", 60*time.Second, func() (bool, string) {
+		sp, err = agg.StateProof(ctx, afterW.Index)
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(sp.Signers) == 3, fmt.Sprintf("%+v", *sp)
+	})
+	if err := client.VerifyStateProof(c, sp); err != nil || sp.Index != afterW.Index {
+		t.Fatalf("state proof %+v: %v", sp, err)
+	}
+	t.Logf("state proof: digest %s at index %d, signers %v", sp.StateDigest, sp.Index, sp.Signers)
 
 	// 4. replica3 stopped: the proof still forms, replica3 a non-signer.
 	if err := n.StopComponent("replica3"); err != nil {

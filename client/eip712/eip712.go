@@ -33,6 +33,7 @@ const (
 	TypeFinalize   = "Finalize(string app,uint64 view,uint64 index,bytes32 chainingHash)"
 	TypeBalance    = "Balance(string app,address account,string token,uint256 balance,uint64 index)"
 	TypeWithdrawal = "Withdrawal(string app,bytes32 id,address trader,string token,uint256 amount,address recipient,uint64 index)"
+	TypeState      = "State(string app,uint64 index,bytes32 stateDigest)"
 )
 
 var (
@@ -45,6 +46,7 @@ var (
 	typeHashFinalize   = Keccak256([]byte(TypeFinalize))
 	typeHashBalance    = Keccak256([]byte(TypeBalance))
 	typeHashWithdrawal = Keccak256([]byte(TypeWithdrawal))
+	typeHashState      = Keccak256([]byte(TypeState))
 )
 
 // Domain is the EIP-712 domain of one cluster. Build it with NewDomain so
@@ -297,4 +299,23 @@ func Keccak256(data ...[]byte) [32]byte {
 	var out [32]byte
 	h.Sum(out[:0])
 	return out
+}
+
+// State is a replica's state attestation: the state digest it computed
+// after applying index (docs/verification.md). Replicas compare theirs; a
+// quorum of them signing the same one proves the state at that index.
+type State struct {
+	App         string
+	Index       uint64
+	StateDigest [32]byte
+}
+
+// StructHash implements Message.
+func (s *State) StructHash() [32]byte {
+	var e encoder
+	e.word(typeHashState)
+	e.str(s.App)
+	e.uint(s.Index)
+	e.word(s.StateDigest)
+	return Keccak256(e.buf)
 }

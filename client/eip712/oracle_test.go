@@ -131,7 +131,7 @@ func TestQuickCheckAgainstGoEthereum(t *testing.T) {
 			ours    Message
 			msg     apitypes.TypedDataMessage
 		)
-		switch g.r.IntN(7) {
+		switch g.r.IntN(8) {
 		case 0:
 			o := &Order{Trader: g.addr(), Market: g.str(), Side: g.str(), OrderType: g.str(), Quantity: g.u64(), Price: g.u64(), Nonce: g.u64(), Expiry: g.u64()}
 			primary, ours = "Order", o
@@ -185,6 +185,10 @@ func TestQuickCheckAgainstGoEthereum(t *testing.T) {
 			primary, ours = "Withdrawal", w
 			msg = apitypes.TypedDataMessage{"app": w.App, "id": hexOf(w.ID), "trader": w.Trader.Hex(), "token": w.Token,
 				"amount": dec(w.Amount), "recipient": w.Recipient.Hex(), "index": dec(w.Index)}
+		case 7:
+			st := &State{App: g.str(), Index: g.u64(), StateDigest: g.b32()}
+			primary, ours = "State", st
+			msg = apitypes.TypedDataMessage{"app": st.App, "index": dec(st.Index), "stateDigest": hexOf(st.StateDigest)}
 		}
 		sh, digest := gethHashes(t, chainID, primary, msg)
 		if got := ours.StructHash(); got != sh {

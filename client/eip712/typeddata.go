@@ -116,7 +116,7 @@ func isAtomicType(t string) bool {
 // name, built once from the type strings.
 var typeFields = func() map[string][]Field {
 	m := map[string][]Field{}
-	for _, t := range []string{TypeDomain, TypeOrder, TypeCancel, TypeCancelAll, TypeWithdraw, TypeLock, TypeFinalize, TypeBalance, TypeWithdrawal} {
+	for _, t := range []string{TypeDomain, TypeOrder, TypeCancel, TypeCancelAll, TypeWithdraw, TypeLock, TypeFinalize, TypeBalance, TypeWithdrawal, TypeState} {
 		name, fields, err := ParseType(t)
 		if err != nil {
 			panic(err) // the constants of this package: a programmer error

@@ -330,6 +330,34 @@ type State struct {
 	// Pending counts operations this replica accepted that are not
 	// applied yet.
 	Pending int `json:"pending"`
+	// Attested is the latest index this replica attested (signed its
+	// state digest at, GET /attestation); 0 before the first.
+	Attested uint64 `json:"attested"`
+	// Diverged is set when a quorum of the other replicas attested
+	// another state digest at an index than this replica computed: it
+	// then answers no signed read (503) and rebuilds its state.
+	Diverged *Divergence `json:"diverged,omitempty"`
+}
+
+// Divergence is a replica's state digest disagreeing with a quorum's.
+type Divergence struct {
+	Index  uint64 `json:"index"`
+	Mine   string `json:"mine"`
+	Quorum string `json:"quorum"`
+	// Signers are the replicas that attested Quorum.
+	Signers []string `json:"signers"`
+}
+
+// Attestation is GET /attestation?index=N: the replica's BLS signature
+// (hex) over the EIP-712 digest of State(string app,uint64 index,
+// bytes32 stateDigest), the state digest it computed after applying
+// index (docs/verification.md).
+type Attestation struct {
+	App         string `json:"app"`
+	Index       uint64 `json:"index"`
+	StateDigest string `json:"state_digest"`
+	Replica     string `json:"replica"`
+	Signature   string `json:"signature"`
 }
 
 // Error is the body of every 4xx/5xx answer.

@@ -52,6 +52,10 @@ func (m *memReplicas) Withdrawal(ctx context.Context, i int, id string) (*obapi.
 	return nil, aggregator.ErrNotFound
 }
 
+func (m *memReplicas) Attestation(ctx context.Context, i int, index uint64) (*obapi.Attestation, error) {
+	return nil, aggregator.ErrNotFound
+}
+
 func memCluster(t *testing.T, n int) (*cluster.Cluster, []*bls.SecretKey) {
 	t.Helper()
 	nk := keys.DeterministicBLS("bench proofs test node")

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -43,6 +44,8 @@ func runReplica(args []string) int {
 	snapshotBytes := fs.Uint64("snapshot-log-bytes", 32<<20, "bytes of logged batch bodies between state snapshots at most")
 	noSync := fs.Bool("no-sync", false, "skip fsync on commits (faster; a power loss may tear the database)")
 	lf := cli.AddLogFlags(fs)
+	attestEvery := fs.Uint64("attest-every", 100, "sign the state digest after every N-th index and compare it with the other replicas' (the same N on every replica of a cluster)")
+	onCorruption := fs.String("on-corruption", "rebuild", "when the stored state fails its integrity checks: rebuild (keep the damaged file aside and rebuild from the sequencer's verified history) or refuse (exit, printing the repair command)")
 	setUsage(fs, "Usage: seqbook replica --cluster FILE --id REPLICA --key FILE --data DIR [--genesis FILE] [flags]",
 		"Runs one orderbook replica: takes EIP-712 (and legacy) signed operations over",
 		"HTTP, batches them to the sequencer, follows the finalized batches (verifying",
@@ -58,6 +61,9 @@ func runReplica(args []string) int {
 	}
 	if *id == "" || *keyPath == "" || *dataDir == "" {
 		return fail("replica", errors.New("--id, --key and --data are required (see --help)"))
+	}
+	if *onCorruption != "rebuild" && *onCorruption != "refuse" {
+		return fail("replica", fmt.Errorf("--on-corruption %q: want rebuild or refuse", *onCorruption))
 	}
 	logger, err := lf.Logger(os.Stderr)
 	if err != nil {
@@ -83,29 +89,64 @@ func runReplica(args []string) int {
 	cfg.ID, cfg.Domain, cfg.Key, cfg.Logger = *id, replica.DomainOf(c), key, logger
 	cfg.BatchInterval, cfg.BatchIntervalMax, cfg.BatchOpsMax = *batchInterval, *batchIntervalMax, *batchOpsMax
 	cfg.SnapshotEvery, cfg.SnapshotOps, cfg.SnapshotLogBytes = *snapshotEvery, *snapshotOps, *snapshotBytes
+	cfg.AttestEvery = *attestEvery
+	for i, p := range c.Replicas {
+		if p.ID != *id {
+			cfg.Peers = append(cfg.Peers, replica.Peer{ID: p.ID, URL: "http://" + p.HTTP, Key: c.ReplicaKey(i)})
+		}
+	}
 	if *genesisPath != "" {
 		if cfg.Genesis, err = replica.LoadGenesis(*genesisPath); err != nil {
 			return fail("replica", err)
 		}
 	}
-	store, err := replica.OpenBoltStore(*dataDir, replica.BoltOptions{NoSync: *noSync})
-	if err != nil {
-		return fail("replica", err)
-	}
 	seq := replica.NewSDKSequencer(c, client.WithLogger(logger))
-	r, err := replica.New(cfg, seq, store)
+	open := func() (*replica.Replica, error) {
+		store, err := replica.OpenBoltStore(*dataDir, replica.BoltOptions{NoSync: *noSync})
+		if err != nil {
+			return nil, err
+		}
+		r, err := replica.New(cfg, seq, store)
+		if err != nil {
+			store.Close()
+			return nil, err
+		}
+		return r, nil
+	}
+	dbPath := replica.BoltPath(*dataDir)
+	// rebuild sets the database aside and opens a fresh one: the replica
+	// starts from genesis and rebuilds from the sequencer's verified
+	// history.
+	rebuild := func(why error) (*replica.Replica, error) {
+		aside, err := replica.SetAside(dbPath, time.Now())
+		if err != nil {
+			return nil, fmt.Errorf("%v; setting %s aside failed: %w", why, dbPath, err)
+		}
+		logger.Error("rebuilding from the sequencer's verified history", "why", why.Error(), "old_file_kept_as", aside)
+		return open()
+	}
+	r, err := open()
+	if replica.IsCorruption(err) {
+		if *onCorruption == "refuse" {
+			return fail("replica", fmt.Errorf("%v\nTo rebuild this replica from the sequencer's verified history, keep the damaged file aside and start it again:\n  %s", err, replica.RebuildCommand(dbPath)))
+		}
+		r, err = rebuild(err)
+	}
 	if err != nil {
-		store.Close()
 		return fail("replica", err)
 	}
-	defer r.Close()
+	// The HTTP server outlives a rebuild: it serves whichever replica runs.
+	var current atomic.Pointer[replica.Replica]
+	current.Store(r)
+	defer func() { current.Load().Close() }()
+	handler := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { current.Load().Handler().ServeHTTP(w, req) })
 
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fail("replica", err)
 	}
 	// WriteTimeout exceeds the longest ?wait=finalized (cfg.WaitMax).
-	srv := &http.Server{Handler: r.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: cfg.WaitMax + 30*time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -116,7 +157,35 @@ func runReplica(args []string) int {
 		"state_digest", fmt.Sprintf("%x", digest))
 
 	runErr := make(chan error, 1)
-	go func() { runErr <- r.Run(ctx) }()
+	go func() {
+		for rebuilt := false; ; rebuilt = true {
+			err := current.Load().Run(ctx)
+			if !errors.Is(err, replica.ErrDiverged) || ctx.Err() != nil {
+				runErr <- err
+				return
+			}
+			if rebuilt {
+				// Rebuilt from the sequencer's history and still not the
+				// quorum's state: the cause is not the stored state (another
+				// genesis, another build). Rebuilding again would loop.
+				runErr <- fmt.Errorf("%w again after rebuilding from the sequencer's history: check that this replica runs with the cluster's genesis file and version; not rebuilding again", err)
+				return
+			}
+			// A quorum of replicas attested another state digest: this
+			// replica's state is wrong. Rebuild it from the sequencer.
+			old := current.Load()
+			if cerr := old.Close(); cerr != nil {
+				runErr <- cerr
+				return
+			}
+			next, err := rebuild(err)
+			if err != nil {
+				runErr <- err
+				return
+			}
+			current.Store(next)
+		}
+	}()
 	var failure error
 	select {
 	case <-ctx.Done():

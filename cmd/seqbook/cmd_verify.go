@@ -17,7 +17,7 @@ import (
 func init() {
 	register(command{
 		name:    "verify",
-		summary: "verify a balance or withdrawal quorum proof offline against a cluster file",
+		summary: "verify a balance, withdrawal or state quorum proof offline against a cluster file",
 		run:     func(args []string) int { return verifyMain(args, os.Stdin, os.Stdout, os.Stderr) },
 	})
 }
@@ -31,7 +31,7 @@ func verifyMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	clusterPath := fs.String("cluster", "", "cluster `FILE` with the replicas' BLS keys (required)")
 	allowSingle := fs.Bool("allow-single", false, "exit 0 on one replica's signed /balance answer too (one signature, NOT a quorum)")
 	setUsage(fs, "Usage: seqbook verify --cluster FILE PROOF.json   (- or nothing: read stdin)",
-		"Checks a quorum proof from the aggregator (balance or withdrawal, told apart by its",
+		"Checks a quorum proof from the aggregator (balance, withdrawal or state, told apart by its",
 		"fields) or one replica's signed /balance answer, trusting only the cluster file:",
 		"the EIP-712 digest is recomputed from the fields, the signers must be distinct",
 		"replicas reaching the cluster's threshold, and the aggregate BLS signature must",
@@ -100,6 +100,17 @@ func verifyDoc(c *cluster.Cluster, doc []byte) (string, error) {
 	}
 	if _, one := keys["replica"]; one {
 		return verifySignedBalance(c, doc)
+	}
+	if _, state := keys["state_digest"]; state {
+		sp, err := client.ParseStateProof(doc)
+		if err != nil {
+			return "", err
+		}
+		if err := client.VerifyStateProof(c, sp); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("verified: state digest %s at index %d, attested by %s (threshold %d)",
+			sp.StateDigest, sp.Index, strings.Join(sp.Signers, ","), sp.Threshold), nil
 	}
 	kind, bp, wp, err := client.ParseProof(doc)
 	if err != nil {

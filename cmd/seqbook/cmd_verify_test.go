@@ -135,6 +135,20 @@ func TestVerifyCommand(t *testing.T) {
 		t.Fatalf("withdrawal: exit %d, out %q, err %q", code, out, errOut)
 	}
 
+	// A state proof (GET /aggregate_state) is recognized as one.
+	st := eip712.State{App: "orderbook", Index: 400, StateDigest: [32]byte{0xcd}}
+	sig, ids = tn.sign(&st, 1, 2)
+	sp := client.NewStateProof(tn.c, st, sig, ids)
+	code, out, errOut = runCmd(verifyCmd(""), "--cluster", tn.path, writeTemp(t, sp))
+	if code != 0 || !strings.HasPrefix(out, "verified: state digest 0xcd00") || !strings.Contains(out, "at index 400, attested by replica2,replica3 (threshold 2)") {
+		t.Fatalf("state: exit %d, out %q, err %q", code, out, errOut)
+	}
+	badState := *sp
+	badState.Index = 401
+	if code, _, errOut = runCmd(verifyCmd(""), "--cluster", tn.path, writeTemp(t, badState)); code != 1 || !strings.Contains(errOut, "digest") {
+		t.Fatalf("tampered state proof: exit %d, err %q", code, errOut)
+	}
+
 	// One replica's /balance answer: its signature is checked and said to
 	// be one signature, but it is not a quorum: exit 1 unless
 	// --allow-single (a script's `verify && pay` must not pay on it).

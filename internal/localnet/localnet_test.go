@@ -383,3 +383,45 @@ func TestStartTimesOutOnNeverReady(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// TestSecondStartIsRefusedAtOnce: while a network runs, a second one on
+// the same folder, or on its ports from another folder, is refused before
+// any child starts, with an error saying why.
+func TestSecondStartIsRefusedAtOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	cfg := testConfig(t)
+	n, err := Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop()
+
+	same := testConfigIn(t, cfg.Dir, cfg.Ports)
+	var out strings.Builder
+	same.Out = &out
+	if _, err := Start(context.Background(), same); err == nil || !strings.Contains(err.Error(), "in use by another running localnet") {
+		t.Fatalf("second start on the same folder: %v", err)
+	}
+
+	other := testConfigIn(t, t.TempDir(), cfg.Ports)
+	if _, err := Start(context.Background(), other); err == nil || !strings.Contains(err.Error(), cfg.Ports.Host) || !strings.Contains(err.Error(), "is in use") {
+		t.Fatalf("second start on the same ports: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(other.Dir, "logs", "node1.log")); err == nil {
+		t.Fatal("the refused network started node1")
+	}
+	for _, c := range n.Components {
+		if !n.Running(c.ID) {
+			t.Fatalf("%s of the first network stopped", c.ID)
+		}
+	}
+	// Once the first network stops, its folder can be started again.
+	n.Stop()
+	n2, err := Start(context.Background(), testConfigIn(t, cfg.Dir, cfg.Ports))
+	if err != nil {
+		t.Fatalf("start after the first stopped: %v", err)
+	}
+	n2.Stop()
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -38,6 +39,7 @@ type Network struct {
 
 	mu    sync.Mutex
 	procs map[string]*proc // the current process of each component
+	lock  *os.File         // the folder's lock, released by Stop
 }
 
 // proc is one run of one component.
@@ -64,17 +66,36 @@ func (p *proc) exited() bool {
 // previous one answers its readiness probe. On any failure it stops what
 // it started and returns an error that carries the failing child's log
 // tail.
+//
+// A second Start on a folder in use, or on ports another program holds,
+// is refused before any child starts: otherwise the readiness probes of
+// the new network would be answered by the old one.
 func Start(ctx context.Context, cfg Config) (*Network, error) {
-	l, err := Prepare(cfg)
+	if err := cfg.ValidateBasic(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("localnet: %w", err)
+	}
+	lock, err := lockDir(cfg.Dir)
 	if err != nil {
 		return nil, err
 	}
-	n := &Network{Layout: l, cfg: cfg, out: cfg.Out, procs: map[string]*proc{}}
+	l, err := Prepare(cfg)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	n := &Network{Layout: l, cfg: cfg, out: cfg.Out, procs: map[string]*proc{}, lock: lock}
 	if n.out == nil {
 		n.out = io.Discard
 	}
+	if err := n.checkPortsFree(); err != nil {
+		n.Stop()
+		return nil, err
+	}
 	for _, kind := range []string{KindSequencer, KindReplica, KindAggregator} {
-		if len(cfg.Kinds) > 0 && !slices.Contains(cfg.Kinds, kind) {
+		if !n.starts(kind) {
 			continue
 		}
 		var ids []string
@@ -181,6 +202,52 @@ func (n *Network) Stop() {
 		n.mu.Unlock()
 		n.terminate(ps)
 	}
+	n.mu.Lock()
+	if n.lock != nil {
+		n.lock.Close() // closing the file releases the flock
+		n.lock = nil
+	}
+	n.mu.Unlock()
+}
+
+// starts says whether Start runs the components of this kind.
+func (n *Network) starts(kind string) bool {
+	return len(n.cfg.Kinds) == 0 || slices.Contains(n.cfg.Kinds, kind)
+}
+
+// checkPortsFree binds, for a moment, every address the network is about
+// to listen on (TCP for HTTP, UDP for QUIC) and names the first taken one.
+func (n *Network) checkPortsFree() error {
+	type addr struct{ network, hostPort, what string }
+	var want []addr
+	if n.starts(KindSequencer) {
+		for _, nd := range n.Cluster.Nodes {
+			want = append(want, addr{"tcp", nd.HTTP, nd.ID + " HTTP"}, addr{"udp", nd.QUIC, nd.ID + " QUIC"})
+		}
+	}
+	if n.starts(KindReplica) {
+		for _, r := range n.Cluster.Replicas {
+			want = append(want, addr{"tcp", r.HTTP, r.ID + " HTTP"})
+		}
+	}
+	if n.starts(KindAggregator) {
+		want = append(want, addr{"tcp", n.Cluster.Aggregator.HTTP, "aggregator HTTP"})
+	}
+	for _, a := range want {
+		var c io.Closer
+		var err error
+		if a.network == "udp" {
+			c, err = net.ListenPacket("udp", a.hostPort)
+		} else {
+			c, err = net.Listen("tcp", a.hostPort)
+		}
+		if err != nil {
+			return fmt.Errorf("localnet: %s (%s, from %s) is in use: is another localnet running? Stop it, or start in another --dir with other ports: %w",
+				a.hostPort, a.what, n.ClusterPath, err)
+		}
+		c.Close()
+	}
+	return nil
 }
 
 // terminate SIGTERMs the processes, waits up to the grace period, then

@@ -269,23 +269,7 @@ func TestReplicasAgreeAndLoseNothingAcrossCrashes(t *testing.T) {
 // and state digest, then compares trades and balances.
 func checkAgreement(t *testing.T, nw *network, replicas []string, traders []*ecdsa.PrivateKey) {
 	t.Helper()
-	var states []obapi.State
-	testproc.WaitFor(t, "replicas at the same index with the same digest", 2*time.Minute, func() (bool, string) {
-		states = states[:0]
-		for _, r := range replicas {
-			var s obapi.State
-			if _, err := call("GET", nw.replicaURL(r)+"/state", nil, &s); err != nil {
-				return false, err.Error()
-			}
-			states = append(states, s)
-		}
-		for _, s := range states[1:] {
-			if s.AppliedIndex != states[0].AppliedIndex || s.StateDigest != states[0].StateDigest || s.ChainingHash != states[0].ChainingHash {
-				return false, fmt.Sprintf("%+v vs %+v", states[0], s)
-			}
-		}
-		return states[0].AppliedIndex > 0, ""
-	})
+	states := []obapi.State{agreedState(t, nw, replicas)}
 	t.Logf("all replicas at index %d, digest %s, %d trades", states[0].AppliedIndex, states[0].StateDigest, states[0].Trades)
 	if states[0].Trades == 0 {
 		t.Fatal("no trades: the stream did not cross")

@@ -348,6 +348,9 @@ func (n *Node) proofsIn(a *app, from, to uint64, limit int) []wire.Proof {
 // finalizeTo makes every entry up to p.Index final. p is a verified
 // finalize proof whose chaining hash the log holds at p.Index.
 func (n *Node) finalizeTo(a *app, p *wire.Proof) {
+	if p.Kind != wire.KindFinalize {
+		panic("core: finalizeTo: not a finalize proof")
+	}
 	old := a.finalIdx()
 	if p.Index <= old {
 		return

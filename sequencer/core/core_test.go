@@ -504,3 +504,38 @@ func TestFollowerPostsSlowlyOnlyWhenIdle(t *testing.T) {
 			got, busyTicks, cfg.PostIntervalTicks)
 	}
 }
+
+// TestFinalizeNeedsAFinalizeProof: the core itself refuses a lock proof
+// where a finalize proof is due (NewView, Round, PostReply), even though
+// its signatures verify: the wire decoder is not the only guard.
+func TestFinalizeNeedsAFinalizeProof(t *testing.T) {
+	store := core.NewMemoryStore()
+	cfg := quiet(core.TestConfig(chain, 4, 1))
+	now := uint64(1_700_000_000_000)
+	n, err := core.NewNode(cfg, testCrypto{1}, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Tick(now)
+	handle(t, n, store)
+	h1 := core.ChainHash(wire.Hash{}, core.BatchHash(now, []byte("a")))
+	lockAsFinal := proofBy(wire.KindLock, "ob", 0, 1, h1, 0, 1, 2)
+	if err := n.Step(0, &wire.NewView{App: "ob", View: 0, Finalized: lockAsFinal}); err == nil {
+		t.Fatal("NewView: took a lock proof as the finalize proof")
+	}
+	if err := n.Step(0, &wire.NewView{App: "ob", View: 0}); err != nil {
+		t.Fatal(err)
+	}
+	handle(t, n, store)
+	batches := []wire.Batch{{Index: 1, Timestamp: now, Origin: 0, Seq: 1, Body: []byte("a")}}
+	if err := n.Step(0, &wire.PostReply{App: "ob", View: 0, After: 0, Batches: batches, Proofs: []wire.Proof{*lockAsFinal}}); err == nil {
+		t.Fatal("PostReply: took a lock proof as a finalize proof")
+	}
+	if err := n.Step(0, &wire.Round{App: "ob", View: 0, Finalized: lockAsFinal}); err == nil {
+		t.Fatal("Round: took a lock proof as the finalize proof")
+	}
+	handle(t, n, store)
+	if st := n.Status(); st.Apps[0].Finalized != 0 {
+		t.Fatalf("finalized %d on a lock proof", st.Apps[0].Finalized)
+	}
+}

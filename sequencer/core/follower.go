@@ -150,7 +150,7 @@ func (n *Node) stepPostReply(from int, r *wire.PostReply) error {
 		if p.Index <= a.finalIdx() {
 			continue
 		}
-		if !n.verifyProof(a.name, p) {
+		if !n.verifyFinalizeProof(a.name, p) {
 			return fmt.Errorf("core: PostReply for %s: invalid finalize proof at %d", a.name, p.Index)
 		}
 		n.applyFinalizeProof(a, p, true)
@@ -196,7 +196,7 @@ func (n *Node) stepRound(from int, r *wire.Round) error {
 	}
 	if p := r.Finalized; p != nil && p.Index > a.finalIdx() {
 		n.preverify(a.name, p, r.Finalize) // both in one multi-pairing
-		if !n.verifyProof(a.name, p) {
+		if !n.verifyFinalizeProof(a.name, p) {
 			return fmt.Errorf("core: Round for %s: invalid finalize proof", a.name)
 		}
 		n.applyFinalizeProof(a, p, false)

@@ -535,6 +535,13 @@ func (n *Node) verifyProof(app string, p *wire.Proof) bool {
 	return ok
 }
 
+// verifyFinalizeProof is verifyProof for a proof that is to finalize
+// something: the kind is checked here too, not only by the wire decoder,
+// since a valid lock proof is no evidence that anything is final.
+func (n *Node) verifyFinalizeProof(app string, p *wire.Proof) bool {
+	return p != nil && p.Kind == wire.KindFinalize && n.verifyProof(app, p)
+}
+
 // quorumSigners reports whether p names at least Q distinct cluster nodes.
 func (n *Node) quorumSigners(p *wire.Proof) bool {
 	return p != nil && p.Signers.Max() < n.cfg.Nodes && p.Signers.Count() >= n.quorum

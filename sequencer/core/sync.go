@@ -194,7 +194,7 @@ func (n *Node) applyCertified(a *app, proofs []wire.Proof) error {
 			continue
 		}
 		k := p.Index - s.base
-		if s.buf[k-1].ChainingHash != p.ChainingHash || !n.verifyProof(a.name, p) {
+		if s.buf[k-1].ChainingHash != p.ChainingHash || !n.verifyFinalizeProof(a.name, p) {
 			continue
 		}
 		if !n.replaceLog(a, s.base, s.buf[:k], p) {

@@ -293,7 +293,7 @@ func (n *Node) leaderStartApp(a *app, states []*wire.ViewState, from []int) {
 				lock = as.Lock
 				sources = append([]int{from[k]}, sources...)
 			}
-			if as.Finalized != nil && (fin == nil || as.Finalized.Index > fin.Index) && n.verifyProof(a.name, as.Finalized) {
+			if as.Finalized != nil && (fin == nil || as.Finalized.Index > fin.Index) && n.verifyFinalizeProof(a.name, as.Finalized) {
 				fin = as.Finalized
 				sources = append(sources, from[k])
 			}
@@ -316,7 +316,7 @@ func (n *Node) stepNewView(from int, nv *wire.NewView) error {
 	if nv.Lock != nil && !n.verifyProof(nv.App, nv.Lock) {
 		return fmt.Errorf("core: NewView for %s: invalid lock proof", nv.App)
 	}
-	if nv.Finalized != nil && !n.verifyProof(nv.App, nv.Finalized) {
+	if nv.Finalized != nil && !n.verifyFinalizeProof(nv.App, nv.Finalized) {
 		return fmt.Errorf("core: NewView for %s: invalid finalize proof", nv.App)
 	}
 	a := n.getApp(nv.App)

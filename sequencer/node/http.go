@@ -74,6 +74,10 @@ type HTTPConfig struct {
 	// once (each holds a connection and a goroutine); past it a request
 	// is answered at once, as without wait_ms.
 	LongPollsMax int
+	// Sources bounds the batches each source may PUT (429 past them).
+	Sources SourceLimits
+	// Now is the limiter's clock (time.Now when nil); tests set it.
+	Now func() time.Time
 }
 
 // DefaultHTTPConfig returns the production bounds.
@@ -88,6 +92,7 @@ func DefaultHTTPConfig() HTTPConfig {
 		HeaderBytesMax:    64 << 10,
 		FinalizedWaitMax:  10 * time.Second,
 		LongPollsMax:      1024,
+		Sources:           DefaultSourceLimits(),
 	}
 }
 
@@ -105,7 +110,7 @@ func (c *HTTPConfig) ValidateBasic() error {
 	case c.LongPollsMax < 0:
 		return errors.New("http: LongPollsMax is negative")
 	}
-	return nil
+	return c.Sources.ValidateBasic(c.BodyBytesMax)
 }
 
 // NewHandler builds the node's HTTP API (DESIGN §4) over a backend.
@@ -119,7 +124,11 @@ func NewHandler(b Backend, cfg HTTPConfig, log *slog.Logger) http.Handler {
 		log.Error("http handler panicked", "path", c.Request.URL.Path, "panic", fmt.Sprint(err))
 		jsonError(c, http.StatusInternalServerError, "internal error")
 	}))
-	h := &api{b: b, cfg: cfg, log: log, longPolls: make(chan struct{}, cfg.LongPollsMax)}
+	h := &api{b: b, cfg: cfg, log: log, longPolls: make(chan struct{}, cfg.LongPollsMax),
+		limiter: newSourceLimiter(cfg.Sources), now: cfg.Now}
+	if h.now == nil {
+		h.now = time.Now
+	}
 	r.PUT("/node/:app/batches", h.putBatch)
 	r.GET("/node/:app/batches/finalized", h.getFinalized)
 	r.GET("/node/:app/batches/finalized/last", h.getLast)
@@ -156,6 +165,8 @@ type api struct {
 	// longPolls holds one token per finalized-batch request waiting
 	// (bound: cfg.LongPollsMax).
 	longPolls chan struct{}
+	limiter   *sourceLimiter
+	now       func() time.Time
 }
 
 func jsonError(c *gin.Context, status int, msg string) {
@@ -180,6 +191,15 @@ func (h *api) putBatch(c *gin.Context) {
 	body, status, err := readBatchBody(c.Request, h.cfg.BodyBytesMax)
 	if err != nil {
 		jsonError(c, status, err.Error())
+		return
+	}
+	// Charged after the body is read and checked, so the byte bucket
+	// counts real bytes; a refused body costs nothing (it is bounded by
+	// BodyBytesMax and the server's timeouts).
+	src := sourceOf(c.Request.RemoteAddr)
+	if ok, wait, why := h.limiter.allow(src, int64(len(body)), h.now()); !ok {
+		c.Header("Retry-After", strconv.Itoa(int(max(1, (wait+time.Second-1)/time.Second))))
+		jsonError(c, http.StatusTooManyRequests, fmt.Sprintf("rate limit for source %s: %s; retry in %s", src, why, wait))
 		return
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), h.cfg.SubmitTimeout)

@@ -125,12 +125,16 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		}
 	}()
 	if n.store == nil {
-		n.store, err = store.Open(cfg.DataDir, store.Options{Identity: &store.Identity{
+		// Open into a typed local first: a nil *Bolt stored in the Store
+		// interface would pass n.store != nil, and closePorts would call
+		// Close on it.
+		bolt, err := store.Open(cfg.DataDir, store.Options{Identity: &store.Identity{
 			ChainID: cfg.Cluster.ChainID, NodeID: cfg.NodeID, PublicKey: cfg.Key.PublicKey().Hex(),
 		}})
 		if err != nil {
 			return nil, err
 		}
+		n.store = bolt
 	}
 	crypto, err := core.NewBLSCrypto(cfg.Cluster, self, cfg.Key)
 	if err != nil {

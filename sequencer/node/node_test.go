@@ -472,3 +472,29 @@ func TestLongPollOnARealCluster(t *testing.T) {
 		t.Fatalf("answer at stop: %+v", a.page)
 	}
 }
+
+// TestUnopenableDataFolderIsRefused: when the data folder cannot be opened
+// (here it is a regular file), New returns the store's error instead of
+// keeping a nil *Bolt in the Store interface and crashing on Close.
+func TestUnopenableDataFolderIsRefused(t *testing.T) {
+	tn, err := testnet.New(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	notADir := t.TempDir() + "/file"
+	if err := os.WriteFile(notADir, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := TestConfig()
+	cfg.Cluster, cfg.NodeID, cfg.Key, cfg.DataDir = tn.Cluster, "node1", tn.Keys[0], notADir
+	cfg.HTTPListen = "127.0.0.1:0"
+	cfg.Logger = testLogger(t)
+	nd, err := New(cfg, Deps{Transport: transport.NewMemNetwork(4, 16).Endpoint(0)})
+	if err == nil {
+		nd.closePorts()
+		t.Fatal("New opened a store in a regular file")
+	}
+	if !strings.Contains(err.Error(), notADir) {
+		t.Fatalf("error does not name the folder: %v", err)
+	}
+}

@@ -1,0 +1,250 @@
+package integration_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+
+	"github.com/seqbook/seqbook/client/obapi"
+	"github.com/seqbook/seqbook/internal/localnet"
+	"github.com/seqbook/seqbook/internal/testproc"
+)
+
+// TestDamagedDatabaseIsNeverSigned damages a stopped replica's real bbolt
+// file three ways (one byte of a balance changed, leaving the file
+// well-formed; the file truncated to half; one byte of the local batch
+// log flipped) and restarts the real process each time. The replica must
+// not serve the damaged state: it names the file and the damage in its
+// log (blaming no sequencer), keeps the file aside, rebuilds from the
+// sequencer's verified history, and ends with the other replicas' digest
+// and the true balance. With --on-corruption refuse it exits at once,
+// printing the repair command.
+func TestDamagedDatabaseIsNeverSigned(t *testing.T) {
+	nw := startNetwork(t)
+	replicas := []string{"replica1", "replica2", "replica3"}
+	trader := localnet.TraderKey(0)
+	// A few orders through replica2: replica1's batch log then holds their
+	// signatures (and its outbox none of them).
+	var sigs []string
+	for n := uint64(1); n <= 4; n++ {
+		req, _ := nw.signOrder(trader, []string{"buy", "sell"}[n%2], 100_000, 2000_000_000, n)
+		if _, err := call("POST", nw.replicaURL("replica2")+"/order?wait=finalized", req, nil); err != nil {
+			t.Fatal(err)
+		}
+		sigs = append(sigs, req.Signature)
+	}
+	want := agreedState(t, nw, replicas)
+
+	user := common.HexToAddress(localnet.TutorialUser1Address).Hex()
+	trueUnits := uint64(localnet.TutorialUser1USDT)
+	c1, _ := nw.net.Component("replica1")
+	db := filepath.Join(c1.DataDir, "replica.db")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	damage := []struct {
+		name, logHas string
+		harm         func(b []byte) []byte
+	}{
+		{"one byte of a balance", "fails its checksum", func(b []byte) []byte {
+			// The matcher snapshot writes a balance as
+			// len(account) account len(token) token uvarint(available).
+			pat := append([]byte{byte(len(user))}, user...)
+			pat = append(pat, 4)
+			pat = append(pat, "USDT"...)
+			pat = binary.AppendUvarint(pat, trueUnits)
+			if !bytes.Contains(b, pat) {
+				t.Fatal("the balance is not in the file")
+			}
+			// Every copy (bbolt keeps old pages too): the value goes from
+			// N to N±1, still a well-formed uvarint.
+			at := len(pat) - len(binary.AppendUvarint(nil, trueUnits))
+			for i := bytes.Index(b, pat); i >= 0; {
+				b[i+at] ^= 1
+				j := bytes.Index(b[i+1:], pat)
+				if j < 0 {
+					break
+				}
+				i += 1 + j
+			}
+			return b
+		}},
+		{"truncated to half", "truncated", func(b []byte) []byte { return b[:len(b)/2] }},
+		{"one byte of the batch log", "logged batch", func(b []byte) []byte {
+			n := 0
+			for _, sig := range sigs {
+				for i := bytes.Index(b, []byte(sig)); i >= 0; i = bytes.Index(b, []byte(sig)) {
+					b[i+10] ^= 0x01 // a hex digit becomes another one
+					n++
+				}
+			}
+			if n == 0 {
+				t.Fatal("no logged batch in the file")
+			}
+			return b
+		}},
+	}
+	for _, d := range damage {
+		if err := nw.net.StopComponent("replica1"); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(db, d.harm(b), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		logBefore, _ := os.ReadFile(c1.LogPath)
+		if err := nw.net.StartComponent(ctx, "replica1"); err != nil {
+			t.Fatalf("%s: %v", d.name, err)
+		}
+		logs, _ := os.ReadFile(c1.LogPath)
+		run := string(logs[len(logBefore):])
+		if !strings.Contains(run, db) || !strings.Contains(run, d.logHas) || !strings.Contains(run, "not the sequencer") {
+			t.Fatalf("%s: the log does not name %s and %q:\n%s", d.name, db, d.logHas, run)
+		}
+		testproc.WaitFor(t, d.name+": replica1 rebuilt to the others' state", 2*time.Minute, func() (bool, string) {
+			var s obapi.State
+			if _, err := call("GET", nw.replicaURL("replica1")+"/state", nil, &s); err != nil {
+				return false, err.Error()
+			}
+			return s.AppliedIndex >= want.AppliedIndex, fmt.Sprint(s.AppliedIndex)
+		})
+		if got := agreedState(t, nw, replicas); got.StateDigest != want.StateDigest && got.AppliedIndex == want.AppliedIndex {
+			t.Fatalf("%s: digest %s after the rebuild, want %s", d.name, got.StateDigest, want.StateDigest)
+		}
+		var bal obapi.Balance
+		if _, err := call("GET", nw.replicaURL("replica1")+"/balance?address="+user+"&token=USDT", nil, &bal); err != nil {
+			t.Fatal(err)
+		}
+		if bal.BalanceUnits != fmt.Sprint(trueUnits) {
+			t.Fatalf("%s: replica1 signs a balance of %s, the true one is %d", d.name, bal.BalanceUnits, trueUnits)
+		}
+		aside, _ := filepath.Glob(db + ".corrupt-*")
+		if len(aside) == 0 {
+			t.Fatalf("%s: the damaged file was not kept aside", d.name)
+		}
+	}
+
+	// --on-corruption refuse: exit at once with the repair command.
+	if err := nw.net.StopComponent("replica1"); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(db)
+	if err := os.WriteFile(db, b[:len(b)/2], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(seqbookBin, "replica", "--cluster", nw.net.ClusterPath, "--id", "replica1", "--key", c1.KeyPath,
+		"--data", c1.DataDir, "--genesis", nw.net.GenesisPath, "--listen", "127.0.0.1:0", "--on-corruption", "refuse")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "mv ") || !strings.Contains(string(out), db) {
+		t.Fatalf("refuse mode: %v\n%s", err, out)
+	}
+}
+
+// agreedState waits until every replica reports the same applied index,
+// chaining hash and state digest, past index 0.
+func agreedState(t *testing.T, nw *network, replicas []string) obapi.State {
+	t.Helper()
+	var first obapi.State
+	testproc.WaitFor(t, "replicas at the same index with the same digest", 2*time.Minute, func() (bool, string) {
+		var states []obapi.State
+		for _, r := range replicas {
+			var s obapi.State
+			if _, err := call("GET", nw.replicaURL(r)+"/state", nil, &s); err != nil {
+				return false, err.Error()
+			}
+			states = append(states, s)
+		}
+		for _, s := range states[1:] {
+			if s.AppliedIndex != states[0].AppliedIndex || s.StateDigest != states[0].StateDigest || s.ChainingHash != states[0].ChainingHash {
+				return false, fmt.Sprintf("%+v vs %+v", states[0], s)
+			}
+		}
+		first = states[0]
+		return first.AppliedIndex > 0, ""
+	})
+	return first
+}
+
+// TestDivergedReplicaIsCaughtByAttestations: replica3 restarted from a
+// clean folder with another genesis (one extra balance) computes another
+// state digest at every index. The other replicas' attestations show it:
+// it rebuilds once from the sequencer's history, diverges again (the cause
+// is its genesis, not its files), and stops with an error that says so,
+// instead of signing state a quorum disowns.
+func TestDivergedReplicaIsCaughtByAttestations(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes; skipped under -short")
+	}
+	n := testproc.StartNetwork(t, seqbookBin, 40, func(cfg *localnet.Config) {
+		cfg.Kinds = []string{localnet.KindSequencer, localnet.KindReplica}
+		cfg.Traders = 4
+		cfg.ReplicaArgs = []string{"--attest-every", "1"}
+	})
+	nw := &network{t: t, net: n, dom: n.Cluster.Domain}
+	if err := n.StopComponent("replica3"); err != nil {
+		t.Fatal(err)
+	}
+	c3, _ := n.Component("replica3")
+	if err := os.RemoveAll(c3.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	g, err := os.ReadFile(n.GenesisPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := bytes.Replace(g, []byte(`"balances": {`), []byte(`"balances": {"0x000000000000000000000000000000000000dEaD": {"ETH": "1"}, `), 1)
+	if bytes.Equal(other, g) {
+		t.Fatalf("cannot alter the genesis file:\n%s", g)
+	}
+	otherPath := filepath.Join(t.TempDir(), "other-genesis.json")
+	if err := os.WriteFile(otherPath, other, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(seqbookBin, "replica", "--cluster", n.ClusterPath, "--id", "replica3", "--key", c3.KeyPath,
+		"--data", c3.DataDir, "--genesis", otherPath, "--attest-every", "1")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill() })
+
+	// Orders through replica1 make new indexes, each attested.
+	trader := localnet.TraderKey(1)
+	for k := uint64(1); ; k++ {
+		req, _ := nw.signOrder(trader, "buy", 100_000, 1000_000_000, k)
+		if _, err := call("POST", nw.replicaURL("replica1")+"/order?wait=finalized", req, nil); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-exited:
+			log := out.String()
+			if err == nil || !strings.Contains(log, "differs from a quorum") || !strings.Contains(log, "again after rebuilding") {
+				t.Fatalf("replica3 exited (%v) without the expected account:\n%s", err, log)
+			}
+			if aside, _ := filepath.Glob(filepath.Join(c3.DataDir, "replica.db.corrupt-*")); len(aside) != 1 {
+				t.Fatalf("%d databases set aside, want 1 (one rebuild)", len(aside))
+			}
+			return
+		default:
+		}
+		if k > 60 {
+			t.Fatalf("replica3 still runs after %d attested indexes:\n%s", k, out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
