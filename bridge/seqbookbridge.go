@@ -153,7 +153,9 @@ func (k *Contract) Paid(ctx context.Context, id [32]byte) (bool, error) {
 }
 
 // DepositCount is the id of the last deposit.
-func (k *Contract) DepositCount(ctx context.Context) (uint64, error) { return k.uint(ctx, "depositCount") }
+func (k *Contract) DepositCount(ctx context.Context) (uint64, error) {
+	return k.uint(ctx, "depositCount")
+}
 
 // SymbolOf returns the orderbook symbol of a listed token address ("" if
 // not listed; the zero address is ETH).
