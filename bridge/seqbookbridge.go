@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/big"
 
+	"github.com/ethereum/go-ethereum"
 	bind "github.com/ethereum/go-ethereum/accounts/abi/bind/v2"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
@@ -237,4 +238,60 @@ func SignerBitmap(c *cluster.Cluster, ids []string) (*big.Int, error) {
 		m.SetBit(m, i, 1)
 	}
 	return m, nil
+}
+
+// DepositEvent is one Deposit log of the contract.
+type DepositEvent struct {
+	// Account is credited Units base units (6 decimals) of Token (the zero
+	// address for ETH).
+	Account common.Address
+	Token   common.Address
+	Units   uint64
+	// ID is the contract's deposit counter, from 1: the deposit
+	// operation's nonce.
+	ID    uint64
+	Block uint64
+	Tx    common.Hash
+}
+
+// Deposits returns the Deposit events of blocks from..to (inclusive), in
+// chain order.
+func (k *Contract) Deposits(ctx context.Context, from, to uint64) ([]DepositEvent, error) {
+	ev := BridgeABI.Events["Deposit"]
+	logs, err := k.b.FilterLogs(ctx, ethereum.FilterQuery{
+		FromBlock: new(big.Int).SetUint64(from), ToBlock: new(big.Int).SetUint64(to),
+		Addresses: []common.Address{k.Address}, Topics: [][]common.Hash{{ev.ID}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bridge: deposit logs of blocks %d..%d: %w", from, to, err)
+	}
+	out := make([]DepositEvent, 0, len(logs))
+	for _, l := range logs {
+		if l.Removed {
+			continue
+		}
+		d, err := parseDeposit(l)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+func parseDeposit(l types.Log) (DepositEvent, error) {
+	// Deposit(address indexed account, address indexed token, uint256
+	// amount, uint256 indexed depositId)
+	if len(l.Topics) != 4 || len(l.Data) != 32 {
+		return DepositEvent{}, fmt.Errorf("bridge: malformed Deposit log in tx %s", l.TxHash.Hex())
+	}
+	units := new(big.Int).SetBytes(l.Data)
+	id := new(big.Int).SetBytes(l.Topics[3][:])
+	if !units.IsUint64() || !id.IsUint64() {
+		return DepositEvent{}, fmt.Errorf("bridge: Deposit log in tx %s out of range", l.TxHash.Hex())
+	}
+	return DepositEvent{
+		Account: common.BytesToAddress(l.Topics[1][:]), Token: common.BytesToAddress(l.Topics[2][:]),
+		Units: units.Uint64(), ID: id.Uint64(), Block: l.BlockNumber, Tx: l.TxHash,
+	}, nil
 }
