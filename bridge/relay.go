@@ -317,7 +317,8 @@ func (r *Relayer) settleOne(ctx context.Context, p *PendingDeposit) (done, faile
 		if uint64(r.cfg.Now().Unix()) > uint64(numberU64(p.Request.Expiry)) {
 			return false, false, r.resignAndSend(ctx, p, "expired before the replica saw it")
 		}
-		return false, false, r.send(ctx, p)
+		credited, err := r.send(ctx, p)
+		return credited, false, err
 	default:
 		return false, false, fmt.Errorf("relay: deposit %d: %w", p.DepositID, err)
 	}
@@ -338,20 +339,27 @@ func (r *Relayer) resignAndSend(ctx context.Context, p *PendingDeposit, why stri
 	if err := r.save(); err != nil {
 		return err
 	}
-	return r.send(ctx, p)
+	_, err = r.send(ctx, p)
+	return err
 }
 
-// send posts the operation; a conflict (already sequenced, nonce used) is
-// left for the next status check to settle.
-func (r *Relayer) send(ctx context.Context, p *PendingDeposit) error {
+// send posts the operation. The replica refusing the nonce as used means
+// the deposit is credited: the bridge key signs nonce N only for deposit
+// N, so whichever operation used it credited this deposit (a state file
+// lost or rolled back leads here). Other conflicts (already pending) are
+// left for the next status check.
+func (r *Relayer) send(ctx context.Context, p *PendingDeposit) (credited bool, err error) {
 	id, _ := client.ParseHash(p.OpID)
-	_, err := r.cfg.Replica.PostDeposit(ctx, p.Request, id, false)
+	_, err = r.cfg.Replica.PostDeposit(ctx, p.Request, id, false)
 	var apiErr *client.APIError
-	if err != nil && !(errors.As(err, &apiErr) && apiErr.Status == http.StatusConflict) {
-		return fmt.Errorf("relay: sending deposit %d: %w", p.DepositID, err)
+	if errors.As(err, &apiErr) && apiErr.Status == http.StatusConflict {
+		return strings.Contains(apiErr.Message, "is already used"), nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("relay: sending deposit %d: %w", p.DepositID, err)
 	}
 	r.cfg.Logger.Debug("deposit sent", "deposit", p.DepositID, "op", p.OpID)
-	return nil
+	return false, nil
 }
 
 // numberU64 reads a base-10 Number the relayer itself wrote.
@@ -386,4 +394,11 @@ func (r *Relayer) save() error {
 		return fmt.Errorf("relay: state: %w", err)
 	}
 	return nil
+}
+
+// WriteRelayState writes a state file (for operators who move a relayer,
+// and for tests that restart one from an older state).
+func WriteRelayState(path string, st *RelayState) error {
+	r := &Relayer{cfg: RelayConfig{StatePath: path}, state: *st}
+	return r.save()
 }
