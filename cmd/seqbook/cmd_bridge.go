@@ -197,7 +197,7 @@ func bridgeRelayMain(args []string, stdout, stderr io.Writer) int {
 	replica := fs.String("replica", defaultReplica, "replica to send deposits to (host:port or URL)")
 	state := fs.String("state", "", "state file: where to resume after a restart (required)")
 	confirmations := fs.Uint64("confirmations", def.Confirmations, "blocks on top of a deposit's block before it is relayed")
-	fromBlock := fs.Uint64("from-block", 0, "first block to scan when the state file does not exist yet (the deployment block)")
+	fromBlock := fs.Uint64("from-block", 0, "first block to scan when the state file does not exist yet: the deployment block (never blocks relayed more than an hour ago: see docs/bridge.md)")
 	poll := fs.Duration("poll", def.Poll, "pause between two scans of the chain")
 	once := fs.Bool("once", false, "scan and settle once, then exit (non-zero if a deposit is still pending)")
 	setUsage(fs, "Usage: seqbook bridge relay --rpc URL --cluster FILE --contract 0x… --bridge-key FILE --state FILE [flags]",
