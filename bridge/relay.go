@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"encoding/json"
@@ -136,7 +137,7 @@ func NewRelayer(cfg RelayConfig) (*Relayer, error) {
 	case err != nil:
 		return nil, fmt.Errorf("relay: state: %w", err)
 	default:
-		if err := json.Unmarshal(b, &r.state); err != nil {
+		if r.state, err = ParseRelayState(b); err != nil {
 			return nil, fmt.Errorf("relay: state file %s: %w", cfg.StatePath, err)
 		}
 		if !strings.EqualFold(r.state.Contract, cfg.Contract.Hex()) {
@@ -360,6 +361,50 @@ func (r *Relayer) send(ctx context.Context, p *PendingDeposit) (credited bool, e
 	}
 	r.cfg.Logger.Debug("deposit sent", "deposit", p.DepositID, "op", p.OpID)
 	return false, nil
+}
+
+// relayStateBytesMax bounds a state file: a few hundred bytes per pending
+// deposit, and deposits leave it once credited.
+const relayStateBytesMax = 64 << 20
+
+// ParseRelayState decodes a state file, refusing unknown fields and
+// entries the relayer could not act on.
+func ParseRelayState(b []byte) (RelayState, error) {
+	var st RelayState
+	if len(b) > relayStateBytesMax {
+		return st, fmt.Errorf("%d bytes, more than %d", len(b), relayStateBytesMax)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&st); err != nil {
+		return st, err
+	}
+	if dec.More() {
+		return st, errors.New("data after the JSON object")
+	}
+	if !common.IsHexAddress(st.Contract) {
+		return st, fmt.Errorf("contract %q is not an address", st.Contract)
+	}
+	if st.Pending == nil {
+		st.Pending = []PendingDeposit{}
+	}
+	for _, p := range st.Pending {
+		if _, err := client.ParseHash(p.OpID); err != nil {
+			return st, fmt.Errorf("deposit %d: op_id: %w", p.DepositID, err)
+		}
+		if _, err := client.ParseAddress(p.Request.Account); err != nil {
+			return st, fmt.Errorf("deposit %d: %w", p.DepositID, err)
+		}
+		for name, n := range map[string]obapi.Number{"amount": p.Request.Amount, "nonce": p.Request.Nonce, "expiry": p.Request.Expiry} {
+			if _, err := strconv.ParseUint(string(n), 10, 64); err != nil {
+				return st, fmt.Errorf("deposit %d: %s %q is not a base-10 integer", p.DepositID, name, n)
+			}
+		}
+		if p.DepositID == 0 || p.DepositID > st.LastDepositID || numberU64(p.Request.Nonce) != p.DepositID {
+			return st, fmt.Errorf("deposit %d: nonce %s or id out of place (last deposit id %d)", p.DepositID, p.Request.Nonce, st.LastDepositID)
+		}
+	}
+	return st, nil
 }
 
 // numberU64 reads a base-10 Number the relayer itself wrote.
