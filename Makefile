@@ -5,7 +5,7 @@ GO        ?= go
 BIN       := bin
 TUTORIALS := step1-centralized step2-signatures step3-replicated step4-verifiable
 # Packages with goroutines: these also run under the race detector.
-RACE_PKGS := ./sequencer/... ./replica/... ./aggregator/... ./client/... ./internal/localnet/... ./tutorial/... ./bridge/...
+RACE_PKGS := ./sequencer/... ./replica/... ./aggregator/... ./client/... ./internal/localnet/... ./tutorial/...
 SEEDS     ?= 5000
 
 .PHONY: all build test test-short race lint fmt vet demo localnet bench sim fuzz clean help bridge-check bridge-build
