@@ -237,7 +237,7 @@ func (r *Relayer) sign(ctx context.Context, d DepositEvent) (PendingDeposit, err
 
 // resign signs the deposit's operation with a fresh expiry.
 func (r *Relayer) resign(p *PendingDeposit, account common.Address, token string, units uint64) error {
-	req, id, err := client.SignDeposit(r.cfg.BridgeKey, client.DepositParams{
+	req, id, err := client.SignDeposit(r.cfg.BridgeKey, obapi.Deposit{
 		ChainID: r.cfg.Cluster.ChainID, App: r.cfg.Cluster.App, Account: account, Token: token, Amount: units,
 		Nonce: p.DepositID, Expiry: uint64(r.cfg.Now().Add(r.cfg.Expiry).Unix()),
 	})

@@ -6,31 +6,18 @@ import (
 	"encoding/hex"
 	"fmt"
 
-	"github.com/ethereum/go-ethereum/common"
 
 	"github.com/seqbook/seqbook/client/amount"
 	"github.com/seqbook/seqbook/client/ethsig"
 	"github.com/seqbook/seqbook/client/obapi"
 )
 
-// DepositParams is a deposit to credit, signed by the cluster's bridge key
-// (a relayer does this for funds locked on-chain). Amount is base units.
-// Nonce and Expiry are required: a relayer derives the nonce from the
-// chain (the contract's deposit id) so a deposit keeps its nonce across
-// restarts.
-type DepositParams struct {
-	ChainID uint64
-	App     string
-	Account common.Address
-	Token   string
-	Amount  uint64
-	Nonce   uint64
-	Expiry  uint64
-}
-
-// SignDeposit signs a deposit with the bridge key and returns the POST
-// /deposit body and the operation's id (the digest signed).
-func SignDeposit(key *ecdsa.PrivateKey, p DepositParams) (obapi.DepositRequest, [32]byte, error) {
+// SignDeposit signs a deposit with the cluster's bridge key (a relayer
+// does this for funds locked on-chain) and returns the POST /deposit body
+// and the operation's id (the digest signed). Amount is base units. Nonce
+// and Expiry are required: a relayer derives the nonce from the chain (the
+// contract's deposit id) so a deposit keeps its nonce across restarts.
+func SignDeposit(key *ecdsa.PrivateKey, p obapi.Deposit) (obapi.DepositRequest, [32]byte, error) {
 	if err := checkToken(p.Token); err != nil {
 		return obapi.DepositRequest{}, [32]byte{}, fmt.Errorf("%w: token %q must be 1 to %d bytes", ErrInvalidParams, p.Token, tokenBytesMax)
 	}
@@ -40,9 +27,7 @@ func SignDeposit(key *ecdsa.PrivateKey, p DepositParams) (obapi.DepositRequest, 
 	if p.Nonce == 0 || p.Expiry == 0 || p.ChainID == 0 || p.App == "" {
 		return obapi.DepositRequest{}, [32]byte{}, fmt.Errorf("%w: a deposit needs its chain id, app, nonce and expiry", ErrInvalidParams)
 	}
-	d := obapi.Deposit{ChainID: p.ChainID, App: p.App, Account: p.Account, Token: p.Token,
-		Amount: p.Amount, Nonce: p.Nonce, Expiry: p.Expiry}
-	digest := d.Digest()
+	digest := p.Digest()
 	sig, err := ethsig.Sign(key, digest)
 	if err != nil {
 		return obapi.DepositRequest{}, [32]byte{}, err

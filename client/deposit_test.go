@@ -16,7 +16,7 @@ func TestSignDeposit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := DepositParams{ChainID: 31337, App: "orderbook", Account: common.HexToAddress("0x7F3b0b1530A0d0Ce3D721a6e976C7eA4296A0f5d"),
+	p := obapi.Deposit{ChainID: 31337, App: "orderbook", Account: common.HexToAddress("0x7F3b0b1530A0d0Ce3D721a6e976C7eA4296A0f5d"),
 		Token: "ETH", Amount: 2_000_000, Nonce: 7, Expiry: 1_800_000_000}
 	req, id, err := SignDeposit(key, p)
 	if err != nil {
@@ -36,7 +36,7 @@ func TestSignDeposit(t *testing.T) {
 	if req.Account != p.Account.Hex() || req.Amount != "2000000" || req.Nonce != "7" || req.Expiry != "1800000000" {
 		t.Fatalf("request %+v", req)
 	}
-	for _, bad := range []DepositParams{
+	for _, bad := range []obapi.Deposit{
 		{ChainID: 1, App: "a", Token: "", Amount: 1, Nonce: 1, Expiry: 1},
 		{ChainID: 1, App: "a", Token: "ETH", Amount: 0, Nonce: 1, Expiry: 1},
 		{ChainID: 1, App: "a", Token: "ETH", Amount: 1, Nonce: 0, Expiry: 1},
