@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 
-
 	"github.com/seqbook/seqbook/client/amount"
 	"github.com/seqbook/seqbook/client/ethsig"
 	"github.com/seqbook/seqbook/client/obapi"
