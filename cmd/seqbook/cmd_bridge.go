@@ -122,7 +122,7 @@ func bridgeDeployMain(args []string, stdout, stderr io.Writer) int {
 		"symbol. --key pays for the deployment. Prints the contract address and deployment block",
 		"as JSON (the relayer starts scanning at that block).",
 	)
-	if code, done := parseCommandFlags(fs, args, 0); done {
+	if code, done := parseCommandFlags(fs, args, 0, stdout); done {
 		return code
 	}
 	err := func() error {
@@ -208,7 +208,7 @@ func bridgeRelayMain(args []string, stdout, stderr io.Writer) int {
 		"applied, so a restart resends the same operation and every deposit is credited exactly",
 		"once. Runs until interrupted (--timeout 0), logging each deposit.",
 	)
-	if code, done := parseCommandFlags(fs, args, 0); done {
+	if code, done := parseCommandFlags(fs, args, 0, stdout); done {
 		return code
 	}
 	err := func() error {
@@ -292,7 +292,7 @@ func claimMain(args []string, stdout, stderr io.Writer) int {
 			return 0
 		}
 	}
-	if code, done := parseCommandFlags(fs, args, 0); done {
+	if code, done := parseCommandFlags(fs, args, 0, stdout); done {
 		return code
 	}
 	err := func() error {

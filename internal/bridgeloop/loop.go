@@ -190,7 +190,7 @@ func Run(ctx context.Context, e Env) (*Report, error) {
 		if res.Result.Status != obapi.StatusApplied {
 			return nil, fmt.Errorf("%s's withdrawal is %s: %s", w.name, res.Result.Status, res.Result.Reason)
 		}
-		ids[i], _ = client.ParseHash(res.ID)
+		ids[i] = res.ID
 		e.Step("%s withdraws %s %s on the orderbook to %s: withdrawal %s at index %d", w.name, amount.Format(w.units), w.token, w.to.Hex(), res.ID, res.Result.Index)
 	}
 
