@@ -8,7 +8,7 @@ TUTORIALS := step1-centralized step2-signatures step3-replicated step4-verifiabl
 RACE_PKGS := ./sequencer/... ./replica/... ./aggregator/... ./client/... ./internal/localnet/... ./tutorial/...
 SEEDS     ?= 5000
 
-.PHONY: all build test test-short race lint fmt vet demo localnet bench sim fuzz clean help
+.PHONY: all build test test-short race lint fmt vet demo localnet bench sim fuzz clean help bridge-check bridge-build
 
 all: build
 
@@ -21,6 +21,7 @@ help:
 	@echo "make sim        the consensus simulator over SEEDS=$(SEEDS) seeds"
 	@echo "make localnet   run a local network in ./localnet until Ctrl-C"
 	@echo "make lint       gofmt check + go vet + go.mod tidy check"
+	@echo "make bridge-build  recompile bridge/contracts with the pinned solc (needs npm ci in bridge/)"
 
 build:
 	@mkdir -p $(BIN)
@@ -41,7 +42,16 @@ lint: vet
 vet:
 	$(GO) vet ./...
 
-test: lint build
+# The bridge's committed ABI and bytecode must be what the pinned solc
+# makes of bridge/contracts (npm ci in bridge/ installs it).
+bridge-check:
+	@test -d bridge/node_modules/solc || { echo "bridge-check: run 'npm ci' in bridge/ first (pinned solc)"; exit 1; }
+	node bridge/build.js --check
+
+bridge-build:
+	node bridge/build.js
+
+test: lint bridge-check build
 	$(GO) test -count=1 -timeout 20m ./...
 	$(GO) test -count=1 -race -short -timeout 20m $(RACE_PKGS)
 

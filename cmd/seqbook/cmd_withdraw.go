@@ -5,6 +5,7 @@ import (
 	"flag"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/ethereum/go-ethereum/common"
 
@@ -21,6 +22,11 @@ func init() {
 }
 
 func withdrawMain(args []string, stdout, stderr io.Writer) int {
+	for _, a := range args {
+		if a == "--claim" || a == "-claim" || strings.HasPrefix(a, "--claim=") || strings.HasPrefix(a, "-claim=") {
+			return claimMain(args, stdout, stderr)
+		}
+	}
 	fs := flag.NewFlagSet("withdraw", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	of := addOpFlags(fs, "wait until the withdrawal is finalized and applied")
@@ -30,7 +36,8 @@ func withdrawMain(args []string, stdout, stderr io.Writer) int {
 	setUsage(fs, "Usage: seqbook withdraw --token ETH --amount 0.5 [--recipient 0x…] [--key FILE] [flags]",
 		"Signs Withdraw(trader, token, amount, recipient, nonce, expiry) and POSTs it to the",
 		"replica. Prints the withdrawal id (what a bridge pays out on, with the aggregator's",
-		"quorum proof: GET /aggregate_withdrawal?id=) and the answer as JSON.",
+		"quorum proof: GET /aggregate_withdrawal?id=) and the answer as JSON. To be paid on-chain,",
+		"claim it from the bridge: seqbook withdraw --claim ID (see seqbook withdraw --claim --help).",
 	)
 	if code, done := parseCommandFlags(fs, args, 0, stdout); done {
 		return code
