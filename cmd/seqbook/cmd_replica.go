@@ -43,6 +43,8 @@ func runReplica(args []string) int {
 	snapshotBytes := fs.Uint64("snapshot-log-bytes", 32<<20, "bytes of logged batch bodies between state snapshots at most")
 	noSync := fs.Bool("no-sync", false, "skip fsync on commits (faster; a power loss may tear the database)")
 	lf := cli.AddLogFlags(fs)
+	leaderFirst := fs.Bool("leader-first", true, "send batches to and read finalized batches from the current leader first (saves a network delay each way)")
+	attempt := fs.Duration("node-attempt-timeout", client.DefaultAttemptTimeout, "deadline of one request to one sequencer node before the next is tried (several round trips; see docs/operations.md)")
 	setUsage(fs, "Usage: seqbook replica --cluster FILE --id REPLICA --key FILE --data DIR [--genesis FILE] [flags]",
 		"Runs one orderbook replica: takes EIP-712 (and legacy) signed operations over",
 		"HTTP, batches them to the sequencer, follows the finalized batches (verifying",
@@ -92,7 +94,14 @@ func runReplica(args []string) int {
 	if err != nil {
 		return fail("replica", err)
 	}
-	seq := replica.NewSDKSequencer(c, client.WithLogger(logger))
+	// Replica k starts with node k (spread), and sends to and reads from
+	// the leader first (docs/operations.md, "How replicas choose nodes").
+	i, _ := c.ReplicaIndex(*id)
+	seqOpts := []client.Option{client.WithLogger(logger), client.WithSpread(i), client.WithAttemptTimeout(*attempt)}
+	if *leaderFirst {
+		seqOpts = append(seqOpts, client.WithLeaderFirst())
+	}
+	seq := replica.NewSDKSequencer(c, seqOpts...)
 	r, err := replica.New(cfg, seq, store)
 	if err != nil {
 		store.Close()
