@@ -184,8 +184,10 @@ func TestBenchedNodeReturnsAfterAProbe(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	// Failing again benches it twice as long (backoff).
+	// Failing again benches it twice as long (backoff); failures of
+	// requests under way meanwhile do not lengthen it again.
 	seq.nodeFailed(0, "test", errors.New("again"))
+	seq.nodeFailed(0, "test", errors.New("concurrent"))
 	seq.h.mu.Lock()
 	until := seq.h.nodes[0].benchedUntil
 	seq.h.mu.Unlock()

@@ -91,6 +91,11 @@ func (h *health) failed(i int, now time.Time, base, max time.Duration) time.Dura
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	nh := &h.nodes[i]
+	if nh.benched && now.Before(nh.benchedUntil) {
+		// Requests that were under way when the node was benched fail
+		// too: one outage, one step of backoff.
+		return nh.benchedUntil.Sub(now)
+	}
 	d := base
 	for k := 0; k < nh.fails && d < max; k++ {
 		d *= 2
