@@ -143,7 +143,16 @@ func (m *member) start(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.cmd = m.ns.Command(seqbookBin, m.args...)
+	// SEQBOOK_WAN_BIN runs the members from another build (to compare
+	// with an older one); SEQBOOK_WAN_REPLICA_ARGS adds replica flags.
+	bin, args := seqbookBin, m.args
+	if b := os.Getenv("SEQBOOK_WAN_BIN"); b != "" {
+		bin = b
+	}
+	if extra := os.Getenv("SEQBOOK_WAN_REPLICA_ARGS"); extra != "" && args[0] == "replica" {
+		args = append(slices.Clone(args), strings.Fields(extra)...)
+	}
+	m.cmd = m.ns.Command(bin, args...)
 	m.cmd.Stdout, m.cmd.Stderr = f, f
 	if err := m.cmd.Start(); err != nil {
 		f.Close()
