@@ -114,3 +114,27 @@ func clusterHelp(t *testing.T) string {
 	clusterUsage(&b)
 	return b.String()
 }
+
+// FuzzParseNodeAddrs: any --nodes text either fails or gives one HTTP and
+// one QUIC address per node, each a host:port with a port in range.
+func FuzzParseNodeAddrs(f *testing.F) {
+	for _, s := range []string{"10.0.0.1:6001,10.0.0.2:6001", "h:1/2", "[::1]:6001/7001", ":1", "h:65535", "a:1,,b:2/3", "x:0/1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		http, quic, err := parseNodeAddrs(s)
+		if err != nil {
+			return
+		}
+		if len(http) != len(quic) {
+			t.Fatalf("%q: %d http, %d quic", s, len(http), len(quic))
+		}
+		for i := range http {
+			for _, a := range []string{http[i], quic[i]} {
+				if _, _, err := splitHostPort(a); err != nil {
+					t.Fatalf("%q gave address %q: %v", s, a, err)
+				}
+			}
+		}
+	})
+}
