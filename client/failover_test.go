@@ -111,6 +111,14 @@ func TestReadsRaceASilentNode(t *testing.T) {
 		t.Fatalf("page from %s, want node2 (the hedge)", page.Node)
 	}
 	checkPage(t, tn, page, 1, 12)
+	// The silent node lost the race: it is benched, so the next read does
+	// not wait on it again.
+	seq.h.mu.Lock()
+	benched := seq.h.nodes[0].benched
+	seq.h.mu.Unlock()
+	if !benched {
+		t.Fatal("the silent node that lost the race is not benched")
+	}
 	proof, err := seq.LastFinalized(ctx, testApp)
 	if err != nil || proof == nil || proof.Index != 12 {
 		t.Fatalf("last finalized with node1 silent: %v, %v", proof, err)
