@@ -200,7 +200,8 @@ func (s *Sequencer) Send(ctx context.Context, app string, body []byte) error {
 // node then delays the read by HedgeAfter, not by a timeout); a failed
 // attempt starts the next at once. The first success wins and the others
 // are cancelled. Reads are idempotent, so racing them is safe.
-func firstOf[T any](ctx context.Context, s *Sequencer, op string, hedgeAfter time.Duration, fn func(ctx context.Context, i int) (T, error)) (T, error) {
+func firstOf[T any](ctx context.Context, s *Sequencer, op string, benchLosers bool, fn func(ctx context.Context, i int) (T, error)) (T, error) {
+	hedgeAfter := s.o.hedgeAfter
 	var zero T
 	order := s.nodeOrder()
 	actx, cancel := context.WithCancel(ctx)
@@ -236,7 +237,7 @@ func firstOf[T any](ctx context.Context, s *Sequencer, op string, hedgeAfter tim
 				// were raced for being silent past hedgeAfter: bench them,
 				// or every read would wait on them again.
 				for _, j := range order[:next] {
-					if j == r.i {
+					if j == r.i || !benchLosers {
 						break
 					}
 					if !done[j] {
@@ -304,9 +305,11 @@ func (s *Sequencer) finalized(ctx context.Context, app string, after uint64, pre
 	if err := checkApp(app); err != nil {
 		return Page{}, err
 	}
-	// A long-poll legitimately holds the answer for up to wait: only
-	// past it is a node slow.
-	return firstOf(ctx, s, "finalized", s.o.hedgeAfter+wait, func(ctx context.Context, i int) (Page, error) {
+	// A long-poll is raced like any read (a silent node must not hold it
+	// for the whole wait), but a node that holds it is not known to be
+	// silent: it may be waiting for the next finalization like the one
+	// that won, so the losers of a long-poll race are not benched.
+	return firstOf(ctx, s, "finalized", wait == 0, func(ctx context.Context, i int) (Page, error) {
 		return s.finalizedFrom(ctx, i, app, after, prev, prevTS, checkTS, wait)
 	})
 }
@@ -350,7 +353,7 @@ func (s *Sequencer) LastFinalized(ctx context.Context, app string) (*FinalityPro
 	if err := checkApp(app); err != nil {
 		return nil, err
 	}
-	return firstOf(ctx, s, "last finalized", s.o.hedgeAfter, func(ctx context.Context, i int) (*FinalityProof, error) {
+	return firstOf(ctx, s, "last finalized", true, func(ctx context.Context, i int) (*FinalityProof, error) {
 		return s.lastFrom(ctx, i, app)
 	})
 }
