@@ -268,7 +268,7 @@ func TestPlaceOrderMatchesEthersVector(t *testing.T) {
 	// The retry path resends the very same signed body.
 	first := append([]byte(nil), fr.request("/order")...)
 	again, err := ob.SubmitOrder(context.Background(), res.Request, false)
-	if err != nil || again.OrderID != c.Digest {
+	if err != nil || again.OrderID.String() != c.Digest {
 		t.Fatalf("resubmit: %v, id %s", err, again.OrderID)
 	}
 	if !bytes.Equal(fr.request("/order"), first) {
