@@ -8,7 +8,7 @@ TUTORIALS := step1-centralized step2-signatures step3-replicated step4-verifiabl
 RACE_PKGS := ./sequencer/... ./replica/... ./aggregator/... ./client/... ./internal/localnet/... ./tutorial/...
 SEEDS     ?= 5000
 
-.PHONY: all build test test-short race lint fmt vet demo localnet bench sim fuzz clean help bridge-check bridge-build
+.PHONY: all build test test-short test-wan race lint fmt vet demo localnet bench sim fuzz clean help bridge-check bridge-build
 
 all: build
 
@@ -17,6 +17,7 @@ help:
 	@echo "make demo       build, run a local network, place scripted orders, verify a balance proof"
 	@echo "make test       lint, unit + simulator + fuzz-seed + integration tests, race detector"
 	@echo "make test-short the fast tests only (no real processes)"
+	@echo "make test-wan   the multi-host test: one network namespace per process, 25 ms links (root; skips otherwise)"
 	@echo "make bench      go benchmarks + 'seqbook bench' targets"
 	@echo "make sim        the consensus simulator over SEEDS=$(SEEDS) seeds"
 	@echo "make localnet   run a local network in ./localnet until Ctrl-C"
@@ -54,6 +55,12 @@ bridge-build:
 test: lint bridge-check build
 	$(GO) test -count=1 -timeout 20m ./...
 	$(GO) test -count=1 -race -short -timeout 20m $(RACE_PKGS)
+	$(MAKE) test-wan
+
+# The multi-host test (docs/operations.md, "Measured across namespaces"):
+# needs root and network namespaces, and skips with the reason otherwise.
+test-wan:
+	SEQBOOK_WAN=1 $(GO) test -count=1 -v -timeout 10m -run 'TestSwitch|TestWAN' ./internal/wan/
 
 test-short:
 	$(GO) test -short ./...

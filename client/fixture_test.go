@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/seqbook/seqbook/client/bls"
@@ -159,6 +161,8 @@ type fakeChain struct {
 	// finalizeOnPut makes a PUT append and finalize the batch at once.
 	finalizeOnPut bool
 	nextTS        uint64
+	// leader is the node id GET /node/state names ("" : node1).
+	leader string
 }
 
 // appendBatches adds bodies as batches with increasing timestamps.
@@ -275,6 +279,20 @@ func (n *fakeNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	if r.Method == http.MethodGet && r.URL.Path == "/node/ready" {
+		writeJSON(w, 200, seqapi.Ready{Ready: true})
+		return
+	}
+	if r.Method == http.MethodGet && r.URL.Path == "/node/state" {
+		n.chain.mu.Lock()
+		leader := n.chain.leader
+		n.chain.mu.Unlock()
+		if leader == "" {
+			leader = "node1"
+		}
+		writeJSON(w, 200, seqapi.NodeState{Leader: leader})
+		return
+	}
 	if len(parts) < 3 || parts[0] != "node" || parts[2] != "batches" {
 		writeJSON(w, 404, seqapi.Error{Error: "no route"})
 		return
@@ -333,6 +351,44 @@ func (n *fakeNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeJSON(w, 404, seqapi.Error{Error: "no route"})
 	}
+}
+
+// blackhole replaces node i's server by a listener on the same address
+// that accepts connections and never answers (a host that silently drops
+// what it gets, unlike a crashed one that refuses). It returns a counter
+// of the connections it accepted.
+func (tn *testNet) blackhole(t testing.TB, i int) *atomic.Int64 {
+	t.Helper()
+	addr := tn.servers[i].Listener.Addr().String()
+	tn.servers[i].Close()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("re-listening on %s: %v", addr, err)
+	}
+	var accepted atomic.Int64
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			mu.Lock()
+			conns = append(conns, c) // held open, never read or written
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	return &accepted
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -25,9 +25,23 @@ const (
 	// few times. A page that needs more room than this is refused rather
 	// than buffered without limit.
 	DefaultAnswerBytesMax = 64 << 20
+	// DefaultAttemptTimeout bounds one attempt on one sequencer node (a
+	// batch PUT, a probe): a few round trips even at 200 ms RTT, and small
+	// beside a replica's 5 s send budget, so a silent node leaves time to
+	// try the others within the same call.
+	DefaultAttemptTimeout = time.Second
+	// DefaultHedgeAfter is how long a read waits on one node before it asks
+	// the next one too. A page read is one round trip (two on a new
+	// connection); at 100 ms one-way delay that is 400 ms.
+	DefaultHedgeAfter = 500 * time.Millisecond
 	// DefaultBenchTime is how long a sequencer node that failed or lied is
-	// tried last.
-	DefaultBenchTime = 10 * time.Second
+	// tried last after its first failure; each further failure doubles it,
+	// up to DefaultBenchMax.
+	DefaultBenchTime = 2 * time.Second
+	DefaultBenchMax  = time.Minute
+	// DefaultLeaderRefresh is how often a Sequencer with WithLeaderFirst
+	// asks who leads (and at once after the leader failed).
+	DefaultLeaderRefresh = 2 * time.Second
 	// DefaultPollMin and DefaultPollMax bound the wait between two polls of
 	// an empty page while following: it starts short (batches finalize every
 	// few tens of milliseconds) and doubles while nothing comes.
@@ -67,6 +81,12 @@ type options struct {
 	answerBytesMax int64
 	logger         *slog.Logger
 	benchTime      time.Duration
+	benchMax       time.Duration
+	attemptTimeout time.Duration
+	hedgeAfter     time.Duration
+	spread         int
+	leaderFirst    bool
+	leaderRefresh  time.Duration
 	pollMin        time.Duration
 	pollMax        time.Duration
 	chainPagesMax  int
@@ -84,6 +104,10 @@ func buildOptions(opts []Option) options {
 		timeout:        DefaultTimeout,
 		answerBytesMax: DefaultAnswerBytesMax,
 		benchTime:      DefaultBenchTime,
+		benchMax:       DefaultBenchMax,
+		attemptTimeout: DefaultAttemptTimeout,
+		hedgeAfter:     DefaultHedgeAfter,
+		leaderRefresh:  DefaultLeaderRefresh,
 		pollMin:        DefaultPollMin,
 		pollMax:        DefaultPollMax,
 		chainPagesMax:  DefaultChainPagesMax,
@@ -103,6 +127,12 @@ func buildOptions(opts []Option) options {
 	}
 	if o.pollMax < o.pollMin {
 		o.pollMax = o.pollMin
+	}
+	if o.benchMax < o.benchTime {
+		o.benchMax = o.benchTime
+	}
+	if o.spread < 0 {
+		o.spread = -o.spread
 	}
 	if o.chainPagesMax < 1 {
 		o.chainPagesMax = 1
@@ -125,8 +155,35 @@ func WithAnswerBytesMax(n int64) Option { return func(o *options) { o.answerByte
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
 // WithBenchTime sets how long a sequencer node that failed or lied is tried
-// only after the others (default DefaultBenchTime).
-func WithBenchTime(d time.Duration) Option { return func(o *options) { o.benchTime = d } }
+// only after the others after its first failure (default DefaultBenchTime)
+// and the most that repeated failures make it (default DefaultBenchMax).
+func WithBenchTime(first, max time.Duration) Option {
+	return func(o *options) { o.benchTime, o.benchMax = first, max }
+}
+
+// WithAttemptTimeout bounds one attempt on one sequencer node (default
+// DefaultAttemptTimeout). Keep it several round trips long, and well below
+// the deadline of a whole Send, so that a silent node leaves time for the
+// others.
+func WithAttemptTimeout(d time.Duration) Option { return func(o *options) { o.attemptTimeout = d } }
+
+// WithHedgeAfter sets how long a read waits on one sequencer node before
+// it asks the next one as well (default DefaultHedgeAfter).
+func WithHedgeAfter(d time.Duration) Option { return func(o *options) { o.hedgeAfter = d } }
+
+// WithSpread makes the Sequencer start with node k mod N (in cluster
+// order) instead of the first node, so that several clients (replicas)
+// spread their requests over the nodes. Replica k passes k.
+func WithSpread(k int) Option { return func(o *options) { o.spread = k } }
+
+// WithLeaderFirst makes the Sequencer send to and read from the current
+// leader first: a batch the leader takes is sequenced without a follower's
+// post to the leader, and the leader knows of a finalization before the
+// followers do, which saves a network delay each way. It learns who leads
+// from GET /node/state and asks again every DefaultLeaderRefresh and when
+// the leader fails. Everything read is still verified: a node that lies
+// about the leader costs time, not safety.
+func WithLeaderFirst() Option { return func(o *options) { o.leaderFirst = true } }
 
 // WithPollInterval bounds the wait between polls while following an app
 // that has nothing new (defaults DefaultPollMin, DefaultPollMax).

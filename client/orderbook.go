@@ -337,8 +337,31 @@ func (ob *Orderbook) SignOrder(ctx context.Context, key *ecdsa.PrivateKey, p Ord
 // (?wait=finalized) with its status and fills. The order id is the
 // EIP-712 digest, known before sending; an answer with another id is
 // returned together with ErrIDMismatch.
+//
+// Without wait, Accepted.Status is "accepted" (a sequencer node took the
+// order) or "pending" (HTTP 202: the replica holds the order and keeps
+// sending it, but its outcome is not known yet; follow it with Order). To
+// retry after an error or a pending answer, send the same signed request
+// again with SubmitOrder (res.Request): never sign a new order for it,
+// which could trade twice.
 func (ob *Orderbook) PlaceOrder(ctx context.Context, key *ecdsa.PrivateKey, p OrderParams, wait bool) (*OrderResult, error) {
-	req, digest, err := ob.SignOrder(ctx, key, p)
+	req, _, err := ob.SignOrder(ctx, key, p)
+	if err != nil {
+		return nil, err
+	}
+	return ob.SubmitOrder(ctx, req, wait)
+}
+
+// SubmitOrder submits an already signed order (POST /order), as
+// PlaceOrder does. It is the retry path: resending the same signed request
+// can never place the order twice (the replicas apply a (trader, nonce)
+// once; a replica that still holds it answers 409).
+func (ob *Orderbook) SubmitOrder(ctx context.Context, req obapi.OrderRequest, wait bool) (*OrderResult, error) {
+	d, err := ob.Domain(ctx)
+	if err != nil {
+		return nil, err
+	}
+	digest, err := orderDigest(d, &req)
 	if err != nil {
 		return nil, err
 	}
@@ -364,6 +387,26 @@ func (ob *Orderbook) PlaceOrder(ctx context.Context, key *ecdsa.PrivateKey, p Or
 		return res, fmt.Errorf("%w: signed %s, replica says %q", ErrIDMismatch, res.OrderID, answered)
 	}
 	return res, nil
+}
+
+// orderDigest is the EIP-712 digest (the order id) of a signed request.
+func orderDigest(d eip712.Domain, req *obapi.OrderRequest) ([32]byte, error) {
+	var u [4]uint64
+	for i, f := range []struct {
+		name string
+		v    obapi.Number
+	}{{"quantity", req.Quantity}, {"price", req.Price}, {"nonce", req.Nonce}, {"expiry", req.Expiry}} {
+		v, err := strconv.ParseUint(string(f.v), 10, 64)
+		if err != nil {
+			return [32]byte{}, fmt.Errorf("%w: %s %q is not a base-unit integer", ErrInvalidParams, f.name, f.v)
+		}
+		u[i] = v
+	}
+	if !common.IsHexAddress(req.Trader) {
+		return [32]byte{}, fmt.Errorf("%w: trader %q is not an address", ErrInvalidParams, req.Trader)
+	}
+	return d.Digest(&eip712.Order{Trader: common.HexToAddress(req.Trader), Market: req.Market, Side: req.Side,
+		OrderType: req.OrderType, Quantity: u[0], Price: u[1], Nonce: u[2], Expiry: u[3]}), nil
 }
 
 // Cancel signs and submits the cancellation of one of the key's resting

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"encoding/json"
@@ -263,6 +264,15 @@ func TestPlaceOrderMatchesEthersVector(t *testing.T) {
 	}
 	if res.Request.Signature != c.Signature {
 		t.Fatalf("signature %s, ethers %s", res.Request.Signature, c.Signature)
+	}
+	// The retry path resends the very same signed body.
+	first := append([]byte(nil), fr.request("/order")...)
+	again, err := ob.SubmitOrder(context.Background(), res.Request, false)
+	if err != nil || again.OrderID.String() != c.Digest {
+		t.Fatalf("resubmit: %v, id %s", err, again.OrderID)
+	}
+	if !bytes.Equal(fr.request("/order"), first) {
+		t.Fatalf("resubmitted body differs:\n%s\n%s", first, fr.request("/order"))
 	}
 	// The body has exactly DESIGN §5's fields.
 	var fields map[string]any

@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -23,28 +22,36 @@ import (
 // against the cluster's node keys (see Finalized). It is safe for
 // concurrent use.
 //
-// It prefers the node that answered last; a node that fails, times out or
-// serves something that does not verify is tried only after the others
-// for a while (WithBenchTime), so one bad node costs one failed request,
+// Which node it asks first: the leader, with WithLeaderFirst (it learns
+// who leads from the nodes and refreshes that every few seconds); then the
+// node that answered last (initially the one WithSpread names, so that
+// clients spread over the nodes); then the others in cluster order. A node
+// that fails, times out or serves something that does not verify is
+// benched: tried only after the others, for WithBenchTime, doubled at each
+// further failure; when the bench ends a probe must answer before the node
+// is trusted again. So one bad node costs one failed attempt per bench,
 // not one per call.
+//
+// Every attempt on one node has its own deadline (WithAttemptTimeout) well
+// inside the caller's, so a node that silently drops packets costs one
+// attempt, and the same call goes on with the next node. Reads are hedged:
+// a node that has not answered within WithHedgeAfter is raced by the next.
 type Sequencer struct {
 	c   *cluster.Cluster
 	o   options
 	url []string // base URL per node, in cluster order
-
-	mu           sync.Mutex
-	preferred    int
-	benchedUntil []time.Time
+	h   *health
 }
 
 // NewSequencer returns a Sequencer for the nodes of c. Options:
-// WithHTTPClient, WithTimeout, WithAnswerBytesMax, WithLogger,
-// WithBenchTime, WithPollInterval, WithLongPoll, WithChainPagesMax,
+// WithHTTPClient, WithTimeout, WithAttemptTimeout, WithHedgeAfter,
+// WithAnswerBytesMax, WithLogger, WithBenchTime, WithSpread,
+// WithLeaderFirst, WithPollInterval, WithLongPoll, WithChainPagesMax,
 // WithScheme.
 func NewSequencer(c *cluster.Cluster, opts ...Option) *Sequencer {
 	o := buildOptions(opts)
 	o.component = "sequencer node"
-	s := &Sequencer{c: c, o: o, benchedUntil: make([]time.Time, len(c.Nodes))}
+	s := &Sequencer{c: c, o: o, h: newHealth(len(c.Nodes), o.spread)}
 	for _, n := range c.Nodes {
 		s.url = append(s.url, baseURL(o.scheme, n.HTTP))
 	}
@@ -60,44 +67,6 @@ func baseURL(scheme, addr string) string {
 	return scheme + "://" + addr
 }
 
-// nodeOrder lists node indexes to try: the preferred node first, then the
-// others in cluster order after it; benched nodes go last (they are still
-// tried: when every node was benched, one of them may have recovered).
-func (s *Sequencer) nodeOrder() []int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.o.now()
-	n := len(s.url)
-	good := make([]int, 0, n)
-	var benched []int
-	for k := 0; k < n; k++ {
-		i := (s.preferred + k) % n
-		if now.Before(s.benchedUntil[i]) {
-			benched = append(benched, i)
-		} else {
-			good = append(good, i)
-		}
-	}
-	return append(good, benched...)
-}
-
-func (s *Sequencer) nodeWorked(i int) {
-	s.mu.Lock()
-	s.preferred = i
-	s.benchedUntil[i] = time.Time{}
-	s.mu.Unlock()
-}
-
-func (s *Sequencer) nodeFailed(i int, op string, err error) {
-	s.mu.Lock()
-	s.benchedUntil[i] = s.o.now().Add(s.o.benchTime)
-	if s.preferred == i {
-		s.preferred = (i + 1) % len(s.url)
-	}
-	s.mu.Unlock()
-	s.o.logger.Warn("sequencer node skipped", "node", s.c.Nodes[i].ID, "op", op, "err", err)
-}
-
 // NodesFailedError says that no node could serve a request; Errs holds
 // each node's reason, by node id.
 type NodesFailedError struct {
@@ -105,20 +74,31 @@ type NodesFailedError struct {
 	Errs map[string]error
 	// order keeps the report in the order the nodes were tried.
 	order []string
+	// maybeTaken: some attempt of a Send ended without an answer from its
+	// node (timeout, broken connection), so that node may hold the batch.
+	maybeTaken bool
+	// ctxErr is the caller's context error when the call ended with it.
+	ctxErr error
 }
 
 func (e *NodesFailedError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: no sequencer node succeeded", e.Op)
+	if e.ctxErr != nil {
+		fmt.Fprintf(&b, " (%v)", e.ctxErr)
+	}
 	for _, id := range e.order {
 		fmt.Fprintf(&b, "; %s: %v", id, e.Errs[id])
 	}
 	return b.String()
 }
 
-// Unwrap returns the nodes' errors.
+// Unwrap returns the nodes' errors (and the context's, when it ended).
 func (e *NodesFailedError) Unwrap() []error {
-	out := make([]error, 0, len(e.order))
+	out := make([]error, 0, len(e.order)+1)
+	if e.ctxErr != nil {
+		out = append(out, e.ctxErr)
+	}
 	for _, id := range e.order {
 		out = append(out, e.Errs[id])
 	}
@@ -133,41 +113,78 @@ func (e *NodesFailedError) add(id string, err error) {
 	e.order = append(e.order, id)
 }
 
+// ErrInvalidBatch wraps what Send refuses before asking any node.
+var ErrInvalidBatch = errors.New("invalid batch")
+
+// MaybeTaken reports whether a batch whose Send returned err may still
+// have been taken by a node, so that it may yet be sequenced. It is false
+// only when the outcome is known: the batch was refused before any node
+// saw it, or every node tried answered with a refusal (an HTTP error
+// status). A timeout or a broken connection leaves the outcome unknown
+// (the node may have stored the batch and lost only its answer), and so
+// does any error MaybeTaken does not know.
+func MaybeTaken(err error) bool {
+	if err == nil {
+		return true
+	}
+	var nf *NodesFailedError
+	if errors.As(err, &nf) {
+		return nf.maybeTaken
+	}
+	var ae *APIError
+	if errors.As(err, &ae) || errors.Is(err, ErrInvalidBatch) {
+		return false
+	}
+	return true
+}
+
 func checkApp(app string) error {
 	if app == "" || len(app) > 64 || strings.ContainsAny(app, "/?#%") || !utf8.ValidString(app) {
-		return fmt.Errorf("invalid app name %q", app)
+		return fmt.Errorf("%w: invalid app name %q", ErrInvalidBatch, app)
 	}
 	return nil
 }
 
 // Send submits one batch for app to a node. A node that refuses the batch
 // itself (4xx: too large, not UTF-8, unknown app) gives the final answer,
-// returned as *APIError; a node that is down or failing (network error,
-// 5xx, 408, 429) makes Send try the next one. The batch is only accepted,
-// not yet sequenced: follow the app (or use SendAndWait) to see it final.
+// returned as *APIError; a node that is down, failing (5xx, 408, 429) or
+// silent past WithAttemptTimeout makes Send try the next one, within the
+// same call, until one takes the batch or ctx ends. The batch is only
+// accepted, not yet sequenced: follow the app (or use SendAndWait) to see
+// it final. On failure, MaybeTaken(err) tells whether a node may hold the
+// batch anyway.
 func (s *Sequencer) Send(ctx context.Context, app string, body []byte) error {
 	if err := checkApp(app); err != nil {
 		return err
 	}
 	switch {
 	case len(body) == 0:
-		return errors.New("empty batch")
+		return fmt.Errorf("%w: empty batch", ErrInvalidBatch)
 	case len(body) > seqapi.BatchBytesMax:
-		return fmt.Errorf("batch of %d bytes exceeds %d", len(body), seqapi.BatchBytesMax)
+		return fmt.Errorf("%w: batch of %d bytes exceeds %d", ErrInvalidBatch, len(body), seqapi.BatchBytesMax)
 	case !utf8.Valid(body):
-		return errors.New("batch is not valid UTF-8")
+		return fmt.Errorf("%w: batch is not valid UTF-8", ErrInvalidBatch)
 	}
 	fails := &NodesFailedError{Op: "send"}
 	for _, i := range s.nodeOrder() {
 		id := s.c.Nodes[i].ID
 		u := s.url[i] + "/node/" + url.PathEscape(app) + "/batches"
-		_, err := exchange(ctx, &s.o, id, http.MethodPut, u, body, "application/octet-stream")
+		actx, cancel := context.WithTimeout(ctx, s.o.attemptTimeout)
+		_, err := exchange(actx, &s.o, id, http.MethodPut, u, body, "application/octet-stream")
+		cancel()
 		if err == nil {
 			s.nodeWorked(i)
 			return nil
 		}
+		var ae *APIError
+		answered := errors.As(err, &ae)
+		if !answered {
+			fails.maybeTaken = true
+		}
 		if ctx.Err() != nil {
-			return ctx.Err()
+			fails.add(id, err)
+			fails.ctxErr = ctx.Err()
+			return fails
 		}
 		if isFinal(err) {
 			return err
@@ -178,9 +195,83 @@ func (s *Sequencer) Send(ctx context.Context, app string, body []byte) error {
 	return fails
 }
 
+// firstOf asks the nodes in nodeOrder for one read: each attempt gets
+// hedgeAfter to answer before the next node is asked as well (a silent
+// node then delays the read by HedgeAfter, not by a timeout); a failed
+// attempt starts the next at once. The first success wins and the others
+// are cancelled. Reads are idempotent, so racing them is safe.
+func firstOf[T any](ctx context.Context, s *Sequencer, op string, benchLosers bool, fn func(ctx context.Context, i int) (T, error)) (T, error) {
+	hedgeAfter := s.o.hedgeAfter
+	var zero T
+	order := s.nodeOrder()
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		i   int
+		v   T
+		err error
+	}
+	results := make(chan result, len(order))
+	done := make(map[int]bool, len(order)) // attempts that ended
+	next, running := 0, 0
+	start := func() {
+		i := order[next]
+		next++
+		running++
+		go func() {
+			v, err := fn(actx, i)
+			results <- result{i, v, err}
+		}()
+	}
+	start()
+	hedge := time.NewTimer(hedgeAfter)
+	defer hedge.Stop()
+	fails := &NodesFailedError{Op: op}
+	for running > 0 {
+		select {
+		case r := <-results:
+			running--
+			if r.err == nil {
+				s.nodeWorked(r.i)
+				// Nodes asked before the winner that have not answered
+				// were raced for being silent past hedgeAfter: bench them,
+				// or every read would wait on them again.
+				for _, j := range order[:next] {
+					if j == r.i || !benchLosers {
+						break
+					}
+					if !done[j] {
+						s.nodeFailed(j, op, fmt.Errorf("no answer within %v while another node answered", hedgeAfter))
+					}
+				}
+				return r.v, nil
+			}
+			done[r.i] = true
+			if ctx.Err() != nil {
+				return zero, ctx.Err()
+			}
+			s.nodeFailed(r.i, op, r.err)
+			fails.add(s.c.Nodes[r.i].ID, r.err)
+			if next < len(order) {
+				start()
+				hedge.Reset(hedgeAfter)
+			}
+		case <-hedge.C:
+			if next < len(order) {
+				start()
+				hedge.Reset(hedgeAfter)
+			}
+		case <-ctx.Done():
+			return zero, ctx.Err()
+		}
+	}
+	return zero, fails
+}
+
 // Finalized returns the verified finalized batches of app after index
 // `after`, where prev is the chaining hash at `after` (32 zero bytes for
-// 0). It asks one node and checks everything before returning a batch:
+// 0). It asks one node (racing a second one when the first is slow, see
+// Sequencer) and checks everything before returning a batch:
 //
 //   - the batches are contiguous from after+1;
 //   - each hash is keccak256(uint64be(timestamp) || body);
@@ -214,20 +305,13 @@ func (s *Sequencer) finalized(ctx context.Context, app string, after uint64, pre
 	if err := checkApp(app); err != nil {
 		return Page{}, err
 	}
-	fails := &NodesFailedError{Op: "finalized"}
-	for _, i := range s.nodeOrder() {
-		page, err := s.finalizedFrom(ctx, i, app, after, prev, prevTS, checkTS, wait)
-		if err == nil {
-			s.nodeWorked(i)
-			return page, nil
-		}
-		if ctx.Err() != nil {
-			return Page{}, ctx.Err()
-		}
-		s.nodeFailed(i, "finalized", err)
-		fails.add(s.c.Nodes[i].ID, err)
-	}
-	return Page{}, fails
+	// A long-poll is raced like any read (a silent node must not hold it
+	// for the whole wait), but a node that holds it is not known to be
+	// silent: it may be waiting for the next finalization like the one
+	// that won, so the losers of a long-poll race are not benched.
+	return firstOf(ctx, s, "finalized", wait == 0, func(ctx context.Context, i int) (Page, error) {
+		return s.finalizedFrom(ctx, i, app, after, prev, prevTS, checkTS, wait)
+	})
 }
 
 // finalizedFrom reads and verifies pages from node i until a proof covers
@@ -269,21 +353,9 @@ func (s *Sequencer) LastFinalized(ctx context.Context, app string) (*FinalityPro
 	if err := checkApp(app); err != nil {
 		return nil, err
 	}
-	fails := &NodesFailedError{Op: "last finalized"}
-	for _, i := range s.nodeOrder() {
-		id := s.c.Nodes[i].ID
-		proof, err := s.lastFrom(ctx, i, app)
-		if err == nil {
-			s.nodeWorked(i)
-			return proof, nil
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		s.nodeFailed(i, "last finalized", err)
-		fails.add(id, err)
-	}
-	return nil, fails
+	return firstOf(ctx, s, "last finalized", true, func(ctx context.Context, i int) (*FinalityProof, error) {
+		return s.lastFrom(ctx, i, app)
+	})
 }
 
 func (s *Sequencer) lastFrom(ctx context.Context, i int, app string) (*FinalityProof, error) {

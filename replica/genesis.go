@@ -20,8 +20,9 @@ const GenesisBytesMax = 64 << 20
 //	{"balances": [{"address": "0x…", "token": "USDT", "amount": "1000"}, …]}
 //	{"balances": {"0x…": {"USDT": "1000", "ETH": "5"}, …}}
 //
-// (the second is what seqbook localnet writes). The state they give is the
-// same whatever the layout or order, and so is the genesis hash.
+// (the first is what seqbook cluster init and localnet write; the second
+// is read for older files). The state they give is the same whatever the
+// layout or order, and so is the genesis hash.
 func ParseGenesis(data []byte) (*Genesis, error) {
 	var top struct {
 		Balances json.RawMessage `json:"balances"`

@@ -43,6 +43,8 @@ type pendingOp struct {
 	// verified is set when the intake checks passed op.Verify (false for
 	// operations restored from the outbox, which were not checked again).
 	verified bool
+	// resending is set when the resend pass queued it again.
+	resending bool
 }
 
 func (in *intake) init(max int) {
@@ -138,6 +140,19 @@ func (in *intake) removeLocked(id [32]byte) *pendingOp {
 }
 
 func (in *intake) applied(id [32]byte) { in.remove(id) }
+
+// forget removes p if no later send of it is under way: a refused first
+// send is only final if the resend pass did not pick the operation up
+// meanwhile (that send may be taken).
+func (in *intake) forget(p *pendingOp) bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.pending[p.op.ID] != p || p.resending {
+		return false
+	}
+	in.removeLocked(p.op.ID)
+	return true
+}
 
 // verified reports whether op is exactly an operation this replica
 // verified at intake and still holds: same id (the signed digest), same
@@ -304,12 +319,19 @@ func (r *Replica) check(op *Op) error {
 	return nil
 }
 
-// errSendFailed wraps a batch that no node took.
-var errSendFailed = errors.New("the sequencer did not take the batch")
+// errPending answers an operation whose batch left (or is about to leave)
+// without a node confirming it: the outcome is unknown, so the replica
+// keeps the operation in its outbox and resends it until it is applied or
+// expires. The client must not re-sign it (docs/api.md, "Retrying").
+var errPending = errors.New("pending")
 
 // submit checks an operation, queues it for the next batch and waits until
 // a sequencer node took that batch, so an "accepted" answer means the
 // operation is in the sequencer's hands (and in this replica's outbox).
+// It returns errPending when that is not known in time: the operation
+// stays queued and will be sent. It refuses with 503 only when no node
+// took the batch for sure, and then forgets the operation, so that
+// nothing of it is applied.
 func (r *Replica) submit(ctx context.Context, op *Op) error {
 	if err := r.check(op); err != nil {
 		return err
@@ -338,20 +360,24 @@ func (r *Replica) newPending(op *Op) *pendingOp {
 }
 
 // awaitSent waits until the batch carrying an enqueued operation was handed
-// to a sequencer node; on failure the operation is dropped.
+// to a sequencer node. It returns errPending when that is not known in
+// time, and 503 (dropping the operation) only when no node took it.
 func (r *Replica) awaitSent(ctx context.Context, p *pendingOp) error {
 	op := p.op
 	select {
 	case err := <-p.sentResult:
-		if err != nil {
-			r.in.remove(op.ID)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, ErrBatchRefused) && r.in.forget(p):
 			_ = r.store.DeleteOutbox([][32]byte{op.ID})
-			return httpErr(http.StatusServiceUnavailable, "%v: %v", errSendFailed, err)
+			return httpErr(http.StatusServiceUnavailable, "not accepted, nothing will be applied: %v; the same signed request may be sent again", err)
 		}
-		return nil
+		return errPending
 	case <-ctx.Done():
-		// The client left; the operation stays queued and will be sent.
-		return httpErr(http.StatusServiceUnavailable, "request cancelled before the batch was sent")
+		// The outcome is not known yet; the operation stays queued and
+		// will be sent.
+		return errPending
 	}
 }
 
@@ -495,15 +521,13 @@ func (r *Replica) sendBatch(ctx context.Context, ps []*pendingOp) {
 	}
 	r.in.mu.Lock()
 	for _, p := range ps {
-		if err == nil {
-			p.sentAt = now
-		}
+		// Sent or not, the resend pass sends it again after ResendAfter
+		// unless it is applied first (a failed send may have been taken,
+		// and a refused one is resent unless its submitter forgets it).
+		p.sentAt = now
 		if p.sent != nil {
 			p.sent <- err
 			p.sent = nil
-		} else if err != nil {
-			// A resend failed: try again at the next resend pass.
-			p.sentAt = now
 		}
 	}
 	r.in.mu.Unlock()
@@ -539,6 +563,7 @@ func (r *Replica) resendLoop(ctx context.Context) {
 				continue
 			}
 			p.sentAt = time.Time{}
+			p.resending = true
 			r.in.queue = append(r.in.queue, p)
 			resent++
 		}

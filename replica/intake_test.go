@@ -2,6 +2,7 @@ package replica
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -232,16 +233,63 @@ func TestIntakeSequencerDown(t *testing.T) {
 	clock := newClock()
 	seq := NewMemSequencer(clock.Ms)
 	r := startReplica(t, testConfig("replica1", clock), seq, NewMemStore())
-	seq.FailSends(errTest("all nodes down"))
+	// Every node refused the batch: a definite "no", so 503.
+	seq.FailSends(fmt.Errorf("%w: all nodes answered 503", ErrBatchRefused))
 	o := signOrder(t, alice, orderSpec{side: "buy", qty: 1_000_000, price: 1000_000_000, nonce: 1})
 	var e obapi.Error
-	if code := r.do(t, "POST", "/order", o, &e); code != 503 || !strings.Contains(e.Error, "all nodes down") {
+	if code := r.do(t, "POST", "/order", o, &e); code != 503 || !strings.Contains(e.Error, "all nodes answered 503") {
 		t.Fatalf("sequencer down: %d %q", code, e.Error)
 	}
 	// Not accepted, so not pending: the same signed order can be retried.
 	seq.FailSends(nil)
 	if code := r.do(t, "POST", "/order", o, nil); code != 200 {
 		t.Fatalf("retry: %d", code)
+	}
+}
+
+// A send whose outcome is unknown (a node timed out: it may hold the
+// batch) is answered 202 pending, never 503: the order stays in the outbox
+// and is applied exactly once, and resending the same signed body meanwhile
+// is harmless.
+func TestIntakeUnknownOutcomeIsPending(t *testing.T) {
+	clock := newClock()
+	seq := NewMemSequencer(clock.Ms)
+	cfg := testConfig("replica1", clock)
+	r := startReplica(t, cfg, seq, NewMemStore())
+	seq.FailSends(errTest("node2: context deadline exceeded"))
+	o := signOrder(t, alice, orderSpec{side: "buy", qty: 1_000_000, price: 1000_000_000, nonce: 1})
+	id := orderID(t, o)
+	var acc obapi.OrderAccepted
+	if code := r.do(t, "POST", "/order", o, &acc); code != 202 || acc.Status != "pending" || acc.OrderID != id ||
+		!strings.Contains(acc.Message, "GET /orders/"+id) {
+		t.Fatalf("unknown outcome: %d %+v", code, acc)
+	}
+	var ord obapi.Order
+	if code := r.do(t, "GET", "/orders/"+id, nil, &ord); code != 200 || ord.Status != "pending" {
+		t.Fatalf("pending order: %d %+v", code, ord)
+	}
+	// The client's retry rule: the same signed body, which cannot be
+	// taken twice.
+	if code := r.do(t, "POST", "/order", o, nil); code != 409 {
+		t.Fatalf("same body again while pending: %d", code)
+	}
+	seq.FailSends(nil)
+	clock.Advance(cfg.ResendAfter + time.Second)
+	r.waitApplied(t, 1)
+	if code := r.do(t, "GET", "/orders/"+id, nil, &ord); code != 200 || ord.Status != "open" {
+		t.Fatalf("after the sequencer healed: %d %+v", code, ord)
+	}
+	if code := r.do(t, "POST", "/order", o, nil); code != 409 {
+		t.Fatalf("same body after it applied: %d", code)
+	}
+	clock.Advance(cfg.ResendAfter + time.Second)
+	waitFor(t, "pending to drain", 5e9, func() bool { return r.in.count() == 0 })
+	// Exactly once: the order rests once, however often it was sent.
+	r.mu.RLock()
+	open := r.ledger.eng.OpenOrderCount()
+	r.mu.RUnlock()
+	if open != 1 {
+		t.Fatalf("%d open orders, want exactly the one", open)
 	}
 }
 

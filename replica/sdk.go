@@ -2,6 +2,7 @@ package replica
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/seqbook/seqbook/client"
@@ -20,14 +21,20 @@ type SDKSequencer struct {
 
 var _ Sequencer = (*SDKSequencer)(nil)
 
-// NewSDKSequencer follows c's app through the client SDK.
+// NewSDKSequencer follows c's app through the client SDK. A replica passes
+// client.WithSpread(its index) and client.WithLeaderFirst (see
+// docs/operations.md, "How replicas choose nodes").
 func NewSDKSequencer(c *cluster.Cluster, opts ...client.Option) *SDKSequencer {
 	return &SDKSequencer{s: client.NewSequencer(c, opts...), app: c.App}
 }
 
 // Send implements Sequencer.
 func (q *SDKSequencer) Send(ctx context.Context, body []byte) error {
-	return q.s.Send(ctx, q.app, body)
+	err := q.s.Send(ctx, q.app, body)
+	if err != nil && !client.MaybeTaken(err) {
+		return fmt.Errorf("%w: %w", ErrBatchRefused, err)
+	}
+	return err
 }
 
 // Finalized implements Sequencer.

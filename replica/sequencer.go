@@ -17,7 +17,9 @@ import (
 // for tests.
 type Sequencer interface {
 	// Send submits one batch body for the replica's app. A nil error means
-	// a node accepted it (it is not sequenced yet).
+	// a node accepted it (it is not sequenced yet). An error wrapping
+	// ErrBatchRefused means no node took it, for sure; any other error
+	// leaves the outcome unknown (a node may hold the batch).
 	Send(ctx context.Context, body []byte) error
 	// Finalized returns finalized batches after index `after`, whose
 	// chaining hash is prev, verified (hashes, chaining, finality proof):
@@ -38,6 +40,11 @@ func BatchHash(timestampMs uint64, body []byte) [32]byte {
 func NextChainingHash(prev, batchHash [32]byte) [32]byte {
 	return eip712.Keccak256(prev[:], batchHash[:])
 }
+
+// ErrBatchRefused marks a failed Send whose batch provably no node took
+// (every node tried answered with a refusal), so it will not be sequenced
+// unless sent again.
+var ErrBatchRefused = errors.New("no sequencer node took the batch")
 
 // errChain reports batches that do not extend what the replica applied.
 var errChain = errors.New("sequencer returned batches that do not extend the applied chain")

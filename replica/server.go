@@ -160,16 +160,14 @@ func (r *Replica) submitAndAnswer(c *gin.Context, op *Op, wait bool, d time.Dura
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), r.cfg.SendTimeout+time.Second)
 	defer cancel()
-	if err := r.submit(ctx, op); err != nil {
+	err := r.submit(ctx, op)
+	pending := errors.Is(err, errPending)
+	if err != nil && !pending {
 		failErr(c, err)
 		return
 	}
-	if !wait {
-		if op.Kind.IsOrder() {
-			c.JSON(http.StatusOK, obapi.OrderAccepted{OrderID: op.IDHex(), Status: obapi.StatusAccepted})
-		} else {
-			c.JSON(http.StatusOK, obapi.OpAccepted{ID: op.IDHex(), Status: obapi.StatusAccepted})
-		}
+	if !wait || pending && c.Request.Context().Err() != nil {
+		answerAccepted(c, op, pending)
 		return
 	}
 	timer := time.NewTimer(d)
@@ -180,6 +178,27 @@ func (r *Replica) submitAndAnswer(c *gin.Context, op *Op, wait bool, d time.Dura
 	case <-timer.C:
 		fail(c, http.StatusGatewayTimeout, "operation %s was accepted but not applied within %v; poll GET /ops/%s", op.IDHex(), d, op.IDHex())
 	case <-c.Request.Context().Done():
+	}
+}
+
+// answerAccepted answers an operation taken by a node (200 "accepted") or
+// one whose outcome is not known yet (202 "pending": it stays in the
+// outbox and will be sent; the client follows it with GET /orders/{id} or
+// GET /ops/{id} and must not re-sign it).
+func answerAccepted(c *gin.Context, op *Op, pending bool) {
+	status, code, msg := obapi.StatusAccepted, http.StatusOK, ""
+	if pending {
+		route := "/ops/"
+		if op.Kind.IsOrder() {
+			route = "/orders/"
+		}
+		status, code = obapi.StatusPending, http.StatusAccepted
+		msg = "pending — query GET " + route + op.IDHex() + "; the replica keeps sending it until it is applied or expires; to retry, resend the same signed request, never a re-signed one"
+	}
+	if op.Kind.IsOrder() {
+		c.JSON(code, obapi.OrderAccepted{OrderID: op.IDHex(), Status: status, Message: msg})
+	} else {
+		c.JSON(code, obapi.OpAccepted{ID: op.IDHex(), Status: status, Message: msg})
 	}
 }
 

@@ -108,9 +108,12 @@ func (r *Replica) postOrders(c *gin.Context) {
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), r.cfg.SendTimeout+time.Second)
 	defer cancel()
+	unknown := make([]bool, len(ops)) // outcome unknown yet: "pending"
 	for i, p := range pend {
 		if p != nil {
-			if err := r.awaitSent(ctx, p); err != nil {
+			if err := r.awaitSent(ctx, p); errors.Is(err, errPending) {
+				unknown[i] = true
+			} else if err != nil {
 				errs[i] = fmt.Errorf("orders[%d]: %w", i, err)
 			}
 		}
@@ -119,6 +122,8 @@ func (r *Replica) postOrders(c *gin.Context) {
 	for i, op := range ops {
 		if errs[i] != nil {
 			results[i] = errorResult(errs[i])
+		} else if unknown[i] {
+			results[i] = obapi.OrderResult{OrderID: op.IDHex(), Status: obapi.StatusPending}
 		} else {
 			results[i] = obapi.OrderResult{OrderID: op.IDHex(), Status: obapi.StatusAccepted}
 		}

@@ -155,18 +155,23 @@ const (
 
 // OrderAccepted answers POST /order (without ?wait=finalized). OrderID is
 // the EIP-712 digest (legacy: the EIP-191 hash of the signed text), known
-// to the client before it submits.
+// to the client before it submits. Status "accepted" (HTTP 200): a
+// sequencer node took the order's batch; "pending" (HTTP 202): the replica
+// holds the order and keeps sending it, but no node confirmed it in time,
+// so its outcome is not known yet (Message says where to follow it).
 type OrderAccepted struct {
 	OrderID string `json:"order_id"`
-	Status  string `json:"status"` // "accepted"
+	Status  string `json:"status"` // "accepted" | "pending"
+	Message string `json:"message,omitempty"`
 }
 
 // OpAccepted answers POST /cancel, /withdraw and /deposit (without
 // ?wait=finalized). ID is the operation's digest: for a withdraw, the
 // withdrawal id a bridge pays out on.
 type OpAccepted struct {
-	ID     string `json:"id"`
-	Status string `json:"status"` // "accepted"
+	ID      string `json:"id"`
+	Status  string `json:"status"` // "accepted" | "pending" (as OrderAccepted)
+	Message string `json:"message,omitempty"`
 }
 
 // OpResult is the outcome of any applied operation (GET /ops/{id}, and the

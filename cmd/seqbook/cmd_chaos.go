@@ -7,13 +7,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/seqbook/seqbook/client/amount"
-	"github.com/seqbook/seqbook/client/obapi"
 	"github.com/seqbook/seqbook/internal/localnet"
 	"github.com/seqbook/seqbook/internal/localnet/load"
 )
@@ -142,10 +139,10 @@ func chaos(ctx context.Context, n *localnet.Network, duration time.Duration, rat
 
 	// Finality monitor: the highest finalized index any node reports, and
 	// the longest time it stood still while the load ran.
-	mon := newFinalityMonitor(h, n.NodeURLs(), n.Cluster.App)
+	mon := load.NewFinalityMonitor(h, n.NodeURLs(), n.Cluster.App)
 	mctx, mcancel := context.WithCancel(ctx)
 	monDone := make(chan struct{})
-	go func() { mon.run(mctx, 50*time.Millisecond); close(monDone) }()
+	go func() { mon.Run(mctx, 50*time.Millisecond); close(monDone) }()
 
 	sender := &load.Sender{H: h, Replicas: urls, InFlightMax: 512}
 	lctx, lcancel := context.WithTimeout(ctx, duration)
@@ -213,11 +210,11 @@ func chaos(ctx context.Context, n *localnet.Network, duration time.Duration, rat
 	logf("load done: sent %d, accepted %d, refused %d", sender.Counters.Sent.Load(), sender.Counters.Accepted.Load(), sender.Counters.Refused.Load())
 	mcancel()
 	<-monDone
-	gap := mon.maxGap()
+	gap := mon.MaxGap()
 	sum.MaxFinalityGapMs = gap.Milliseconds()
-	sum.Views = mon.views()
+	sum.Views = mon.Views()
 	if gap > bound {
-		failf("finality stood still for %s (bound %s), at %s", gap.Round(time.Millisecond), bound, mon.maxGapAt().Sub(began).Round(time.Millisecond))
+		failf("finality stood still for %s (bound %s), at %s", gap.Round(time.Millisecond), bound, mon.MaxGapAt().Sub(began).Round(time.Millisecond))
 	}
 
 	sum.Sent = len(outs)
@@ -238,7 +235,7 @@ func chaos(ctx context.Context, n *localnet.Network, duration time.Duration, rat
 
 	logf("waiting up to %s for every replica to apply everything and agree", drain)
 	dctx, dcancel := context.WithTimeout(ctx, drain)
-	conv, err := load.WaitConverged(dctx, h, urls, mon.highest())
+	conv, err := load.WaitConverged(dctx, h, urls, mon.Highest())
 	dcancel()
 	if err != nil {
 		failf("%v", err)
@@ -247,12 +244,12 @@ func chaos(ctx context.Context, n *localnet.Network, duration time.Duration, rat
 	sum.FinalIndex, sum.StateDigest = conv.Index, conv.Digest
 	logf("all %d replicas at index %d, digest %s", len(urls), conv.Index, load.ShortHash(conv.Digest))
 
-	applied, failures := checkExactlyOnce(ctx, h, urls, accepted)
+	applied, failures := load.CheckExactlyOnce(ctx, h, urls, accepted)
 	sum.Applied = applied
 	for _, f := range failures {
 		failf("%s", f)
 	}
-	trades, failures := checkTradesMatchFills(ctx, h, urls[0], accepted)
+	trades, failures := load.CheckTradesMatchFills(ctx, h, urls[0], accepted)
 	sum.Trades = trades
 	for _, f := range failures {
 		failf("%s", f)
@@ -283,183 +280,4 @@ func currentLeader(ctx context.Context, h *load.HTTP, n *localnet.Network) (stri
 		return "", fmt.Errorf("nodes name %q as leader, not a node of the cluster", leader)
 	}
 	return leader, nil
-}
-
-// checkExactlyOnce reads every accepted order from every replica: each
-// must exist in a final state (not pending, not rejected) with the same
-// status, fill and batch index everywhere, and filled + remaining equal to
-// its quantity. It returns how many passed.
-func checkExactlyOnce(ctx context.Context, h *load.HTTP, urls []string, ids []string) (int, []string) {
-	var failures []string
-	applied := 0
-	for _, id := range ids {
-		var first obapi.Order
-		ok := true
-		for r, u := range urls {
-			o, err := h.Order(ctx, u, id)
-			switch {
-			case err != nil:
-				failures = append(failures, fmt.Sprintf("accepted order %s: %s: %v", id, u, err))
-				ok = false
-			case o.Status == obapi.StatusPending || o.Status == obapi.StatusRejected || o.Status == "":
-				failures = append(failures, fmt.Sprintf("accepted order %s is %q on %s %s", id, o.Status, u, o.Reason))
-				ok = false
-			case r > 0 && (o.Status != first.Status || o.Filled != first.Filled || o.Index != first.Index):
-				failures = append(failures, fmt.Sprintf("order %s differs: %s says %s/%s@%d, %s says %s/%s@%d",
-					id, urls[0], first.Status, first.Filled, first.Index, u, o.Status, o.Filled, o.Index))
-				ok = false
-			}
-			if r == 0 {
-				first = o
-			}
-			if !ok {
-				break
-			}
-		}
-		if ok {
-			applied++
-		}
-		if len(failures) > 20 {
-			failures = append(failures, "… (more failures not checked)")
-			break
-		}
-	}
-	return applied, failures
-}
-
-// checkTradesMatchFills reads the whole trade log of one replica (all
-// agree: same digest) and checks that the quantity each of our orders
-// traded equals the fill its record shows and never exceeds its quantity:
-// an order applied twice would trade twice.
-func checkTradesMatchFills(ctx context.Context, h *load.HTTP, url string, ids []string) (int, []string) {
-	ours := make(map[string]uint64, len(ids))
-	for _, id := range ids {
-		ours[id] = 0
-	}
-	trades := 0
-	var after uint64
-	for {
-		var page obapi.Trades
-		if err := h.GetJSON(ctx, fmt.Sprintf("%s/trades?market=%s&after=%d&limit=%d", url, "ETH%2FUSDT", after, obapi.TradesPageMax), &page); err != nil {
-			return trades, []string{fmt.Sprintf("reading trades: %v", err)}
-		}
-		for _, t := range page.Trades {
-			q, err := amount.Parse(t.Quantity)
-			if err != nil {
-				return trades, []string{fmt.Sprintf("trade %d quantity %q: %v", t.Seq, t.Quantity, err)}
-			}
-			for _, id := range []string{t.MakerOrder, t.TakerOrder} {
-				if _, mine := ours[id]; mine {
-					ours[id] += q
-				}
-			}
-			trades++
-		}
-		if len(page.Trades) == 0 || page.Next <= after {
-			break
-		}
-		after = page.Next
-	}
-	var failures []string
-	keys := make([]string, 0, len(ours))
-	for id := range ours {
-		keys = append(keys, id)
-	}
-	sort.Strings(keys)
-	for _, id := range keys {
-		traded := ours[id]
-		if traded > load.OrderQuantity {
-			failures = append(failures, fmt.Sprintf("order %s traded %d base units, more than its quantity %d", id, traded, load.OrderQuantity))
-			continue
-		}
-		o, err := h.Order(ctx, url, id)
-		if err != nil {
-			failures = append(failures, fmt.Sprintf("order %s: %v", id, err))
-			continue
-		}
-		filled, err := amount.Parse(o.Filled)
-		if err != nil || filled != traded {
-			failures = append(failures, fmt.Sprintf("order %s shows %s filled but traded %d base units", id, o.Filled, traded))
-		}
-		if len(failures) > 20 {
-			break
-		}
-	}
-	return trades, failures
-}
-
-// finalityMonitor follows the highest finalized index reported by any
-// node and the longest time it stood still.
-type finalityMonitor struct {
-	h     *load.HTTP
-	nodes []string
-	app   string
-
-	mu        sync.Mutex
-	top       uint64
-	since     time.Time // when top last rose
-	gap       time.Duration
-	gapAt     time.Time
-	viewsSeen map[uint64]bool
-}
-
-func newFinalityMonitor(h *load.HTTP, nodes []string, app string) *finalityMonitor {
-	return &finalityMonitor{h: h, nodes: nodes, app: app, viewsSeen: map[uint64]bool{}}
-}
-
-func (m *finalityMonitor) run(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		for _, u := range m.nodes {
-			qctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-			s, err := m.h.NodeState(qctx, u)
-			cancel()
-			if err != nil {
-				continue
-			}
-			now := time.Now()
-			m.mu.Lock()
-			m.viewsSeen[s.View] = true
-			f := s.Apps[m.app].Finalized
-			if f > m.top {
-				if !m.since.IsZero() {
-					if g := now.Sub(m.since); g > m.gap {
-						m.gap, m.gapAt = g, now
-					}
-				}
-				m.top, m.since = f, now
-			}
-			m.mu.Unlock()
-		}
-		select {
-		case <-ctx.Done():
-			// The time since the last rise counts too: finality that
-			// stopped for good is the worst gap.
-			m.mu.Lock()
-			if !m.since.IsZero() {
-				if g := time.Since(m.since); g > m.gap {
-					m.gap, m.gapAt = g, time.Now()
-				}
-			}
-			m.mu.Unlock()
-			return
-		case <-t.C:
-		}
-	}
-}
-
-func (m *finalityMonitor) maxGap() time.Duration { m.mu.Lock(); defer m.mu.Unlock(); return m.gap }
-func (m *finalityMonitor) maxGapAt() time.Time   { m.mu.Lock(); defer m.mu.Unlock(); return m.gapAt }
-func (m *finalityMonitor) highest() uint64       { m.mu.Lock(); defer m.mu.Unlock(); return m.top }
-
-func (m *finalityMonitor) views() []uint64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	vs := make([]uint64, 0, len(m.viewsSeen))
-	for v := range m.viewsSeen {
-		vs = append(vs, v)
-	}
-	sort.Slice(vs, func(i, j int) bool { return vs[i] < vs[j] })
-	return vs
 }

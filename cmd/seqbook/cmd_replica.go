@@ -46,6 +46,8 @@ func runReplica(args []string) int {
 	lf := cli.AddLogFlags(fs)
 	attestEvery := fs.Uint64("attest-every", 100, "sign the state digest after every N-th index and compare it with the other replicas' (the same N on every replica of a cluster)")
 	onCorruption := fs.String("on-corruption", "rebuild", "when the stored state fails its integrity checks: rebuild (keep the damaged file aside and rebuild from the sequencer's verified history) or refuse (exit, printing the repair command)")
+	leaderFirst := fs.Bool("leader-first", true, "send batches to and read finalized batches from the current leader first (saves a network delay each way)")
+	attempt := fs.Duration("node-attempt-timeout", client.DefaultAttemptTimeout, "deadline of one request to one sequencer node before the next is tried (several round trips; see docs/operations.md)")
 	setUsage(fs, "Usage: seqbook replica --cluster FILE --id REPLICA --key FILE --data DIR [--genesis FILE] [flags]",
 		"Runs one orderbook replica: takes EIP-712 (and legacy) signed operations over",
 		"HTTP, batches them to the sequencer, follows the finalized batches (verifying",
@@ -100,7 +102,14 @@ func runReplica(args []string) int {
 			return fail("replica", err)
 		}
 	}
-	seq := replica.NewSDKSequencer(c, client.WithLogger(logger))
+	// Replica k starts with node k (spread), and sends to and reads from
+	// the leader first (docs/operations.md, "How replicas choose nodes").
+	i, _ := c.ReplicaIndex(*id)
+	seqOpts := []client.Option{client.WithLogger(logger), client.WithSpread(i), client.WithAttemptTimeout(*attempt)}
+	if *leaderFirst {
+		seqOpts = append(seqOpts, client.WithLeaderFirst())
+	}
+	seq := replica.NewSDKSequencer(c, seqOpts...)
 	open := func() (*replica.Replica, error) {
 		store, err := replica.OpenBoltStore(*dataDir, replica.BoltOptions{NoSync: *noSync})
 		if err != nil {

@@ -9,19 +9,13 @@ import (
 
 	"github.com/seqbook/seqbook/client/amount"
 	"github.com/seqbook/seqbook/client/ethsig"
+	"github.com/seqbook/seqbook/client/obapi"
 	"github.com/seqbook/seqbook/replica"
 )
 
 // genesis is the opening balances: account (checksummed address) → token →
 // base units.
 type genesis map[string]map[string]uint64
-
-// genesisFileJSON is the layout localnet writes, one of the two the
-// replica reads: {"balances": {"0xAddress": {"USDT": "1000", "ETH": "5"}}},
-// amounts as decimal strings (DESIGN §2).
-type genesisFileJSON struct {
-	Balances map[string]map[string]json.Number `json:"balances"`
-}
 
 func defaultGenesis(traders int) (genesis, error) {
 	g := genesis{}
@@ -73,16 +67,16 @@ func (g genesis) merge(o genesis) error {
 	return nil
 }
 
+// encode writes the one genesis layout the docs show (the replica's
+// list form, replica.Genesis), accounts and tokens sorted, so the file is
+// the same for the same balances.
 func (g genesis) encode() ([]byte, error) {
-	f := genesisFileJSON{Balances: map[string]map[string]json.Number{}}
-	for acct, toks := range g {
-		f.Balances[acct] = map[string]json.Number{}
-		for tok, units := range toks {
-			f.Balances[acct][tok] = json.Number(amount.Format(units))
+	f := replica.Genesis{Balances: []replica.GenesisBalance{}}
+	for _, acct := range sortedKeys(g) {
+		for _, tok := range sortedKeys(g[acct]) {
+			f.Balances = append(f.Balances, replica.GenesisBalance{Address: acct, Token: tok, Amount: obapi.Number(amount.Format(g[acct][tok]))})
 		}
 	}
-	// encoding/json sorts map keys: the file is the same for the same
-	// balances.
 	b, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
 		return nil, err

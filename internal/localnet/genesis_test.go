@@ -26,8 +26,9 @@ func TestReadGenesisRejects(t *testing.T) {
 	}
 }
 
-// What localnet writes is what the replica's parser reads back, and the
-// list layout the replica also accepts works as an extra file.
+// What localnet writes (the list layout the docs show) is what the
+// replica's parser reads back, and the older map layout the replica also
+// accepts works as an extra file.
 func TestGenesisRoundTripThroughReplicaParser(t *testing.T) {
 	g, err := defaultGenesis(2)
 	if err != nil {
@@ -37,7 +38,9 @@ func TestGenesisRoundTripThroughReplicaParser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(b), `"`+TutorialUser1Address+`": {`) || !strings.Contains(string(b), `"USDT": 1000`) {
+	if !strings.Contains(string(b), `"address": "`+TutorialUser1Address+`",
+      "token": "USDT",
+      "amount": "1000"`) {
 		t.Fatalf("genesis text:\n%s", b)
 	}
 	p := filepath.Join(t.TempDir(), "g.json")
@@ -50,12 +53,12 @@ func TestGenesisRoundTripThroughReplicaParser(t *testing.T) {
 		t.Fatalf("round trip: %v", back)
 	}
 	list := filepath.Join(t.TempDir(), "list.json")
-	os.WriteFile(list, []byte(`{"balances":[{"address":"0x00000000000000000000000000000000000000aa","token":"BTC","amount":1.25}]}`), 0o644)
+	os.WriteFile(list, []byte(`{"balances":{"0x00000000000000000000000000000000000000aa":{"BTC":1.25}}}`), 0o644)
 	extra, err := readGenesis(list)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if extra["0x00000000000000000000000000000000000000AA"]["BTC"] != 1_250_000 {
-		t.Fatalf("list layout: %v", extra)
+		t.Fatalf("map layout: %v", extra)
 	}
 }

@@ -30,8 +30,14 @@ type HTTP struct {
 // NewHTTP returns a client whose requests time out after timeout (a
 // ?wait=finalized post needs more than a read).
 func NewHTTP(timeout time.Duration) *HTTP {
+	return NewHTTPDial(timeout, (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext)
+}
+
+// NewHTTPDial is NewHTTP with its own dial function (a test reaching
+// servers inside a network namespace dials from there).
+func NewHTTPDial(timeout time.Duration, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *HTTP {
 	tr := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:         dial,
 		MaxIdleConns:        4096,
 		MaxIdleConnsPerHost: 1024,
 		IdleConnTimeout:     90 * time.Second,

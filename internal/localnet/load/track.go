@@ -215,3 +215,24 @@ func Percentile(sorted []time.Duration, p float64) time.Duration {
 	}
 	return sorted[rank]
 }
+
+// MaxGap is the longest time replica r's applied index stood still within
+// [from, to] (a pause under way at `to` counts up to `to`), as seen at the
+// tracker's poll resolution.
+func (t *Tracker) MaxGap(r int, from, to time.Time) time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var gap time.Duration
+	prev := from
+	for _, p := range t.points[r] {
+		if p.at.Before(from) {
+			continue
+		}
+		if p.at.After(to) {
+			break
+		}
+		gap = max(gap, p.at.Sub(prev))
+		prev = p.at
+	}
+	return max(gap, to.Sub(prev))
+}
