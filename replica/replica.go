@@ -113,6 +113,8 @@ type Config struct {
 	// operations it applied (at info level; each operation's outcome is
 	// logged at debug level). 0 turns the summary off.
 	SummaryInterval time.Duration
+	// Metrics are served on GET /metrics; nil means NopMetrics.
+	Metrics *PromMetrics
 }
 
 // DefaultConfig returns the production knobs.
@@ -261,6 +263,8 @@ type Replica struct {
 	waiters map[[32]byte][]chan OpOutcome
 
 	metrics Metrics
+	prom    *PromMetrics
+	live    liveState
 }
 
 // Metrics are the replica's counters (read with Metrics()).
@@ -300,6 +304,7 @@ func New(cfg Config, seq Sequencer, store Store) (*Replica, error) {
 	}
 	r.outcomes = newOutcomeLog(r.log, cfg.SummaryInterval, cfg.Now())
 	r.in.init(cfg.PendingMax)
+	r.initLive()
 	if snap == nil {
 		r.ledger = genesis
 		// The genesis state is the first snapshot, so a restart knows
@@ -429,6 +434,8 @@ func (r *Replica) Run(ctx context.Context) error {
 			cancel()
 		}
 	}()
+	r.live.running.Store(true)
+	defer r.live.running.Store(false)
 	err := r.applyLoop(ctx)
 	cancel()
 	wg.Wait()
@@ -482,6 +489,7 @@ func (r *Replica) snapshotInBackground(s *ledgerSnapshot, digest [32]byte) {
 			r.snapshotErr = err
 			return
 		}
+		r.prom.Snapshot.Observe(time.Since(start).Seconds())
 		r.log.Debug("stored a snapshot", "index", s.Index, "bytes", len(b), "ms", time.Since(start).Milliseconds())
 	}()
 }
@@ -543,6 +551,7 @@ func (r *Replica) followLoop(ctx context.Context, after uint64, prev [32]byte, o
 			backoff = min(2*backoff, r.cfg.PollBackoffMax)
 			continue
 		}
+		r.live.polledOK.Store(time.Now().UnixNano())
 		if len(bs) == 0 {
 			// A held request answers empty only when its wait ran out:
 			// ask again at once. One answered empty much sooner came
@@ -569,6 +578,7 @@ func (r *Replica) followLoop(ctx context.Context, after uint64, prev [32]byte, o
 		}
 		last := bs[len(bs)-1]
 		after, prev = last.Index, last.ChainingHash
+		r.prom.Fetched.Set(float64(after))
 	}
 }
 
@@ -664,6 +674,7 @@ func (r *Replica) applyPage(preps []prepared) error {
 			r.notify(o)
 		}
 	}
+	r.afterApply(preps, applied)
 	return nil
 }
 

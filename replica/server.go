@@ -46,6 +46,7 @@ func (r *Replica) routes() http.Handler {
 	g.GET("/state", r.getState)
 	r.tradingRoutes(g)
 	g.GET("/attestation", r.getAttestation)
+	r.liveRoutes(g)
 	return g
 }
 
@@ -160,7 +161,9 @@ func (r *Replica) submitAndAnswer(c *gin.Context, op *Op, wait bool, d time.Dura
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), r.cfg.SendTimeout+time.Second)
 	defer cancel()
-	if err := r.submit(ctx, op); err != nil {
+	err := r.submit(ctx, op)
+	r.prom.observeIntake(op, err)
+	if err != nil {
 		failErr(c, err)
 		return
 	}
@@ -459,6 +462,7 @@ func (r *Replica) getBalance(c *gin.Context) {
 		}
 		return
 	}
+	r.prom.SignedReads.WithLabelValues("balance").Inc()
 	digest := r.cfg.Domain.EIP712.Digest(&eip712.Balance{App: r.cfg.Domain.App, Account: addr, Token: tok, Balance: v, Index: at})
 	c.JSON(http.StatusOK, obapi.Balance{
 		Address: addr.Hex(), Token: tok, Balance: amount.Format(v), BalanceUnits: strconv.FormatUint(v, 10),
@@ -485,6 +489,7 @@ func (r *Replica) getWithdrawal(c *gin.Context) {
 	}
 	msg := &eip712.Withdrawal{App: r.cfg.Domain.App, ID: w.ID, Trader: w.Trader, Token: w.Token, Amount: w.Amount,
 		Recipient: w.Recipient, Index: w.Index}
+	r.prom.SignedReads.WithLabelValues("withdrawal").Inc()
 	sig := r.cfg.Key.Sign(r.cfg.Domain.EIP712.Digest(msg))
 	c.JSON(http.StatusOK, obapi.Withdrawal{
 		App: r.cfg.Domain.App, ID: hexID(w.ID), Trader: w.Trader.Hex(), Token: w.Token, Amount: amount.Format(w.Amount),

@@ -1,0 +1,179 @@
+package integration_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/seqbook/seqbook/client"
+	"github.com/seqbook/seqbook/client/amount"
+	"github.com/seqbook/seqbook/client/keys"
+	"github.com/seqbook/seqbook/internal/localnet"
+	"github.com/seqbook/seqbook/internal/testproc"
+)
+
+// TestLive runs one network of real processes for the live surfaces:
+// Prometheus metrics on every component, the WebSocket feed and the web
+// explorer (one network, because starting one is the costly part).
+func TestLive(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a whole network of processes")
+	}
+	n := testproc.StartNetwork(t, seqbookBin, 30, nil)
+	t.Run("metrics", func(t *testing.T) { testMetrics(t, n) })
+}
+
+// scrape reads a component's GET /metrics.
+func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("GET %s/metrics: %d %s", url, resp.StatusCode, b)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s/metrics is not the Prometheus text format: %v", url, err)
+	}
+	return fams
+}
+
+// sample sums a family's counter, gauge or histogram count over the
+// series whose labels include want.
+func sample(fams map[string]*dto.MetricFamily, name string, want map[string]string) (float64, bool) {
+	f, ok := fams[name]
+	if !ok {
+		return 0, false
+	}
+	var sum float64
+	for _, m := range f.Metric {
+		match := true
+		for k, v := range want {
+			found := false
+			for _, l := range m.Label {
+				if l.GetName() == k && l.GetValue() == v {
+					found = true
+				}
+			}
+			match = match && found
+		}
+		if !match {
+			continue
+		}
+		switch {
+		case m.Counter != nil:
+			sum += m.Counter.GetValue()
+		case m.Gauge != nil:
+			sum += m.Gauge.GetValue()
+		case m.Histogram != nil:
+			sum += float64(m.Histogram.GetSampleCount())
+		}
+	}
+	return sum, true
+}
+
+func testMetrics(t *testing.T, n *localnet.Network) {
+	c := n.Cluster
+	node := n.NodeURLs()[0]
+	rep := n.ReplicaURLs()[0]
+	agg := n.AggregatorURL()
+	names := map[string][]string{
+		node: {"seqbook_node_view", "seqbook_node_leader", "seqbook_node_finalized_index", "seqbook_node_rounds_total",
+			"seqbook_node_round_duration_seconds", "seqbook_node_batch_finality_seconds", "seqbook_node_bls_signs_total",
+			"seqbook_node_bls_verifies_total", "seqbook_node_store_save_seconds", "seqbook_node_pending_batches",
+			"seqbook_node_disputes_total", "seqbook_node_view_changes_total", "seqbook_node_peers_connected",
+			"seqbook_node_batches_finalized_total", "seqbook_transport_sent_bytes_total", "go_goroutines"},
+		rep: {"seqbook_replica_ops_accepted_total", "seqbook_replica_applied_index", "seqbook_replica_apply_lag_seconds",
+			"seqbook_replica_fetched_index", "seqbook_replica_intake_pending", "seqbook_replica_batch_ops",
+			"seqbook_replica_snapshot_seconds", "seqbook_replica_signed_reads_total", "seqbook_replica_batches_applied_total",
+			"process_cpu_seconds_total"},
+		agg: {"seqbook_aggregator_proofs_total", "seqbook_aggregator_proof_seconds", "process_cpu_seconds_total"},
+	}
+	// The counters that must move under the load below.
+	type counter struct {
+		url, name string
+		labels    map[string]string
+	}
+	moving := []counter{
+		{node, "seqbook_node_batches_finalized_total", nil},
+		{node, "seqbook_node_batch_finality_seconds", nil},
+		{node, "seqbook_node_store_save_seconds", nil},
+		{node, "seqbook_node_bls_signs_total", nil},
+		{node, "seqbook_node_finalized_index", map[string]string{"app": c.App}},
+		{rep, "seqbook_replica_ops_accepted_total", map[string]string{"op": "order"}},
+		{rep, "seqbook_replica_batches_applied_total", nil},
+		{rep, "seqbook_replica_applied_index", nil},
+		{rep, "seqbook_replica_signed_reads_total", map[string]string{"kind": "balance"}},
+		{rep, "seqbook_replica_ops_rejected_total", map[string]string{"stage": "intake", "reason": "insufficient_balance"}},
+		{agg, "seqbook_aggregator_proofs_total", map[string]string{"kind": "balance", "result": "ok"}},
+		{agg, "seqbook_aggregator_proof_seconds", map[string]string{"kind": "balance"}},
+	}
+	before := map[string]map[string]*dto.MetricFamily{}
+	for url := range names {
+		before[url] = scrape(t, url)
+	}
+
+	// Load: orders that trade, one refused for its balance, and proofs.
+	ctx := context.Background()
+	ob, _ := client.NewOrderbook(rep, client.WithChainID(c.ChainID))
+	agc, err := client.NewAggregator(agg, client.WithTimeout(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := ob.PlaceOrder(ctx, keys.TutorialUser2(), client.OrderParams{Market: "ETH/USDT", Side: "sell", Quantity: amount.Scale / 10, Price: 200 * amount.Scale}, true); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ob.PlaceOrder(ctx, keys.TutorialUser1(), client.OrderParams{Market: "ETH/USDT", Side: "buy", Quantity: amount.Scale / 10, Price: 200 * amount.Scale}, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := ob.PlaceOrder(ctx, keys.TutorialUser1(), client.OrderParams{Market: "ETH/USDT", Side: "buy", Quantity: 1_000_000 * amount.Scale, Price: 200 * amount.Scale}, false); err == nil {
+		t.Fatal("an order far beyond the balance was accepted")
+	}
+	testproc.WaitFor(t, "a balance proof", 60*time.Second, func() (bool, string) {
+		_, err := agc.BalanceProof(ctx, keys.TutorialUser1Address, "USDT")
+		return err == nil, fmt.Sprint(err)
+	})
+
+	for url, want := range names {
+		fams := scrape(t, url)
+		var missing []string
+		for _, name := range want {
+			if _, ok := fams[name]; !ok {
+				missing = append(missing, name)
+			}
+		}
+		for name := range fams {
+			if !strings.HasPrefix(name, "seqbook_") && !strings.HasPrefix(name, "go_") && !strings.HasPrefix(name, "process_") && !strings.HasPrefix(name, "promhttp_") {
+				t.Errorf("%s exports %s, outside the seqbook_ namespace", url, name)
+			}
+		}
+		if len(missing) > 0 {
+			t.Errorf("%s/metrics lacks %v", url, missing)
+		}
+	}
+	// Counters are scraped until they moved: the node may finalize the
+	// last batch a moment after the replica answered.
+	for _, m := range moving {
+		was, _ := sample(before[m.url], m.name, m.labels)
+		testproc.WaitFor(t, m.name+" moves under load", 30*time.Second, func() (bool, string) {
+			now, ok := sample(scrape(t, m.url), m.name, m.labels)
+			return ok && now > was, fmt.Sprintf("%s%v: %v then %v (exported: %v)", m.name, m.labels, was, now, ok)
+		})
+	}
+}
