@@ -3,6 +3,7 @@ module github.com/seqbook/seqbook
 go 1.26.8
 
 require (
+	github.com/coder/websocket v1.8.15
 	github.com/ethereum/go-ethereum v1.17.10
 	github.com/gin-gonic/gin v1.12.0
 	github.com/herumi/bls-eth-go-binary v1.37.0

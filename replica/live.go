@@ -19,26 +19,34 @@ type liveState struct {
 // backoff, so one slow fetch does not flap the answer.
 const ReadyPollAgeMax = 10 * time.Second
 
-// initLive wires the metrics (New, before the replica is shared).
+// initLive wires the metrics and the live feed (end of New, once the
+// ledger is restored, before the replica is shared).
 func (r *Replica) initLive() {
 	r.prom = r.cfg.Metrics
 	if r.prom == nil {
 		r.prom = NopMetrics()
 	}
 	r.prom.registerSources(r)
+	_, tradeSeq := r.ledger.eng.Counters()
+	r.feed = newFeed(r.cfg.Feed, r.prom, tradeSeq)
 }
 
 // afterApply runs on the apply loop once a page is committed and its
-// waiters are told. It must not block: it only records metrics.
+// waiters are told. It never waits for a consumer: it records metrics and
+// queues the live feed's messages.
 func (r *Replica) afterApply(preps []prepared, applied []*Applied) {
 	r.prom.observeApplied(preps, applied, time.Now())
+	if len(applied) > 0 {
+		r.publish(preps, applied)
+	}
 }
 
-// liveRoutes adds the operator and live routes: GET /metrics and
-// GET /ready.
+// liveRoutes adds the operator and live routes: GET /metrics, GET /ready
+// and the live feed GET /ws.
 func (r *Replica) liveRoutes(g *gin.Engine) {
 	g.GET("/metrics", gin.WrapH(r.prom.Handler()))
 	g.GET("/ready", r.getReady)
+	g.GET("/ws", r.serveWS)
 }
 
 // Ready is GET /ready's answer.

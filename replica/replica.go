@@ -115,6 +115,8 @@ type Config struct {
 	SummaryInterval time.Duration
 	// Metrics are served on GET /metrics; nil means NopMetrics.
 	Metrics *PromMetrics
+	// Feed bounds the live feed (GET /ws).
+	Feed FeedConfig
 }
 
 // DefaultConfig returns the production knobs.
@@ -144,6 +146,7 @@ func DefaultConfig() Config {
 		// 100 batches keeps that under 1% of the apply loop.
 		AttestEvery:         100,
 		AttestCheckInterval: time.Second,
+		Feed:                DefaultFeedConfig(),
 		Now:                 time.Now,
 		Logger:              slog.Default(),
 		SummaryInterval:     30 * time.Second,
@@ -196,6 +199,9 @@ func (c *Config) ValidateBasic() error {
 		return errors.New("RequestBytesMax must be at least 1 KiB and OrdersPageMax at least 1")
 	case c.Now == nil || c.Logger == nil:
 		return errors.New("Now and Logger must be set")
+	}
+	if err := c.Feed.ValidateBasic(); err != nil {
+		return err
 	}
 	return c.Ledger.ValidateBasic()
 }
@@ -265,6 +271,7 @@ type Replica struct {
 	metrics Metrics
 	prom    *PromMetrics
 	live    liveState
+	feed    *feed
 }
 
 // Metrics are the replica's counters (read with Metrics()).
@@ -304,7 +311,6 @@ func New(cfg Config, seq Sequencer, store Store) (*Replica, error) {
 	}
 	r.outcomes = newOutcomeLog(r.log, cfg.SummaryInterval, cfg.Now())
 	r.in.init(cfg.PendingMax)
-	r.initLive()
 	if snap == nil {
 		r.ledger = genesis
 		// The genesis state is the first snapshot, so a restart knows
@@ -363,6 +369,7 @@ func New(cfg Config, seq Sequencer, store Store) (*Replica, error) {
 			return nil, err
 		}
 	}
+	r.initLive()
 	return r, nil
 }
 

@@ -388,11 +388,15 @@ func (r *Replica) getTrades(c *gin.Context) {
 	out := obapi.Trades{Index: r.ledger.index, Trades: make([]obapi.Trade, len(ts)), Next: next}
 	r.mu.RUnlock()
 	for i, t := range ts {
-		out.Trades[i] = obapi.Trade{Seq: t.Seq, Market: t.Market, Price: amount.Format(t.Price), Quantity: amount.Format(t.Quantity),
-			Quote: amount.Format(t.Quote), MakerOrder: hexID(t.MakerOrder), TakerOrder: hexID(t.TakerOrder),
-			Maker: t.Maker, Taker: t.Taker, TakerSide: t.TakerSide.String(), Index: t.Index, Timestamp: t.Timestamp}
+		out.Trades[i] = tradeJSON(t)
 	}
 	c.JSON(http.StatusOK, out)
+}
+
+func tradeJSON(t trade) obapi.Trade {
+	return obapi.Trade{Seq: t.Seq, Market: t.Market, Price: amount.Format(t.Price), Quantity: amount.Format(t.Quantity),
+		Quote: amount.Format(t.Quote), MakerOrder: hexID(t.MakerOrder), TakerOrder: hexID(t.TakerOrder),
+		Maker: t.Maker, Taker: t.Taker, TakerSide: t.TakerSide.String(), Index: t.Index, Timestamp: t.Timestamp}
 }
 
 func (r *Replica) getDepth(c *gin.Context) {
@@ -415,9 +419,13 @@ func (r *Replica) getDepth(c *gin.Context) {
 func levelsJSON(ls []matcher.Level) []obapi.Level {
 	out := make([]obapi.Level, len(ls))
 	for i, l := range ls {
-		out[i] = obapi.Level{Price: amount.Format(l.Price), Quantity: amount.Format(l.Quantity), Orders: l.Orders}
+		out[i] = levelJSON(l)
 	}
 	return out
+}
+
+func levelJSON(l matcher.Level) obapi.Level {
+	return obapi.Level{Price: amount.Format(l.Price), Quantity: amount.Format(l.Quantity), Orders: l.Orders}
 }
 
 func (r *Replica) getBalance(c *gin.Context) {

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/seqbook/seqbook/client"
 	"github.com/seqbook/seqbook/client/amount"
 	"github.com/seqbook/seqbook/client/keys"
+	"github.com/seqbook/seqbook/client/obapi"
 	"github.com/seqbook/seqbook/internal/localnet"
 	"github.com/seqbook/seqbook/internal/testproc"
 )
@@ -30,7 +33,93 @@ func TestLive(t *testing.T) {
 	}
 	n := testproc.StartNetwork(t, seqbookBin, 30, nil)
 	t.Run("metrics", func(t *testing.T) { testMetrics(t, n) })
+	t.Run("feed", func(t *testing.T) { testFeed(t, n) })
 }
+
+// placePair places a resting sell and a buy that takes it, through
+// replica i.
+func placePair(t *testing.T, n *localnet.Network, i int, price uint64) {
+	t.Helper()
+	ctx := context.Background()
+	ob, _ := client.NewOrderbook(n.ReplicaURLs()[i], client.WithChainID(n.Cluster.ChainID))
+	if _, err := ob.PlaceOrder(ctx, keys.TutorialUser2(), client.OrderParams{Market: "ETH/USDT", Side: "sell", Quantity: amount.Scale / 10, Price: price * amount.Scale}, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ob.PlaceOrder(ctx, keys.TutorialUser1(), client.OrderParams{Market: "ETH/USDT", Side: "buy", Quantity: amount.Scale / 10, Price: price * amount.Scale}, true); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// testFeed follows GET /ws of real replicas: `seqbook watch` prints a
+// trade made while it runs, and the SDK's finality channel carries the
+// node quorum's signers.
+func testFeed(t *testing.T, n *localnet.Network) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	// seqbook watch, until it has printed a trade at price 123.
+	cmd := exec.CommandContext(ctx, seqbookBin, "watch", "--market", "ETH/USDT", "--replica", n.ReplicaURLs()[1], "--plain", "--count", "1000")
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	testproc.WaitFor(t, "seqbook watch shows the book", 30*time.Second, func() (bool, string) {
+		return strings.Contains(out.String(), "ETH/USDT at index"), out.String()
+	})
+
+	ob, _ := client.NewOrderbook(n.ReplicaURLs()[2])
+	type fin struct {
+		index   uint64
+		signers []string
+	}
+	fins := make(chan fin, 1000)
+	go func() {
+		_ = ob.Subscribe(ctx, []obapi.WSRequest{{Channel: obapi.ChannelFinality}}, func(e client.FeedEvent) error {
+			f, err := e.Finality()
+			if err == nil {
+				fins <- fin{f.Index, f.Signers}
+			}
+			return err
+		})
+	}()
+	var first fin // where the replica stands
+	select {
+	case first = <-fins:
+	case <-ctx.Done():
+		t.Fatal("no first finality message")
+	}
+	placePair(t, n, 0, 123)
+	testproc.WaitFor(t, "seqbook watch prints the trade", 30*time.Second, func() (bool, string) {
+		return strings.Contains(out.String(), "@ 123"), out.String()
+	})
+	for {
+		select {
+		case f := <-fins:
+			if f.index <= first.index {
+				t.Fatalf("finality went from %d to %d", first.index, f.index)
+			}
+			if len(f.signers) >= n.Cluster.NodeQuorum() {
+				return // a batch applied with a proof of a node quorum
+			}
+			first = f
+		case <-ctx.Done():
+			t.Fatal("no finality message with the proof's signers")
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // scrape reads a component's GET /metrics.
 func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
