@@ -41,12 +41,13 @@ func (r *Replica) afterApply(preps []prepared, applied []*Applied) {
 	}
 }
 
-// liveRoutes adds the operator and live routes: GET /metrics, GET /ready
-// and the live feed GET /ws.
+// liveRoutes adds the operator and live routes: GET /metrics, GET /ready,
+// the live feed GET /ws and the web explorer (GET / and /explorer/).
 func (r *Replica) liveRoutes(g *gin.Engine) {
 	g.GET("/metrics", gin.WrapH(r.prom.Handler()))
 	g.GET("/ready", r.getReady)
 	g.GET("/ws", r.serveWS)
+	r.explorerRoutes(g)
 }
 
 // Ready is GET /ready's answer.

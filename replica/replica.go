@@ -117,6 +117,9 @@ type Config struct {
 	Metrics *PromMetrics
 	// Feed bounds the live feed (GET /ws).
 	Feed FeedConfig
+	// Cluster, when set, tells the web explorer the aggregator's address
+	// and the replicas' keys it verifies proofs with.
+	Cluster *cluster.Cluster
 }
 
 // DefaultConfig returns the production knobs.

@@ -97,6 +97,7 @@ func runReplica(args []string) int {
 		}
 	}
 	cfg.Metrics = replica.PrometheusMetrics(metrics.NewRegistry())
+	cfg.Cluster = c
 	if *genesisPath != "" {
 		if cfg.Genesis, err = replica.LoadGenesis(*genesisPath); err != nil {
 			return fail("replica", err)

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -34,6 +36,89 @@ func TestLive(t *testing.T) {
 	n := testproc.StartNetwork(t, seqbookBin, 30, nil)
 	t.Run("metrics", func(t *testing.T) { testMetrics(t, n) })
 	t.Run("feed", func(t *testing.T) { testFeed(t, n) })
+	t.Run("explorer", func(t *testing.T) { testExplorer(t, n) })
+}
+
+// testExplorer loads the web explorer in headless Chromium against the
+// network, places an order pair, and checks that the trade appears
+// without a reload and that the browser verifies the trader's balance
+// proof (and refuses a tampered one). The screenshot is saved in the
+// test's temporary folder, and at $SEQBOOK_EXPLORER_SCREENSHOT if set.
+func testExplorer(t *testing.T, n *localnet.Network) {
+	if os.Getenv("SEQBOOK_SKIP_BROWSER") == "1" {
+		t.Skip("SEQBOOK_SKIP_BROWSER=1")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	b := startBrowser(t, ctx)
+	b.navigate(t, n.ReplicaURLs()[0]+"/?trader="+keys.TutorialUser1Address.Hex())
+	wait := func(what string, expr, want string) {
+		t.Helper()
+		testproc.WaitFor(t, what, 60*time.Second, func() (bool, string) {
+			got := b.evalString(t, expr)
+			return got == want, fmt.Sprintf("%s = %q; console: %s", expr, got, b.consoleLog())
+		})
+	}
+	wait("the page's live feed", `(document.getElementById("feed-state")||{}).textContent||""`, "live")
+	wait("the trader's balances", `document.querySelectorAll("#balances tr").length > 0 ? "yes" : "no"`, "yes")
+	// A marker on the window: a reload would drop it.
+	b.eval(t, `window.notReloaded = true`)
+
+	placePair(t, n, 1, 77)
+	wait("the trade at 77, without a reload",
+		`window.notReloaded && [...document.querySelectorAll("#trades td.price")].some(td => td.textContent === "77") ? "yes" : "no"`, "yes")
+
+	wait("a finalized batch listed with its proof's signers",
+		`[...document.querySelectorAll("#batches tr")].some(tr => tr.lastChild.textContent.split(" ").length >= 3) ? "yes" : "no"`, "yes")
+	b.eval(t, `document.getElementById("verify-token").value = "USDT"; document.getElementById("verify").click(); true`)
+	testproc.WaitFor(t, "the proof verified in the browser", 90*time.Second, func() (bool, string) {
+		cls := b.evalString(t, `document.getElementById("verify-result").className`)
+		text := b.evalString(t, `document.getElementById("verify-result").textContent`)
+		if cls == "failed" && strings.Contains(text, "no proof") {
+			// The aggregator may not have a quorum at the newest index yet.
+			b.eval(t, `document.getElementById("verify").click(); true`)
+		}
+		return cls == "verified", text + "; console: " + b.consoleLog()
+	})
+	text := b.evalString(t, `document.getElementById("verify-result").textContent`)
+	if !strings.HasPrefix(text, "verified: "+keys.TutorialUser1Address.Hex()) {
+		t.Fatalf("verify result %q", text)
+	}
+	steps := b.evalString(t, `document.getElementById("verify-steps").textContent`)
+	if !strings.Contains(steps, "EIP-712 digest recomputed here: 0x") || !strings.Contains(steps, "aggregate BLS12-381 signature verified") {
+		t.Fatalf("verify steps %q", steps)
+	}
+	// Resting orders on both sides reach the page's book live too.
+	ctx2 := context.Background()
+	ob, _ := client.NewOrderbook(n.ReplicaURLs()[2], client.WithChainID(n.Cluster.ChainID))
+	for _, o := range []struct {
+		side  string
+		price uint64
+	}{{"sell", 91}, {"sell", 90}, {"buy", 64}, {"buy", 65}} {
+		key := keys.TutorialUser1()
+		if o.side == "sell" {
+			key = keys.TutorialUser2()
+		}
+		if _, err := ob.PlaceOrder(ctx2, key, client.OrderParams{Market: "ETH/USDT", Side: o.side, Quantity: amount.Scale / 4, Price: o.price * amount.Scale}, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wait("the resting orders in the page's book",
+		`document.querySelectorAll("#asks tr").length + "/" + document.querySelectorAll("#bids tr").length`, "2/2")
+	shot := filepath.Join(t.TempDir(), "explorer.png")
+	b.screenshot(t, shot)
+	t.Logf("explorer screenshot: %s", shot)
+	if p := os.Getenv("SEQBOOK_EXPLORER_SCREENSHOT"); p != "" {
+		b.screenshot(t, p)
+	}
+
+	// The same proof with its balance changed must not verify, and the
+	// page must say why.
+	b.eval(t, `document.getElementById("tamper").checked = true; document.getElementById("verify").click(); true`)
+	testproc.WaitFor(t, "the tampered proof refused", 60*time.Second, func() (bool, string) {
+		text := b.evalString(t, `document.getElementById("verify-result").textContent`)
+		return strings.HasPrefix(text, "not verified: EIP-712 digest does not match"), text
+	})
 }
 
 // placePair places a resting sell and a buy that takes it, through
