@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -143,7 +142,7 @@ func testFeed(t *testing.T, n *localnet.Network) {
 	defer cancel()
 	// seqbook watch, until it has printed a trade at price 123.
 	cmd := exec.CommandContext(ctx, seqbookBin, "watch", "--market", "ETH/USDT", "--replica", n.ReplicaURLs()[1], "--plain", "--count", "1000")
-	var out syncBuffer
+	var out testproc.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -193,18 +192,6 @@ func testFeed(t *testing.T, n *localnet.Network) {
 		}
 	}
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // scrape reads a component's GET /metrics.
 func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
