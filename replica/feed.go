@@ -173,6 +173,9 @@ func (f *feed) gcBooksLocked() {
 
 // sendLocked queues msg to c without waiting; a full queue closes c.
 func (f *feed) sendLocked(c *feedConn, msg []byte) {
+	if c.stopped {
+		return
+	}
 	select {
 	case c.out <- msg:
 	default:
@@ -260,17 +263,19 @@ type pageUpdate struct {
 	batches  []obapi.WSFinality
 }
 
-// interest is what the subscribers want from a page.
+// interest is what the subscribers want from a page, and the last trade
+// published.
 type interest struct {
-	any     bool
-	books   []string
-	traders map[string]bool
+	any      bool
+	books    []string
+	traders  map[string]bool
+	tradeSeq uint64
 }
 
 func (f *feed) interest() interest {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	in := interest{any: len(f.conns) > 0, traders: map[string]bool{}}
+	in := interest{any: len(f.conns) > 0, traders: map[string]bool{}, tradeSeq: f.tradeSeq}
 	for m := range f.books {
 		in.books = append(in.books, m)
 	}
@@ -291,15 +296,15 @@ func (r *Replica) publish(preps []prepared, applied []*Applied) {
 	f := r.feed
 	in := f.interest()
 	r.mu.RLock()
-	u := r.readPage(in, f.tradeSeq, preps, applied)
+	u := r.readPage(in, preps, applied)
 	r.mu.RUnlock()
 	f.fanOut(u)
 }
 
 // readPage reads what the subscribers want of a page (ledger read lock
 // held).
-func (r *Replica) readPage(in interest, tradeSeq uint64, preps []prepared, applied []*Applied) pageUpdate {
-	l := r.ledger
+func (r *Replica) readPage(in interest, preps []prepared, applied []*Applied) pageUpdate {
+	l, tradeSeq := r.ledger, in.tradeSeq
 	_, seq := l.eng.Counters()
 	u := pageUpdate{index: l.index, tradeSeq: seq}
 	if !in.any {
@@ -394,25 +399,27 @@ func (f *feed) fanOut(u pageUpdate) {
 		finality = append(finality, encodeMessage(obapi.ChannelFinality, b.Index, b))
 		finalityIdx = append(finalityIdx, b.Index)
 	}
+	sent := map[string]int{} // by channel, added to the metric once
 	for c := range f.conns {
 		for k, s := range c.subs {
 			if k.channel == obapi.ChannelFinality {
 				for i, msg := range finality {
 					if finalityIdx[i] > s.from {
-						f.m.FeedMessages.WithLabelValues(k.channel).Inc()
+						sent[k.channel]++
 						f.sendLocked(c, msg)
 					}
 				}
-				continue
-			}
-			if msg, ok := msgs[k]; ok && u.index > s.from {
-				f.m.FeedMessages.WithLabelValues(k.channel).Inc()
+			} else if msg, ok := msgs[k]; ok && u.index > s.from {
+				sent[k.channel]++
 				f.sendLocked(c, msg)
 			}
 			if c.stopped {
 				break
 			}
 		}
+	}
+	for ch, n := range sent {
+		f.m.FeedMessages.WithLabelValues(ch).Add(float64(n))
 	}
 	f.m.FeedPublishDelay.Observe(time.Since(start).Seconds())
 }
