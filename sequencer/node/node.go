@@ -120,6 +120,9 @@ func New(cfg Config, deps Deps) (*Node, error) {
 
 		stopping: make(chan struct{}),
 	}
+	if n.prom == nil {
+		n.prom = PrometheusMetrics(metrics.NewRegistry())
+	}
 	if n.now == nil {
 		n.now = time.Now
 	}
@@ -165,9 +168,6 @@ func New(cfg Config, deps Deps) (*Node, error) {
 			return nil, err
 		}
 		n.tr = q
-	}
-	if n.prom == nil {
-		n.prom = PrometheusMetrics(metrics.NewRegistry())
 	}
 	n.prom.registerSources(n)
 	n.publishStatus()
