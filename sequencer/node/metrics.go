@@ -149,10 +149,12 @@ func (m *PromMetrics) registerSources(n *Node) {
 	}
 	crypto, tr := n.crypto, n.tr
 	f := promauto.With(m.reg)
-	nc := func(name, help string, v func() uint64) {
-		f.NewCounterFunc(prometheus.CounterOpts{Namespace: metrics.Namespace, Subsystem: "node", Name: name, Help: help},
+	// counterOf exports a uint64 counter kept elsewhere.
+	counterOf := func(subsystem, name, help string, v func() uint64) {
+		f.NewCounterFunc(prometheus.CounterOpts{Namespace: metrics.Namespace, Subsystem: subsystem, Name: name, Help: help},
 			func() float64 { return float64(v()) })
 	}
+	nc := func(name, help string, v func() uint64) { counterOf("node", name, help, v) }
 	nm := n.metrics
 	nc("batches_accepted_total", "Batches PUT to this node and made durable.", nm.BatchesAccepted.Load)
 	nc("batches_refused_total", "Batch PUTs refused (backlog full, bad app, queue full).", nm.BatchesRefused.Load)
@@ -163,8 +165,7 @@ func (m *PromMetrics) registerSources(n *Node) {
 	nc("readies_total", "Ready cycles (persist, send, advance) of the run loop.", nm.Readies.Load)
 	nc("finalize_rounds_applied_total", "Finalize proofs this node applied (one per round that finalized something).", nm.Rounds.Load)
 	bls := func(name, help string, read func(core.BLSWork) uint64) {
-		f.NewCounterFunc(prometheus.CounterOpts{Namespace: metrics.Namespace, Subsystem: "node", Name: name, Help: help},
-			func() float64 { return float64(read(crypto.Work())) })
+		nc(name, help, func() uint64 { return read(crypto.Work()) })
 	}
 	bls("bls_signs_total", "BLS signatures this node made.", func(w core.BLSWork) uint64 { return w.Signs })
 	bls("bls_verifies_total", "Single BLS signatures checked.", func(w core.BLSWork) uint64 { return w.Verifies })
@@ -186,10 +187,7 @@ func (m *PromMetrics) registerSources(n *Node) {
 	}
 	if q, ok := tr.(interface{ Metrics() *transport.Metrics }); ok {
 		tm := q.Metrics()
-		tc := func(name, help string, v func() uint64) {
-			f.NewCounterFunc(prometheus.CounterOpts{Namespace: metrics.Namespace, Subsystem: "transport", Name: name, Help: help},
-				func() float64 { return float64(v()) })
-		}
+		tc := func(name, help string, v func() uint64) { counterOf("transport", name, help, v) }
 		tc("sent_messages_total", "Frames written to peers.", tm.SentMessages.Load)
 		tc("sent_bytes_total", "Bytes written to peers.", tm.SentBytes.Load)
 		tc("received_messages_total", "Frames received from peers.", tm.ReceivedMessages.Load)
