@@ -314,7 +314,7 @@ func (r *Replica) readPage(in interest, preps []prepared, applied []*Applied) pa
 	// cannot hold more than the history keeps; fills beyond it were
 	// evicted and are not sent).
 	if seq > tradeSeq {
-		u.trades, _ = l.tradesAfter("", tradeSeq, int(min(seq-tradeSeq, uint64(r.cfg.Ledger.TradesMax))))
+		u.trades, _ = l.tradesAfter("", "", tradeSeq, int(min(seq-tradeSeq, uint64(r.cfg.Ledger.TradesMax))))
 	}
 	u.books = map[string]*bookCache{}
 	for _, m := range in.books {
