@@ -48,7 +48,7 @@ func watchMain(ctx context.Context, args []string, stdout, stderr io.Writer, ter
 		"book's top levels and the latest trades as they are applied, each update tagged with",
 		"its applied index. Reconnects and resumes when the connection drops. Ctrl-C stops.",
 	)
-	if code, done := parseCommandFlags(fs, args, 0); done {
+	if code, done := parseCommandFlags(fs, args, 0, stdout); done {
 		return code
 	}
 	if *market == "" {
