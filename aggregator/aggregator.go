@@ -43,6 +43,7 @@ type Aggregator struct {
 	log      *slog.Logger
 	limiter  *logLimiter
 	verifier *verifier
+	metrics  *Metrics
 }
 
 // New returns an aggregator for the cluster c (already checked by
@@ -61,7 +62,11 @@ func New(c *cluster.Cluster, r Replicas, cfg Config, log *slog.Logger) (*Aggrega
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Aggregator{c: c, replicas: r, cfg: cfg, log: log, limiter: newLogLimiter(cfg.LogEvery, len(c.Replicas)), verifier: newVerifier(c)}, nil
+	m := cfg.Metrics
+	if m == nil {
+		m = NopMetrics()
+	}
+	return &Aggregator{c: c, replicas: r, cfg: cfg, log: log, limiter: newLogLimiter(cfg.LogEvery, len(c.Replicas)), verifier: newVerifier(c), metrics: m}, nil
 }
 
 // Cluster returns the cluster the aggregator serves.
@@ -454,6 +459,7 @@ func (a *Aggregator) logNonSigners(what string, shares []share, attrs ...any) {
 		if s.kind == "" {
 			continue
 		}
+		a.metrics.NonSigners.WithLabelValues(a.c.Replicas[i].ID, s.kind).Inc()
 		suppressed, ok := a.limiter.allow(i, s.kind, now)
 		if !ok {
 			continue

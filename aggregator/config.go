@@ -30,6 +30,8 @@ type Config struct {
 	// goroutines and one connection per replica for up to 2×Timeout; past
 	// the bound a request is refused (503) instead of piling up.
 	InFlightMax int
+	// Metrics are served on GET /metrics; nil means NopMetrics.
+	Metrics *Metrics
 }
 
 // DefaultConfig is what `seqbook aggregator` runs with.

@@ -48,10 +48,11 @@ func (a *Aggregator) Handler() http.Handler {
 			c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{"error": fmt.Sprintf("busy: %d proofs in progress", a.cfg.InFlightMax)})
 		}
 	}
-	r.GET("/aggregate_balance", limit, a.handleBalance)
-	r.GET("/aggregate_withdrawal", limit, a.handleWithdrawal)
+	r.GET("/aggregate_balance", a.observeProof("balance"), limit, a.handleBalance)
+	r.GET("/aggregate_withdrawal", a.observeProof("withdrawal"), limit, a.handleWithdrawal)
 	r.GET("/aggregate_state", limit, a.handleState)
 	r.GET("/ready", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	r.GET("/metrics", gin.WrapH(a.metrics.Handler()))
 	return r
 }
 

@@ -105,6 +105,17 @@ type Batch struct {
 	Timestamp    uint64 // unix milliseconds, the leader's stamp
 	Body         []byte
 	ChainingHash [32]byte
+	// Proof is the finality proof the batch came with (the last batch of
+	// a fetched page; nil otherwise, and for batches replayed from the
+	// store). The ledger ignores it; the live feed shows it.
+	Proof *BatchProof
+}
+
+// BatchProof is what the live feed shows of a verified finality proof.
+type BatchProof struct {
+	Index   uint64
+	View    uint64
+	Signers []string
 }
 
 // opStatus is where an operation (record) stands.

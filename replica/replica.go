@@ -113,6 +113,13 @@ type Config struct {
 	// operations it applied (at info level; each operation's outcome is
 	// logged at debug level). 0 turns the summary off.
 	SummaryInterval time.Duration
+	// Metrics are served on GET /metrics; nil means NopMetrics.
+	Metrics *PromMetrics
+	// Feed bounds the live feed (GET /ws).
+	Feed FeedConfig
+	// Cluster, when set, tells the web explorer the aggregator's address
+	// and the replicas' keys it verifies proofs with.
+	Cluster *cluster.Cluster
 }
 
 // DefaultConfig returns the production knobs.
@@ -142,6 +149,7 @@ func DefaultConfig() Config {
 		// 100 batches keeps that under 1% of the apply loop.
 		AttestEvery:         100,
 		AttestCheckInterval: time.Second,
+		Feed:                DefaultFeedConfig(),
 		Now:                 time.Now,
 		Logger:              slog.Default(),
 		SummaryInterval:     30 * time.Second,
@@ -194,6 +202,9 @@ func (c *Config) ValidateBasic() error {
 		return errors.New("RequestBytesMax must be at least 1 KiB and OrdersPageMax at least 1")
 	case c.Now == nil || c.Logger == nil:
 		return errors.New("Now and Logger must be set")
+	}
+	if err := c.Feed.ValidateBasic(); err != nil {
+		return err
 	}
 	return c.Ledger.ValidateBasic()
 }
@@ -261,6 +272,9 @@ type Replica struct {
 	waiters map[[32]byte][]chan OpOutcome
 
 	metrics Metrics
+	prom    *PromMetrics
+	live    liveState
+	feed    *feed
 }
 
 // Metrics are the replica's counters (read with Metrics()).
@@ -358,6 +372,7 @@ func New(cfg Config, seq Sequencer, store Store) (*Replica, error) {
 			return nil, err
 		}
 	}
+	r.initLive()
 	return r, nil
 }
 
@@ -429,6 +444,8 @@ func (r *Replica) Run(ctx context.Context) error {
 			cancel()
 		}
 	}()
+	r.live.running.Store(true)
+	defer r.live.running.Store(false)
 	err := r.applyLoop(ctx)
 	cancel()
 	wg.Wait()
@@ -482,6 +499,7 @@ func (r *Replica) snapshotInBackground(s *ledgerSnapshot, digest [32]byte) {
 			r.snapshotErr = err
 			return
 		}
+		r.prom.Snapshot.Observe(time.Since(start).Seconds())
 		r.log.Debug("stored a snapshot", "index", s.Index, "bytes", len(b), "ms", time.Since(start).Milliseconds())
 	}()
 }
@@ -543,6 +561,7 @@ func (r *Replica) followLoop(ctx context.Context, after uint64, prev [32]byte, o
 			backoff = min(2*backoff, r.cfg.PollBackoffMax)
 			continue
 		}
+		r.live.polledOK.Store(time.Now().UnixNano())
 		if len(bs) == 0 {
 			// A held request answers empty only when its wait ran out:
 			// ask again at once. One answered empty much sooner came
@@ -569,6 +588,7 @@ func (r *Replica) followLoop(ctx context.Context, after uint64, prev [32]byte, o
 		}
 		last := bs[len(bs)-1]
 		after, prev = last.Index, last.ChainingHash
+		r.prom.Fetched.Set(float64(after))
 	}
 }
 
@@ -664,6 +684,7 @@ func (r *Replica) applyPage(preps []prepared) error {
 			r.notify(o)
 		}
 	}
+	r.afterApply(preps, applied)
 	return nil
 }
 

@@ -47,5 +47,8 @@ func (q *SDKSequencer) Finalized(ctx context.Context, after uint64, prev [32]byt
 	for i, b := range page.Batches {
 		out[i] = Batch{Index: b.Index, Timestamp: b.Timestamp, Body: b.Body, ChainingHash: b.ChainingHash}
 	}
+	if p := page.Proof; p != nil && len(out) > 0 {
+		out[len(out)-1].Proof = &BatchProof{Index: p.Index, View: p.View, Signers: p.Signers}
+	}
 	return out, nil
 }

@@ -46,6 +46,7 @@ func (r *Replica) routes() http.Handler {
 	g.GET("/state", r.getState)
 	r.tradingRoutes(g)
 	g.GET("/attestation", r.getAttestation)
+	r.liveRoutes(g)
 	return g
 }
 
@@ -161,6 +162,7 @@ func (r *Replica) submitAndAnswer(c *gin.Context, op *Op, wait bool, d time.Dura
 	ctx, cancel := context.WithTimeout(c.Request.Context(), r.cfg.SendTimeout+time.Second)
 	defer cancel()
 	err := r.submit(ctx, op)
+	r.prom.observeIntake(op, err)
 	pending := errors.Is(err, errPending)
 	if err != nil && !pending {
 		failErr(c, err)
@@ -404,11 +406,15 @@ func (r *Replica) getTrades(c *gin.Context) {
 	out := obapi.Trades{Index: r.ledger.index, Trades: make([]obapi.Trade, len(ts)), Next: next}
 	r.mu.RUnlock()
 	for i, t := range ts {
-		out.Trades[i] = obapi.Trade{Seq: t.Seq, Market: t.Market, Price: amount.Format(t.Price), Quantity: amount.Format(t.Quantity),
-			Quote: amount.Format(t.Quote), MakerOrder: hexID(t.MakerOrder), TakerOrder: hexID(t.TakerOrder),
-			Maker: t.Maker, Taker: t.Taker, TakerSide: t.TakerSide.String(), Index: t.Index, Timestamp: t.Timestamp}
+		out.Trades[i] = tradeJSON(t)
 	}
 	c.JSON(http.StatusOK, out)
+}
+
+func tradeJSON(t trade) obapi.Trade {
+	return obapi.Trade{Seq: t.Seq, Market: t.Market, Price: amount.Format(t.Price), Quantity: amount.Format(t.Quantity),
+		Quote: amount.Format(t.Quote), MakerOrder: hexID(t.MakerOrder), TakerOrder: hexID(t.TakerOrder),
+		Maker: t.Maker, Taker: t.Taker, TakerSide: t.TakerSide.String(), Index: t.Index, Timestamp: t.Timestamp}
 }
 
 func (r *Replica) getDepth(c *gin.Context) {
@@ -431,9 +437,13 @@ func (r *Replica) getDepth(c *gin.Context) {
 func levelsJSON(ls []matcher.Level) []obapi.Level {
 	out := make([]obapi.Level, len(ls))
 	for i, l := range ls {
-		out[i] = obapi.Level{Price: amount.Format(l.Price), Quantity: amount.Format(l.Quantity), Orders: l.Orders}
+		out[i] = levelJSON(l)
 	}
 	return out
+}
+
+func levelJSON(l matcher.Level) obapi.Level {
+	return obapi.Level{Price: amount.Format(l.Price), Quantity: amount.Format(l.Quantity), Orders: l.Orders}
 }
 
 func (r *Replica) getBalance(c *gin.Context) {
@@ -478,6 +488,7 @@ func (r *Replica) getBalance(c *gin.Context) {
 		}
 		return
 	}
+	r.prom.SignedReads.WithLabelValues("balance").Inc()
 	digest := r.cfg.Domain.EIP712.Digest(&eip712.Balance{App: r.cfg.Domain.App, Account: addr, Token: tok, Balance: v, Index: at})
 	c.JSON(http.StatusOK, obapi.Balance{
 		Address: addr.Hex(), Token: tok, Balance: amount.Format(v), BalanceUnits: strconv.FormatUint(v, 10),
@@ -504,6 +515,7 @@ func (r *Replica) getWithdrawal(c *gin.Context) {
 	}
 	msg := &eip712.Withdrawal{App: r.cfg.Domain.App, ID: w.ID, Trader: w.Trader, Token: w.Token, Amount: w.Amount,
 		Recipient: w.Recipient, Index: w.Index}
+	r.prom.SignedReads.WithLabelValues("withdrawal").Inc()
 	sig := r.cfg.Key.Sign(r.cfg.Domain.EIP712.Digest(msg))
 	c.JSON(http.StatusOK, obapi.Withdrawal{
 		App: r.cfg.Domain.App, ID: hexID(w.ID), Trader: w.Trader.Hex(), Token: w.Token, Amount: amount.Format(w.Amount),

@@ -14,6 +14,7 @@ import (
 	"github.com/seqbook/seqbook/aggregator"
 	"github.com/seqbook/seqbook/client/cluster"
 	"github.com/seqbook/seqbook/internal/cli"
+	"github.com/seqbook/seqbook/internal/metrics"
 )
 
 func init() {
@@ -58,6 +59,7 @@ func runAggregator(args []string) int {
 
 	cfg := d
 	cfg.Timeout, cfg.StragglerWait, cfg.InFlightMax = *timeout, *straggler, *inFlight
+	cfg.Metrics = aggregator.PrometheusMetrics(metrics.NewRegistry())
 	agg, err := aggregator.Open(*clusterPath, cfg, log)
 	if err != nil {
 		return fail("aggregator", err)

@@ -50,6 +50,7 @@ type e2eOpts struct {
 	duration, latencyDuration, drain, warmup, poll time.Duration
 	orders, traders, concurrency                   int
 	rate                                           float64
+	subscribers                                    int
 }
 
 func runBenchE2E(args []string) int {
@@ -66,6 +67,7 @@ func runBenchE2E(args []string) int {
 	fs.IntVar(&o.traders, "signers", 64, "bench trader keys signing the orders (traders 0..n-1 of the genesis; at most --traders)")
 	fs.IntVar(&o.concurrency, "concurrency", 64, "requests in flight in the saturation phase")
 	fs.Float64Var(&o.rate, "rate", 0, "orders/s of the latency phase (0: half the measured saturation)")
+	fs.IntVar(&o.subscribers, "subscribers", 0, "live feed clients (GET /ws, book and trades of the bench market) kept open on the replicas during the run")
 	jsonOut := fs.String("json", "", "also write the results to this file as JSON")
 	keep := fs.Bool("keep", false, "keep the temporary data folder (keys, logs)")
 	setUsage(fs, "Usage: seqbook bench [e2e] [flags]",
@@ -83,8 +85,8 @@ func runBenchE2E(args []string) int {
 		funded = localnet.DefaultTraders // what seqbook localnet funds unless told otherwise
 	}
 	if o.duration <= 0 || o.latencyDuration <= o.warmup || o.orders < 2 || o.traders < 2 || o.traders > funded ||
-		o.concurrency < 1 || o.concurrency > 4096 || o.rate < 0 || o.poll < time.Millisecond {
-		return fail("bench", fmt.Errorf("need --duration > 0, --latency-duration > --warmup, --orders >= 2, 2 <= --signers <= %d, 1 <= --concurrency <= 4096, --rate >= 0, --poll >= 1ms", funded))
+		o.concurrency < 1 || o.concurrency > 4096 || o.rate < 0 || o.poll < time.Millisecond || o.subscribers < 0 || o.subscribers > 1000 {
+		return fail("bench", fmt.Errorf("need --duration > 0, --latency-duration > --warmup, --orders >= 2, 2 <= --signers <= %d, 1 <= --concurrency <= 4096, --rate >= 0, --poll >= 1ms, 0 <= --subscribers <= 1000", funded))
 	}
 	ctx, cancel := interruptContext()
 	defer cancel()
@@ -148,6 +150,15 @@ func benchE2E(ctx context.Context, c *cluster.Cluster, o e2eOpts, pids map[strin
 	fmt.Printf("bench: signature ceiling: %.0f ecrecover/s on %d cores = %.0f orders/s per replica set of %d\n",
 		ceiling, runtime.GOMAXPROCS(0), ceiling/float64(len(urls)), len(urls))
 
+	var feed *feedSubscribers
+	if o.subscribers > 0 {
+		if feed, err = startFeedSubscribers(ctx, urls, o.subscribers); err != nil {
+			return res, err
+		}
+		defer feed.stop()
+		fmt.Printf("bench: %d live feed subscribers connected\n", o.subscribers)
+	}
+
 	// (1) Saturation.
 	fmt.Printf("\nbench: saturation: %d requests in flight for %s\n", o.concurrency, o.duration)
 	sat := &load.Sender{H: h, Replicas: urls, InFlightMax: o.concurrency}
@@ -158,6 +169,9 @@ func benchE2E(ctx context.Context, c *cluster.Cluster, o e2eOpts, pids map[strin
 		cpu0[k] = processesCPU(pids[k])
 	}
 	start := time.Now()
+	if feed != nil {
+		feed.reset()
+	}
 	sent, outcomes := sat.ClosedLoop(ctx, satOrders, start.Add(o.duration))
 	sendEnd := time.Now()
 	stopProgress()
@@ -177,6 +191,9 @@ func benchE2E(ctx context.Context, c *cluster.Cluster, o e2eOpts, pids map[strin
 		return res, fmt.Errorf("after the saturation phase: %w", err)
 	}
 	end := time.Now()
+	if feed != nil {
+		fmt.Println("bench: " + feed.report())
+	}
 	var cpuPerOrder time.Duration
 	var cpuSplit []string
 	for _, k := range kinds {
@@ -206,6 +223,12 @@ func benchE2E(ctx context.Context, c *cluster.Cluster, o e2eOpts, pids map[strin
 	go func() { tr.Run(tctx, o.poll); close(trackDone) }()
 	lat := &load.Sender{H: h, Replicas: urls, Wait: true, InFlightMax: 4096}
 	stopProgress = progressLine(ctx, "latency", &lat.Counters, h, urls)
+	for _, k := range kinds {
+		cpu0[k] = processesCPU(pids[k])
+	}
+	if feed != nil {
+		feed.reset()
+	}
 	lstart := time.Now()
 	louts := lat.OpenLoop(ctx, latOrders, rate)
 	stopProgress()
@@ -221,6 +244,20 @@ func benchE2E(ctx context.Context, c *cluster.Cluster, o e2eOpts, pids map[strin
 	}
 	tcancel()
 	<-trackDone
+	if feed != nil {
+		fmt.Println("bench: latency phase: " + feed.report())
+	}
+	if latAccepted, _ := summarize(louts); latAccepted > 0 && len(pids) > 0 {
+		// At a fixed rate batches are alike from run to run, so this is
+		// the figure to compare runs with (e.g. with and without
+		// --subscribers).
+		var split []string
+		for _, k := range kinds {
+			used := (processesCPU(pids[k]) - cpu0[k]) / time.Duration(latAccepted)
+			split = append(split, fmt.Sprintf("%d %s %.3f ms", len(pids[k]), k, float64(used.Microseconds())/1000))
+		}
+		fmt.Printf("bench: latency phase CPU per order at %.0f orders/s: %s\n", rate, strings.Join(split, ", "))
+	}
 	var ds, answered []time.Duration
 	lost := 0
 	for _, x := range louts {

@@ -17,6 +17,7 @@ import (
 	"github.com/seqbook/seqbook/client/cluster"
 	"github.com/seqbook/seqbook/client/keys"
 	"github.com/seqbook/seqbook/internal/cli"
+	"github.com/seqbook/seqbook/internal/metrics"
 	"github.com/seqbook/seqbook/replica"
 )
 
@@ -97,6 +98,8 @@ func runReplica(args []string) int {
 			cfg.Peers = append(cfg.Peers, replica.Peer{ID: p.ID, URL: "http://" + p.HTTP, Key: c.ReplicaKey(i)})
 		}
 	}
+	cfg.Metrics = replica.PrometheusMetrics(metrics.NewRegistry())
+	cfg.Cluster = c
 	if *genesisPath != "" {
 		if cfg.Genesis, err = replica.LoadGenesis(*genesisPath); err != nil {
 			return fail("replica", err)

@@ -11,6 +11,8 @@ import (
 	"runtime/pprof"
 	"sort"
 	"strings"
+
+	"github.com/seqbook/seqbook/internal/version"
 )
 
 // command is one subcommand. Each lives in its own cmd_*.go file and
@@ -55,6 +57,10 @@ func main() {
 			os.Exit(2)
 		}
 		usage(os.Stdout)
+		return
+	}
+	if os.Args[1] == "--version" || os.Args[1] == "-version" || os.Args[1] == "version" {
+		fmt.Println(version.String("seqbook"))
 		return
 	}
 	c, ok := commands[os.Args[1]]

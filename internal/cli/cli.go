@@ -12,6 +12,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+
+	"github.com/seqbook/seqbook/internal/version"
 )
 
 // HelpOut is where --help text goes: stdout, so `cmd --help | less` works
@@ -29,6 +31,16 @@ func Parse(fs *flag.FlagSet, args []string) (code int, done bool) {
 // ParseTo is Parse with the help text written to helpOut (a command that
 // takes its stdout as a parameter passes it).
 func ParseTo(fs *flag.FlagSet, args []string, helpOut io.Writer) (code int, done bool) {
+	// --version on every command and binary (DESIGN §8).
+	if fs.Lookup("version") == nil {
+		fs.Bool("version", false, "print the version and exit")
+	}
+	defer func() {
+		if f := fs.Lookup("version"); !done && f != nil && f.Value.String() == "true" {
+			fmt.Fprintln(helpOut, version.String(fs.Name()))
+			code, done = 0, true
+		}
+	}()
 	errOut := fs.Output()
 	var buf bytes.Buffer
 	fs.SetOutput(&buf)

@@ -11,10 +11,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/seqbook/seqbook/internal/testproc"
 )
 
 // binary is the seqbook executable built once by TestMain.
@@ -75,7 +76,7 @@ func run(t *testing.T, deadline time.Duration, args ...string) (string, int) {
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, args...)
-	var out lockedBuffer
+	var out testproc.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	// The command's own children die with it (localnet sets a parent-death
 	// signal), so killing it at the deadline leaves nothing behind.
@@ -88,23 +89,6 @@ func run(t *testing.T, deadline time.Duration, args ...string) (string, int) {
 		}
 	}
 	return out.String(), code
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // The demo of the README: a real network, the tutorial trade through two
@@ -141,7 +125,7 @@ func TestLocalnetStopsOnInterrupt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var errOut lockedBuffer
+	var errOut testproc.SyncBuffer
 	cmd.Stderr = &errOut
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/seqbook/seqbook/internal/testproc"
 )
 
 // The tutorial's two funded accounts (DESIGN §7): public test keys.
@@ -94,7 +96,7 @@ func startLocalnet(t *testing.T) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var errOut lockedBuffer
+	var errOut testproc.SyncBuffer
 	cmd.Stderr = &errOut
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

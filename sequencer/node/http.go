@@ -134,6 +134,9 @@ func NewHandler(b Backend, cfg HTTPConfig, log *slog.Logger) http.Handler {
 	r.GET("/node/:app/batches/finalized/last", h.getLast)
 	r.GET("/node/state", h.getState)
 	r.GET("/node/ready", h.getReady)
+	if m, ok := b.(metricsServer); ok {
+		r.GET("/metrics", gin.WrapH(m.MetricsHandler()))
+	}
 	r.NoRoute(func(c *gin.Context) {
 		jsonError(c, http.StatusNotFound, "no such route: "+c.Request.Method+" "+c.Request.URL.Path)
 	})

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/seqbook/seqbook/client/seqapi"
+	"github.com/seqbook/seqbook/internal/metrics"
 	"github.com/seqbook/seqbook/sequencer/core"
 	"github.com/seqbook/seqbook/sequencer/store"
 	"github.com/seqbook/seqbook/sequencer/transport"
@@ -44,6 +45,9 @@ type Deps struct {
 	Store     Store
 	// Now is the wall clock the leader stamps batches with.
 	Now func() time.Time
+	// Metrics are exported on GET /metrics; nil means Prometheus metrics
+	// in a registry of the node's own.
+	Metrics *PromMetrics
 }
 
 // Store is the core's store plus closing it.
@@ -59,6 +63,7 @@ type Node struct {
 	id      string
 	log     *slog.Logger
 	metrics *Metrics
+	prom    *PromMetrics
 
 	core   *core.Node
 	crypto *core.BLSCrypto
@@ -108,12 +113,15 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	// The transport names the node itself (it is usable on its own).
 	cfg.Transport.Logger = base.With("component", "transport")
 	n := &Node{
-		cfg: cfg, self: self, id: cfg.NodeID, log: log, metrics: &Metrics{},
+		cfg: cfg, self: self, id: cfg.NodeID, log: log, metrics: &Metrics{}, prom: deps.Metrics,
 		store: deps.Store, tr: deps.Transport, now: deps.Now,
 		submits: make(chan submitReq, cfg.SubmitQueueMax),
 		stopped: make(chan struct{}),
 
 		stopping: make(chan struct{}),
+	}
+	if n.prom == nil {
+		n.prom = PrometheusMetrics(metrics.NewRegistry())
 	}
 	if n.now == nil {
 		n.now = time.Now
@@ -161,6 +169,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		}
 		n.tr = q
 	}
+	n.prom.registerSources(n)
 	n.publishStatus()
 	ok = true
 	return n, nil
@@ -406,6 +415,7 @@ func (n *Node) finishReady(f *flight) {
 	if !rd.Persist.IsEmpty() {
 		n.metrics.SaveNanos.Add(uint64(f.saveDur))
 		n.metrics.Saves.Add(1)
+		n.prom.StoreSave.Observe(f.saveDur.Seconds())
 	}
 	// A message broadcast to many peers is one value: encode it once.
 	var lastMsg wire.Message
@@ -426,6 +436,7 @@ func (n *Node) finishReady(f *flight) {
 		n.finalized.fire()
 		n.metrics.BatchesFinalized.Add(uint64(len(fin.Entries)))
 		n.metrics.Rounds.Add(1)
+		n.prom.observeFinality(fin.Entries, n.now())
 		n.log.Debug("finalized", "app", fin.App, "view", fin.Proof.View,
 			"from", fin.Entries[0].Index, "index", fin.Proof.Index, "batches", len(fin.Entries))
 	}
@@ -472,6 +483,7 @@ func (n *Node) peerID(i int) string {
 // publishStatus converts the core's status for HTTP readers.
 func (n *Node) publishStatus() *seqapi.NodeState {
 	s := n.core.Status()
+	n.prom.observeStatus(s, n.core.Metrics(), n.now())
 	st := &seqapi.NodeState{Node: n.id, View: s.View, Leader: n.peerID(s.Leader), Apps: make(map[string]seqapi.AppState, len(s.Apps))}
 	for _, a := range s.Apps {
 		st.Apps[a.App] = seqapi.AppState{Pending: a.Initialized, Sequenced: a.Sequenced, Locked: a.Locked, Finalized: a.Finalized}
