@@ -169,12 +169,14 @@ func (r *Replica) attestLoop(ctx context.Context) error {
 			settled, div := r.compareWithPeers(ctx, hc, x)
 			if div != nil {
 				r.att.setDiverged(div)
+				r.prom.AttestationDiverged.Set(1)
 				r.log.Error("state digest differs from a quorum of replicas; refusing signed reads and rebuilding",
 					"index", div.Index, "mine", div.Mine, "quorum", div.Quorum, "signers", div.Signers)
 				return ErrDiverged
 			}
 			if settled {
 				r.att.setChecked(x.index)
+				r.prom.AttestationChecked.Set(float64(r.att.checkedIndex()))
 			}
 		}
 		sleep(ctx, r.cfg.AttestCheckInterval)

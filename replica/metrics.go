@@ -37,6 +37,13 @@ type PromMetrics struct {
 	// SignedReads counts BLS-signed answers, by kind.
 	SignedReads *prometheus.CounterVec
 
+	// State attestations (docs/verification.md): the last index a quorum
+	// of replicas (this one counted) attested the same digest for, and 1
+	// while this replica's digest differs from a quorum's (it refuses
+	// signed reads and rebuilds).
+	AttestationChecked  prometheus.Gauge
+	AttestationDiverged prometheus.Gauge
+
 	// The live feed (GET /ws).
 	FeedSubscribers  prometheus.Gauge
 	FeedMessages     *prometheus.CounterVec // by channel
@@ -70,6 +77,9 @@ func newPromMetrics(reg *prometheus.Registry) *PromMetrics {
 		BatchBytes:  hist("batch_bytes", "Bytes per applied batch.", prometheus.ExponentialBuckets(64, 4, 10)),
 		Snapshot:    hist("snapshot_seconds", "Time to encode and store one state snapshot.", metrics.FastSeconds),
 		SignedReads: f.NewCounterVec(prometheus.CounterOpts(opts("signed_reads_total", "BLS-signed answers served, by kind (balance, withdrawal).")), []string{"kind"}),
+
+		AttestationChecked:  f.NewGauge(prometheus.GaugeOpts(opts("attestation_agreed_index", "Last index whose state digest a quorum of replicas attested the same as this one."))),
+		AttestationDiverged: f.NewGauge(prometheus.GaugeOpts(opts("attestation_diverged", "1 while this replica's state digest differs from a quorum's (signed reads refused, rebuilding), else 0."))),
 
 		FeedSubscribers:  f.NewGauge(prometheus.GaugeOpts(opts("ws_subscriptions", "Live feed subscriptions open."))),
 		FeedMessages:     f.NewCounterVec(prometheus.CounterOpts(opts("ws_messages_total", "Live feed messages queued to subscribers, by channel.")), []string{"channel"}),
