@@ -106,7 +106,8 @@ func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''
 // runs in private network, mount and process namespaces: the page's fixed
 // ports (5001, 6001…) and paths (/tmp/sb, bin/) are the namespace's own,
 // so the test disturbs nothing on the machine and leaves no process
-// behind.
+// behind. The checkout is seen at /mnt inside, since the private /tmp
+// would hide a checkout that lives under /tmp.
 func TestTutorialRunsAsWritten(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a local network and the four tutorial services")
@@ -151,9 +152,10 @@ func TestTutorialRunsAsWritten(t *testing.T) {
 	var sh strings.Builder
 	fmt.Fprintf(&sh, `set -euo pipefail
 %[1]q link set lo up
-mount --bind %[2]q %[3]q
-mount --bind %[4]q /tmp
-cd %[5]q
+mount --bind %[4]q /mnt
+mount --bind %[2]q /mnt/bin
+mount --bind %[3]q /tmp
+cd /mnt
 export GOPROXY=off GOFLAGS=-mod=readonly
 tutorial_wait() {
 	local deadline=$((SECONDS + 300)) p
@@ -175,7 +177,7 @@ tutorial_sync() {
 		done
 	done
 }
-`, ip, filepath.Join(tmp, "bin"), filepath.Join(repo, "bin"), filepath.Join(tmp, "tmp"), repo)
+`, ip, filepath.Join(tmp, "bin"), filepath.Join(tmp, "tmp"), repo)
 	rd := &reader{instances: map[string][]string{}}
 	for i, c := range commands {
 		fmt.Fprintf(&sh, "printf '\\n$ %%s    [tutorial command %d]\\n' %s\n%s\n", i+1, shellQuote(c), c)

@@ -204,7 +204,8 @@ func TestDivergedReplicaIsCaughtByAttestations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	other := bytes.Replace(g, []byte(`"balances": {`), []byte(`"balances": {"0x000000000000000000000000000000000000dEaD": {"ETH": "1"}, `), 1)
+	// The genesis is the list layout localnet writes (docs/operations.md).
+	other := bytes.Replace(g, []byte(`"balances": [`), []byte(`"balances": [{"address": "0x000000000000000000000000000000000000dEaD", "token": "ETH", "amount": "1"}, `), 1)
 	if bytes.Equal(other, g) {
 		t.Fatalf("cannot alter the genesis file:\n%s", g)
 	}
