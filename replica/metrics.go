@@ -17,7 +17,8 @@ import (
 // Metrics are read from there at scrape time, so each number has one
 // source.
 type PromMetrics struct {
-	reg *prometheus.Registry // nil: NopMetrics, nothing exported
+	reg     *prometheus.Registry   // nil: NopMetrics, nothing exported
+	sources []prometheus.Collector // what registerSources registered for the current replica
 
 	// OpsAccepted counts operations taken at the intake, by op kind.
 	OpsAccepted *prometheus.CounterVec
@@ -97,18 +98,27 @@ func (m *PromMetrics) Handler() http.Handler {
 }
 
 // registerSources exports what the replica keeps itself, read at scrape
-// time.
+// time. A process that rebuilds its replica (a damaged or diverged state)
+// builds a new Replica on the same metrics: the previous replica's
+// sources are unregistered first, so the names follow the new one.
 func (m *PromMetrics) registerSources(r *Replica) {
 	if m.reg == nil {
 		return
 	}
-	f := promauto.With(m.reg)
+	for _, c := range m.sources {
+		m.reg.Unregister(c)
+	}
+	m.sources = m.sources[:0]
+	add := func(c prometheus.Collector) {
+		m.reg.MustRegister(c)
+		m.sources = append(m.sources, c)
+	}
 	gauge := func(name, help string, v func() float64) {
-		f.NewGaugeFunc(prometheus.GaugeOpts{Namespace: metrics.Namespace, Subsystem: "replica", Name: name, Help: help}, v)
+		add(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: metrics.Namespace, Subsystem: "replica", Name: name, Help: help}, v))
 	}
 	counter := func(name, help string, v func(Metrics) float64) {
-		f.NewCounterFunc(prometheus.CounterOpts{Namespace: metrics.Namespace, Subsystem: "replica", Name: name, Help: help},
-			func() float64 { return v(r.Metrics()) })
+		add(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: metrics.Namespace, Subsystem: "replica", Name: name, Help: help},
+			func() float64 { return v(r.Metrics()) }))
 	}
 	gauge("applied_index", "Last finalized batch index applied.", func() float64 { return float64(r.Applied()) })
 	gauge("intake_pending", "Operations accepted and not yet applied.", func() float64 { return float64(r.in.count()) })
