@@ -74,6 +74,22 @@ func quiet(c core.Config) core.Config {
 	return c
 }
 
+// startFollower makes node 1 of 4 (a follower of view 0) on a memory
+// store, with the test configuration, and gives it its first tick.
+func startFollower(t *testing.T) (*core.Node, core.Store, core.Config, uint64) {
+	t.Helper()
+	store := core.NewMemoryStore()
+	cfg := quiet(core.TestConfig(chain, 4, 1))
+	now := uint64(1_700_000_000_000)
+	n, err := core.NewNode(cfg, testCrypto{1}, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Tick(now)
+	handle(t, n, store)
+	return n, store, cfg, now
+}
+
 // handle runs the runtime's loop body once: save, then return messages.
 func handle(t *testing.T, n *core.Node, s core.Store) core.Ready {
 	t.Helper()
@@ -455,15 +471,7 @@ func TestRoundProofsCheckedTogether(t *testing.T) {
 // An idle follower posts only at the heartbeat interval; one with a batch
 // of its own waiting posts at once and then at the posting interval.
 func TestFollowerPostsSlowlyOnlyWhenIdle(t *testing.T) {
-	store := core.NewMemoryStore()
-	cfg := quiet(core.TestConfig(chain, 4, 1))
-	now := uint64(1_700_000_000_000)
-	n, err := core.NewNode(cfg, testCrypto{1}, store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.Tick(now)
-	handle(t, n, store)
+	n, store, cfg, now := startFollower(t)
 	if err := n.Step(0, &wire.NewView{App: "ob", View: 0}); err != nil {
 		t.Fatal(err)
 	}
@@ -509,15 +517,7 @@ func TestFollowerPostsSlowlyOnlyWhenIdle(t *testing.T) {
 // where a finalize proof is due (NewView, Round, PostReply), even though
 // its signatures verify: the wire decoder is not the only guard.
 func TestFinalizeNeedsAFinalizeProof(t *testing.T) {
-	store := core.NewMemoryStore()
-	cfg := quiet(core.TestConfig(chain, 4, 1))
-	now := uint64(1_700_000_000_000)
-	n, err := core.NewNode(cfg, testCrypto{1}, store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.Tick(now)
-	handle(t, n, store)
+	n, store, _, now := startFollower(t)
 	h1 := core.ChainHash(wire.Hash{}, core.BatchHash(now, []byte("a")))
 	lockAsFinal := proofBy(wire.KindLock, "ob", 0, 1, h1, 0, 1, 2)
 	if err := n.Step(0, &wire.NewView{App: "ob", View: 0, Finalized: lockAsFinal}); err == nil {
