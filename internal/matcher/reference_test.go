@@ -313,16 +313,20 @@ func (r *refEngine) crossingByPriority(o matcher.Order) []*refOrder {
 		}
 		out = append(out, x)
 	}
-	slices.SortFunc(out, func(x, y *refOrder) int {
-		if x.Price != y.Price {
-			if o.Side == matcher.Buy {
-				return cmp.Compare(x.Price, y.Price)
-			}
+	slices.SortFunc(out, func(x, y *refOrder) int { return bookPriority(x.OrderInfo, y.OrderInfo) })
+	return out
+}
+
+// bookPriority orders two resting orders of the same side: best price
+// first (highest bid, lowest ask), then earliest.
+func bookPriority(x, y matcher.OrderInfo) int {
+	if x.Price != y.Price {
+		if x.Side == matcher.Buy {
 			return cmp.Compare(y.Price, x.Price)
 		}
-		return cmp.Compare(x.Seq, y.Seq)
-	})
-	return out
+		return cmp.Compare(x.Price, y.Price)
+	}
+	return cmp.Compare(x.Seq, y.Seq)
 }
 
 func (r *refEngine) remove(x *refOrder) {
@@ -407,13 +411,7 @@ func (r *refEngine) OpenOrders() []matcher.OrderInfo {
 		if x.Side != y.Side {
 			return cmp.Compare(x.Side, y.Side) // Buy (1) before Sell (2)
 		}
-		if x.Price != y.Price {
-			if x.Side == matcher.Buy {
-				return cmp.Compare(y.Price, x.Price)
-			}
-			return cmp.Compare(x.Price, y.Price)
-		}
-		return cmp.Compare(x.Seq, y.Seq)
+		return bookPriority(x, y)
 	})
 	return out
 }
