@@ -608,7 +608,7 @@ func (l *Ledger) applyOrder(op *Op) OpOutcome {
 	r.Filled = res.Filled
 	switch {
 	case res.RemainderDust:
-		r.Reason = op.OrderType.String() + " order: remainder cancelled, too small to pay one quote unit at the book's price"
+		r.Reason = op.OrderType.String() + " order: remainder cancelled, too small to pay one quote unit (dust)"
 	case res.Status == matcher.StatusCancelled:
 		r.Reason = op.OrderType.String() + " order: unfilled remainder cancelled"
 	}

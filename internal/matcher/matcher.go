@@ -1,6 +1,7 @@
 // Package matcher is seqbook's orderbook state machine (DESIGN §5): balances
 // with reservations, price-time priority matching of limit and market orders
-// per market, self-trade prevention, a canonical snapshot and a state digest.
+// per market, self-trade prevention, no dust fill (see Dust), a canonical
+// snapshot and a state digest.
 //
 // It is a pure, deterministic core in the sense of STYLE §1: no I/O, no
 // goroutines, no clock, no randomness, and no Go map is ever iterated to
@@ -136,7 +137,7 @@ const (
 	StatusOpen            Status = 1 // resting, nothing filled yet
 	StatusPartiallyFilled Status = 2 // resting, part filled
 	StatusFilled          Status = 3 // closed: fully filled
-	StatusCancelled       Status = 4 // closed: cancelled (by its owner, by self-trade prevention, or the unfilled rest of a market order); may have partial fills
+	StatusCancelled       Status = 4 // closed: cancelled (by its owner, by self-trade prevention, the unfilled rest of a market or IOC order, or a dust remainder); may have partial fills
 )
 
 // String returns the lower-case name used in APIs: "open",
