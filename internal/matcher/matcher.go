@@ -323,7 +323,9 @@ type Trade struct {
 	Quantity   uint64 // base units moved from seller to buyer
 	Quote      uint64 // quote units moved from buyer to seller: floor(Quantity × Price / 10^6)
 	// MakerRemaining is what the maker still has open after this fill;
-	// zero means the maker order is now filled and closed.
+	// zero means the maker order is now filled and closed. A non-zero
+	// remainder that is dust is closed too, right after the fill, and the
+	// maker is then listed in PlaceResult.DustCancelled.
 	MakerRemaining uint64
 }
 
@@ -359,8 +361,9 @@ type PlaceResult struct {
 	Filled        uint64
 	Remaining     uint64
 	// Status is StatusFilled, StatusOpen or StatusPartiallyFilled (a limit
-	// remainder rests), or StatusCancelled (a market order's remainder was
-	// cancelled and its reservation released).
+	// remainder rests), or StatusCancelled (a market or IOC order's
+	// remainder, or a dust remainder, was cancelled and its reservation
+	// released).
 	Status Status
 	// RemainderDust reports that the order's remainder was cancelled
 	// because it was dust: either its next fill would have paid zero quote
