@@ -606,7 +606,10 @@ func (l *Ledger) applyOrder(op *Op) OpOutcome {
 	}
 	r := l.newRecord(op, statusOf(res.Status), "", true)
 	r.Filled = res.Filled
-	if res.Status == matcher.StatusCancelled {
+	switch {
+	case res.RemainderDust:
+		r.Reason = op.OrderType.String() + " order: remainder cancelled, too small to pay one quote unit (dust)"
+	case res.Status == matcher.StatusCancelled:
 		r.Reason = op.OrderType.String() + " order: unfilled remainder cancelled"
 	}
 	base, quote, _ := strings.Cut(op.Market, "/")
@@ -638,17 +641,24 @@ func (l *Ledger) applyOrder(op *Op) OpOutcome {
 		l.delta(seller, base, -q)
 		l.delta(seller, quote, qq)
 	}
-	for _, c := range res.SelfTradeCancelled {
-		id, _ := parseHash32("order", c.ID)
-		if m := l.records[id]; m != nil {
-			m.Status, m.Reason = stCancelled, "self-trade prevention: cancelled by an incoming order of the same trader"
-			l.closeRecord(m)
-		}
-	}
+	l.cancelRecords(res.SelfTradeCancelled, "self-trade prevention: cancelled by an incoming order of the same trader")
+	l.cancelRecords(res.DustCancelled, "remainder cancelled after a fill: too small to pay one quote unit at the order's price")
 	if r.Status.closed() {
 		l.closeRecord(r)
 	}
 	return OpOutcome{ID: op.ID, Kind: op.Kind, Trader: op.Trader(), Status: r.Status.String(), Reason: r.Reason, Authentic: true}
+}
+
+// cancelRecords closes the records of resting orders the matcher cancelled
+// while placing another order, with the reason.
+func (l *Ledger) cancelRecords(cancelled []matcher.OrderInfo, reason string) {
+	for _, c := range cancelled {
+		id, _ := parseHash32("order", c.ID)
+		if m := l.records[id]; m != nil {
+			m.Status, m.Reason = stCancelled, reason
+			l.closeRecord(m)
+		}
+	}
 }
 
 // addFill appends a fill, dropping the oldest past FillsPerOrderMax. It

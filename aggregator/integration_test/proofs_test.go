@@ -94,6 +94,24 @@ func TestQuorumProofsOnARealNetwork(t *testing.T) {
 		t.Fatalf("genesis proof %+v", genesis)
 	}
 
+	// 1b. A token name every replica refuses with 400 is refused with
+	// 400 by the aggregator too (it used to ask them and answer 424).
+	for _, tok := range []string{"ETH%20X", "%EF%BF%BD", "%7f"} {
+		q := "address=" + user1.Hex() + "&token=" + tok
+		for _, u := range []string{"http://" + c.Replicas[0].HTTP + "/balance?" + q, n.AggregatorURL() + "/aggregate_balance?" + q} {
+			resp, err := http.Get(u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var e obapi.Error
+			json.NewDecoder(resp.Body).Decode(&e)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest || !strings.Contains(e.Error, "token") {
+				t.Errorf("%s: %d %q, want 400 naming the token", u, resp.StatusCode, e.Error)
+			}
+		}
+	}
+
 	// 2. The tutorial trade through two replicas: user1 buys 1 ETH at 200
 	// USDT from user2. The proof follows, at a higher index.
 	ob1, _ := client.NewOrderbook("http://"+c.Replicas[0].HTTP, client.WithChainID(c.ChainID))

@@ -139,6 +139,12 @@ func (e *Engine) matchBuy(mk *market, t *taker, res *PlaceResult) {
 			}
 			q := min(t.remaining, m.remaining)
 			pay := quoteOf(q, lv.price)
+			if pay == 0 {
+				// A dust fill; only the taker's remainder can be that
+				// small (resting orders are never dust), so it stops.
+				res.RemainderDust = true
+				return
+			}
 			// The buyer's reservation shrinks to Quote(remaining', limit);
 			// what it frees beyond pay is price improvement (and rounding)
 			// and goes back to available. floor is superadditive and
@@ -166,14 +172,29 @@ func (e *Engine) matchBuy(mk *market, t *taker, res *PlaceResult) {
 				Maker: e.accounts[m.acct].name, Taker: e.accounts[t.acct].name, TakerSide: Buy,
 				Price: lv.price, Quantity: q, Quote: pay, MakerRemaining: m.remaining,
 			})
-			if m.remaining == 0 {
-				e.unlinkFromLevel(lv, mi)
-				e.forget(mi)
-			}
+			e.closeMakerIfDone(lv, mi, res)
 		}
 		if lv.head == 0 {
 			asks.levels = asks.levels[:n]
 		}
+	}
+}
+
+// closeMakerIfDone takes resting order mi out of level lv after a fill when
+// it is filled, or when its remainder is dust at its price: a dust remainder
+// could never trade again, so it is cancelled, its reservation (what is
+// left of it) released and the order reported in res.DustCancelled. This
+// keeps the invariant that no resting order is dust.
+func (e *Engine) closeMakerIfDone(lv *level, mi uint32, res *PlaceResult) {
+	m := &e.orders[mi]
+	switch {
+	case m.remaining == 0:
+		e.unlinkFromLevel(lv, mi)
+		e.forget(mi)
+	case Dust(m.remaining, m.price):
+		res.DustCancelled = append(res.DustCancelled, e.closedInfo(mi, StatusCancelled))
+		e.unlinkFromLevel(lv, mi)
+		e.release(mi)
 	}
 }
 
@@ -210,6 +231,10 @@ func (e *Engine) matchSell(mk *market, t *taker, res *PlaceResult) {
 			q := min(t.remaining, m.remaining)
 			p := lv.price
 			pay := quoteOf(q, p)
+			if pay == 0 {
+				res.RemainderDust = true // as in matchBuy
+				return
+			}
 			// The maker is the buyer, at its own price: its reservation
 			// shrinks to Quote(remaining', price); the rounding left over
 			// beyond pay returns to its available balance.
@@ -238,10 +263,7 @@ func (e *Engine) matchSell(mk *market, t *taker, res *PlaceResult) {
 				Maker: e.accounts[m.acct].name, Taker: e.accounts[t.acct].name, TakerSide: Sell,
 				Price: p, Quantity: q, Quote: pay, MakerRemaining: m.remaining,
 			})
-			if m.remaining == 0 {
-				e.unlinkFromLevel(lv, mi)
-				e.forget(mi)
-			}
+			e.closeMakerIfDone(lv, mi, res)
 		}
 		if lv.head == 0 {
 			bids.levels = bids.levels[:n]
@@ -422,7 +444,7 @@ func (e *Engine) crosses(mk *market, side Side, limit uint64) bool {
 // best first and skipping the account's own resting orders (self-trade
 // prevention cancels those instead of filling against them). It stops as
 // soon as want is reached, so a fill-or-kill check costs what its match
-// would.
+// would, and where the match would stop: before a fill that would be dust.
 func (e *Engine) fillable(mk *market, acct uint32, side Side, limit, want uint64) uint64 {
 	s := &mk.asks
 	if side == Sell {
@@ -436,7 +458,11 @@ func (e *Engine) fillable(mk *market, acct uint32, side Side, limit, want uint64
 		}
 		for i := lv.head; i != 0 && got < want; i = e.orders[i].next {
 			if e.orders[i].acct != acct {
-				got += min(e.orders[i].remaining, want-got)
+				q := min(e.orders[i].remaining, want-got)
+				if Dust(q, lv.price) {
+					return got
+				}
+				got += q
 			}
 		}
 	}

@@ -16,7 +16,8 @@ import (
 //     open orders hold (Quote(remaining, price) of quote per buy, remaining
 //     of base per sell);
 //   - book shape: levels strictly sorted with the best last, non-empty, their
-//     totals and counts right, FIFO in acceptance order, no crossed book;
+//     totals and counts right, FIFO in acceptance order, no crossed book, no
+//     resting remainder that is dust (see Dust);
 //   - indexes: the id index, account lists and counts agree with the book.
 //
 // It costs a walk of the whole state: tests call it after every operation,
@@ -57,6 +58,9 @@ func (e *Engine) CheckInvariants() error {
 					}
 					if o.remaining == 0 || o.remaining > o.quantity || o.seq <= prevSeq || o.seq > e.orderSeq {
 						return fmt.Errorf("order %s: bad remaining or seq", id)
+					}
+					if Dust(o.remaining, o.price) {
+						return fmt.Errorf("order %s: rests with a dust remainder", id)
 					}
 					if id == "" || o.tag != e.ids.tag(id) || e.ids.find(e.orderIDs, id, o.tag) != i {
 						return fmt.Errorf("order %s: not in the id index", id)

@@ -1,6 +1,7 @@
 // Package matcher is seqbook's orderbook state machine (DESIGN §5): balances
 // with reservations, price-time priority matching of limit and market orders
-// per market, self-trade prevention, a canonical snapshot and a state digest.
+// per market, self-trade prevention, no dust fill (see Dust), a canonical
+// snapshot and a state digest.
 //
 // It is a pure, deterministic core in the sense of STYLE §1: no I/O, no
 // goroutines, no clock, no randomness, and no Go map is ever iterated to
@@ -136,7 +137,7 @@ const (
 	StatusOpen            Status = 1 // resting, nothing filled yet
 	StatusPartiallyFilled Status = 2 // resting, part filled
 	StatusFilled          Status = 3 // closed: fully filled
-	StatusCancelled       Status = 4 // closed: cancelled (by its owner, by self-trade prevention, or the unfilled rest of a market order); may have partial fills
+	StatusCancelled       Status = 4 // closed: cancelled (by its owner, by self-trade prevention, the unfilled rest of a market or IOC order, or a dust remainder); may have partial fills
 )
 
 // String returns the lower-case name used in APIs: "open",
@@ -283,7 +284,7 @@ func (o *Order) validateAfterMarket() error {
 	} else if lo/amount.Scale > amount.Max {
 		return ErrQuoteOverflow
 	}
-	if hi == 0 && lo < amount.Scale {
+	if Dust(o.Quantity, o.Price) {
 		return ErrZeroQuoteAmount
 	}
 	return nil
@@ -322,7 +323,9 @@ type Trade struct {
 	Quantity   uint64 // base units moved from seller to buyer
 	Quote      uint64 // quote units moved from buyer to seller: floor(Quantity × Price / 10^6)
 	// MakerRemaining is what the maker still has open after this fill;
-	// zero means the maker order is now filled and closed.
+	// zero means the maker order is now filled and closed. A non-zero
+	// remainder that is dust is closed too, right after the fill, and the
+	// maker is then listed in PlaceResult.DustCancelled.
 	MakerRemaining uint64
 }
 
@@ -350,12 +353,26 @@ type PlaceResult struct {
 	// that the taker would have filled against: they were cancelled (their
 	// reservations released) and matching went on (DESIGN §5).
 	SelfTradeCancelled []OrderInfo
-	Filled             uint64
-	Remaining          uint64
+	// DustCancelled lists resting orders that a fill of this order left
+	// with a remainder too small to pay one quote unit at their price
+	// (dust, see Dust): such a remainder could never trade, so it is
+	// cancelled and its reservation released right after the fill.
+	DustCancelled []OrderInfo
+	Filled        uint64
+	Remaining     uint64
 	// Status is StatusFilled, StatusOpen or StatusPartiallyFilled (a limit
-	// remainder rests), or StatusCancelled (a market order's remainder was
-	// cancelled and its reservation released).
+	// remainder rests), or StatusCancelled (a market or IOC order's
+	// remainder, or a dust remainder, was cancelled and its reservation
+	// released).
 	Status Status
+	// RemainderDust reports that the order's remainder was cancelled
+	// because it was dust: either its next fill would have paid zero quote
+	// units at the best resting price (matching stops there, whatever the
+	// type), or the remainder of an order that rests (limit, post-only)
+	// could not pay one quote unit at its own limit. Status is then
+	// StatusCancelled. (A market or IOC remainder that is cancelled only
+	// because nothing more crosses does not set it.)
+	RemainderDust bool
 }
 
 // Rested reports whether a remainder of the order now rests in the book.
@@ -367,6 +384,22 @@ func (r *PlaceResult) reset() {
 	r.Seq, r.Filled, r.Remaining, r.Status = 0, 0, 0, 0
 	r.Trades = r.Trades[:0]
 	r.SelfTradeCancelled = r.SelfTradeCancelled[:0]
+	r.DustCancelled = r.DustCancelled[:0]
+	r.RemainderDust = false
+}
+
+// Dust reports whether quantity base units at price pay zero quote units
+// (floor(quantity × price / 10^6) = 0). No fill may be dust: the seller
+// would give tokens for nothing. So an order that is dust at its own price
+// is refused (ErrZeroQuoteAmount), matching stops before a fill that would
+// be dust, and no order rests with a dust remainder.
+//
+// Invariant: every resting order's remainder is not dust at its price. A
+// fill against a resting order therefore is dust only when the taker's
+// remainder is smaller than the maker's.
+func Dust(quantity, price uint64) bool {
+	hi, lo := bits.Mul64(quantity, price)
+	return hi == 0 && lo < amount.Scale
 }
 
 // balance is one account's holding of one token. Invariant: reserved equals
@@ -667,22 +700,25 @@ func (e *Engine) PlaceInto(o Order, res *PlaceResult) error {
 	}
 	res.Filled = o.Quantity - t.remaining
 	res.Remaining = t.remaining
+	if t.remaining > 0 && o.Type.Rests() && Dust(t.remaining, o.Price) {
+		res.RemainderDust = true // too small to rest
+	}
 	switch {
 	case t.remaining == 0:
 		// A buy filled in full holds Quote(0, limit) = 0: all its
 		// reservation was consumed or refunded fill by fill.
 		res.Status = StatusFilled
-	case o.Type.Rests():
+	case o.Type == FOK:
+		panic("matcher: fill-or-kill order left unfilled after its fill check")
+	case o.Type.Rests() && !res.RemainderDust:
 		e.rest(mi, &t, o.Quantity, res.Seq)
 		res.Status = StatusOpen
 		if res.Filled > 0 {
 			res.Status = StatusPartiallyFilled
 		}
-	case o.Type == FOK:
-		panic("matcher: fill-or-kill order left unfilled after its fill check")
 	default:
-		// Market and IOC orders: immediate-or-cancel, give back what is
-		// left.
+		// Market and IOC orders (immediate-or-cancel), and a dust
+		// remainder of any type: give back what is left.
 		rb := &e.accounts[a].bal[resT]
 		rb.reserved -= t.reserved
 		rb.available += t.reserved

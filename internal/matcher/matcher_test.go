@@ -170,37 +170,43 @@ func TestRoundingDustGoesBackToBuyer(t *testing.T) {
 	b := newBook(t)
 	// Flooring each fill can leave a buyer's reservation larger than what
 	// it pays; the rest must come back, not vanish. carol sells 10 units
-	// (0.00001 ETH) at 0.333333; dan buys 3 units with limit 0.5: he
-	// reserves floor(3×0.5)=1 unit of USDT and pays floor(3×0.333333)=0.
-	b.deposit("dan", "USDT", "1")
+	// (0.00001 ETH) at 0.333333; dan buys 7 units with limit 0.5: he
+	// reserves floor(7×0.5)=3 units of USDT and pays floor(7×0.333333)=2.
+	b.deposit("dan", "USDT", "0.000003")
 	b.place("s", "carol", "sell", "limit", "0.00001", "0.333333")
-	res, err := b.e.Place(matcher.Order{ID: "x", Account: "dan", Market: "ETH/USDT", Side: matcher.Buy, Type: matcher.Limit, Quantity: 3, Price: u("0.5")})
+	res, err := b.e.Place(matcher.Order{ID: "x", Account: "dan", Market: "ETH/USDT", Side: matcher.Buy, Type: matcher.Limit, Quantity: 7, Price: u("0.5")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Trades) != 1 || res.Trades[0].Quote != 0 || res.Trades[0].Quantity != 3 {
+	if len(res.Trades) != 1 || res.Trades[0].Quote != 2 || res.Trades[0].Quantity != 7 {
 		t.Fatalf("trades %+v", res.Trades)
 	}
-	b.wantBal("dan", "USDT", "1/0")
-	b.wantBal("dan", "ETH", "0.000003/0")
+	b.wantBal("dan", "USDT", "0.000001/0")
+	b.wantBal("dan", "ETH", "0.000007/0")
+	// carol's 3 units left pay floor(0.999999) = 0 at her price: dust,
+	// cancelled after the fill.
+	if len(res.DustCancelled) != 1 || res.DustCancelled[0].ID != "s" || res.DustCancelled[0].Remaining != 3 {
+		t.Fatalf("dust cancels %+v", res.DustCancelled)
+	}
+	b.wantBal("carol", "ETH", "99.999993/0")
 	if err := b.e.CheckInvariants(); err != nil {
 		t.Fatal(err)
 	}
-	// The same when the buyer rests and is the maker: dan bids 3 units at
-	// 0.7 holding floor(2.1)=2; a sell of 2 units fills at 0.7, paying
-	// floor(1.4)=1 while the hold drops to floor(0.7)=0: 1 comes back.
+	// The same when the buyer rests and is the maker: dan bids 5 units at
+	// 0.9 holding floor(4.5)=4; a sell of 3 units fills at 0.9, paying
+	// floor(2.7)=2 while the hold drops to floor(1.8)=1: 1 comes back.
 	b2 := newBook(t)
-	b2.deposit("dan", "USDT", "0.000002")
-	if _, err := b2.e.Place(matcher.Order{ID: "bid", Account: "dan", Market: "ETH/USDT", Side: matcher.Buy, Type: matcher.Limit, Quantity: 3, Price: u("0.7")}); err != nil {
+	b2.deposit("dan", "USDT", "0.000004")
+	if _, err := b2.e.Place(matcher.Order{ID: "bid", Account: "dan", Market: "ETH/USDT", Side: matcher.Buy, Type: matcher.Limit, Quantity: 5, Price: u("0.9")}); err != nil {
 		t.Fatal(err)
 	}
-	b2.wantBal("dan", "USDT", "0/0.000002")
-	if _, err := b2.e.Place(matcher.Order{ID: "s", Account: "bob", Market: "ETH/USDT", Side: matcher.Sell, Type: matcher.Limit, Quantity: 2, Price: u("0.5")}); err != nil {
+	b2.wantBal("dan", "USDT", "0/0.000004")
+	if _, err := b2.e.Place(matcher.Order{ID: "s", Account: "bob", Market: "ETH/USDT", Side: matcher.Sell, Type: matcher.Limit, Quantity: 3, Price: u("0.5")}); err != nil {
 		t.Fatal(err)
 	}
-	b2.wantBal("dan", "USDT", "0.000001/0")
-	b2.wantBal("dan", "ETH", "0.000002/0")
-	if o, ok := b2.e.Order("bid"); !ok || o.Remaining != 1 {
+	b2.wantBal("dan", "USDT", "0.000001/0.000001")
+	b2.wantBal("dan", "ETH", "0.000003/0")
+	if o, ok := b2.e.Order("bid"); !ok || o.Remaining != 2 {
 		t.Fatalf("bid %+v %v", o, ok)
 	}
 	if err := b2.e.CheckInvariants(); err != nil {

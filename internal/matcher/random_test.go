@@ -48,6 +48,7 @@ func TestAgainstReference(t *testing.T) {
 		matcher.ErrTooManyOpenOrders.Error(), matcher.ErrZeroQuoteAmount.Error(),
 		matcher.ErrUnknownOrder.Error(), matcher.ErrNotOwner.Error(), matcher.ErrInvalidMarket.Error(),
 		matcher.ErrInvalidOrderType.Error(), matcher.ErrWouldTakeLiquidity.Error(), matcher.ErrCannotFillInFull.Error(),
+		"dust maker cancelled", "dust remainder cancelled", "dust remainder not rested",
 		"cancel all", "ioc remainder cancelled", "fok filled", "fok filled past own orders", "post_only rested",
 	} {
 		if seen[what] == 0 {
@@ -59,7 +60,8 @@ func TestAgainstReference(t *testing.T) {
 
 // genStream makes one random stream's operations. Prices sit on a few ticks
 // around 100 so orders cross often, with some odd prices and tiny quantities
-// to exercise the rounding rules, and a few bad operations of every kind.
+// to exercise the rounding rules, a regime of a few base units below one
+// quote token for the dust rule, and a few bad operations of every kind.
 type gen struct {
 	rng      *rand.Rand
 	accounts []string
@@ -162,6 +164,11 @@ func (g *gen) next() op {
 		o.Price = 0
 	default:
 		o.Price = 99_500_000 + uint64(r.IntN(5))*250_000 // 99.50 .. 100.50
+	}
+	if r.IntN(8) == 0 {
+		// The dust regime: a few base units at prices below one quote
+		// token, where fills and remainders often pay zero quote units.
+		o.Quantity, o.Price = uint64(2+r.IntN(20)), 300_000+uint64(r.IntN(5))*100_000
 	}
 	g.nextID++
 	o.ID = fmt.Sprintf("o%d", g.nextID)
@@ -309,6 +316,9 @@ func samePlace(a, b matcher.PlaceResult) bool {
 		if len(r.SelfTradeCancelled) == 0 {
 			r.SelfTradeCancelled = nil
 		}
+		if len(r.DustCancelled) == 0 {
+			r.DustCancelled = nil
+		}
 		return r
 	}
 	return reflect.DeepEqual(norm(a), norm(b))
@@ -317,6 +327,13 @@ func samePlace(a, b matcher.PlaceResult) bool {
 func countOutcomes(seen map[string]int, o matcher.Order, res *matcher.PlaceResult) {
 	seen["trade"] += len(res.Trades)
 	seen["self-trade cancel"] += len(res.SelfTradeCancelled)
+	seen["dust maker cancelled"] += len(res.DustCancelled)
+	if res.RemainderDust {
+		seen["dust remainder cancelled"]++
+		if o.Type.Rests() {
+			seen["dust remainder not rested"]++
+		}
+	}
 	switch {
 	case res.Status == matcher.StatusOpen:
 		seen["rested"]++

@@ -171,24 +171,27 @@ func (r *refEngine) Place(o matcher.Order) (matcher.PlaceResult, error) {
 	}
 	// Post-only: any crossing resting order, whoever owns it, means the
 	// order would take. Fill-or-kill: the crossing orders of other
-	// accounts must cover the whole quantity.
-	var crossing, others uint64
-	for _, x := range r.orders {
-		if x.Market != o.Market || x.Side == o.Side {
-			continue
-		}
-		if o.Side == matcher.Buy && x.Price <= o.Price || o.Side == matcher.Sell && x.Price >= o.Price {
-			crossing++
-			if x.Account != o.Account {
-				others += x.Remaining
-			}
-		}
-	}
-	if o.Type == matcher.PostOnly && crossing > 0 {
+	// accounts, taken in priority order, must cover the whole quantity
+	// before a fill would pay zero quote units (the dust rule).
+	crossing := r.crossingByPriority(o)
+	if o.Type == matcher.PostOnly && len(crossing) > 0 {
 		return res, matcher.ErrWouldTakeLiquidity
 	}
-	if o.Type == matcher.FOK && others < o.Quantity {
-		return res, matcher.ErrCannotFillInFull
+	if o.Type == matcher.FOK {
+		need := o.Quantity
+		for _, x := range crossing {
+			if x.Account == o.Account || need == 0 {
+				continue
+			}
+			q := min(need, x.Remaining)
+			if mustRefQuote(q, x.Price) == 0 {
+				break
+			}
+			need -= q
+		}
+		if need > 0 {
+			return res, matcher.ErrCannotFillInFull
+		}
 	}
 
 	b := r.bal(o.Account, resTok)
@@ -200,29 +203,11 @@ func (r *refEngine) Place(o matcher.Order) (matcher.PlaceResult, error) {
 	for remaining > 0 {
 		// The best crossing resting order on the other side: best price,
 		// then earliest.
-		var best *refOrder
-		for _, x := range r.orders {
-			if x.Market != o.Market || x.Side == o.Side {
-				continue
-			}
-			if o.Side == matcher.Buy && x.Price > o.Price || o.Side == matcher.Sell && x.Price < o.Price {
-				continue
-			}
-			if best == nil {
-				best = x
-				continue
-			}
-			better := x.Price < best.Price
-			if o.Side == matcher.Sell {
-				better = x.Price > best.Price
-			}
-			if better || x.Price == best.Price && x.Seq < best.Seq {
-				best = x
-			}
-		}
-		if best == nil {
+		crossing := r.crossingByPriority(o)
+		if len(crossing) == 0 {
 			break
 		}
+		best := crossing[0]
 		if best.Account == o.Account {
 			// Self-trade prevention: cancel the resting one, go on.
 			info := best.OrderInfo
@@ -235,6 +220,12 @@ func (r *refEngine) Place(o matcher.Order) (matcher.PlaceResult, error) {
 		q := min(remaining, best.Remaining)
 		p := best.Price
 		pay := mustRefQuote(q, p)
+		if pay == 0 {
+			// A fill would pay nothing: matching stops and the
+			// remainder is cancelled, whatever the order's type.
+			res.RemainderDust = true
+			break
+		}
 		buyer, seller := o.Account, best.Account
 		// The buyer's order: the taker's limit, or the maker's own price.
 		buyerLimit, buyerRemaining := o.Price, remaining
@@ -262,16 +253,27 @@ func (r *refEngine) Place(o matcher.Order) (matcher.PlaceResult, error) {
 			Maker: best.Account, Taker: o.Account, TakerSide: o.Side,
 			Price: p, Quantity: q, Quote: pay, MakerRemaining: best.Remaining,
 		})
-		if best.Remaining == 0 {
+		switch {
+		case best.Remaining == 0:
 			r.remove(best)
+		case mustRefQuote(best.Remaining, p) == 0:
+			// What is left of the maker could never pay: cancelled.
+			info := best.OrderInfo
+			info.Status = matcher.StatusCancelled
+			res.DustCancelled = append(res.DustCancelled, info)
+			r.remove(best)
+			r.releaseAll(best)
 		}
 	}
 	res.Filled = o.Quantity - remaining
 	res.Remaining = remaining
+	if remaining > 0 && rests && mustRefQuote(remaining, o.Price) == 0 {
+		res.RemainderDust = true
+	}
 	switch {
 	case remaining == 0:
 		res.Status = matcher.StatusFilled
-	case rests:
+	case rests && !res.RemainderDust:
 		res.Status = matcher.StatusOpen
 		if res.Filled > 0 {
 			res.Status = matcher.StatusPartiallyFilled
@@ -295,6 +297,36 @@ func (r *refEngine) Place(o matcher.Order) (matcher.PlaceResult, error) {
 		res.Status = matcher.StatusCancelled
 	}
 	return res, nil
+}
+
+// crossingByPriority returns the resting orders o would meet, best first:
+// the other side of its market at or better than its limit, best price
+// then earliest.
+func (r *refEngine) crossingByPriority(o matcher.Order) []*refOrder {
+	var out []*refOrder
+	for _, x := range r.orders {
+		if x.Market != o.Market || x.Side == o.Side {
+			continue
+		}
+		if o.Side == matcher.Buy && x.Price > o.Price || o.Side == matcher.Sell && x.Price < o.Price {
+			continue
+		}
+		out = append(out, x)
+	}
+	slices.SortFunc(out, func(x, y *refOrder) int { return bookPriority(x.OrderInfo, y.OrderInfo) })
+	return out
+}
+
+// bookPriority orders two resting orders of the same side: best price
+// first (highest bid, lowest ask), then earliest.
+func bookPriority(x, y matcher.OrderInfo) int {
+	if x.Price != y.Price {
+		if x.Side == matcher.Buy {
+			return cmp.Compare(y.Price, x.Price)
+		}
+		return cmp.Compare(x.Price, y.Price)
+	}
+	return cmp.Compare(x.Seq, y.Seq)
 }
 
 func (r *refEngine) remove(x *refOrder) {
@@ -379,13 +411,7 @@ func (r *refEngine) OpenOrders() []matcher.OrderInfo {
 		if x.Side != y.Side {
 			return cmp.Compare(x.Side, y.Side) // Buy (1) before Sell (2)
 		}
-		if x.Price != y.Price {
-			if x.Side == matcher.Buy {
-				return cmp.Compare(y.Price, x.Price)
-			}
-			return cmp.Compare(x.Price, y.Price)
-		}
-		return cmp.Compare(x.Seq, y.Seq)
+		return bookPriority(x, y)
 	})
 	return out
 }

@@ -298,6 +298,11 @@ func decodeSnapshot(cfg Config, data []byte) (*Engine, error) {
 					d.fail("%s: bad price or quantity", where)
 				case o.remaining == 0 || o.remaining > o.quantity:
 					d.fail("%s: bad remaining", where)
+				case Dust(o.remaining, o.price):
+					// Only a state made before the dust rule holds one;
+					// it could block its price level, so it is refused
+					// and the state rebuilt from history.
+					d.fail("%s: remainder is dust (pays no quote unit at its price)", where)
 				}
 				if d.err != nil {
 					break

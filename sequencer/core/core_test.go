@@ -539,3 +539,26 @@ func TestFinalizeNeedsAFinalizeProof(t *testing.T) {
 		t.Fatalf("finalized %d on a lock proof", st.Apps[0].Finalized)
 	}
 }
+
+// A proof whose kind is neither Lock nor Finalize proves nothing, even with
+// a quorum's valid signatures on the digest its fields would give: the
+// core refuses it where the wire decoder would (Step takes messages that
+// never went through a decoder).
+func TestProofOfUnknownKindIsRefused(t *testing.T) {
+	n, store, _, now := startFollower(t)
+	h1 := core.ChainHash(wire.Hash{}, core.BatchHash(now, []byte("a")))
+	odd := proofBy(wire.ProofKind(9), "ob", 0, 1, h1, 0, 1, 2)
+	if err := n.Step(0, &wire.NewView{App: "ob", View: 0, Lock: odd}); err == nil {
+		t.Fatal("NewView: took a proof of kind 9 as the lock certificate")
+	}
+	if err := n.Step(0, &wire.NewView{App: "ob", View: 0}); err != nil {
+		t.Fatal(err)
+	}
+	handle(t, n, store)
+	if err := n.Step(0, &wire.Round{App: "ob", View: 0, Finalize: odd}); err == nil {
+		t.Fatal("Round: took a proof of kind 9 as the lock proof")
+	}
+	if st := n.Status(); st.Apps[0].Locked != 0 || st.Apps[0].Finalized != 0 {
+		t.Fatalf("locked %d, finalized %d on a proof of kind 9", st.Apps[0].Locked, st.Apps[0].Finalized)
+	}
+}

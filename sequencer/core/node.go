@@ -520,10 +520,12 @@ func (n *Node) anyAppSyncing() bool {
 	return false
 }
 
-// verifyProof checks a quorum proof for app: at least Q distinct cluster
+// verifyProof checks a quorum proof for app: a Lock or Finalize proof (no
+// other kind, checked here as well as by the wire decoder, since Step takes
+// messages that need not come through one), at least Q distinct cluster
 // nodes and a valid aggregate signature on the Lock or Finalize digest.
 func (n *Node) verifyProof(app string, p *wire.Proof) bool {
-	if !n.quorumSigners(p) {
+	if !n.quorumSigners(p) || p.Kind != wire.KindLock && p.Kind != wire.KindFinalize {
 		return false
 	}
 	key := keyOf(app, p)

@@ -12,7 +12,8 @@ import (
 
 // TestCommandRefusesBadStart: `seqbook sequencer` exits non-zero with a
 // message naming the problem instead of running with a wrong key, an
-// unknown id, a missing flag or a bad log level.
+// unknown id, a missing flag, a bad log level or a data folder it cannot
+// open (that one used to end in a SIGSEGV on a nil store).
 func TestCommandRefusesBadStart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the seqbook binary; skipped under -short")
@@ -29,6 +30,8 @@ func TestCommandRefusesBadStart(t *testing.T) {
 	badKey := filepath.Join(dir, "bad.key")
 	os.WriteFile(badKey, []byte("0xnothex\n"), 0o600)
 	data := func(name string) string { return filepath.Join(dir, "data", name) }
+	notADir := filepath.Join(dir, "not-a-folder")
+	os.WriteFile(notADir, []byte("x"), 0o600)
 
 	run := func(args ...string) (int, string) {
 		cmd := exec.Command(seqbookBin, append([]string{"sequencer"}, args...)...)
@@ -46,10 +49,11 @@ func TestCommandRefusesBadStart(t *testing.T) {
 		{"missing flags", []string{"--cluster", file, "--id", "node1"}, "required"},
 		{"missing cluster file", []string{"--cluster", filepath.Join(dir, "nope.json"), "--id", "node1", "--key", tn.KeyPath(dir, 0), "--data", data("d")}, "cluster file"},
 		{"bad log level", []string{"--cluster", file, "--id", "node1", "--key", tn.KeyPath(dir, 0), "--data", data("e"), "--log-level", "loud"}, "--log-level"},
+		{"data folder is a file", []string{"--cluster", file, "--id", "node1", "--key", tn.KeyPath(dir, 0), "--data", notADir}, notADir},
 	}
 	for _, tc := range cases {
 		code, out := run(tc.args...)
-		if code == 0 || !strings.Contains(out, tc.want) {
+		if code == 0 || !strings.Contains(out, tc.want) || strings.Contains(out, "SIGSEGV") || strings.Contains(out, "goroutine ") {
 			t.Errorf("%s: exit %d, output %q; want non-zero and %q", tc.name, code, out, tc.want)
 		}
 	}

@@ -98,7 +98,7 @@ type Fill struct {
 type Placed struct {
 	Message   string `json:"message"`
 	OrderID   string `json:"order_id"`
-	Status    string `json:"status"` // "open" | "partially_filled" | "filled"
+	Status    string `json:"status"` // "open" | "partially_filled" | "filled" | "cancelled" (a remainder too small to pay one quote unit at the book's price or its own)
 	Filled    Amount `json:"filled"`
 	Remaining Amount `json:"remaining"`
 	Fills     []Fill `json:"fills"`
