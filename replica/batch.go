@@ -68,7 +68,7 @@ func (op *Op) Wire() []byte {
 	switch op.Kind {
 	case OpOrder:
 		v = wireOrder{Op: "order", OrderRequest: obapi.OrderRequest{
-			Trader: op.Signer.Hex(), Market: op.Market, Side: op.Side.String(), OrderType: op.OrderType.String(),
+			Trader: accountHex(op.Signer), Market: op.Market, Side: op.Side.String(), OrderType: op.OrderType.String(),
 			Quantity: obapi.Uint(op.Quantity), Price: obapi.Uint(op.Price),
 			Nonce: obapi.Uint(op.Nonce), Expiry: obapi.Uint(op.Expiry), Signature: sig,
 		}}
