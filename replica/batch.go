@@ -1,9 +1,11 @@
 package replica
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -63,6 +65,59 @@ type (
 // Wire returns the operation's batch encoding: canonical values (integers
 // as decimal strings, lowercase hex), so equal operations encode equally.
 func (op *Op) Wire() []byte {
+	if op.Kind == OpOrder {
+		if b, ok := appendWireOrder(make([]byte, 0, 384), op); ok {
+			return b
+		}
+	}
+	return op.wireJSON()
+}
+
+// appendWireOrder appends an order's wire form byte for byte as
+// encoding/json writes it (wireJSON), without reflection and the four
+// nested json.Marshal calls of obapi.Number. ok is false when a string
+// value (the market) holds a byte encoding/json would escape; the caller
+// then takes wireJSON.
+func appendWireOrder(b []byte, op *Op) ([]byte, bool) {
+	if !jsonPlain(op.Market) {
+		return nil, false
+	}
+	b = append(b, `{"op":"order","trader":"`...)
+	b = append(b, accountHex(op.Signer)...)
+	b = append(b, `","market":"`...)
+	b = append(b, op.Market...)
+	b = append(b, `","side":"`...)
+	b = append(b, op.Side.String()...)
+	b = append(b, `","orderType":"`...)
+	b = append(b, op.OrderType.String()...)
+	b = append(b, `","quantity":"`...)
+	b = strconv.AppendUint(b, op.Quantity, 10)
+	b = append(b, `","price":"`...)
+	b = strconv.AppendUint(b, op.Price, 10)
+	b = append(b, `","nonce":"`...)
+	b = strconv.AppendUint(b, op.Nonce, 10)
+	b = append(b, `","expiry":"`...)
+	b = strconv.AppendUint(b, op.Expiry, 10)
+	b = append(b, `","signature":"0x`...)
+	b = hex.AppendEncode(b, op.Sig)
+	return append(b, `"}`...), true
+}
+
+// jsonPlain reports whether encoding/json writes s as it stands between
+// quotes: printable ASCII without the quote, the backslash and the three
+// characters it escapes for HTML.
+func jsonPlain(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c >= 0x7f, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			return false
+		}
+	}
+	return true
+}
+
+// wireJSON is Wire through encoding/json, for every kind.
+func (op *Op) wireJSON() []byte {
 	sig := "0x" + common.Bytes2Hex(op.Sig)
 	var v any
 	switch op.Kind {

@@ -184,6 +184,9 @@ func TestFuzzCorpusIsCommitted(t *testing.T) {
 // checkRoundTrip: a decoded operation's canonical wire form decodes back
 // to the same operation.
 func checkRoundTrip(t *testing.T, op *Op) {
+	if fast, slow := op.Wire(), op.wireJSON(); !bytes.Equal(fast, slow) {
+		t.Fatalf("wire form %s, encoding/json writes %s", fast, slow)
+	}
 	back, err := DecodeOp(testDomain(), op.Wire())
 	if err != nil {
 		t.Fatalf("wire form %s does not decode: %v", op.Wire(), err)

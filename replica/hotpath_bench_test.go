@@ -28,3 +28,24 @@ func BenchmarkSplitBatch(b *testing.B) {
 		}
 	})
 }
+
+func BenchmarkWireOrder(b *testing.B) {
+	bodies, _ := benchStream(b)
+	ops, err := DecodeBatch(testDomain(), bodies[0])
+	if err != nil {
+		b.Fatal(err)
+	}
+	op := ops[0].Op
+	b.Run("hand-written", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			op.Wire()
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			op.wireJSON()
+		}
+	})
+}
