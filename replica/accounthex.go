@@ -2,7 +2,6 @@ package replica
 
 import (
 	"sync"
-	"sync/atomic"
 
 	"github.com/ethereum/go-ethereum/common"
 )
@@ -17,21 +16,33 @@ import (
 // before. The cache changes no result, only the cost.
 const accountHexesMax = 1 << 14
 
-var (
-	accountHexes     sync.Map // common.Address → string
-	accountHexesKept atomic.Int64
-)
+// A map under a read-write lock rather than a sync.Map: a sync.Map key is
+// an interface, and boxing an address allocates on every lookup.
+var accountHexes = struct {
+	sync.RWMutex
+	m map[common.Address]string
+}{m: map[common.Address]string{}}
 
 // accountHex is a.Hex(), the EIP-55 checksummed form, cached.
 func accountHex(a common.Address) string {
-	if s, ok := accountHexes.Load(a); ok {
-		return s.(string)
+	accountHexes.RLock()
+	s, ok := accountHexes.m[a]
+	accountHexes.RUnlock()
+	if ok {
+		return s
 	}
-	s := a.Hex()
-	if accountHexesKept.Load() < accountHexesMax {
-		if _, loaded := accountHexes.LoadOrStore(a, s); !loaded {
-			accountHexesKept.Add(1)
-		}
+	s = a.Hex()
+	accountHexes.Lock()
+	if len(accountHexes.m) < accountHexesMax {
+		accountHexes.m[a] = s
 	}
+	accountHexes.Unlock()
 	return s
+}
+
+// accountHexesKept is how many addresses the cache holds.
+func accountHexesKept() int {
+	accountHexes.RLock()
+	defer accountHexes.RUnlock()
+	return len(accountHexes.m)
 }

@@ -22,7 +22,7 @@ func TestAccountHexIsExactAndBounded(t *testing.T) {
 			}
 		}
 	}
-	if n := accountHexesKept.Load(); n > accountHexesMax {
+	if n := accountHexesKept(); n > accountHexesMax {
 		t.Fatalf("%d addresses cached, bound %d", n, accountHexesMax)
 	}
 }

@@ -10,7 +10,6 @@ package eip712
 import (
 	"encoding/binary"
 	"sync"
-	"sync/atomic"
 
 	"github.com/ethereum/go-ethereum/common"
 	"golang.org/x/crypto/sha3"
@@ -289,25 +288,30 @@ const (
 	stringHashesMax  = 1024
 )
 
-var (
-	stringHashes     sync.Map // string → [32]byte
-	stringHashesKept atomic.Int64
-)
+// A map under a read-write lock rather than a sync.Map: a sync.Map key is
+// an interface, and boxing a string allocates on every lookup.
+var stringHashes = struct {
+	sync.RWMutex
+	m map[string][32]byte
+}{m: map[string][32]byte{}}
 
 // stringHash is keccak256(s), cached for the short strings seen first.
 func stringHash(s string) [32]byte {
 	if len(s) > stringHashLenMax {
 		return Keccak256([]byte(s))
 	}
-	if h, ok := stringHashes.Load(s); ok {
-		return h.([32]byte)
+	stringHashes.RLock()
+	h, ok := stringHashes.m[s]
+	stringHashes.RUnlock()
+	if ok {
+		return h
 	}
-	h := Keccak256([]byte(s))
-	if stringHashesKept.Load() < stringHashesMax {
-		if _, loaded := stringHashes.LoadOrStore(s, h); !loaded {
-			stringHashesKept.Add(1)
-		}
+	h = Keccak256([]byte(s))
+	stringHashes.Lock()
+	if len(stringHashes.m) < stringHashesMax {
+		stringHashes.m[s] = h
 	}
+	stringHashes.Unlock()
 	return h
 }
 
