@@ -66,11 +66,19 @@ type signalProfiler struct {
 	f    *os.File // the profile being written; nil when not profiling
 }
 
+// armedSuffix marks a process that handles SIGUSR1 (path+armedSuffix
+// exists while it does): SIGUSR1 ends a process that does not, such as an
+// older seqbook given to the bench with --binary.
+const armedSuffix = ".armed"
+
 // listen handles SIGUSR1 until the returned function is called; that
 // function also writes a profile still running.
 func (p *signalProfiler) listen() (stop func()) {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGUSR1)
+	if err := os.WriteFile(p.path+armedSuffix, nil, 0o644); err != nil {
+		fmt.Fprintf(os.Stderr, "seqbook: cpu profile: %v\n", err)
+	}
 	done := make(chan struct{})
 	go func() {
 		for {
@@ -87,6 +95,7 @@ func (p *signalProfiler) listen() (stop func()) {
 	return func() {
 		signal.Stop(sig)
 		close(done)
+		os.Remove(p.path + armedSuffix)
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		if p.f != nil {
@@ -149,8 +158,18 @@ func (pp *phaseProfile) signal() error {
 	return errors.Join(errs...)
 }
 
-// start starts every process's profile.
-func (pp *phaseProfile) start() error { return pp.signal() }
+// start starts every process's profile. It signals no process unless all
+// of them handle the signal: to one that does not, it is fatal.
+func (pp *phaseProfile) start() error {
+	for kind, pids := range pp.pids {
+		for _, pid := range pids {
+			if _, err := os.Stat(profilePath(pp.dir, kind, pid) + armedSuffix); err != nil {
+				return fmt.Errorf("process %d (%s) cannot profile on a signal (an older seqbook given with --binary?): %w", pid, kind, err)
+			}
+		}
+	}
+	return pp.signal()
+}
 
 // stop ends every process's profile and waits (up to wait) until each has
 // written its file, returning the files.

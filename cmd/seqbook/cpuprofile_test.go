@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -51,6 +52,15 @@ func TestSignalProfilerWritesBetweenTwoSignals(t *testing.T) {
 	}
 	if _, err := os.Stat(path + ".part"); !os.IsNotExist(err) {
 		t.Fatalf("the .part file remains: %v", err)
+	}
+}
+
+// start refuses to signal a process that has not said it handles the
+// signal (it would end it).
+func TestPhaseProfileStartNeedsArmedProcesses(t *testing.T) {
+	pp := &phaseProfile{dir: t.TempDir(), pids: map[string][]int{"replica": {os.Getpid()}}}
+	if err := pp.start(); err == nil || !strings.Contains(err.Error(), "cannot profile on a signal") {
+		t.Fatalf("start: %v", err)
 	}
 }
 
