@@ -254,3 +254,17 @@ func TestSignedBalanceAndWithdrawal(t *testing.T) {
 		t.Fatalf("eip712: %d %+v", code, desc)
 	}
 }
+
+// The replica command asks for the handler on every request, so Handler
+// must hand back the router it built, not build one per call.
+func TestHandlerIsBuiltOnce(t *testing.T) {
+	clock := newClock()
+	r, err := New(testConfig("replica1", clock), NewMemSequencer(clock.Ms), NewMemStore())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if a, b := r.Handler(), r.Handler(); a != b {
+		t.Fatalf("Handler built a new router on the second call (%p, %p)", a, b)
+	}
+}

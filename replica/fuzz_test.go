@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strconv"
 	"testing"
+	"unicode/utf8"
 )
 
 // Seed corpus: each fuzz target's seeds (below) are also committed under
@@ -116,6 +117,47 @@ var corpora = map[string]func(testing.TB) [][]byte{
 	"FuzzDecodeCancelAllRequest": cancelAllSeeds,
 	"FuzzDecodeOrdersBatch":      ordersBatchSeeds,
 	"FuzzParseGenesis":           genesisSeeds,
+	"FuzzSplitBatch":             splitSeeds,
+}
+
+// splitSeeds are batch bodies with every JSON shape the splitter walks:
+// nesting, escapes, white space, literals, and bodies that are not arrays.
+func splitSeeds(t testing.TB) [][]byte {
+	return append(batchSeeds(t),
+		[]byte(` [ {"a":[1,{"b":"]\\\"}"}]} , "x\\\\" ,-1.5e3,true, false ,null,[[]],{} ] `),
+		[]byte("\t[\n]\r\n"),
+		[]byte(`null`),
+		[]byte(` null `),
+		[]byte(`"[1,2]"`),
+		[]byte(`7`),
+		[]byte(`[1,]`),
+		[]byte(`[1 2]`),
+		[]byte(`[`),
+		[]byte(``),
+	)
+}
+
+// The batch splitter gives exactly what encoding/json gives when it
+// decodes the body into []json.RawMessage: the same entries, byte for
+// byte, and an error for the same bodies.
+func FuzzSplitBatch(f *testing.F) {
+	for _, s := range splitSeeds(f) {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if len(body) > BatchBytesMax || !utf8.Valid(body) {
+			return // refused before the split, both ways
+		}
+		got, err := splitBatch(body)
+		var want []json.RawMessage
+		werr := json.Unmarshal(body, &want)
+		if (err == nil) != (werr == nil) {
+			t.Fatalf("splitBatch error %v, encoding/json error %v, body %q", err, werr, body)
+		}
+		if err == nil && !reflect.DeepEqual(got, want) {
+			t.Fatalf("splitBatch %q, encoding/json %q, body %q", got, want, body)
+		}
+	})
 }
 
 func TestFuzzCorpusIsCommitted(t *testing.T) {
@@ -142,6 +184,9 @@ func TestFuzzCorpusIsCommitted(t *testing.T) {
 // checkRoundTrip: a decoded operation's canonical wire form decodes back
 // to the same operation.
 func checkRoundTrip(t *testing.T, op *Op) {
+	if fast, slow := op.Wire(), op.wireJSON(); !bytes.Equal(fast, slow) {
+		t.Fatalf("wire form %s, encoding/json writes %s", fast, slow)
+	}
 	back, err := DecodeOp(testDomain(), op.Wire())
 	if err != nil {
 		t.Fatalf("wire form %s does not decode: %v", op.Wire(), err)

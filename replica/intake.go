@@ -296,14 +296,14 @@ func (r *Replica) check(op *Op) error {
 		if err != nil {
 			return httpErr(http.StatusBadRequest, "%v", err)
 		}
-		if avail := l.eng.Balance(op.Signer.Hex(), tok).Available; avail < need {
+		if avail := l.eng.Balance(accountHex(op.Signer), tok).Available; avail < need {
 			return httpErr(http.StatusForbidden, "insufficient balance: %s %s needed, %s available", amount.Format(need), tok, amount.Format(avail))
 		}
-		if op.OrderType.Rests() && len(l.eng.AccountOrders(op.Signer.Hex())) >= l.cfg.Matcher.OpenOrdersPerAccountMax {
+		if op.OrderType.Rests() && len(l.eng.AccountOrders(accountHex(op.Signer))) >= l.cfg.Matcher.OpenOrdersPerAccountMax {
 			return httpErr(http.StatusForbidden, "too many open orders (%d)", l.cfg.Matcher.OpenOrdersPerAccountMax)
 		}
 	case OpWithdraw:
-		if avail := l.eng.Balance(op.Signer.Hex(), op.Token).Available; avail < op.Amount {
+		if avail := l.eng.Balance(accountHex(op.Signer), op.Token).Available; avail < op.Amount {
 			return httpErr(http.StatusForbidden, "insufficient balance: %s %s requested, %s available", amount.Format(op.Amount), op.Token, amount.Format(avail))
 		}
 	case OpCancel:

@@ -546,7 +546,7 @@ func (l *Ledger) applyOne(e *BatchOp, sigErr error, nowSec uint64, a *Applied) O
 	case OpOrder, OpLegacyOrder:
 		return l.applyOrder(op)
 	case OpCancel:
-		info, err := l.eng.Cancel(op.Signer.Hex(), hexID(op.CancelID))
+		info, err := l.eng.Cancel(accountHex(op.Signer), hexID(op.CancelID))
 		if err != nil {
 			return l.reject(op, "cancel: "+err.Error(), true)
 		}
@@ -557,7 +557,7 @@ func (l *Ledger) applyOne(e *BatchOp, sigErr error, nowSec uint64, a *Applied) O
 		}
 		return l.applied(op)
 	case OpCancelAll:
-		cancelled := l.eng.CancelAll(op.Signer.Hex(), op.Market)
+		cancelled := l.eng.CancelAll(accountHex(op.Signer), op.Market)
 		for _, info := range cancelled {
 			id, _ := parseHash32("order", info.ID)
 			if r := l.records[id]; r != nil {
@@ -570,10 +570,10 @@ func (l *Ledger) applyOne(e *BatchOp, sigErr error, nowSec uint64, a *Applied) O
 		l.records[op.ID].Cancelled = uint64(len(cancelled))
 		return out
 	case OpWithdraw:
-		if err := l.eng.Withdraw(op.Signer.Hex(), op.Token, op.Amount); err != nil {
+		if err := l.eng.Withdraw(accountHex(op.Signer), op.Token, op.Amount); err != nil {
 			return l.reject(op, "withdraw: "+err.Error(), true)
 		}
-		l.delta(op.Signer.Hex(), op.Token, -int64(op.Amount))
+		l.delta(accountHex(op.Signer), op.Token, -int64(op.Amount))
 		w := WithdrawalRecord{ID: op.ID, Trader: op.Signer, Token: op.Token, Amount: op.Amount,
 			Recipient: op.Recipient, Index: l.index, Timestamp: l.timestamp}
 		sh := l.withdrawalMessage(&w).StructHash()
@@ -582,10 +582,10 @@ func (l *Ledger) applyOne(e *BatchOp, sigErr error, nowSec uint64, a *Applied) O
 		a.Withdrawals = append(a.Withdrawals, w)
 		return l.applied(op)
 	case OpDeposit:
-		if err := l.eng.Deposit(op.Account.Hex(), op.Token, op.Amount); err != nil {
+		if err := l.eng.Deposit(accountHex(op.Account), op.Token, op.Amount); err != nil {
 			return l.reject(op, "deposit: "+err.Error(), true)
 		}
-		l.delta(op.Account.Hex(), op.Token, int64(op.Amount))
+		l.delta(accountHex(op.Account), op.Token, int64(op.Amount))
 		return l.applied(op)
 	}
 	panic("replica: operation of unknown kind")

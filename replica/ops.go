@@ -124,7 +124,7 @@ func (op *Op) Verify() error {
 // MatcherOrder is the order to place for an order operation.
 func (op *Op) MatcherOrder() matcher.Order {
 	return matcher.Order{
-		ID: op.IDHex(), Account: op.Signer.Hex(), Market: op.Market,
+		ID: op.IDHex(), Account: accountHex(op.Signer), Market: op.Market,
 		Side: op.Side, Type: op.OrderType, Quantity: op.Quantity, Price: op.Price,
 	}
 }

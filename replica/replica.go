@@ -232,10 +232,13 @@ func CheckKey(c *cluster.Cluster, id string, key *bls.SecretKey) error {
 // Replica is one running orderbook replica. Create it with New, serve
 // Handler, and run Run until the context ends.
 type Replica struct {
-	cfg   Config
-	seq   Sequencer
-	store Store
-	log   *slog.Logger
+	cfg Config
+	// handlerOnce builds handler, the HTTP API, on the first Handler call.
+	handlerOnce sync.Once
+	handler     http.Handler
+	seq         Sequencer
+	store       Store
+	log         *slog.Logger
 	// outcomes logs what the apply loop applied (apply loop only).
 	outcomes *outcomeLog
 
@@ -793,5 +796,11 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-// Handler returns the HTTP API.
-func (r *Replica) Handler() http.Handler { return r.routes() }
+// Handler returns the HTTP API. The routes are built once, on the first
+// call: a caller may ask for the handler per request (the replica command
+// does, to serve whichever replica runs after a rebuild), and building the
+// router costs more than serving most requests.
+func (r *Replica) Handler() http.Handler {
+	r.handlerOnce.Do(func() { r.handler = r.routes() })
+	return r.handler
+}

@@ -9,6 +9,7 @@ package eip712
 
 import (
 	"encoding/binary"
+	"sync"
 
 	"github.com/ethereum/go-ethereum/common"
 	"golang.org/x/crypto/sha3"
@@ -274,7 +275,45 @@ func (e *encoder) word(w [32]byte) {
 }
 
 // str encodes a string field as the keccak256 of its UTF-8 bytes.
-func (e *encoder) str(s string) { e.word(Keccak256([]byte(s))) }
+func (e *encoder) str(s string) { e.word(stringHash(s)) }
+
+// The string fields of the messages on the hot path (market, side, order
+// type, token, app) take a handful of values, so their hashes are cached:
+// an order's struct hash then costs two keccak permutations instead of
+// five. Only short strings are cached, and at most stringHashesMax of them:
+// the strings come from untrusted requests, and past the bound a hash is
+// simply computed each time.
+const (
+	stringHashLenMax = 64
+	stringHashesMax  = 1024
+)
+
+// A map under a read-write lock rather than a sync.Map: a sync.Map key is
+// an interface, and boxing a string allocates on every lookup.
+var stringHashes = struct {
+	sync.RWMutex
+	m map[string][32]byte
+}{m: map[string][32]byte{}}
+
+// stringHash is keccak256(s), cached for the short strings seen first.
+func stringHash(s string) [32]byte {
+	if len(s) > stringHashLenMax {
+		return Keccak256([]byte(s))
+	}
+	stringHashes.RLock()
+	h, ok := stringHashes.m[s]
+	stringHashes.RUnlock()
+	if ok {
+		return h
+	}
+	h = Keccak256([]byte(s))
+	stringHashes.Lock()
+	if len(stringHashes.m) < stringHashesMax {
+		stringHashes.m[s] = h
+	}
+	stringHashes.Unlock()
+	return h
+}
 
 // uint encodes a uint64 or uint256 field (values here fit 64 bits).
 func (e *encoder) uint(v uint64) {
@@ -290,7 +329,8 @@ func (e *encoder) addr(a common.Address) {
 	e.word(w)
 }
 
-// Keccak256 is the legacy Keccak-256 hash Ethereum uses.
+// Keccak256 is the legacy Keccak-256 hash Ethereum uses. (The hash state
+// stays on the stack: pooling it would make every input escape.)
 func Keccak256(data ...[]byte) [32]byte {
 	h := sha3.NewLegacyKeccak256()
 	for _, d := range data {

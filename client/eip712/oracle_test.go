@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -197,5 +198,38 @@ func TestQuickCheckAgainstGoEthereum(t *testing.T) {
 		if got := d.Digest(ours); got != digest {
 			t.Fatalf("SEED=%d round %d %s: digest %x, geth %x", seed, i, primary, got, digest)
 		}
+	}
+}
+
+// The cache of string hashes gives what hashing gives, hit or miss, and
+// stops growing at its bound.
+func TestStringHashCacheIsExactAndBounded(t *testing.T) {
+	long := strings.Repeat("x", stringHashLenMax+1)
+	for _, s := range []string{"", "buy", "ETH-USDT", "ETH-USDT", long, long} {
+		if got, want := stringHash(s), Keccak256([]byte(s)); got != want {
+			t.Fatalf("stringHash(%q) = %x, want %x", s, got, want)
+		}
+	}
+	for i := 0; i < 2*stringHashesMax; i++ {
+		s := "market-" + strconv.Itoa(i)
+		if got, want := stringHash(s), Keccak256([]byte(s)); got != want {
+			t.Fatalf("stringHash(%q) = %x, want %x", s, got, want)
+		}
+	}
+	stringHashes.RLock()
+	n := len(stringHashes.m)
+	stringHashes.RUnlock()
+	if n > stringHashesMax {
+		t.Fatalf("%d strings cached, bound %d", n, stringHashesMax)
+	}
+}
+
+func BenchmarkOrderDigest(b *testing.B) {
+	d := NewDomain(DefaultChainID)
+	o := &Order{Trader: common.HexToAddress("0x00000000000000000000000000000000000000aa"), Market: "ETH-USDT",
+		Side: "buy", OrderType: "limit", Quantity: 1_000_000, Price: 2000_000_000, Nonce: 7, Expiry: 1 << 40}
+	b.ReportAllocs()
+	for b.Loop() {
+		d.Digest(o)
 	}
 }

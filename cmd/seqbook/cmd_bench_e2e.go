@@ -51,6 +51,9 @@ type e2eOpts struct {
 	orders, traders, concurrency                   int
 	rate                                           float64
 	subscribers                                    int
+	// profile, when not nil, profiles every process of the network over
+	// the saturation phase (--cpuprofile).
+	profile *phaseProfile
 }
 
 func runBenchE2E(args []string) int {
@@ -69,6 +72,7 @@ func runBenchE2E(args []string) int {
 	fs.Float64Var(&o.rate, "rate", 0, "orders/s of the latency phase (0: half the measured saturation)")
 	fs.IntVar(&o.subscribers, "subscribers", 0, "live feed clients (GET /ws, book and trades of the bench market) kept open on the replicas during the run")
 	jsonOut := fs.String("json", "", "also write the results to this file as JSON")
+	profileDir := fs.String("cpuprofile", "", "write a CPU profile of each process of the network over exactly the saturation phase to this folder (<kind>-<pid>.pprof, kind sequencer, replica or aggregator; read with go tool pprof); not with --cluster")
 	keep := fs.Bool("keep", false, "keep the temporary data folder (keys, logs)")
 	setUsage(fs, "Usage: seqbook bench [e2e] [flags]",
 		"Starts a local network (or uses --cluster), signs EIP-712 orders from many funded traders",
@@ -88,6 +92,15 @@ func runBenchE2E(args []string) int {
 		o.concurrency < 1 || o.concurrency > 4096 || o.rate < 0 || o.poll < time.Millisecond || o.subscribers < 0 || o.subscribers > 1000 {
 		return fail("bench", fmt.Errorf("need --duration > 0, --latency-duration > --warmup, --orders >= 2, 2 <= --signers <= %d, 1 <= --concurrency <= 4096, --rate >= 0, --poll >= 1ms, 0 <= --subscribers <= 1000", funded))
 	}
+	if *profileDir != "" {
+		if *clusterPath != "" {
+			return fail("bench", errors.New("--cpuprofile profiles the network the bench starts, not one given with --cluster"))
+		}
+		if err := os.MkdirAll(*profileDir, 0o755); err != nil {
+			return fail("bench", fmt.Errorf("--cpuprofile: %w", err))
+		}
+		o.profile = &phaseProfile{dir: *profileDir}
+	}
 	ctx, cancel := interruptContext()
 	defer cancel()
 
@@ -103,6 +116,9 @@ func runBenchE2E(args []string) int {
 		fmt.Printf("bench: starting a local network (%d nodes, %d replicas, aggregator)\n", *nf.nodes, *nf.replicas)
 		n, done, err := throwawayNetKeep(ctx, nf, "seqbook-bench-", keep, os.Stdout, func(cfg *localnet.Config) {
 			cfg.OnExit = func(localnet.Exit) { deaths.Add(1) }
+			if o.profile != nil {
+				cfg.Env = append(cfg.Env, o.profile.env()...)
+			}
 		})
 		if err != nil {
 			return fail("bench", err)
@@ -110,6 +126,9 @@ func runBenchE2E(args []string) int {
 		defer done()
 		c = n.Cluster
 		pids = networkPIDs(n)
+		if o.profile != nil {
+			o.profile.pids = pids
+		}
 	}
 	res, err := benchE2E(ctx, c, o, pids)
 	return finishBench(res, err, deaths.Load(), keep, *jsonOut)
@@ -168,6 +187,11 @@ func benchE2E(ctx context.Context, c *cluster.Cluster, o e2eOpts, pids map[strin
 	for _, k := range kinds {
 		cpu0[k] = processesCPU(pids[k])
 	}
+	if o.profile != nil {
+		if err := o.profile.start(); err != nil {
+			return res, err
+		}
+	}
 	start := time.Now()
 	if feed != nil {
 		feed.reset()
@@ -191,15 +215,22 @@ func benchE2E(ctx context.Context, c *cluster.Cluster, o e2eOpts, pids map[strin
 		return res, fmt.Errorf("after the saturation phase: %w", err)
 	}
 	end := time.Now()
-	if feed != nil {
-		fmt.Println("bench: " + feed.report())
-	}
 	var cpuPerOrder time.Duration
 	var cpuSplit []string
 	for _, k := range kinds {
 		used := (processesCPU(pids[k]) - cpu0[k]) / time.Duration(accepted)
 		cpuPerOrder += used
 		cpuSplit = append(cpuSplit, fmt.Sprintf("%d %s %.3f ms", len(pids[k]), k, float64(used.Microseconds())/1000))
+	}
+	if o.profile != nil {
+		files, err := o.profile.stop(30 * time.Second)
+		if err != nil {
+			return res, err
+		}
+		fmt.Printf("bench: %d CPU profiles of the saturation phase (%d accepted orders) in %s\n", len(files), accepted, o.profile.dir)
+	}
+	if feed != nil {
+		fmt.Println("bench: " + feed.report())
 	}
 	res.Saturation.OrdersPerSec = float64(accepted) / end.Sub(start).Seconds()
 	fmt.Printf("bench: all replicas at index %d, digest %s, %.1fs after the first order\n", conv.Index, load.ShortHash(conv.Digest), end.Sub(start).Seconds())
@@ -394,12 +425,12 @@ func progressLine(ctx context.Context, phase string, cs *load.Counters, h *load.
 			var idx []string
 			for _, u := range urls {
 				qctx, qcancel := context.WithTimeout(pctx, 500*time.Millisecond)
-				s, err := h.State(qctx, u)
+				i, err := h.AppliedIndex(qctx, u) // not GET /state: its digest would load the replicas being measured
 				qcancel()
 				if err != nil {
 					idx = append(idx, "?")
 				} else {
-					idx = append(idx, fmt.Sprint(s.AppliedIndex))
+					idx = append(idx, fmt.Sprint(i))
 				}
 			}
 			fmt.Printf("  %s %4.0fs  sent %d  accepted %d  refused %d  applied index %s\n", phase, time.Since(start).Seconds(),

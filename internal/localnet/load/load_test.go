@@ -66,6 +66,7 @@ type fakeReplica struct {
 	index   atomic.Uint64
 	digest  atomic.Value
 	pending atomic.Int64
+	states  atomic.Int64 // GET /state answered
 	srv     *httptest.Server
 }
 
@@ -81,6 +82,7 @@ func newFakeReplica(t *testing.T, name string) *fakeReplica {
 			http.NotFound(w, r)
 			return
 		}
+		f.states.Add(1)
 		json.NewEncoder(w).Encode(obapi.State{Replica: name, AppliedIndex: f.index.Load(), StateDigest: f.digest.Load().(string), Pending: int(f.pending.Load())})
 	}))
 	t.Cleanup(f.srv.Close)
@@ -148,5 +150,31 @@ func TestPercentile(t *testing.T) {
 	}
 	if Percentile(nil, 50) != 0 {
 		t.Error("empty")
+	}
+}
+
+// While the replicas' applied indexes differ or still move, WaitConverged
+// reads only the cheap index, not the state with its digest.
+func TestWaitConvergedAsksForStatesOnlyWhenSettled(t *testing.T) {
+	a, b := newFakeReplica(t, "r1"), newFakeReplica(t, "r2")
+	h := NewHTTP(time.Second)
+	urls := []string{a.srv.URL, b.srv.URL}
+	a.index.Store(5)
+	b.index.Store(3)
+	short, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := WaitConverged(short, h, urls, 0); err == nil {
+		t.Fatal("converged at different indexes")
+	}
+	if n := a.states.Load() + b.states.Load(); n != 0 {
+		t.Fatalf("%d GET /state while the indexes differed", n)
+	}
+	b.index.Store(5)
+	c, err := WaitConverged(context.Background(), h, urls, 5)
+	if err != nil || c.Index != 5 || c.Digest != "0xaa" {
+		t.Fatalf("%+v %v", c, err)
+	}
+	if a.states.Load() != 1 || b.states.Load() != 1 {
+		t.Fatalf("GET /state %d and %d times once settled, want once each", a.states.Load(), b.states.Load())
 	}
 }
