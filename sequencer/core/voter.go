@@ -46,7 +46,7 @@ func holds(log chain, idx uint64, h wire.Hash) bool {
 //   - Rule 1: within a view its signed locks only move forward along one
 //     chain, so it never signs two different Locks for one (view, index).
 func (v voter) mayLock(log chain, idx uint64, h wire.Hash) bool {
-	if v.mutation == MutationSignAnyLock {
+	if v.mutation == MutationSignAnyHash {
 		return true
 	}
 	if !holds(log, idx, h) {
@@ -80,7 +80,7 @@ func (v voter) mayFinalize(log chain, lp *wire.Proof) bool {
 	if lp == nil || lp.Kind != wire.KindLock {
 		return false
 	}
-	if (lp.View != v.view && v.mutation != MutationRule3) || !holds(log, lp.Index, lp.ChainingHash) {
+	if (lp.View != v.view && v.mutation != MutationFinalizeOldViewLock) || !holds(log, lp.Index, lp.ChainingHash) {
 		return false
 	}
 	rec := v.signedFinalize

@@ -56,9 +56,13 @@ type Options struct {
 	LivenessTicks int
 	// RealBLS signs with herumi BLS instead of the keyed-hash keyring.
 	RealBLS bool
-	// Byzantine lists behaviours for nodes 0, 1, …; nil picks at random
-	// (at most f), an empty non-nil slice means none.
+	// Byzantine lists behaviours of the Byzantine nodes; nil picks at
+	// random (at most f), an empty non-nil slice means none.
 	Byzantine []string
+	// ByzantineNodes are the indexes Byzantine[k] runs on; nil picks
+	// distinct indexes at random from the seed (Run) or the first ones
+	// (NewCluster, whose scripts name their nodes).
+	ByzantineNodes []int
 	// Mutation is applied to every honest node (the mutation canary).
 	Mutation core.Mutation
 	// Quiet disables faults except Byzantine nodes (scenario tests set
@@ -142,6 +146,9 @@ func Run(o Options) *Result {
 			o.Byzantine = append(o.Byzantine, allByz[rng.IntN(len(allByz))])
 		}
 	}
+	if o.ByzantineNodes == nil {
+		o.ByzantineNodes = rng.Perm(o.Nodes)[:len(o.Byzantine)]
+	}
 	var trace *slog.Logger
 	if o.Trace != nil {
 		trace = slog.New(slog.NewTextHandler(o.Trace, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -197,7 +204,20 @@ type Cluster struct{ w *world }
 // NewCluster builds a quiet cluster (no random faults, delays of 1–2
 // ticks) with the given Byzantine behaviours for nodes 0, 1, ….
 func NewCluster(seed uint64, nodes int, byzantine ...string) *Cluster {
-	o := Options{Seed: seed, Nodes: nodes, Quiet: true, Byzantine: append([]string{}, byzantine...)}
+	var at []int
+	for i := range byzantine {
+		at = append(at, i)
+	}
+	return NewClusterAt(seed, nodes, byzantine, at)
+}
+
+// NewClusterAt is NewCluster with Byzantine behaviour byzantine[k] on node
+// at[k].
+func NewClusterAt(seed uint64, nodes int, byzantine []string, at []int) *Cluster {
+	if len(at) != len(byzantine) {
+		panic("sim: NewClusterAt: one node index per behaviour")
+	}
+	o := Options{Seed: seed, Nodes: nodes, Quiet: true, Byzantine: append([]string{}, byzantine...), ByzantineNodes: append([]int{}, at...)}
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	lg := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError + 1}))
 	return &Cluster{w: newWorld(o, rng, lg)}

@@ -122,7 +122,7 @@ func newWorld(o Options, rng *rand.Rand, lg *slog.Logger) *world {
 		w.delayMax = 2
 	}
 	w.subP = 0.1 + rng.Float64()*0.4
-	lg.Info("sim: world", "seed", o.Seed, "nodes", o.Nodes, "byzantine", o.Byzantine, "drop", w.dropP, "dup", w.dupP,
+	lg.Info("sim: world", "seed", o.Seed, "nodes", o.Nodes, "byzantine", o.Byzantine, "at", o.ByzantineNodes, "drop", w.dropP, "dup", w.dupP,
 		"delay_max", w.delayMax, "crash", w.crashP, "partition", w.partP, "submit", w.subP)
 	cryptos := w.makeCrypto()
 	w.chk = newChecker(w.n, cryptos[0])
@@ -136,7 +136,14 @@ func newWorld(o Options, rng *rand.Rand, lg *slog.Logger) *world {
 		w.nodes = append(w.nodes, sn)
 	}
 	w.byz = make([]byzantine, w.n)
-	for i, name := range o.Byzantine {
+	if len(o.ByzantineNodes) != len(o.Byzantine) {
+		panic("sim: one Byzantine node index per behaviour")
+	}
+	for k, name := range o.Byzantine {
+		i := o.ByzantineNodes[k]
+		if w.byz[i] != nil {
+			panic(fmt.Sprintf("sim: node %d given two Byzantine behaviours", i))
+		}
 		w.byz[i] = newByzantine(name, i, w)
 		w.chk.byzantine[i] = true
 	}
@@ -340,7 +347,7 @@ func (w *world) deliver(p *packet) {
 	}
 	if err := sn.core.Step(p.from, m); err != nil {
 		w.log.Debug("sim: step error", "node", p.to, "from", p.from, "type", m.Type().String(), "err", err)
-		if w.byz[p.from] == nil && w.byz[p.to] == nil && !w.o.Quiet && false {
+		if w.byz[p.from] == nil && w.byz[p.to] == nil {
 			w.chk.violate("honest node %d rejected a message from honest node %d: %v", p.to, p.from, err)
 		}
 	}
