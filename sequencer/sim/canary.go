@@ -21,7 +21,21 @@ func CanaryOptions(m core.Mutation, seed uint64) Options {
 		// A leader that shows two sequences, asks one node about both
 		// and aggregates whatever it gets (Q-1 signers too).
 		o.Nodes, o.Byzantine, o.Ticks = 4, []string{ByzEquivocate}, 600
+	case core.MutationRule1:
+		o = coalitionOptions(o, ByzRewinder)
+	case core.MutationFinalizeOldViewLock:
+		o = coalitionOptions(o, ByzReplayer)
+	case core.MutationRule2:
+		o = coalitionOptions(o, ByzLockIgnorer)
 	}
+	return o
+}
+
+// coalitionOptions runs plan's two nodes in a quiet cluster of seven
+// whose honest leaders are crashed in turn until the coalition leads.
+func coalitionOptions(o Options, plan string) Options {
+	o.Nodes, o.Byzantine, o.Ticks = 7, []string{plan, plan}, 2000
+	o.Quiet, o.RotateLeaders, o.OneApp = true, true, true
 	return o
 }
 

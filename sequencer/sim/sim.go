@@ -63,6 +63,13 @@ type Options struct {
 	// distinct indexes at random from the seed (Run) or the first ones
 	// (NewCluster, whose scripts name their nodes).
 	ByzantineNodes []int
+	// RotateLeaders crashes (for 40 ticks) every honest leader that has
+	// led for 120 ticks, so views move through every node even in a quiet
+	// run (the coalition strategies need to lead).
+	RotateLeaders bool
+	// OneApp submits every batch to one app (the coalition scripts
+	// drive one app's log).
+	OneApp bool
 	// Mutation is applied to every honest node (the mutation canary).
 	Mutation core.Mutation
 	// Quiet disables faults except Byzantine nodes (scenario tests set
@@ -148,6 +155,10 @@ func Run(o Options) *Result {
 	}
 	if o.ByzantineNodes == nil {
 		o.ByzantineNodes = rng.Perm(o.Nodes)[:len(o.Byzantine)]
+		if len(o.Byzantine) == 2 && isCoalitionPlan(o.Byzantine[0]) {
+			// A coalition needs consecutive leaders.
+			o.ByzantineNodes[1] = (o.ByzantineNodes[0] + 1) % o.Nodes
+		}
 	}
 	var trace *slog.Logger
 	if o.Trace != nil {
