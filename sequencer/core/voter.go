@@ -115,6 +115,19 @@ func (v voter) mayGiveUpLock(just *wire.Proof) bool {
 	return v.lock == nil || just.View > v.lock.View
 }
 
+// mayFollowLock reports whether a lock certificate a new leader shows
+// (NewView) is one the node moves its log to: only one higher than its own
+// lock. MutationSyncDropsLock drops the comparison here too, so that a
+// lower-view certificate can start the sync whose rule-2 check
+// (mayGiveUpLock) it also drops: with only that check gone no honest path
+// ever offers a sync a lower-view certificate.
+func (v voter) mayFollowLock(cert *wire.Proof) bool {
+	if v.mutation == MutationSyncDropsLock && v.lock != nil && cert.View < v.lock.View {
+		return true
+	}
+	return lockHigher(cert, v.lock)
+}
+
 // lockHigher orders lock certificates by (view, index); nil is lowest.
 func lockHigher(a, b *wire.Proof) bool {
 	if a == nil {

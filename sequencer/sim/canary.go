@@ -27,6 +27,8 @@ func CanaryOptions(m core.Mutation, seed uint64) Options {
 		o = coalitionOptions(o, ByzReplayer)
 	case core.MutationRule2:
 		o = coalitionOptions(o, ByzLockIgnorer)
+	case core.MutationSyncDropsLock:
+		o = coalitionOptions(o, ByzSyncReplayer)
 	}
 	return o
 }

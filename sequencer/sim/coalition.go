@@ -35,10 +35,17 @@ const (
 	// finalizes a chain B over the index view u finalized: rule 2
 	// refuses the first Lock, else two finalize proofs at one index.
 	ByzLockIgnorer = "lock-ignorer"
+	// ByzSyncReplayer: as the rewinder up to B's lock proof, which it
+	// then has three honest nodes finalize (their lock is B's now). It
+	// offers them LP_A, of the older view, as the view's starting point
+	// to sync to, then lets the view change: a node does not move its log
+	// to a lower lock nor give its lock up in a sync for one, else the
+	// next leader sees only A's lock and finalizes A over B.
+	ByzSyncReplayer = "sync-replayer"
 )
 
 // coalitionPlans are the strategies that need two consecutive nodes.
-var coalitionPlans = []string{ByzRewinder, ByzReplayer, ByzLockIgnorer}
+var coalitionPlans = []string{ByzRewinder, ByzReplayer, ByzLockIgnorer, ByzSyncReplayer}
 
 func isCoalitionPlan(name string) bool {
 	for _, p := range coalitionPlans {
@@ -215,7 +222,7 @@ type puppet struct {
 	why     string
 
 	states map[int]*wire.AppState
-	part   []int // the honest nodes the script drives
+	part   []int       // the honest nodes the script drives
 	fin    *wire.Proof // the finalize proof every honest node holds
 	final  uint64
 	finTs  uint64
@@ -402,7 +409,7 @@ func (p *puppet) begin() []core.Envelope {
 		out = append(out, core.Envelope{To: i, Msg: &wire.NewView{App: p.app, View: p.view, Finalized: cloneProof(p.fin)}})
 	}
 	switch p.c.plan {
-	case ByzRewinder, ByzReplayer:
+	case ByzRewinder, ByzReplayer, ByzSyncReplayer:
 		k := p.c.oldLock.Index
 		if e, ok := p.chainA.at(k); k <= p.final || !ok || e.ChainingHash != p.c.oldLock.ChainingHash {
 			return p.abort("old lock at %d is not above the finalized %d on the prep node's log", k, p.final)
@@ -555,6 +562,9 @@ func (p *puppet) progress() []core.Envelope {
 			return nil
 		}
 		switch p.c.plan {
+		case ByzSyncReplayer:
+			// They gave up B's lock for A's: let the view change.
+			p.stage = stDone
 		case ByzReplayer:
 			p.stage = stAskAgain
 			for _, i := range p.movers {
@@ -660,6 +670,20 @@ func (p *puppet) show(pr *wire.Proof) core.Envelope {
 func (p *puppet) proved(pr *wire.Proof) []core.Envelope {
 	out := []core.Envelope{p.show(pr)}
 	switch {
+	case p.stage == stLockB && pr.Kind == wire.KindLock && p.c.plan == ByzSyncReplayer && pr.Index == p.target:
+		// B is locked: three honest nodes finalize it, and lock it.
+		p.lockB = pr
+		p.movers = p.part[:p.c.w.quorum()-2]
+		p.stage = stFinalB
+		for _, i := range p.movers {
+			out = append(out, core.Envelope{To: i, Msg: &wire.Round{App: p.app, View: p.view, Finalize: cloneProof(pr)}})
+		}
+	case p.stage == stFinalB && pr.Kind == wire.KindFinalize && p.c.plan == ByzSyncReplayer:
+		// B is final (the proof stays with the coalition). Offer the
+		// movers A through the lower-view lock proof.
+		p.stage = stRewind
+		clear(p.moved)
+		out = append(out, p.mismatch(p.movers)...)
 	case p.stage == stLockB && pr.Kind == wire.KindLock && p.c.plan != ByzLockIgnorer && pr.Index == p.target:
 		// B is locked (nobody is shown it). Rewind a quorum's worth of
 		// honest nodes to A through the old lock proof.
