@@ -149,7 +149,12 @@ func Run(o Options) *Result {
 		f := (o.Nodes - 1) / 3
 		k := rng.IntN(f + 2) // 0..f+1, clamped: more runs with a Byzantine node than without
 		k = min(k, f)
-		for i := 0; i < k; i++ {
+		if k == 2 && rng.IntN(3) == 0 {
+			// Two colluding nodes running one coalition script.
+			plan := coalitionPlans[rng.IntN(len(coalitionPlans))]
+			o.Byzantine = []string{plan, plan}
+		}
+		for i := len(o.Byzantine); i < k; i++ {
 			o.Byzantine = append(o.Byzantine, allByz[rng.IntN(len(allByz))])
 		}
 	}
