@@ -511,19 +511,6 @@ func entryOn(i uint64, segs ...*chainSeg) (core.Entry, bool) {
 	return core.Entry{}, false
 }
 
-// hashOn is seg's chaining hash at i, or the fallback chain's.
-func hashOn(i uint64, segs ...*chainSeg) (wire.Hash, bool) {
-	for _, s := range segs {
-		if s == nil {
-			continue
-		}
-		if e, ok := s.at(i); ok {
-			return e.ChainingHash, true
-		}
-	}
-	return wire.Hash{}, false
-}
-
 // onTips counts the honest nodes (among who) whose last post is tip.
 func (p *puppet) onTips(who []int, idx uint64, h wire.Hash) int {
 	n := 0
@@ -542,7 +529,8 @@ func (p *puppet) progress() []core.Envelope {
 	var out []core.Envelope
 	switch p.stage {
 	case stGrowB:
-		hb, _ := hashOn(p.target, p.chainB)
+		eb, _ := p.chainB.at(p.target)
+		hb := eb.ChainingHash
 		if p.onTips(p.part, p.target, hb) < len(p.part) {
 			return nil
 		}
@@ -579,7 +567,8 @@ func (p *puppet) progress() []core.Envelope {
 			}
 		}
 	case stGrowX:
-		hx, _ := hashOn(p.target, p.chainX)
+		ex, _ := p.chainX.at(p.target)
+		hx := ex.ChainingHash
 		if p.onTips(p.movers, p.target, hx) < len(p.movers) {
 			return nil
 		}
@@ -623,7 +612,7 @@ func (p *puppet) collect(from int, kind wire.ProofKind, s *wire.SignedTarget) *w
 	w := p.c.w
 	pr := &wire.Proof{Kind: kind, View: p.view, Index: s.Index, ChainingHash: s.ChainingHash}
 	d := core.ProofDigest(p.c.domain, p.app, pr)
-	if !w.nodes[from].crypto.Verify(from, d, s.Signature) && !p.verifyAs(from, d, s.Signature) {
+	if !w.nodes[p.c.lead].crypto.Verify(from, d, s.Signature) {
 		return nil
 	}
 	if p.votes[d] == nil {
@@ -648,11 +637,6 @@ func (p *puppet) collect(from int, kind wire.ProofKind, s *wire.SignedTarget) *w
 	}
 	pr.Signature = agg
 	return pr
-}
-
-// verifyAs checks a signature with the lead node's verifier.
-func (p *puppet) verifyAs(node int, d [32]byte, sig wire.Signature) bool {
-	return p.c.w.nodes[p.c.lead].crypto.Verify(node, d, sig)
 }
 
 // show sends a proof to the prep node (the checker sees every message).
