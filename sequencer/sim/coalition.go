@@ -153,7 +153,7 @@ func (c *coalition) prepOutgoing(env core.Envelope) []core.Envelope {
 // keepLock records the highest lock proof the prep node formed as leader.
 func (c *coalition) keepLock(app string, lp *wire.Proof) {
 	if c.oldLock == nil || lp.View > c.oldLock.View || (lp.View == c.oldLock.View && lp.Index > c.oldLock.Index) {
-		c.oldLock, c.app, c.prepView = cloneProof(lp), app, lp.View
+		c.oldLock, c.app, c.prepView = (*wire.Proof).Clone(lp), app, lp.View
 	}
 }
 
@@ -191,15 +191,6 @@ func (c *coalition) startScript(v uint64) bool {
 	}
 	c.pup = newPuppet(c, v)
 	return true
-}
-
-func cloneProof(p *wire.Proof) *wire.Proof {
-	if p == nil {
-		return nil
-	}
-	out := *p
-	out.Signers = append(wire.Bitmap(nil), p.Signers...)
-	return &out
 }
 
 // chainSeg is a run of entries after a point both chains share.
@@ -351,7 +342,7 @@ func (p *puppet) onViewState(from int, vs *wire.ViewState) []core.Envelope {
 		case p.c.plan == ByzLockIgnorer:
 			lock = p.lockLow
 		}
-		return []core.Envelope{{To: from, Msg: &wire.NewView{App: p.app, View: p.view, Lock: cloneProof(lock), Finalized: cloneProof(p.fin)}}}
+		return []core.Envelope{{To: from, Msg: &wire.NewView{App: p.app, View: p.view, Lock: (*wire.Proof).Clone(lock), Finalized: (*wire.Proof).Clone(p.fin)}}}
 	}
 	return nil
 }
@@ -406,7 +397,7 @@ func (p *puppet) begin() []core.Envelope {
 	}
 	var out []core.Envelope
 	for _, i := range p.honest() {
-		out = append(out, core.Envelope{To: i, Msg: &wire.NewView{App: p.app, View: p.view, Finalized: cloneProof(p.fin)}})
+		out = append(out, core.Envelope{To: i, Msg: &wire.NewView{App: p.app, View: p.view, Finalized: (*wire.Proof).Clone(p.fin)}})
 	}
 	switch p.c.plan {
 	case ByzRewinder, ByzReplayer, ByzSyncReplayer:
@@ -522,6 +513,21 @@ func (p *puppet) onTips(who []int, idx uint64, h wire.Hash) int {
 	return n
 }
 
+// lockOnceGrown asks who for Lock at the target on seg once all of them
+// posted it as their tip, and moves the script to stage next.
+func (p *puppet) lockOnceGrown(who []int, seg *chainSeg, next int) []core.Envelope {
+	e, _ := seg.at(p.target)
+	if p.onTips(who, p.target, e.ChainingHash) < len(who) {
+		return nil
+	}
+	p.stage = next
+	var out []core.Envelope
+	for _, i := range who {
+		out = append(out, core.Envelope{To: i, Msg: &wire.Round{App: p.app, View: p.view, Lock: &wire.LockTarget{Index: p.target, ChainingHash: e.ChainingHash}}})
+	}
+	return out
+}
+
 // progress moves the script on when the posts show the nodes got there.
 func (p *puppet) progress() []core.Envelope {
 	q := p.c.w.quorum()
@@ -529,15 +535,7 @@ func (p *puppet) progress() []core.Envelope {
 	var out []core.Envelope
 	switch p.stage {
 	case stGrowB:
-		eb, _ := p.chainB.at(p.target)
-		hb := eb.ChainingHash
-		if p.onTips(p.part, p.target, hb) < len(p.part) {
-			return nil
-		}
-		p.stage = stLockB
-		for _, i := range p.part {
-			out = append(out, core.Envelope{To: i, Msg: &wire.Round{App: p.app, View: p.view, Lock: &wire.LockTarget{Index: p.target, ChainingHash: hb}}})
-		}
+		return p.lockOnceGrown(p.part, p.chainB, stLockB)
 	case stRewind:
 		var want uint64
 		var h wire.Hash
@@ -556,7 +554,7 @@ func (p *puppet) progress() []core.Envelope {
 		case ByzReplayer:
 			p.stage = stAskAgain
 			for _, i := range p.movers {
-				out = append(out, core.Envelope{To: i, Msg: &wire.Round{App: p.app, View: p.view, Finalize: cloneProof(p.c.oldLock)}})
+				out = append(out, core.Envelope{To: i, Msg: &wire.Round{App: p.app, View: p.view, Finalize: (*wire.Proof).Clone(p.c.oldLock)}})
 			}
 		default:
 			p.stage = stGrowX
@@ -567,22 +565,14 @@ func (p *puppet) progress() []core.Envelope {
 			}
 		}
 	case stGrowX:
-		ex, _ := p.chainX.at(p.target)
-		hx := ex.ChainingHash
-		if p.onTips(p.movers, p.target, hx) < len(p.movers) {
-			return nil
-		}
-		p.stage = stAskAgain
-		for _, i := range p.movers {
-			out = append(out, core.Envelope{To: i, Msg: &wire.Round{App: p.app, View: p.view, Lock: &wire.LockTarget{Index: p.target, ChainingHash: hx}}})
-		}
+		return p.lockOnceGrown(p.movers, p.chainX, stAskAgain)
 	case stBack:
 		if p.onTips(p.part, p.lockB.Index, p.lockB.ChainingHash) < need {
 			return nil
 		}
 		p.stage = stFinalB
 		for _, i := range p.part {
-			out = append(out, core.Envelope{To: i, Msg: &wire.Round{App: p.app, View: p.view, Finalize: cloneProof(p.lockB)}})
+			out = append(out, core.Envelope{To: i, Msg: &wire.Round{App: p.app, View: p.view, Finalize: (*wire.Proof).Clone(p.lockB)}})
 		}
 	}
 	return out
@@ -660,7 +650,7 @@ func (p *puppet) proved(pr *wire.Proof) []core.Envelope {
 		p.movers = p.part[:p.c.w.quorum()-2]
 		p.stage = stFinalB
 		for _, i := range p.movers {
-			out = append(out, core.Envelope{To: i, Msg: &wire.Round{App: p.app, View: p.view, Finalize: cloneProof(pr)}})
+			out = append(out, core.Envelope{To: i, Msg: &wire.Round{App: p.app, View: p.view, Finalize: (*wire.Proof).Clone(pr)}})
 		}
 	case p.stage == stFinalB && pr.Kind == wire.KindFinalize && p.c.plan == ByzSyncReplayer:
 		// B is final (the proof stays with the coalition). Offer the
@@ -688,7 +678,7 @@ func (p *puppet) proved(pr *wire.Proof) []core.Envelope {
 			p.lockB = pr
 			p.stage = stFinalB
 			for _, i := range p.movers {
-				out = append(out, core.Envelope{To: i, Msg: &wire.Round{App: p.app, View: p.view, Finalize: cloneProof(pr)}})
+				out = append(out, core.Envelope{To: i, Msg: &wire.Round{App: p.app, View: p.view, Finalize: (*wire.Proof).Clone(pr)}})
 			}
 			return out
 		}
