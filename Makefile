@@ -7,8 +7,11 @@ TUTORIALS := step1-centralized step2-signatures step3-replicated step4-verifiabl
 # Packages with goroutines: these also run under the race detector.
 RACE_PKGS := ./sequencer/... ./replica/... ./aggregator/... ./client/... ./internal/localnet/... ./tutorial/...
 SEEDS     ?= 5000
+# Seeds each mutation canary may take (make canaries stops at the first
+# that catches it; every canary is caught at seed 1 today).
+CANARY_SEEDS ?= 50
 
-.PHONY: all build test test-short test-wan race lint fmt vet demo localnet bench sim fuzz clean help bridge-check bridge-build
+.PHONY: all build test test-short test-wan race lint fmt vet demo localnet bench sim canaries fuzz clean help bridge-check bridge-build
 
 all: build
 
@@ -20,6 +23,7 @@ help:
 	@echo "make test-wan   the multi-host test: one network namespace per process, 25 ms links (root; skips otherwise)"
 	@echo "make bench      go benchmarks + 'seqbook bench' targets"
 	@echo "make sim        the consensus simulator over SEEDS=$(SEEDS) seeds"
+	@echo "make canaries   every mutation of 'seqbook sim --list-mutations' must be caught"
 	@echo "make localnet   run a local network in ./localnet until Ctrl-C"
 	@echo "make lint       gofmt check + go vet + go.mod tidy check"
 	@echo "make bridge-build  recompile bridge/contracts with the pinned solc (needs npm ci in bridge/)"
@@ -55,7 +59,24 @@ bridge-build:
 test: lint bridge-check build
 	$(GO) test -count=1 -timeout 20m ./...
 	$(GO) test -count=1 -race -short -timeout 20m $(RACE_PKGS)
+	$(MAKE) canaries
 	$(MAKE) test-wan
+
+# Every mutation the binary lists must be caught breaking safety (a name
+# the simulator cannot run is reported NOT caught and fails the target).
+canaries: build
+	@names=$$($(BIN)/seqbook sim --list-mutations) || exit 1; \
+	test -n "$$names" || { echo "canaries: no mutation listed"; exit 1; }; \
+	failed=""; \
+	for m in $$names; do \
+		out=$$($(BIN)/seqbook sim --mutation $$m --seeds $(CANARY_SEEDS) --until-caught --workers 2 --real-bls-every 0 2>/dev/null); \
+		code=$$?; \
+		echo "$$m: $$(echo "$$out" | tail -n 2 | head -n 1)"; \
+		last=$$(echo "$$out" | tail -n 1); \
+		if [ $$code -ne 0 ] || [ "$$last" != "caught" ]; then echo "$$m: $$last"; failed="$$failed $$m"; fi; \
+	done; \
+	if [ -n "$$failed" ]; then echo "canaries NOT caught:$$failed"; exit 1; fi; \
+	echo "canaries: all caught"
 
 # The multi-host test (docs/operations.md, "Measured across namespaces"):
 # needs root and network namespaces, and skips with the reason otherwise.

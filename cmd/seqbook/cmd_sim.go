@@ -30,6 +30,8 @@ func runSim(args []string) int {
 	blsEvery := fs.Int("real-bls-every", 50, "use real BLS signatures for every n-th seed (0: never); slower")
 	mutation := fs.String("mutation", "none", "deliberately broken variant to run (see --list-mutations): the simulator must catch it")
 	listMutations := fs.Bool("list-mutations", false, "print the names of the mutations, one per line, and exit")
+	control := fs.Bool("control", false, "with --mutation: run the mutation's Byzantine strategies against the real protocol instead (must find nothing)")
+	untilCaught := fs.Bool("until-caught", false, "with --mutation: stop at the first seed that catches it")
 	workers := fs.Int("workers", 1, "seeds run in parallel (each seed stays deterministic)")
 	verbose := fs.Bool("v", false, "print every seed's summary, not only failures and progress")
 	setUsage(fs, "Usage: seqbook sim [flags]",
@@ -40,8 +42,11 @@ func runSim(args []string) int {
 		"replays it; the exit status is 1 if any seed failed.",
 		"",
 		"With --mutation NAME every honest node runs a deliberately broken rule (a",
-		"mutation canary); the last line says `caught` (exit 0) when some seed found a",
-		"safety violation, `NOT caught` (exit 1) otherwise. --list-mutations names them.",
+		"mutation canary) against the Byzantine strategies that can expose it; the last",
+		"line says `caught` (exit 0) when some seed found a safety violation, `NOT",
+		"caught` (exit 1) otherwise. --list-mutations names them; --control runs the",
+		"same strategies against the real protocol, which must find nothing; make",
+		"canaries runs every mutation.",
 	)
 	if code, done := parseOrExit(fs, args); done {
 		return code
@@ -63,17 +68,28 @@ func runSim(args []string) int {
 	}
 	var mut core.Mutation
 	if *mutation != "none" {
-		var names []string
-		for _, m := range core.Mutations {
-			names = append(names, m.Name)
-			if m.Name == *mutation {
-				mut = m.Mutation
+		m, ok := core.MutationNamed(*mutation)
+		if !ok {
+			var names []string
+			for _, m := range core.Mutations {
+				names = append(names, m.Name)
 			}
-		}
-		if mut == core.MutationNone {
 			return fail("sim", fmt.Errorf("--mutation %q: want none or one of %s", *mutation, strings.Join(names, ", ")))
 		}
+		mut = m
 	}
+	if (*control || *untilCaught) && mut == core.MutationNone {
+		return fail("sim", errors.New("--control and --until-caught need --mutation NAME"))
+	}
+	// canary is the mutation the seeds run with their Byzantine
+	// strategies; run is what honest nodes actually run (none under
+	// --control).
+	canary, run := mut, mut
+	if *control {
+		run = core.MutationNone
+	}
+	stop := make(chan struct{})
+	var stopOnce sync.Once
 
 	began := time.Now()
 	jobs := make(chan uint64)
@@ -84,7 +100,17 @@ func runSim(args []string) int {
 		go func() {
 			defer wg.Done()
 			for s := range jobs {
-				o := sim.Options{Seed: s, Nodes: *nodes, Ticks: *ticks, Mutation: mut}
+				o := sim.Options{Seed: s}
+				if canary != core.MutationNone {
+					o = sim.CanaryOptions(canary, s)
+					o.Mutation = run
+				}
+				if *nodes != 0 {
+					o.Nodes = *nodes
+				}
+				if *ticks != 0 {
+					o.Ticks = *ticks
+				}
 				o.RealBLS = *blsEvery > 0 && s%uint64(*blsEvery) == 0
 				if o.RealBLS {
 					o.Ticks = min(o.Ticks, 400)
@@ -97,8 +123,13 @@ func runSim(args []string) int {
 		}()
 	}
 	go func() {
+	feed:
 		for s := *start; s < *start+uint64(*seeds); s++ {
-			jobs <- s
+			select {
+			case jobs <- s:
+			case <-stop:
+				break feed
+			}
 		}
 		close(jobs)
 		wg.Wait()
@@ -110,6 +141,7 @@ func runSim(args []string) int {
 		msgs, crashes, parts, accepted int
 		maxView                        uint64
 		healMax, unsafe                int
+		firstCaught                    uint64
 		finals                         uint64
 		failures                       []string
 		progressEvery                  = max(*seeds/20, 1)
@@ -125,10 +157,13 @@ func runSim(args []string) int {
 		for _, f := range r.Finalized {
 			finals += f
 		}
-		for _, v := range r.Violations {
-			if strings.HasPrefix(v, "SAFETY") {
-				unsafe++
-				break
+		if _, caught := sim.CaughtSafety(r); caught {
+			unsafe++
+			if firstCaught == 0 || r.Seed < firstCaught {
+				firstCaught = r.Seed
+			}
+			if *untilCaught && run != core.MutationNone {
+				stopOnce.Do(func() { close(stop) })
 			}
 		}
 		if r.Failed() {
@@ -143,24 +178,27 @@ func runSim(args []string) int {
 			fmt.Fprintf(os.Stderr, "sim: %d/%d seeds, %d failed, %v\n", done, *seeds, failed, time.Since(began).Round(time.Second))
 		}
 	}
-	for s := *start; s < *start+uint64(*seeds); s++ {
+	for s := *start; s < *start+uint64(done); s++ {
 		if *blsEvery > 0 && s%uint64(*blsEvery) == 0 {
 			bls++
 		}
 	}
-	fmt.Printf("\nseeds %d..%d: %d run (%d with real BLS), %d failed, %v\n", *start, *start+uint64(*seeds)-1, done, bls, failed, time.Since(began).Round(time.Millisecond))
+	fmt.Printf("\nseeds %d..%d: %d run (%d with real BLS), %d failed, %v\n", *start, *start+uint64(done)-1, done, bls, failed, time.Since(began).Round(time.Millisecond))
 	fmt.Printf("messages %d, crashes %d, partitions %d, batches accepted %d, batches finalized %d, highest view %d\n",
 		msgs, crashes, parts, accepted, finals, maxView)
 	fmt.Printf("slowest recovery after healing: %d ticks (bound %d)\n", healMax, sim.DefaultLivenessTicks)
-	if mut != core.MutationNone {
+	if run != core.MutationNone {
 		if unsafe == 0 {
 			fmt.Printf("mutation %s: no seed found a safety violation in the broken protocol\n", *mutation)
 			fmt.Println("NOT caught")
 			return 1
 		}
-		fmt.Printf("mutation %s: safety violated in %d of %d seeds (expected: the variant is unsafe)\n", *mutation, unsafe, done)
+		fmt.Printf("mutation %s: safety violated in %d of %d seeds, first at seed %d (expected: the variant is unsafe)\n", *mutation, unsafe, done, firstCaught)
 		fmt.Println("caught")
 		return 0
+	}
+	if *control {
+		fmt.Printf("control for %s: the real protocol under the same strategies, %d seeds, %d failed\n", *mutation, done, failed)
 	}
 	if failed > 0 {
 		fmt.Println("FAILED:\n" + strings.Join(failures, "\n"))

@@ -162,7 +162,8 @@ type Config struct {
 // Config.Mutation).
 type Mutation uint8
 
-// Mutations.
+// Mutations. Each breaks one thing docs/protocol.md §5 or §7 relies on;
+// `seqbook sim --mutation NAME` must catch every one (make canaries).
 const (
 	// MutationNone is the protocol as specified.
 	MutationNone Mutation = iota
@@ -175,30 +176,65 @@ const (
 	// two different Locks (or Finalizes) for one (view, index) if asked.
 	MutationRule1
 	// MutationRule2 drops rule 2's check: a node signs Locks for chains
-	// that do not extend its lock certificate.
+	// that do not extend its lock certificate (below its index).
 	MutationRule2
-	// MutationRule3 drops rule 3's view check: a node signs Finalize for
-	// a lock proof of an older view.
+	// MutationRule3 breaks the half of rule 3 that Lemma 2 rests on: a
+	// node signs Finalize for a lock proof of its view without first
+	// adopting that proof as its lock certificate, so a finalize proof
+	// can exist while its signers still report a lower lock.
 	MutationRule3
-	// MutationSignAnyLock makes honest nodes sign every Lock asked,
-	// whatever their log holds.
-	MutationSignAnyLock
+	// MutationSignAnyHash makes honest nodes sign every Lock asked,
+	// whatever chaining hash it names and whatever their log holds.
+	MutationSignAnyHash
 	// MutationSyncDropsLock lets a sync replace the chain of the lock for
-	// a chain certified by a proof of the same or a lower view.
+	// a chain certified by a proof of the same or a lower view (the node
+	// then takes that proof as its lock).
 	MutationSyncDropsLock
+	// MutationFinalizeOldViewLock drops rule 3's view check: a node
+	// signs Finalize in its view for a lock proof of an older view.
+	MutationFinalizeOldViewLock
+	// MutationQuorumMinusOne makes a node form and accept quorum proofs
+	// (lock and finalize) of Q-1 signers.
+	MutationQuorumMinusOne
 )
 
-// Mutations lists every mutation with its name (seqbook sim --mutation).
+// Mutations lists every mutation with its name (seqbook sim --mutation,
+// printed by --list-mutations, run by make canaries).
 var Mutations = []struct {
 	Name     string
 	Mutation Mutation
 }{
-	{"forget-locks", MutationForgetLocks},
 	{"rule1", MutationRule1},
 	{"rule2", MutationRule2},
 	{"rule3", MutationRule3},
-	{"sign-any-lock", MutationSignAnyLock},
+	{"sign-any-hash", MutationSignAnyHash},
 	{"sync-drops-lock-for-lower-view", MutationSyncDropsLock},
+	{"finalize-old-view-lock", MutationFinalizeOldViewLock},
+	{"quorum-minus-one", MutationQuorumMinusOne},
+	{"forget-locks", MutationForgetLocks},
+}
+
+// MutationNamed returns the mutation called name (see Mutations).
+func MutationNamed(name string) (Mutation, bool) {
+	for _, m := range Mutations {
+		if m.Name == name {
+			return m.Mutation, true
+		}
+	}
+	return MutationNone, false
+}
+
+// String is the mutation's name in Mutations ("none" for MutationNone).
+func (m Mutation) String() string {
+	for _, x := range Mutations {
+		if x.Mutation == m {
+			return x.Name
+		}
+	}
+	if m == MutationNone {
+		return "none"
+	}
+	return fmt.Sprintf("mutation(%d)", uint8(m))
 }
 
 // DefaultConfig is the production configuration of node self in a cluster

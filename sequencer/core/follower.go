@@ -221,7 +221,9 @@ func (n *Node) stepRound(from int, r *wire.Round) error {
 			return nil
 		default:
 			// Rule 3: the lock proof becomes our lock before we sign.
-			n.raiseLock(a, lp)
+			if n.cfg.Mutation != MutationRule3 {
+				n.raiseLock(a, lp)
+			}
 			if n.castFinalize(a, lp) {
 				vote.Finalize = &wire.SignedTarget{Index: lp.Index, ChainingHash: lp.ChainingHash, Signature: n.finalizeSig(a, lp)}
 			}

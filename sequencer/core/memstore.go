@@ -204,14 +204,7 @@ func cmpU64(a, b uint64) int {
 	return 0
 }
 
-func cloneProof(p *wire.Proof) *wire.Proof {
-	if p == nil {
-		return nil
-	}
-	c := *p
-	c.Signers = slices.Clone(p.Signers)
-	return &c
-}
+func cloneProof(p *wire.Proof) *wire.Proof { return p.Clone() }
 
 func cloneHard(h HardState) HardState {
 	if h.Cert != nil {

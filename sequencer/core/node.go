@@ -105,6 +105,9 @@ func NewNode(cfg Config, crypto Crypto, store Store) (*Node, error) {
 		verified:     map[proofKey]bool{},
 		persist:      map[string]*AppPersist{},
 	}
+	if cfg.Mutation == MutationQuorumMinusOne && n.quorum > 1 {
+		n.quorum-- // canary: proofs of Q-1 signers are formed and accepted
+	}
 	snap, err := store.Load()
 	if err != nil {
 		return nil, fmt.Errorf("core: loading the store: %w", err)
@@ -440,7 +443,7 @@ func (n *Node) Status() Status {
 		}
 		st.Apps = append(st.Apps, AppStatus{
 			App: name, Initialized: init, Sequenced: a.tip(),
-			Locked: max(a.lockIdx(), a.finalIdx()), Finalized: a.finalIdx(),
+			Locked: a.lockIdx(), Finalized: a.finalIdx(),
 		})
 	}
 	return st

@@ -266,6 +266,7 @@ func (n *Node) replaceLog(a *app, base uint64, seg []Entry, just *wire.Proof) bo
 	if h, ok := n.hashAt(a, end); ok && h == seg[len(seg)-1].ChainingHash {
 		return true // already there
 	}
+	dropsLock := false
 	if l := a.hard.Lock; l != nil && l.Index > base {
 		keeps := l.Index <= end && seg[l.Index-base-1].ChainingHash == l.ChainingHash
 		if !keeps && !n.voterOf(a).mayGiveUpLock(just) {
@@ -273,6 +274,7 @@ func (n *Node) replaceLog(a *app, base uint64, seg []Entry, just *wire.Proof) bo
 				"lock_view", l.View, "lock_index", l.Index, "proof_view", just.View, "proof_index", just.Index)
 			return false
 		}
+		dropsLock = !keeps && !lockHigher(just, l)
 	}
 	if base < a.finalIdx() {
 		panic("core: replaceLog below the finalized index")
@@ -280,6 +282,14 @@ func (n *Node) replaceLog(a *app, base uint64, seg []Entry, just *wire.Proof) bo
 	n.truncate(a, base)
 	for _, e := range seg {
 		n.appendEntry(a, e)
+	}
+	if dropsLock {
+		// Only MutationSyncDropsLock gets here (the voter allowed giving
+		// up the lock for a certificate that is not higher): the canary
+		// takes that certificate as its lock, so the log still holds the
+		// lock's chain and the node goes on signing.
+		a.hard.Lock = cloneProof(just)
+		a.hardDirty = true
 	}
 	n.renumberSkipped(a)
 	return true

@@ -362,7 +362,7 @@ func (n *Node) reconcileFrom(a *app, sources []int) {
 			return
 		}
 	}
-	if lock := a.target.lock; lock != nil && lockHigher(lock, a.hard.Lock) {
+	if lock := a.target.lock; lock != nil && n.voterOf(a).mayFollowLock(lock) {
 		if h, ok := n.hashAt(a, lock.Index); ok && h == lock.ChainingHash {
 			n.raiseLock(a, lock)
 		} else if lock.Index > a.finalIdx() {

@@ -46,7 +46,7 @@ func holds(log chain, idx uint64, h wire.Hash) bool {
 //   - Rule 1: within a view its signed locks only move forward along one
 //     chain, so it never signs two different Locks for one (view, index).
 func (v voter) mayLock(log chain, idx uint64, h wire.Hash) bool {
-	if v.mutation == MutationSignAnyLock {
+	if v.mutation == MutationSignAnyHash {
 		return true
 	}
 	if !holds(log, idx, h) {
@@ -80,7 +80,7 @@ func (v voter) mayFinalize(log chain, lp *wire.Proof) bool {
 	if lp == nil || lp.Kind != wire.KindLock {
 		return false
 	}
-	if (lp.View != v.view && v.mutation != MutationRule3) || !holds(log, lp.Index, lp.ChainingHash) {
+	if (lp.View != v.view && v.mutation != MutationFinalizeOldViewLock) || !holds(log, lp.Index, lp.ChainingHash) {
 		return false
 	}
 	rec := v.signedFinalize
@@ -113,6 +113,19 @@ func (v voter) mayGiveUpLock(just *wire.Proof) bool {
 		return true
 	}
 	return v.lock == nil || just.View > v.lock.View
+}
+
+// mayFollowLock reports whether a lock certificate a new leader shows
+// (NewView) is one the node moves its log to: only one higher than its own
+// lock. MutationSyncDropsLock drops the comparison here too, so that a
+// lower-view certificate can start the sync whose rule-2 check
+// (mayGiveUpLock) it also drops: with only that check gone no honest path
+// ever offers a sync a lower-view certificate.
+func (v voter) mayFollowLock(cert *wire.Proof) bool {
+	if v.mutation == MutationSyncDropsLock && v.lock != nil && cert.View < v.lock.View {
+		return true
+	}
+	return lockHigher(cert, v.lock)
 }
 
 // lockHigher orders lock certificates by (view, index); nil is lowest.

@@ -162,7 +162,7 @@ func TestVoterProperties(t *testing.T) {
 // TestVoterPropertiesCatchMutations: each broken voter rule is caught by
 // the properties above (so the properties can fail).
 func TestVoterPropertiesCatchMutations(t *testing.T) {
-	for _, m := range []Mutation{MutationRule1, MutationRule2, MutationRule3, MutationSignAnyLock} {
+	for _, m := range []Mutation{MutationRule1, MutationRule2, MutationFinalizeOldViewLock, MutationSignAnyHash} {
 		caught := false
 		for seed := uint64(1); seed <= 3000 && !caught; seed++ {
 			caught = exerciseVoter(seed, m) != nil

@@ -157,11 +157,15 @@ type equivocator struct {
 	forks map[string]*fork
 	// votes[digest][node] collects every signature it receives.
 	votes map[[32]byte]map[int]wire.Signature
-	made  map[[32]byte]bool
+	// made[digest] is the signer count of the last proof it built there.
+	made map[[32]byte]int
 }
 
 type fork struct {
-	view  uint64
+	view uint64
+	// inB is the half shown the other sequence, drawn at random from the
+	// seed for every fork (never the equivocator itself).
+	inB   map[int]bool
 	at    uint64               // batches after this index are altered for B
 	hashA map[uint64]wire.Hash // chaining hashes of the true chain
 	hashB map[uint64]wire.Hash // and of B's chain
@@ -170,12 +174,27 @@ type fork struct {
 
 func (e *equivocator) name() string { return ByzEquivocate }
 
-func (e *equivocator) inB(node int) bool { return node != e.self && node%2 == 1 }
+// inB reports whether node is shown B's sequence in app's current fork.
+func (e *equivocator) inB(app string, view uint64, node int) bool {
+	return e.forkFor(app, view).inB[node]
+}
 
 func (e *equivocator) forkFor(app string, view uint64) *fork {
 	f := e.forks[app]
 	if f == nil || f.view != view {
-		f = &fork{view: view, hashA: map[uint64]wire.Hash{}, hashB: map[uint64]wire.Hash{}, tips: map[int]wire.Tip{}}
+		f = &fork{view: view, inB: map[int]bool{}, hashA: map[uint64]wire.Hash{}, hashB: map[uint64]wire.Hash{}, tips: map[int]wire.Tip{}}
+		// A random half of the others (at least one, never all), so
+		// every honest node sits on either side across seeds and views.
+		others := make([]int, 0, e.w.n-1)
+		for i := 0; i < e.w.n; i++ {
+			if i != e.self {
+				others = append(others, i)
+			}
+		}
+		e.w.rng.Shuffle(len(others), func(i, j int) { others[i], others[j] = others[j], others[i] })
+		for _, i := range others[:1+e.w.rng.IntN(len(others)-1)] {
+			f.inB[i] = true
+		}
 		e.forks[app] = f
 	}
 	return f
@@ -187,7 +206,7 @@ func (e *equivocator) incoming(from int, m wire.Message) []core.Envelope {
 		f := e.forkFor(m.App, m.View)
 		f.tips[from] = m.Tip
 		// Translate a B tip on B's chain back to the true chain.
-		if e.inB(from) && f.at > 0 && m.Tip.Index > f.at {
+		if f.inB[from] && f.at > 0 && m.Tip.Index > f.at {
 			if hb, ok := f.hashB[m.Tip.Index]; ok && hb == m.Tip.ChainingHash {
 				if ha, ok := f.hashA[m.Tip.Index]; ok {
 					m.Tip.ChainingHash = ha
@@ -228,26 +247,40 @@ func (e *equivocator) outgoing(env core.Envelope) []core.Envelope {
 				}
 				f.hashB[b.Index] = core.ChainHash(hb, core.BatchHash(alt.Timestamp, alt.Body))
 			}
-			if e.inB(env.To) && b.Index > f.at && f.at > 0 {
+			if f.inB[env.To] && b.Index > f.at && f.at > 0 {
 				b.Timestamp++
 			}
 			r.Batches = append(r.Batches, b)
 		}
 		env.Msg = &r
 	case *wire.Round:
-		if !e.inB(env.To) || m.Lock == nil {
+		if m.Lock == nil {
 			return []core.Envelope{env}
 		}
 		f := e.forkFor(m.App, m.View)
-		if hb, ok := f.hashB[m.Lock.Index]; ok && m.Lock.Index > f.at && f.at > 0 {
+		idx, ha := m.Lock.Index, m.Lock.ChainingHash
+		hb, forked := f.hashB[idx]
+		forked = forked && idx > f.at && f.at > 0
+		if !forked {
+			hb = ha
+			hb[0] ^= 0xff // no B chain there yet: a hash nobody holds
+		}
+		other := hb
+		if f.inB[env.To] && forked {
+			other = ha
 			r := *m
-			r.Lock = &wire.LockTarget{Index: m.Lock.Index, ChainingHash: hb}
+			r.Lock = &wire.LockTarget{Index: idx, ChainingHash: hb}
 			r.Finalize = nil // the true chain's lock proof would show B the fork
 			env.Msg = &r
-			// Sign B's version too, as a colluding leader would.
-			e.record(e.self, core.LockDigest(e.domain, m.App, m.View, m.Lock.Index, hb),
-				e.crypto.Sign(core.LockDigest(e.domain, m.App, m.View, m.Lock.Index, hb)))
 		}
+		// Sign B's version too, as a colluding leader would, and ask the
+		// same node about the other chain at the same index: an honest
+		// node refuses (rule 1, and it does not hold it), so no second
+		// lock proof of the view can form unless a rule is broken.
+		d := core.LockDigest(e.domain, m.App, m.View, idx, hb)
+		e.record(e.self, d, e.crypto.Sign(d))
+		second := &wire.Round{App: m.App, View: m.View, Lock: &wire.LockTarget{Index: idx, ChainingHash: other}}
+		return []core.Envelope{env, {To: env.To, Msg: second}}
 	}
 	return []core.Envelope{env}
 }
@@ -282,12 +315,16 @@ func (e *equivocator) collect(from int, v *wire.Vote) []core.Envelope {
 			e.record(e.self, d, e.crypto.Sign(d))
 		}
 		if e.made == nil {
-			e.made = map[[32]byte]bool{}
+			e.made = map[[32]byte]int{}
 		}
-		if len(e.votes[d]) < e.w.quorum() || e.made[d] {
+		// It builds a proof of Q-1 signers first, then one of Q: an
+		// honest node refuses the first (quorumSigners), so only a node
+		// that counts wrong accepts it.
+		cnt := len(e.votes[d])
+		if cnt < e.w.quorum()-1 || e.made[d] >= min(cnt, e.w.quorum()) {
 			return
 		}
-		e.made[d] = true
+		e.made[d] = cnt
 		var signers wire.Bitmap
 		var sigs []wire.Signature
 		for _, n := range sortedKeys(e.votes[d]) {
@@ -305,7 +342,7 @@ func (e *equivocator) collect(from int, v *wire.Vote) []core.Envelope {
 			}
 			r := &wire.Round{App: v.App, View: v.View}
 			if kind == wire.KindLock {
-				if !e.inB(i) {
+				if !e.inB(v.App, v.View, i) {
 					continue
 				}
 				r.Finalize = p

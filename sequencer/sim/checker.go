@@ -185,6 +185,12 @@ func (c *checker) observeReady(node int, rd *core.Ready) {
 		if c.byzantine[node] {
 			continue
 		}
+		if !c.valid(f.App, &f.Proof) {
+			// Finality without a quorum proof: quorum intersection, which
+			// every safety lemma rests on, does not hold for it.
+			c.violate("SAFETY: node %d finalized %s to %d on a proof that is not a quorum proof (%d signers, Q=%d)",
+				node, f.App, f.Proof.Index, f.Proof.Signers.Count(), c.q)
+		}
 		prev := c.nodeFinals[node][f.App]
 		if f.Entries[0].Index != prev+1 {
 			c.violate("node %d finalized %s from %d after %d: not contiguous", node, f.App, f.Entries[0].Index, prev)

@@ -2,9 +2,12 @@ package sim
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/seqbook/seqbook/sequencer/core"
+	"github.com/seqbook/seqbook/sequencer/wire"
 )
 
 // runUntilSettled runs until every accepted batch is final everywhere, or
@@ -107,14 +110,50 @@ func TestScenarioEquivocation(t *testing.T) {
 	runUntilSettled(t, c, 4000)
 }
 
-// TestScenarioDoubleSignerN7: with N=7 two double-signing nodes and an
-// equivocating leader (f=2) still cannot break safety.
-func TestScenarioDoubleSignerN7(t *testing.T) {
+// TestScenarioEquivocatorAndDoubleSignerN7: with N=7 an equivocating
+// leader and a double-signing node (f=2) cannot break safety.
+func TestScenarioEquivocatorAndDoubleSignerN7(t *testing.T) {
 	c := NewCluster(5, 7, ByzEquivocate, ByzDoubleSign)
 	for node := 2; node < 7; node++ {
 		submitN(t, c, node, 3, fmt.Sprintf("d%d", node))
 	}
 	runUntilSettled(t, c, 6000)
+}
+
+// TestScenarioTwoDoubleSignersN7: with N=7 two double-signing nodes
+// (f=2) at indexes drawn from the seed, one of them the first leader,
+// sign everything anyone asks; safety holds and every batch is finalized
+// once honest leaders take over.
+func TestScenarioTwoDoubleSignersN7(t *testing.T) {
+	for seed := uint64(1); seed <= 5; seed++ {
+		rng := rand.New(rand.NewPCG(seed, 11))
+		other := 1 + rng.IntN(6)
+		c := NewClusterAt(seed, 7, []string{ByzDoubleSign, ByzDoubleSign}, []int{0, other})
+		for node := 0; node < 7; node++ {
+			if node != 0 && node != other {
+				submitN(t, c, node, 3, fmt.Sprintf("s%d-%d", seed, node))
+			}
+		}
+		runUntilSettled(t, c, 6000)
+		if got := c.Finalized("orderbook"); got != 15 {
+			t.Fatalf("seed %d: finalized %d batches, want 15", seed, got)
+		}
+	}
+}
+
+// TestHonestRejectionIsAViolation: the check that an honest node never
+// refuses an honest node's message can fail (a Round from a node that
+// does not lead the view).
+func TestHonestRejectionIsAViolation(t *testing.T) {
+	c := NewCluster(9, 4)
+	submitN(t, c, 1, 2, "x")
+	runUntilSettled(t, c, 500)
+	w := c.w
+	w.send(2, 1, wire.Encode(&wire.Round{App: "orderbook", View: 0, Lock: &wire.LockTarget{Index: 1}}))
+	c.Run(5)
+	if vs := c.Violations(); len(vs) == 0 || !strings.Contains(vs[0], "honest node 1 rejected a message from honest node 2") {
+		t.Fatalf("violations %q", vs)
+	}
 }
 
 // TestScenarioBadVotes: a follower whose votes never verify is left out of

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"container/heap"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -97,6 +98,9 @@ type world struct {
 
 	accepted []accepted
 	subCount int
+	// RotateLeaders: the view seen last and since when.
+	rotView  uint64
+	rotSince int
 	// Calm runs: submissions only before busyTil; the next burst starts
 	// at idleTil.
 	busyTil, idleTil int
@@ -122,7 +126,7 @@ func newWorld(o Options, rng *rand.Rand, lg *slog.Logger) *world {
 		w.delayMax = 2
 	}
 	w.subP = 0.1 + rng.Float64()*0.4
-	lg.Info("sim: world", "seed", o.Seed, "nodes", o.Nodes, "byzantine", o.Byzantine, "drop", w.dropP, "dup", w.dupP,
+	lg.Info("sim: world", "seed", o.Seed, "nodes", o.Nodes, "byzantine", o.Byzantine, "at", o.ByzantineNodes, "drop", w.dropP, "dup", w.dupP,
 		"delay_max", w.delayMax, "crash", w.crashP, "partition", w.partP, "submit", w.subP)
 	cryptos := w.makeCrypto()
 	w.chk = newChecker(w.n, cryptos[0])
@@ -136,9 +140,35 @@ func newWorld(o Options, rng *rand.Rand, lg *slog.Logger) *world {
 		w.nodes = append(w.nodes, sn)
 	}
 	w.byz = make([]byzantine, w.n)
-	for i, name := range o.Byzantine {
-		w.byz[i] = newByzantine(name, i, w)
+	if len(o.ByzantineNodes) != len(o.Byzantine) {
+		panic("sim: one Byzantine node index per behaviour")
+	}
+	coalitions := map[string]*coalition{}
+	for k, name := range o.Byzantine {
+		i := o.ByzantineNodes[k]
+		if w.byz[i] != nil {
+			panic(fmt.Sprintf("sim: node %d given two Byzantine behaviours", i))
+		}
 		w.chk.byzantine[i] = true
+		if isCoalitionPlan(name) {
+			// Two entries of one plan: the first leads the view that
+			// prepares, the second the one that runs the script.
+			if c := coalitions[name]; c != nil {
+				c.lead = i
+				w.byz[i] = &coalitionNode{c: c, self: i}
+				continue
+			}
+			c := newCoalition(w, name, i, -1)
+			coalitions[name] = c
+			w.byz[i] = &coalitionNode{c: c, self: i}
+			continue
+		}
+		w.byz[i] = newByzantine(name, i, w)
+	}
+	for name, c := range coalitions {
+		if c.lead < 0 || c.lead != (c.prep+1)%w.n {
+			panic(fmt.Sprintf("sim: %s needs two consecutive nodes", name))
+		}
 	}
 	for i, sn := range w.nodes {
 		if w.byz[i] == nil {
@@ -296,6 +326,9 @@ func (w *world) step(faults bool) {
 	w.stats.Ticks++
 	if faults {
 		w.faults()
+		if w.o.RotateLeaders {
+			w.rotate()
+		}
 	}
 	for _, sn := range w.nodes {
 		if sn.core == nil && sn.downTil <= w.tick && (!faults || sn.downTil > 0) {
@@ -328,7 +361,15 @@ func (w *world) deliver(p *packet) {
 		return
 	}
 	m, err := wire.Decode(p.data)
+	if errors.Is(err, wire.ErrOtherViewLockProof) && sn.cfg.Mutation == core.MutationFinalizeOldViewLock && w.byz[p.to] == nil {
+		// The canary drops rule 3's view check everywhere it is made:
+		// at the edge as well as in the voter.
+		m, err = wire.DecodeUnvalidated(p.data)
+	}
 	if err != nil {
+		if w.byz[p.from] != nil {
+			return // the edge refused a Byzantine node's message: its job
+		}
 		w.chk.violate("node %d sent undecodable bytes: %v", p.from, err)
 		return
 	}
@@ -340,7 +381,7 @@ func (w *world) deliver(p *packet) {
 	}
 	if err := sn.core.Step(p.from, m); err != nil {
 		w.log.Debug("sim: step error", "node", p.to, "from", p.from, "type", m.Type().String(), "err", err)
-		if w.byz[p.from] == nil && w.byz[p.to] == nil && !w.o.Quiet && false {
+		if w.byz[p.from] == nil && w.byz[p.to] == nil {
 			w.chk.violate("honest node %d rejected a message from honest node %d: %v", p.to, p.from, err)
 		}
 	}
@@ -360,6 +401,24 @@ func (w *world) faults() {
 		if sn := w.nodes[i]; sn.core != nil {
 			w.crash(sn, 20+w.rng.IntN(400))
 		}
+	}
+}
+
+// rotate crashes an honest leader that has led for 120 ticks (see
+// Options.RotateLeaders).
+func (w *world) rotate() {
+	v := w.maxView()
+	if v != w.rotView {
+		w.rotView, w.rotSince = v, w.tick
+		return
+	}
+	l := int(v % uint64(w.n))
+	if w.byz[l] != nil || w.tick-w.rotSince < 120 {
+		return
+	}
+	if sn := w.nodes[l]; sn.core != nil {
+		w.crash(sn, 40)
+		w.rotSince = w.tick
 	}
 }
 
@@ -398,7 +457,10 @@ func (w *world) submit() {
 	if sn.core == nil {
 		return
 	}
-	app := apps[w.rng.IntN(len(apps))]
+	app := apps[0]
+	if !w.o.OneApp {
+		app = apps[w.rng.IntN(len(apps))]
+	}
 	w.subCount++
 	body := fmt.Sprintf(`{"seed":%d,"n":%d,"to":%d}`, w.o.Seed, w.subCount, i)
 	w.stats.Submitted++

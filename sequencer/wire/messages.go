@@ -294,6 +294,12 @@ func (m *PostReply) ValidateBasic() error {
 	return nil
 }
 
+// ErrOtherViewLockProof: a Round asks to finalize a lock proof of another
+// view. Rule 3 (docs/protocol.md §5) allows Finalize only for a lock proof
+// of the current view; the edge refuses the request here and the core's
+// voter checks it again.
+var ErrOtherViewLockProof = errors.New("finalize request for a lock proof of another view")
+
 // ValidateBasic implements Message.
 func (m *Round) ValidateBasic() error {
 	if err := ValidateApp(m.App); err != nil {
@@ -313,7 +319,7 @@ func (m *Round) ValidateBasic() error {
 			return errors.New("round: finalize request must carry a lock proof")
 		}
 		if m.Finalize.View != m.View {
-			return fmt.Errorf("round: lock proof of view %d in a view %d round", m.Finalize.View, m.View)
+			return fmt.Errorf("round: lock proof of view %d in a view %d round: %w", m.Finalize.View, m.View, ErrOtherViewLockProof)
 		}
 	}
 	if m.Finalized != nil {

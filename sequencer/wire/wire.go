@@ -170,6 +170,17 @@ type Proof struct {
 	Signature    Signature
 }
 
+// Clone returns a deep copy of p (nil for nil): a proof kept while the
+// message that carried it is reused must not share its signer bitmap.
+func (p *Proof) Clone() *Proof {
+	if p == nil {
+		return nil
+	}
+	c := *p
+	c.Signers = append(Bitmap(nil), p.Signers...)
+	return &c
+}
+
 // ValidateBasic checks the proof's shape (not its signature).
 func (p *Proof) ValidateBasic() error {
 	if p.Kind != KindLock && p.Kind != KindFinalize {
