@@ -186,6 +186,10 @@ const (
 	// MutationSyncDropsLock lets a sync replace the chain of the lock for
 	// a chain certified by a proof of the same or a lower view.
 	MutationSyncDropsLock
+	// MutationSendBeforeSave is the runtime's, not the core's: the node
+	// runtime's Ready handling (sequencer/node/runner) sends a Ready's
+	// messages before its Persist is saved, breaking persist-before-send.
+	MutationSendBeforeSave
 )
 
 // Mutations lists every mutation with its name (seqbook sim --mutation).
@@ -199,6 +203,7 @@ var Mutations = []struct {
 	{"rule3", MutationRule3},
 	{"sign-any-lock", MutationSignAnyLock},
 	{"sync-drops-lock-for-lower-view", MutationSyncDropsLock},
+	{"send-before-save", MutationSendBeforeSave},
 }
 
 // DefaultConfig is the production configuration of node self in a cluster

@@ -214,15 +214,10 @@ func (c *Cluster) Run(ticks int) {
 // Submit sends one batch to a node, as an HTTP PUT would.
 func (c *Cluster) Submit(node int, app, body string) error {
 	sn := c.w.nodes[node]
-	if sn.core == nil {
+	if sn.rn == nil {
 		return fmt.Errorf("node %d is down", node)
 	}
-	if err := sn.core.Submit(app, []byte(body)); err != nil {
-		return err
-	}
-	sn.submitted = append(sn.submitted, accepted{app: app, body: body, node: node})
-	c.w.drain(sn)
-	return nil
+	return c.w.put(sn, app, body)
 }
 
 // Crash stops a node until Restart; its store survives.
