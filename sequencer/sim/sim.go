@@ -92,6 +92,9 @@ type Stats struct {
 	Ticks, Messages, Dropped, Duplicated, Crashes, Partitions int
 	Submitted, Accepted, ProofsChecked                        int
 	HealTicks                                                 int // ticks from healing to settled
+	// Crashes right after a save returned (its messages never sent) and
+	// right after a Ready's messages left (before the next save).
+	CrashesAfterSave, CrashesAfterSend int
 }
 
 // Failed reports whether the run found a violation.

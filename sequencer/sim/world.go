@@ -262,12 +262,14 @@ func (w *world) save(sn *simNode, f *runner.Flight) {
 	}
 	w.chk.observeReady(sn.id, &f.Ready)
 	if w.crashAfterSaveP > 0 && w.rng.Float64() < w.crashAfterSaveP {
+		w.stats.CrashesAfterSave++
 		w.crash(sn, 1+w.rng.IntN(100))
 		return
 	}
 	sn.rn.Saved(nil)
 	w.chk.observeStatus(sn.id, sn.core.Status())
 	if w.crashAfterSendP > 0 && w.rng.Float64() < w.crashAfterSendP {
+		w.stats.CrashesAfterSend++
 		w.crash(sn, 1+w.rng.IntN(100))
 	}
 }
