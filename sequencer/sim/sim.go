@@ -5,7 +5,9 @@
 // them from their memory stores, skews their clocks, submits client
 // batches to random nodes, and makes up to f nodes Byzantine (equivocating
 // or withholding leaders, wrong chaining hashes, double signing). Every
-// message goes through the wire codec.
+// message goes through the wire codec. Each node's Ready handling is the
+// node runtime's own (sequencer/node/runner) behind simulated time, store
+// and network, checked for persist-before-send (runtime.go).
 //
 // A checker runs after every step: no two valid finalize proofs for
 // different chaining hashes at one (app, index) anywhere (messages, node
