@@ -139,6 +139,7 @@ func runSim(args []string) int {
 	var (
 		done, failed, bls              int
 		msgs, crashes, parts, accepted int
+		crashSave, crashSend           int
 		maxView                        uint64
 		healMax, unsafe                int
 		firstCaught                    uint64
@@ -150,6 +151,8 @@ func runSim(args []string) int {
 		done++
 		msgs += r.Stats.Messages
 		crashes += r.Stats.Crashes
+		crashSave += r.Stats.CrashesAfterSave
+		crashSend += r.Stats.CrashesAfterSend
 		parts += r.Stats.Partitions
 		accepted += r.Stats.Accepted
 		maxView = max(maxView, r.MaxView)
@@ -184,8 +187,8 @@ func runSim(args []string) int {
 		}
 	}
 	fmt.Printf("\nseeds %d..%d: %d run (%d with real BLS), %d failed, %v\n", *start, *start+uint64(done)-1, done, bls, failed, time.Since(began).Round(time.Millisecond))
-	fmt.Printf("messages %d, crashes %d, partitions %d, batches accepted %d, batches finalized %d, highest view %d\n",
-		msgs, crashes, parts, accepted, finals, maxView)
+	fmt.Printf("messages %d, crashes %d (%d right after a save, %d right after sending), partitions %d, batches accepted %d, batches finalized %d, highest view %d\n",
+		msgs, crashes, crashSave, crashSend, parts, accepted, finals, maxView)
 	fmt.Printf("slowest recovery after healing: %d ticks (bound %d)\n", healMax, sim.DefaultLivenessTicks)
 	if run != core.MutationNone {
 		if unsafe == 0 {

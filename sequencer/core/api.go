@@ -196,6 +196,10 @@ const (
 	// MutationQuorumMinusOne makes a node form and accept quorum proofs
 	// (lock and finalize) of Q-1 signers.
 	MutationQuorumMinusOne
+	// MutationSendBeforeSave is the runtime's, not the core's: the node
+	// runtime's Ready handling (sequencer/node/runner) sends a Ready's
+	// messages before its Persist is saved, breaking persist-before-send.
+	MutationSendBeforeSave
 )
 
 // Mutations lists every mutation with its name (seqbook sim --mutation,
@@ -212,6 +216,7 @@ var Mutations = []struct {
 	{"finalize-old-view-lock", MutationFinalizeOldViewLock},
 	{"quorum-minus-one", MutationQuorumMinusOne},
 	{"forget-locks", MutationForgetLocks},
+	{"send-before-save", MutationSendBeforeSave},
 }
 
 // MutationNamed returns the mutation called name (see Mutations).

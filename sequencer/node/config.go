@@ -17,7 +17,8 @@
 //
 // Events keep reaching the core while a save runs; what they produce is the
 // next Ready (group commit: one fsync covers everything that arrived
-// during the previous one).
+// during the previous one). The Ready handling itself is
+// sequencer/node/runner, which the simulator runs too.
 //
 // If Save fails the node stops without sending: a signature whose safety
 // record is not on disk must never leave the process.

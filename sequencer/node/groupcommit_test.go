@@ -51,7 +51,7 @@ func (w watchedTransport) Send(to int, data []byte) {
 		w.st.violations.Add(1)
 	}
 	if m, err := wire.Decode(data); err == nil {
-		if v, ok := m.(*wire.Vote); ok && !w.st.holdsRecords(v) {
+		if v, ok := m.(*wire.Vote); ok && !holdsRecords(w.st.MemoryStore, v) {
 			w.st.violations.Add(1)
 		}
 	}
@@ -60,8 +60,8 @@ func (w watchedTransport) Send(to int, data []byte) {
 
 // holdsRecords reports whether the store already holds the safety records
 // of every signature in v (persist before send).
-func (s *slowStore) holdsRecords(v *wire.Vote) bool {
-	snap, err := s.MemoryStore.Load()
+func holdsRecords(s *core.MemoryStore, v *wire.Vote) bool {
+	snap, err := s.Load()
 	if err != nil {
 		return false
 	}
@@ -85,7 +85,7 @@ func (s *slowStore) holdsRecords(v *wire.Vote) bool {
 func TestGroupCommit(t *testing.T) {
 	violations := &atomic.Int32{}
 	stores := make([]*slowStore, 4)
-	c := startInProcessWith(t, 4, func(i int, d Deps) Deps {
+	c := startInProcessWith(t, 4, func(i int, _ *Config, d Deps) Deps {
 		stores[i] = &slowStore{MemoryStore: core.NewMemoryStore(), saveFor: 10 * time.Millisecond, violations: violations}
 		d.Store = stores[i]
 		d.Transport = watchedTransport{Transport: d.Transport, st: stores[i]}

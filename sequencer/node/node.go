@@ -16,6 +16,7 @@ import (
 	"github.com/seqbook/seqbook/client/seqapi"
 	"github.com/seqbook/seqbook/internal/metrics"
 	"github.com/seqbook/seqbook/sequencer/core"
+	"github.com/seqbook/seqbook/sequencer/node/runner"
 	"github.com/seqbook/seqbook/sequencer/store"
 	"github.com/seqbook/seqbook/sequencer/transport"
 	"github.com/seqbook/seqbook/sequencer/wire"
@@ -66,6 +67,7 @@ type Node struct {
 	prom    *PromMetrics
 
 	core   *core.Node
+	rn     *runner.Runner // handles core's Readies: save, then send
 	crypto *core.BLSCrypto
 	store  Store
 	tr     transport.Transport
@@ -169,6 +171,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		}
 		n.tr = q
 	}
+	n.rn = runner.New(n.core, n.tr, runner.Options{Mutation: cfg.Core.Mutation, Finished: n.finished})
 	n.prom.registerSources(n)
 	n.publishStatus()
 	ok = true
@@ -237,7 +240,7 @@ func (n *Node) closePorts() {
 	})
 }
 
-// loop is the one goroutine that owns the core.
+// loop is the one goroutine that owns the core (through the runner).
 //
 // Group commit: at most one Store.Save is in flight. While it runs (on the
 // saver goroutine) the loop keeps stepping events into the core; their
@@ -245,7 +248,9 @@ func (n *Node) closePorts() {
 // save returns. So however many events arrive during one fsync, they cost
 // one more fsync, not one each. Every Ready's messages leave, and its PUTs
 // are answered, only after the save that covers it returned nil (persist
-// before send); Readys are saved and sent in order.
+// before send); Readys are saved and sent in order. The runner
+// (sequencer/node/runner) holds that logic; the simulator runs the same
+// runner and checks the order.
 func (n *Node) loop(ctx context.Context) (err error) {
 	n.running.Store(true)
 	sv := newSaver(n.store)
@@ -266,36 +271,22 @@ func (n *Node) loop(ctx context.Context) (err error) {
 	ticker := time.NewTicker(n.cfg.TickInterval())
 	defer ticker.Stop()
 	recv := n.tr.Recv()
-	var awaiting []submitReq // PUTs whose batch the next Ready's Save makes durable
-	var inFlight *flight     // the Ready being saved, nil when none
-	refuseAll := func() {
-		for _, req := range awaiting {
-			req.reply <- ErrNotRunning
-		}
-		if inFlight != nil {
-			for _, req := range inFlight.awaiting {
-				req.reply <- ErrNotRunning
-			}
-		}
-	}
+	refuseAll := func() { n.rn.Refuse(ErrNotRunning) }
 	lastView := ^uint64(0)
 	for {
 		// Wait for one event, then take what else is already there (up
 		// to EventsPerReadyMax) so one Save covers them all.
 		select {
 		case <-ctx.Done():
-			if inFlight != nil {
+			if n.rn.Saving() {
 				// Let the save finish (its PUTs may be answered); its
 				// messages may still go: the save covers them.
-				if err := <-sv.done; err == nil {
-					n.finishReady(inFlight)
-					inFlight = nil
-				}
+				n.rn.Saved(<-sv.done) // on an error: sends nothing
 			}
 			refuseAll()
 			return nil
 		case <-ticker.C:
-			n.core.Tick(uint64(n.now().UnixMilli()))
+			n.rn.Tick(uint64(n.now().UnixMilli()))
 		case m, ok := <-recv:
 			if !ok {
 				refuseAll()
@@ -303,9 +294,9 @@ func (n *Node) loop(ctx context.Context) (err error) {
 			}
 			n.step(m)
 		case req := <-n.submits:
-			awaiting = n.submit(req, awaiting)
+			n.submit(req)
 		case err := <-sv.done:
-			if err != nil {
+			if err := n.rn.Saved(err); err != nil {
 				// Nothing of this Ready may leave the process: its messages
 				// may carry signatures whose safety records did not reach
 				// the disk.
@@ -313,8 +304,6 @@ func (n *Node) loop(ctx context.Context) (err error) {
 				refuseAll()
 				return fmt.Errorf("node: store: %w", err)
 			}
-			n.finishReady(inFlight)
-			inFlight = nil
 		}
 	drain:
 		for i := 1; i < n.cfg.EventsPerReadyMax; i++ {
@@ -326,31 +315,13 @@ func (n *Node) loop(ctx context.Context) (err error) {
 				}
 				n.step(m)
 			case req := <-n.submits:
-				awaiting = n.submit(req, awaiting)
+				n.submit(req)
 			default:
 				break drain
 			}
 		}
-		if inFlight == nil && n.core.HasReady() {
-			inFlight = &flight{rd: n.core.Ready(), awaiting: awaiting}
-			awaiting = nil
-			n.metrics.Readies.Add(1)
-			if inFlight.rd.Persist.IsEmpty() {
-				n.finishReady(inFlight)
-				inFlight = nil
-			} else {
-				sv.save(inFlight)
-			}
-		}
-		if inFlight == nil && len(awaiting) > 0 {
-			// The core had nothing to persist for these batches (it
-			// refused none, so this cannot happen today; answering keeps
-			// a PUT from hanging if it ever does).
-			for _, req := range awaiting {
-				req.reply <- nil
-				n.metrics.BatchesAccepted.Add(1)
-			}
-			awaiting = nil
+		if f := n.rn.TakeReady(); f != nil {
+			sv.save(f)
 		}
 		st := n.publishStatus()
 		if st.View != lastView {
@@ -362,24 +333,17 @@ func (n *Node) loop(ctx context.Context) (err error) {
 	}
 }
 
-// flight is a Ready on its way: saved, then sent and answered.
-type flight struct {
-	rd       core.Ready
-	awaiting []submitReq // PUTs whose batches this Ready's Persist holds
-	saveDur  time.Duration
-}
-
 // saver runs Store.Save off the loop goroutine, one at a time.
 type saver struct {
 	store Store
-	reqs  chan *flight
+	reqs  chan *runner.Flight
 	done  chan error
 	quit  chan struct{}
 	exit  chan struct{}
 }
 
 func newSaver(st Store) *saver {
-	s := &saver{store: st, reqs: make(chan *flight), done: make(chan error, 1), quit: make(chan struct{}), exit: make(chan struct{})}
+	s := &saver{store: st, reqs: make(chan *runner.Flight), done: make(chan error, 1), quit: make(chan struct{}), exit: make(chan struct{})}
 	go s.run()
 	return s
 }
@@ -392,15 +356,15 @@ func (s *saver) run() {
 			return
 		case f := <-s.reqs:
 			start := time.Now()
-			err := s.store.Save(&f.rd.Persist)
-			f.saveDur = time.Since(start)
+			err := s.store.Save(&f.Ready.Persist)
+			f.SaveDur = time.Since(start)
 			s.done <- err
 		}
 	}
 }
 
 // save starts saving f; its result comes on done.
-func (s *saver) save(f *flight) { s.reqs <- f }
+func (s *saver) save(f *runner.Flight) { s.reqs <- f }
 
 // stop ends the saver after any save in flight (whose result nobody reads).
 func (s *saver) stop() {
@@ -408,25 +372,16 @@ func (s *saver) stop() {
 	<-s.exit
 }
 
-// finishReady handles a Ready whose Persist is durable: send its
-// messages, publish what it finalized, advance the core, answer its PUTs.
-func (n *Node) finishReady(f *flight) {
-	rd := &f.rd
+// finished publishes a Ready the runner finished (its Persist durable, its
+// messages sent): counts it and wakes the readers of what it finalized.
+// The runner then advances the core and answers the Ready's PUTs.
+func (n *Node) finished(f *runner.Flight) {
+	rd := &f.Ready
+	n.metrics.Readies.Add(1)
 	if !rd.Persist.IsEmpty() {
-		n.metrics.SaveNanos.Add(uint64(f.saveDur))
+		n.metrics.SaveNanos.Add(uint64(f.SaveDur))
 		n.metrics.Saves.Add(1)
-		n.prom.StoreSave.Observe(f.saveDur.Seconds())
-	}
-	// A message broadcast to many peers is one value: encode it once.
-	var lastMsg wire.Message
-	var lastBytes []byte
-	// (The core never addresses itself; the transport would drop and
-	// count such a message.)
-	for _, env := range rd.Messages {
-		if env.Msg != lastMsg {
-			lastMsg, lastBytes = env.Msg, wire.Encode(env.Msg)
-		}
-		n.tr.Send(env.To, lastBytes)
+		n.prom.StoreSave.Observe(f.SaveDur.Seconds())
 	}
 	for _, fin := range rd.Finalized {
 		if len(fin.Entries) == 0 {
@@ -440,11 +395,6 @@ func (n *Node) finishReady(f *flight) {
 		n.log.Debug("finalized", "app", fin.App, "view", fin.Proof.View,
 			"from", fin.Entries[0].Index, "index", fin.Proof.Index, "batches", len(fin.Entries))
 	}
-	n.core.Advance()
-	for _, req := range f.awaiting {
-		req.reply <- nil
-		n.metrics.BatchesAccepted.Add(1)
-	}
 }
 
 func (n *Node) step(m transport.Message) {
@@ -455,22 +405,28 @@ func (n *Node) step(m transport.Message) {
 		return
 	}
 	n.metrics.MessagesStepped.Add(1)
-	if err := n.core.Step(m.From, msg); err != nil {
+	if err := n.rn.Step(m.From, msg); err != nil {
 		n.metrics.StepErrors.Add(1)
 		n.log.Debug("core refused message", "peer", n.peerID(m.From), "type", msg.Type().String(), "err", err)
 	}
 }
 
-func (n *Node) submit(req submitReq, awaiting []submitReq) []submitReq {
-	if err := n.core.Submit(req.app, req.body); err != nil {
+// submit hands a PUT's batch to the core; the runner answers it once the
+// save of the next Ready made it durable.
+func (n *Node) submit(req submitReq) {
+	err := n.rn.Submit(req.app, req.body, func(err error) {
+		if err == nil {
+			n.metrics.BatchesAccepted.Add(1)
+		}
+		req.reply <- err
+	})
+	if err != nil {
 		n.metrics.BatchesRefused.Add(1)
 		if errors.Is(err, core.ErrBacklogFull) {
 			err = fmt.Errorf("%w: %v", ErrBacklogFull, err)
 		}
 		req.reply <- err
-		return awaiting
 	}
-	return append(awaiting, req)
 }
 
 func (n *Node) peerID(i int) string {

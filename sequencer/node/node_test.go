@@ -18,6 +18,7 @@ import (
 	"github.com/seqbook/seqbook/sequencer/core"
 	"github.com/seqbook/seqbook/sequencer/node/testnet"
 	"github.com/seqbook/seqbook/sequencer/transport"
+	"github.com/seqbook/seqbook/sequencer/wire"
 )
 
 // inProcess is a cluster of nodes in this process over a MemNetwork, each
@@ -31,8 +32,9 @@ type inProcess struct {
 	done   []chan error
 	dirs   []string
 	client *testnet.Client
-	// wrap, when set, replaces node i's ports (tests that watch them).
-	wrap func(i int, d Deps) Deps
+	// wrap, when set, adjusts node i's configuration and replaces its
+	// ports (tests that watch them).
+	wrap func(i int, cfg *Config, d Deps) Deps
 }
 
 // testLogger logs at info under -v (debug with SEQBOOK_TEST_LOG=debug),
@@ -50,9 +52,9 @@ func testLogger(t *testing.T) *slog.Logger {
 
 func startInProcess(t *testing.T, n int) *inProcess { return startInProcessWith(t, n, nil) }
 
-// startInProcessWith starts n nodes, node i with the ports wrap(i, …)
-// gives (nil: the defaults).
-func startInProcessWith(t *testing.T, n int, wrap func(i int, d Deps) Deps) *inProcess {
+// startInProcessWith starts n nodes, node i with the configuration and
+// ports wrap(i, …) gives (nil: the defaults).
+func startInProcessWith(t *testing.T, n int, wrap func(i int, cfg *Config, d Deps) Deps) *inProcess {
 	t.Helper()
 	tn, err := testnet.New(n)
 	if err != nil {
@@ -84,11 +86,11 @@ func (c *inProcess) config(i int) Config {
 // closed, so a restarted node gets a fresh network slot through a relay.
 func (c *inProcess) start(i int) {
 	c.t.Helper()
-	deps := Deps{Transport: newRelay(c.mem.Endpoint(i))}
+	cfg, deps := c.config(i), Deps{Transport: newRelay(c.mem.Endpoint(i))}
 	if c.wrap != nil {
-		deps = c.wrap(i, deps)
+		deps = c.wrap(i, &cfg, deps)
 	}
-	nd, err := New(c.config(i), deps)
+	nd, err := New(cfg, deps)
 	if err != nil {
 		c.t.Fatalf("node %d: %v", i, err)
 	}
@@ -312,54 +314,76 @@ func TestRestartedNodeKeepsItsLog(t *testing.T) {
 	c.waitSameFinalized([]int{0, 1, 2, 3}, 10, 20*time.Second)
 }
 
-// failingStore fails every Save after the first `ok` ones and records when.
-type failingStore struct {
+// poisonStore saves normally until a Persist holds the poison batch: that
+// Save fails, as a disk breaking under the node would.
+type poisonStore struct {
 	*core.MemoryStore
-	ok     atomic.Int32
+	poison string
 	failed atomic.Bool
-	sends  *atomic.Int32
-	sendAt atomic.Int32 // sends counted when Save failed
 }
 
-func (s *failingStore) Save(p *core.Persist) error {
-	if s.ok.Add(-1) < 0 {
-		s.sendAt.Store(s.sends.Load())
-		s.failed.Store(true)
+func (s *poisonStore) Save(p *core.Persist) error {
+	for _, ap := range p.Apps {
+		for _, pd := range ap.PendingPut {
+			if string(pd.Body) == s.poison {
+				s.failed.Store(true)
+			}
+		}
+	}
+	if s.failed.Load() {
 		return errors.New("disk on fire")
 	}
 	return s.MemoryStore.Save(p)
 }
-func (s *failingStore) Close() error { return nil }
+func (s *poisonStore) Close() error { return nil }
 
-// countingTransport counts Sends on top of a MemNetwork endpoint.
-type countingTransport struct {
-	*transport.Mem
-	sends *atomic.Int32
+// leakWatch counts what a node sends that its store does not back: any
+// message once the failing Save began, a Post carrying the poison batch
+// (only the failed Save held it) and a vote whose safety record is not in
+// the store.
+type leakWatch struct {
+	transport.Transport
+	st    *poisonStore
+	leaks *atomic.Int32
 }
 
-func (c countingTransport) Send(to int, data []byte) { c.sends.Add(1); c.Mem.Send(to, data) }
+func (w leakWatch) Send(to int, data []byte) {
+	leak := w.st.failed.Load()
+	if m, err := wire.Decode(data); err == nil {
+		switch m := m.(type) {
+		case *wire.Post:
+			for _, b := range m.Batches {
+				leak = leak || string(b.Body) == w.st.poison
+			}
+		case *wire.Vote:
+			leak = leak || !holdsRecords(w.st.MemoryStore, m)
+		}
+	}
+	if leak {
+		w.leaks.Add(1)
+	}
+	w.Transport.Send(to, data)
+}
 
-func TestSaveFailureStopsWithoutSending(t *testing.T) {
-	tn, err := testnet.New(4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mem := transport.NewMemNetwork(4, 4096)
-	sends := &atomic.Int32{}
-	st := &failingStore{MemoryStore: core.NewMemoryStore(), sends: sends}
-	st.ok.Store(0) // the very first Save fails
-	cfg := TestConfig()
-	cfg.Cluster, cfg.NodeID, cfg.Key, cfg.DataDir = tn.Cluster, "node2", tn.Keys[1], t.TempDir()
-	cfg.HTTPListen = "127.0.0.1:0"
-	cfg.Logger = testLogger(t)
-	nd, err := New(cfg, Deps{Transport: countingTransport{Mem: mem.Endpoint(1), sends: sends}, Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- nd.Run(context.Background()) }()
-	// A submitted batch must be persisted before anything is said about it.
-	status, ans, err := testnet.NewClient().Put("http://"+nd.HTTPAddr()+"/node/app/batches", []byte("x"))
+// saveFailureLeaks runs a 4-node cluster whose node2 fails the Save of a
+// PUT's batch (a follower in an active view: the Ready holding the batch
+// also holds the Post that carries it to the leader). The node must answer
+// the PUT 503 and stop with the store's error; it returns how many
+// messages node2 sent that its store did not back.
+func saveFailureLeaks(t *testing.T, mutation core.Mutation) int32 {
+	st := &poisonStore{MemoryStore: core.NewMemoryStore(), poison: "poison: never durable here"}
+	leaks := &atomic.Int32{}
+	c := startInProcessWith(t, 4, func(i int, cfg *Config, d Deps) Deps {
+		cfg.Core.Mutation = mutation
+		if i == 1 {
+			d.Store = st
+			d.Transport = leakWatch{Transport: d.Transport, st: st, leaks: leaks}
+		}
+		return d
+	})
+	c.put(1, "warm-up")
+	c.waitSameFinalized([]int{0, 1, 2, 3}, 1, 20*time.Second)
+	status, ans, err := c.client.Put(c.url(1)+"/node/"+testnet.DefaultApp+"/batches", []byte(st.poison))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,15 +391,32 @@ func TestSaveFailureStopsWithoutSending(t *testing.T) {
 		t.Fatalf("PUT answered %d %s while the store failed", status, ans)
 	}
 	select {
-	case err := <-done:
+	case err := <-c.done[1]:
 		if err == nil || !st.failed.Load() {
 			t.Fatalf("Run returned %v", err)
 		}
+		c.cancel[1]()
+		c.cancel[1] = nil
 	case <-time.After(10 * time.Second):
 		t.Fatal("node kept running after its store failed")
 	}
-	if got, at := sends.Load(), st.sendAt.Load(); got != at {
-		t.Fatalf("%d messages sent after the failed Save", got-at)
+	return leaks.Load()
+}
+
+// TestSaveFailureStopsWithoutSending: when a Save fails, nothing of its
+// Ready leaves the node, before the Save (the Post with the batch) or
+// after it (the node stops).
+func TestSaveFailureStopsWithoutSending(t *testing.T) {
+	if n := saveFailureLeaks(t, core.MutationNone); n != 0 {
+		t.Fatalf("%d messages the store did not back left the node", n)
+	}
+}
+
+// TestSaveFailureCatchesSendBeforeSave: with the runtime mutated to send a
+// Ready's messages before its save, the test above fails (so it can).
+func TestSaveFailureCatchesSendBeforeSave(t *testing.T) {
+	if n := saveFailureLeaks(t, core.MutationSendBeforeSave); n == 0 {
+		t.Fatal("a runtime sending before its save left no trace: the save-failure test cannot catch it")
 	}
 }
 

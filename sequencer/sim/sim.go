@@ -7,7 +7,9 @@
 // drawn from the seed (equivocating or withholding leaders, wrong chaining
 // hashes, double signing, and coalitions of two that rewind honest nodes'
 // logs within a view, coalition.go). Every message goes through the wire
-// codec. Mutation canaries (canary.go) run a deliberately broken protocol
+// codec. Each node's Ready handling is the node runtime's own
+// (sequencer/node/runner) behind simulated time, store and network,
+// checked for persist-before-send (runtime.go). Mutation canaries (canary.go) run a deliberately broken protocol
 // against the strategies that reach the rule it breaks.
 //
 // A checker runs after every step: no two valid finalize proofs for
@@ -114,6 +116,9 @@ type Stats struct {
 	Ticks, Messages, Dropped, Duplicated, Crashes, Partitions int
 	Submitted, Accepted, ProofsChecked                        int
 	HealTicks                                                 int // ticks from healing to settled
+	// Crashes right after a save returned (its messages never sent) and
+	// right after a Ready's messages left (before the next save).
+	CrashesAfterSave, CrashesAfterSend int
 }
 
 // Failed reports whether the run found a violation.
@@ -261,15 +266,10 @@ func (c *Cluster) Run(ticks int) {
 // Submit sends one batch to a node, as an HTTP PUT would.
 func (c *Cluster) Submit(node int, app, body string) error {
 	sn := c.w.nodes[node]
-	if sn.core == nil {
+	if sn.rn == nil {
 		return fmt.Errorf("node %d is down", node)
 	}
-	if err := sn.core.Submit(app, []byte(body)); err != nil {
-		return err
-	}
-	sn.submitted = append(sn.submitted, accepted{app: app, body: body, node: node})
-	c.w.drain(sn)
-	return nil
+	return c.w.put(sn, app, body)
 }
 
 // Crash stops a node until Restart; its store survives.

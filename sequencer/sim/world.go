@@ -12,6 +12,7 @@ import (
 	"github.com/seqbook/seqbook/client/cluster"
 	"github.com/seqbook/seqbook/client/eip712"
 	"github.com/seqbook/seqbook/sequencer/core"
+	"github.com/seqbook/seqbook/sequencer/node/runner"
 	"github.com/seqbook/seqbook/sequencer/wire"
 )
 
@@ -25,9 +26,13 @@ const (
 
 var apps = []string{"orderbook", "alt"}
 
+// simNode is one node: the node runtime's runner around a core, its
+// memory store, and (while it is up) the recorder watching the runner.
 type simNode struct {
 	id      int
-	core    *core.Node // nil while crashed
+	core    *core.Node     // nil while crashed
+	rn      *runner.Runner // drives core; nil while crashed
+	rec     *recorder      // watches rn; nil while crashed
 	store   *core.MemoryStore
 	crypto  core.Crypto
 	cfg     core.Config
@@ -36,12 +41,8 @@ type simNode struct {
 	// flight is a Ready being saved (group commit, as the node runtime
 	// does it): until flightTil the node keeps stepping events, whose
 	// output gathers for the next Ready; a crash loses it unsaved.
-	flight    *core.Ready
+	flight    *runner.Flight
 	flightTil int
-	// submitted are batches Submit took since the last Ready; flightAcc
-	// those the Ready in flight makes durable. A batch counts as accepted
-	// (the PUT answered) only once its save is done.
-	submitted, flightAcc []accepted
 }
 
 type packet struct {
@@ -93,7 +94,8 @@ type world struct {
 	dropP, dupP         float64
 	delayMax            int
 	crashP, partP, subP float64
-	crashAfterSaveP     float64
+	crashAfterSaveP     float64 // saved, crashed before sending
+	crashAfterSendP     float64 // sent, crashed before the next save
 	slowSaveP           float64 // chance a save takes 1–3 ticks (group commit)
 
 	accepted []accepted
@@ -119,6 +121,7 @@ func newWorld(o Options, rng *rand.Rand, lg *slog.Logger) *world {
 		w.crashP = rng.Float64() * 0.004
 		w.partP = rng.Float64() * 0.004
 		w.crashAfterSaveP = rng.Float64() * 0.002
+		w.crashAfterSendP = rng.Float64() * 0.002
 		if rng.IntN(2) == 0 {
 			w.slowSaveP = rng.Float64() * 0.5
 		}
@@ -223,7 +226,8 @@ func (w *world) nowMs(i int) uint64 {
 	return uint64(int64(startMs+w.tick*tickMs) + w.nodes[i].skewMs)
 }
 
-// start builds a node's core from its store (a fresh node or a restart).
+// start builds a node's core from its store (a fresh node or a restart)
+// and the runtime's runner around it, watched by a new recorder.
 func (w *world) start(sn *simNode) {
 	c, err := core.NewNode(sn.cfg, sn.crypto, sn.store)
 	if err != nil {
@@ -231,32 +235,36 @@ func (w *world) start(sn *simNode) {
 		return
 	}
 	sn.core = c
+	sn.rec = newRecorder(w, sn.id)
+	sn.rn = runner.New(watchedCore{Node: c, rec: sn.rec}, port{w: w, sn: sn}, runner.Options{Mutation: sn.cfg.Mutation})
 	w.chk.observeStatus(sn.id, c.Status())
 	w.drain(sn)
 }
 
+// crash stops a node's process: the save under way is lost, and so are
+// the messages of Readies not yet sent and the PUTs not yet answered.
 func (w *world) crash(sn *simNode, downTicks int) {
 	w.log.Info("sim: crash", "node", sn.id, "tick", w.tick, "down", downTicks)
-	sn.core = nil
-	sn.flight = nil                       // a save under way is lost with the process
-	sn.submitted, sn.flightAcc = nil, nil // their PUTs were never answered
+	sn.core, sn.rn, sn.rec, sn.flight = nil, nil, nil, nil
 	sn.downTil = w.tick + downTicks
 	w.stats.Crashes++
 }
 
-// drain hands a node's Ready to the world: persist, (maybe crash right
-// after persisting), send, report, advance.
+// drain plays the node runtime's loop after an event: the runner takes the
+// core's Ready (and finishes one with nothing to persist); the world, as
+// the runtime's saver, saves it now or, for a slow save, some ticks later
+// while the node goes on stepping events (group commit).
 func (w *world) drain(sn *simNode) {
-	for sn.core != nil && sn.flight == nil && sn.core.HasReady() {
-		rd := sn.core.Ready()
-		sn.flightAcc, sn.submitted = sn.submitted, nil
+	for sn.rn != nil && sn.flight == nil && sn.core.HasReady() {
+		f := sn.rn.TakeReady()
+		if f == nil {
+			continue // nothing to persist: the runner finished it
+		}
 		if w.slowSaveP > 0 && w.rng.Float64() < w.slowSaveP {
-			// A slow save: the node goes on stepping events meanwhile
-			// (finishSaves completes it), as the runtime's group commit.
-			sn.flight, sn.flightTil = &rd, w.tick+1+w.rng.IntN(3)
+			sn.flight, sn.flightTil = f, w.tick+1+w.rng.IntN(3)
 			return
 		}
-		w.finishReady(sn, &rd)
+		w.save(sn, f)
 	}
 }
 
@@ -264,43 +272,36 @@ func (w *world) drain(sn *simNode) {
 // nodes gathered meanwhile.
 func (w *world) finishSaves() {
 	for _, sn := range w.nodes {
-		if sn.core != nil && sn.flight != nil && w.tick >= sn.flightTil {
-			rd := sn.flight
+		if sn.rn != nil && sn.flight != nil && w.tick >= sn.flightTil {
+			f := sn.flight
 			sn.flight = nil
-			w.finishReady(sn, rd)
+			w.save(sn, f)
 			w.drain(sn)
 		}
 	}
 }
 
-// finishReady saves a Ready, (maybe crashes right after persisting), sends
-// its messages and advances the node.
-func (w *world) finishReady(sn *simNode, rd *core.Ready) {
-	if err := sn.store.Save(&rd.Persist); err != nil {
+// save saves a Flight's Persist (the runtime's saver), maybe crashes the
+// node right after (persisted, never sent), reports the save to the
+// runner (which sends, advances and answers PUTs), and maybe crashes the
+// node right after that (sent; what it gathered since is lost).
+func (w *world) save(sn *simNode, f *runner.Flight) {
+	if err := (watchedStore{MemoryStore: sn.store, rec: sn.rec}).Save(&f.Ready.Persist); err != nil {
 		w.chk.violate("node %d: store refused a Persist: %v", sn.id, err)
 		return
 	}
-	w.chk.observeReady(sn.id, rd)
-	if w.byz[sn.id] == nil {
-		w.accepted = append(w.accepted, sn.flightAcc...)
-	}
-	sn.flightAcc = nil
+	w.chk.observeReady(sn.id, &f.Ready)
 	if w.crashAfterSaveP > 0 && w.rng.Float64() < w.crashAfterSaveP {
-		w.crash(sn, 1+w.rng.IntN(100)) // persisted but never sent
+		w.stats.CrashesAfterSave++
+		w.crash(sn, 1+w.rng.IntN(100))
 		return
 	}
-	for _, env := range rd.Messages {
-		envs := []core.Envelope{env}
-		if b := w.byz[sn.id]; b != nil {
-			envs = b.outgoing(env)
-		}
-		for _, e := range envs {
-			w.chk.observeMessage(e.Msg)
-			w.send(sn.id, e.To, wire.Encode(e.Msg))
-		}
-	}
-	sn.core.Advance()
+	sn.rn.Saved(nil)
 	w.chk.observeStatus(sn.id, sn.core.Status())
+	if w.crashAfterSendP > 0 && w.rng.Float64() < w.crashAfterSendP {
+		w.stats.CrashesAfterSend++
+		w.crash(sn, 1+w.rng.IntN(100))
+	}
 }
 
 func (w *world) send(from, to int, data []byte) {
@@ -341,8 +342,8 @@ func (w *world) step(faults bool) {
 		w.submit()
 	}
 	for _, sn := range w.nodes {
-		if sn.core != nil {
-			sn.core.Tick(w.nowMs(sn.id))
+		if sn.rn != nil {
+			sn.rn.Tick(w.nowMs(sn.id))
 			w.drain(sn)
 		}
 	}
@@ -357,7 +358,7 @@ func (w *world) step(faults bool) {
 
 func (w *world) deliver(p *packet) {
 	sn := w.nodes[p.to]
-	if sn.core == nil {
+	if sn.rn == nil {
 		return
 	}
 	m, err := wire.Decode(p.data)
@@ -379,7 +380,7 @@ func (w *world) deliver(p *packet) {
 			w.send(p.to, e.To, wire.Encode(e.Msg))
 		}
 	}
-	if err := sn.core.Step(p.from, m); err != nil {
+	if err := sn.rn.Step(p.from, m); err != nil {
 		w.log.Debug("sim: step error", "node", p.to, "from", p.from, "type", m.Type().String(), "err", err)
 		if w.byz[p.from] == nil && w.byz[p.to] == nil {
 			w.chk.violate("honest node %d rejected a message from honest node %d: %v", p.to, p.from, err)
@@ -454,7 +455,7 @@ func (w *world) clearPartition() {
 func (w *world) submit() {
 	i := w.rng.IntN(w.n)
 	sn := w.nodes[i]
-	if sn.core == nil {
+	if sn.rn == nil {
 		return
 	}
 	app := apps[0]
@@ -464,12 +465,32 @@ func (w *world) submit() {
 	w.subCount++
 	body := fmt.Sprintf(`{"seed":%d,"n":%d,"to":%d}`, w.o.Seed, w.subCount, i)
 	w.stats.Submitted++
-	if err := sn.core.Submit(app, []byte(body)); err != nil {
+	if err := w.put(sn, app, body); err != nil {
 		return // a bound: the client would retry elsewhere
 	}
 	w.stats.Accepted++
-	sn.submitted = append(sn.submitted, accepted{app: app, body: body, node: i})
+}
+
+// put is a PUT of one batch to a node that is up, through its runner. The
+// batch counts as accepted (on an honest node) when the runner answers
+// the PUT, which it must do only after the save that made it durable.
+func (w *world) put(sn *simNode, app, body string) error {
+	rec, readies := sn.rec, len(sn.rec.needs)
+	a := accepted{app: app, body: body, node: sn.id}
+	err := sn.rn.Submit(app, []byte(body), func(err error) {
+		if err != nil {
+			return
+		}
+		rec.answering(readies)
+		if w.byz[a.node] == nil {
+			w.accepted = append(w.accepted, a)
+		}
+	})
+	if err != nil {
+		return err
+	}
 	w.drain(sn)
+	return nil
 }
 
 // submitting reports whether this tick may submit. Calm runs alternate
@@ -497,7 +518,7 @@ func (w *world) checkNoViewChange() {
 // heal ends the faulty phase: no partitions, no loss, every node up.
 func (w *world) heal() {
 	w.clearPartition()
-	w.dropP, w.dupP, w.crashAfterSaveP = 0, 0, 0
+	w.dropP, w.dupP, w.crashAfterSaveP, w.crashAfterSendP = 0, 0, 0, 0
 	w.slowSaveP = min(w.slowSaveP, 0.2)
 	w.delayMax = min(w.delayMax, 3)
 	for _, sn := range w.nodes {
