@@ -5,8 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/seqbook/seqbook/internal/localnet"
@@ -40,11 +42,14 @@ func runBenchIdle(args []string) int {
 	settle := fs.Duration("settle", 5*time.Second, "wait after the network is ready and its replicas agree, before measuring (start-up work is left out)")
 	jsonOut := fs.String("json", "", "also write the results to this file as JSON")
 	keep := fs.Bool("keep", false, "keep the temporary data folder (keys, logs)")
+	profile := fs.String("profile", "", "write a CPU profile of each process over exactly the measured phase to this folder (<command>-<pid>-1.pprof; the --binary must be a build with phase profiling)")
 	setUsage(fs, "Usage: seqbook bench idle [flags]",
 		"Starts a local network (sequencer nodes, replicas, aggregator), lets it settle, then",
 		"measures the CPU time all its processes use over --duration while nobody sends",
 		"anything (utime+stime from /proc/<pid>/stat), and prints it as cores (CPU-seconds per",
 		"second), in total and per kind of process. The target is at most 0.05 cores.",
+		"With --profile, every process also profiles its CPU over the measured phase",
+		"(`go tool pprof` reads the files).",
 	)
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
@@ -52,22 +57,41 @@ func runBenchIdle(args []string) int {
 	if *duration < time.Second || *settle < 0 {
 		return fail("bench", fmt.Errorf("need --duration >= 1s and --settle >= 0"))
 	}
+	if *profile != "" {
+		abs, err := filepath.Abs(*profile)
+		if err == nil {
+			err = os.MkdirAll(abs, 0o755)
+		}
+		if err != nil {
+			return fail("bench", fmt.Errorf("--profile: %w", err))
+		}
+		*profile = abs
+	}
 	ctx, cancel := interruptContext()
 	defer cancel()
 	fmt.Printf("bench: starting a local network (%d nodes, %d replicas, aggregator)\n", *nf.nodes, *nf.replicas)
 	var deaths atomic.Int64
 	n, done, err := throwawayNetKeep(ctx, nf, "seqbook-bench-idle-", keep, os.Stdout, func(cfg *localnet.Config) {
 		cfg.OnExit = func(localnet.Exit) { deaths.Add(1) }
+		if *profile != "" {
+			cfg.Env = append(cfg.Env, cpuProfileDirEnv+"="+*profile, cpuProfileOnEnv+"="+cpuProfileOnSignal)
+		}
 	})
 	if err != nil {
 		return fail("bench", err)
 	}
 	defer done()
-	res, err := benchIdle(ctx, n, networkPIDs(n), *settle, *duration)
+	res, err := benchIdle(ctx, n, networkPIDs(n), *settle, *duration, *profile != "")
+	if err == nil && *profile != "" {
+		fmt.Printf("bench: CPU profiles of the measured phase in %s\n", *profile)
+	}
 	return finishBench(res, err, deaths.Load(), keep, *jsonOut)
 }
 
-func benchIdle(ctx context.Context, n *localnet.Network, pids map[string][]int, settle, duration time.Duration) (idleResult, error) {
+// benchIdle measures the network's CPU over duration after settle. With
+// profile, its processes (started with phase profiling) profile exactly
+// the measured phase.
+func benchIdle(ctx context.Context, n *localnet.Network, pids map[string][]int, settle, duration time.Duration, profile bool) (idleResult, error) {
 	res := idleResult{ByKind: map[string]float64{}}
 	urls := make([]string, len(n.Cluster.Replicas))
 	for i, r := range n.Cluster.Replicas {
@@ -86,11 +110,17 @@ func benchIdle(ctx context.Context, n *localnet.Network, pids map[string][]int, 
 		cpu0[k] = processesCPU(pids[k])
 		res.Processes += len(pids[k])
 	}
+	if profile {
+		signalAll(pids, cpuProfileStartSignal)
+	}
 	start := time.Now()
 	if sleepCtx(ctx, duration); ctx.Err() != nil {
 		return res, ctx.Err()
 	}
 	res.Seconds = time.Since(start).Seconds()
+	if profile {
+		signalAll(pids, cpuProfileStopSignal)
+	}
 	var split []string
 	for _, k := range kinds {
 		cores := (processesCPU(pids[k]) - cpu0[k]).Seconds() / res.Seconds
@@ -105,4 +135,14 @@ func benchIdle(ctx context.Context, n *localnet.Network, pids map[string][]int, 
 	fmt.Printf("idle: the network's %d processes used %.3f cores over %.0f s idle (%s), %s the target of %.2f (CPU times at 10 ms resolution; load average now %s)\n",
 		res.Processes, res.Cores, res.Seconds, strings.Join(split, ", "), verdict, idleCoresMax, loadAverage())
 	return res, nil
+}
+
+// signalAll sends sig to every process in pids (one that is gone is
+// skipped: the benchmark reports dead components itself).
+func signalAll(pids map[string][]int, sig syscall.Signal) {
+	for _, ps := range pids {
+		for _, pid := range ps {
+			syscall.Kill(pid, sig)
+		}
+	}
 }

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"runtime/pprof"
 	"sort"
 	"strings"
 
@@ -70,28 +68,6 @@ func main() {
 		os.Exit(2)
 	}
 	os.Exit(runProfiled(c))
-}
-
-// runProfiled runs a subcommand, writing a CPU profile of the whole run to
-// $SEQBOOK_CPUPROFILE_DIR/<command>-<pid>.pprof when that variable is set.
-// Child processes inherit the variable, so one setting profiles every
-// process of a localnet or a benchmark (`go tool pprof` reads the files).
-func runProfiled(c command) int {
-	dir := os.Getenv("SEQBOOK_CPUPROFILE_DIR")
-	if dir == "" {
-		return c.run(os.Args[2:])
-	}
-	path := filepath.Join(dir, fmt.Sprintf("%s-%d.pprof", c.name, os.Getpid()))
-	f, err := os.Create(path)
-	if err != nil {
-		return fail(c.name, fmt.Errorf("SEQBOOK_CPUPROFILE_DIR: %w", err))
-	}
-	defer f.Close()
-	if err := pprof.StartCPUProfile(f); err != nil {
-		return fail(c.name, fmt.Errorf("SEQBOOK_CPUPROFILE_DIR: %w", err))
-	}
-	defer pprof.StopCPUProfile()
-	return c.run(os.Args[2:])
 }
 
 // fail prints an error in the one format every subcommand uses and returns
