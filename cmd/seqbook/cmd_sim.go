@@ -31,6 +31,7 @@ func runSim(args []string) int {
 	mutation := fs.String("mutation", "none", "deliberately broken variant to run (see --list-mutations): the simulator must catch it")
 	listMutations := fs.Bool("list-mutations", false, "print the names of the mutations, one per line, and exit")
 	workers := fs.Int("workers", 1, "seeds run in parallel (each seed stays deterministic)")
+	skipIdle := fs.Bool("skip-idle-ticks", false, "tick each node only when its core says a tick may act, as the node runtime does (a run must be the same either way)")
 	verbose := fs.Bool("v", false, "print every seed's summary, not only failures and progress")
 	setUsage(fs, "Usage: seqbook sim [flags]",
 		"Runs the sequencer simulator (sequencer/sim) over seeds start..start+seeds-1: a",
@@ -84,7 +85,7 @@ func runSim(args []string) int {
 		go func() {
 			defer wg.Done()
 			for s := range jobs {
-				o := sim.Options{Seed: s, Nodes: *nodes, Ticks: *ticks, Mutation: mut}
+				o := sim.Options{Seed: s, Nodes: *nodes, Ticks: *ticks, Mutation: mut, SkipIdleTicks: *skipIdle}
 				o.RealBLS = *blsEvery > 0 && s%uint64(*blsEvery) == 0
 				if o.RealBLS {
 					o.Ticks = min(o.Ticks, 400)
