@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/seqbook/seqbook/client/seqapi"
 	"github.com/seqbook/seqbook/internal/localnet"
 	"github.com/seqbook/seqbook/internal/localnet/load"
 )
@@ -29,6 +30,8 @@ type idleResult struct {
 	Seconds   float64            `json:"seconds"`
 	Cores     float64            `json:"cores"`
 	ByKind    map[string]float64 `json:"cores_by_kind"`
+	// ByProcess is keyed by component id (node1, replica1, aggregator).
+	ByProcess map[string]float64 `json:"cores_by_process"`
 }
 
 // idleCoresMax is the target of an idle network: 5 % of one core across
@@ -92,7 +95,7 @@ func runBenchIdle(args []string) int {
 // profile, its processes (started with phase profiling) profile exactly
 // the measured phase.
 func benchIdle(ctx context.Context, n *localnet.Network, pids map[string][]int, settle, duration time.Duration, profile bool) (idleResult, error) {
-	res := idleResult{ByKind: map[string]float64{}}
+	res := idleResult{ByKind: map[string]float64{}, ByProcess: map[string]float64{}}
 	urls := make([]string, len(n.Cluster.Replicas))
 	for i, r := range n.Cluster.Replicas {
 		urls[i] = "http://" + r.HTTP
@@ -109,6 +112,14 @@ func benchIdle(ctx context.Context, n *localnet.Network, pids map[string][]int, 
 	for _, k := range kinds {
 		cpu0[k] = processesCPU(pids[k])
 		res.Processes += len(pids[k])
+	}
+	procs := map[string]int{} // component id → pid
+	procCPU0 := map[string]time.Duration{}
+	for _, c := range n.Components {
+		if pid := n.PID(c.ID); pid != 0 {
+			procs[c.ID] = pid
+			procCPU0[c.ID] = processesCPU([]int{pid})
+		}
 	}
 	if profile {
 		signalAll(pids, cpuProfileStartSignal)
@@ -128,6 +139,22 @@ func benchIdle(ctx context.Context, n *localnet.Network, pids map[string][]int, 
 		res.Cores += cores
 		split = append(split, fmt.Sprintf("%d %s %.3f", len(pids[k]), k, cores))
 	}
+	var each []string
+	for _, c := range n.Components {
+		if pid, ok := procs[c.ID]; ok {
+			cores := (processesCPU([]int{pid}) - procCPU0[c.ID]).Seconds() / res.Seconds
+			res.ByProcess[c.ID] = cores
+			each = append(each, fmt.Sprintf("%s %.3f", c.ID, cores))
+		}
+	}
+	leader := "unknown"
+	if urls := n.NodeURLs(); len(urls) > 0 {
+		var st seqapi.NodeState
+		if err := load.NewHTTP(2*time.Second).GetJSON(ctx, urls[0]+"/node/state", &st); err == nil {
+			leader = st.Leader
+		}
+	}
+	fmt.Printf("bench: cores per process (leader %s): %s\n", leader, strings.Join(each, ", "))
 	verdict := "within"
 	if res.Cores > idleCoresMax {
 		verdict = "above"
