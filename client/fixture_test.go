@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/seqbook/seqbook/client/bls"
 	"github.com/seqbook/seqbook/client/cluster"
@@ -251,6 +252,9 @@ type fakeNode struct {
 	// waits records the wait_ms of each finalized-page request ("" when
 	// absent).
 	waits []string
+	// holdLongPolls: a long-poll with nothing new is held as the node
+	// holds it: status and headers at once, the page when wait_ms ends.
+	holdLongPolls bool
 }
 
 func (n *fakeNode) setTamper(f func(p *seqapi.FinalizedPage)) {
@@ -344,6 +348,21 @@ func (n *fakeNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		p := n.chain.page(after, n.pageMax)
+		n.mu.Lock()
+		hold := n.holdLongPolls
+		n.mu.Unlock()
+		if wait, _ := strconv.Atoi(r.URL.Query().Get("wait_ms")); hold && wait > 0 && len(p.Batches) == 0 {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(200)
+			w.(http.Flusher).Flush()
+			select {
+			case <-time.After(time.Duration(wait) * time.Millisecond):
+			case <-r.Context().Done():
+				return
+			}
+			_ = json.NewEncoder(w).Encode(n.chain.page(after, n.pageMax))
+			return
+		}
 		if tamper != nil {
 			tamper(&p)
 		}

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"iter"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -200,7 +202,13 @@ func (s *Sequencer) Send(ctx context.Context, app string, body []byte) error {
 // node then delays the read by HedgeAfter, not by a timeout); a failed
 // attempt starts the next at once. The first success wins and the others
 // are cancelled. Reads are idempotent, so racing them is safe.
-func firstOf[T any](ctx context.Context, s *Sequencer, op string, benchLosers bool, fn func(ctx context.Context, i int) (T, error)) (T, error) {
+//
+// An attempt may call its holding function to say its node answered that
+// it holds the request (a long-poll's status came before its page): that
+// node is not silent, so the next one is not asked as well unless the
+// attempt then fails. Racing a held long-poll would cost a request and,
+// for the loser cancelled, a connection per poll.
+func firstOf[T any](ctx context.Context, s *Sequencer, op string, benchLosers bool, fn func(ctx context.Context, i int, holding func()) (T, error)) (T, error) {
 	hedgeAfter := s.o.hedgeAfter
 	var zero T
 	order := s.nodeOrder()
@@ -212,14 +220,17 @@ func firstOf[T any](ctx context.Context, s *Sequencer, op string, benchLosers bo
 		err error
 	}
 	results := make(chan result, len(order))
+	held := make(chan int, len(order))     // attempts whose node holds the request
 	done := make(map[int]bool, len(order)) // attempts that ended
 	next, running := 0, 0
 	start := func() {
 		i := order[next]
 		next++
 		running++
+		var once sync.Once
+		holding := func() { once.Do(func() { held <- i }) }
 		go func() {
-			v, err := fn(actx, i)
+			v, err := fn(actx, i, holding)
 			results <- result{i, v, err}
 		}()
 	}
@@ -255,6 +266,10 @@ func firstOf[T any](ctx context.Context, s *Sequencer, op string, benchLosers bo
 			if next < len(order) {
 				start()
 				hedge.Reset(hedgeAfter)
+			}
+		case i := <-held:
+			if i == order[next-1] && !done[i] {
+				hedge.Stop() // the newest attempt's node is alive and holding it
 			}
 		case <-hedge.C:
 			if next < len(order) {
@@ -309,7 +324,11 @@ func (s *Sequencer) finalized(ctx context.Context, app string, after uint64, pre
 	// for the whole wait), but a node that holds it is not known to be
 	// silent: it may be waiting for the next finalization like the one
 	// that won, so the losers of a long-poll race are not benched.
-	return firstOf(ctx, s, "finalized", wait == 0, func(ctx context.Context, i int) (Page, error) {
+	return firstOf(ctx, s, "finalized", wait == 0, func(ctx context.Context, i int, holding func()) (Page, error) {
+		if wait > 0 {
+			// A node that holds the long-poll sends its status first.
+			ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotFirstResponseByte: holding})
+		}
 		return s.finalizedFrom(ctx, i, app, after, prev, prevTS, checkTS, wait)
 	})
 }
@@ -353,7 +372,7 @@ func (s *Sequencer) LastFinalized(ctx context.Context, app string) (*FinalityPro
 	if err := checkApp(app); err != nil {
 		return nil, err
 	}
-	return firstOf(ctx, s, "last finalized", true, func(ctx context.Context, i int) (*FinalityProof, error) {
+	return firstOf(ctx, s, "last finalized", true, func(ctx context.Context, i int, _ func()) (*FinalityProof, error) {
 		return s.lastFrom(ctx, i, app)
 	})
 }

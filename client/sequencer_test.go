@@ -448,6 +448,35 @@ func TestBatchesIteratorBreak(t *testing.T) {
 	}
 }
 
+// TestHeldLongPollIsNotRaced: a node that answers a long-poll's status at
+// once and holds the page (as nodes do while nothing new is final) is
+// alive: the read waits on it alone, however long past the hedge delay,
+// instead of asking every other node too (and cancelling them, a new
+// connection per poll on an idle network).
+func TestHeldLongPollIsNotRaced(t *testing.T) {
+	tn := newTestNet(t, 4, 3)
+	for _, n := range tn.nodes {
+		n.holdLongPolls = true
+	}
+	seq := testSequencer(tn, WithHedgeAfter(20*time.Millisecond), WithSpread(0))
+	page, err := seq.FinalizedWait(context.Background(), testApp, 0, [32]byte{}, 600*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Batches) != 0 {
+		t.Fatalf("nothing is final, got %d batches", len(page.Batches))
+	}
+	asked := 0
+	for _, n := range tn.nodes {
+		if _, get := n.counts(); get > 0 {
+			asked++
+		}
+	}
+	if asked != 1 {
+		t.Fatalf("%d nodes asked for one held long-poll, want 1", asked)
+	}
+}
+
 // TestFinalizedWaitAsksForALongPoll: FinalizedWait passes wait_ms on the
 // first page only (later pages of a chain are known to exist), Finalized
 // never does.

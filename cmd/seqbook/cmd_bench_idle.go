@@ -5,10 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/seqbook/seqbook/client/seqapi"
 	"github.com/seqbook/seqbook/internal/localnet"
 	"github.com/seqbook/seqbook/internal/localnet/load"
 )
@@ -27,6 +29,8 @@ type idleResult struct {
 	Seconds   float64            `json:"seconds"`
 	Cores     float64            `json:"cores"`
 	ByKind    map[string]float64 `json:"cores_by_kind"`
+	// ByProcess is keyed by component id (node1, replica1, aggregator).
+	ByProcess map[string]float64 `json:"cores_by_process"`
 }
 
 // idleCoresMax is the target of an idle network: 5 % of one core across
@@ -40,11 +44,14 @@ func runBenchIdle(args []string) int {
 	settle := fs.Duration("settle", 5*time.Second, "wait after the network is ready and its replicas agree, before measuring (start-up work is left out)")
 	jsonOut := fs.String("json", "", "also write the results to this file as JSON")
 	keep := fs.Bool("keep", false, "keep the temporary data folder (keys, logs)")
+	profileDir := fs.String("cpuprofile", "", "write a CPU profile of each process over exactly the measured phase to this folder (<command>-<pid>.pprof)")
 	setUsage(fs, "Usage: seqbook bench idle [flags]",
 		"Starts a local network (sequencer nodes, replicas, aggregator), lets it settle, then",
 		"measures the CPU time all its processes use over --duration while nobody sends",
 		"anything (utime+stime from /proc/<pid>/stat), and prints it as cores (CPU-seconds per",
 		"second), in total and per kind of process. The target is at most 0.05 cores.",
+		"With --cpuprofile, every process also profiles its CPU over the measured phase",
+		"(`go tool pprof` reads the files).",
 	)
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
@@ -52,23 +59,44 @@ func runBenchIdle(args []string) int {
 	if *duration < time.Second || *settle < 0 {
 		return fail("bench", fmt.Errorf("need --duration >= 1s and --settle >= 0"))
 	}
+	var prof *phaseProfile
+	if *profileDir != "" {
+		abs, err := filepath.Abs(*profileDir)
+		if err == nil {
+			err = os.MkdirAll(abs, 0o755)
+		}
+		if err != nil {
+			return fail("bench", fmt.Errorf("--cpuprofile: %w", err))
+		}
+		prof = &phaseProfile{dir: abs}
+	}
 	ctx, cancel := interruptContext()
 	defer cancel()
 	fmt.Printf("bench: starting a local network (%d nodes, %d replicas, aggregator)\n", *nf.nodes, *nf.replicas)
 	var deaths atomic.Int64
 	n, done, err := throwawayNetKeep(ctx, nf, "seqbook-bench-idle-", keep, os.Stdout, func(cfg *localnet.Config) {
 		cfg.OnExit = func(localnet.Exit) { deaths.Add(1) }
+		if prof != nil {
+			cfg.Env = append(cfg.Env, prof.env()...)
+		}
 	})
 	if err != nil {
 		return fail("bench", err)
 	}
 	defer done()
-	res, err := benchIdle(ctx, n, networkPIDs(n), *settle, *duration)
+	pids := networkPIDs(n)
+	if prof != nil {
+		prof.pids = pids
+	}
+	res, err := benchIdle(ctx, n, pids, *settle, *duration, prof)
 	return finishBench(res, err, deaths.Load(), keep, *jsonOut)
 }
 
-func benchIdle(ctx context.Context, n *localnet.Network, pids map[string][]int, settle, duration time.Duration) (idleResult, error) {
-	res := idleResult{ByKind: map[string]float64{}}
+// benchIdle measures the network's CPU over duration after settle. With
+// prof, its processes (started with prof.env()) profile exactly the
+// measured phase.
+func benchIdle(ctx context.Context, n *localnet.Network, pids map[string][]int, settle, duration time.Duration, prof *phaseProfile) (idleResult, error) {
+	res := idleResult{ByKind: map[string]float64{}, ByProcess: map[string]float64{}}
 	urls := make([]string, len(n.Cluster.Replicas))
 	for i, r := range n.Cluster.Replicas {
 		urls[i] = "http://" + r.HTTP
@@ -86,11 +114,31 @@ func benchIdle(ctx context.Context, n *localnet.Network, pids map[string][]int, 
 		cpu0[k] = processesCPU(pids[k])
 		res.Processes += len(pids[k])
 	}
+	procs := map[string]int{} // component id → pid
+	procCPU0 := map[string]time.Duration{}
+	for _, c := range n.Components {
+		if pid := n.PID(c.ID); pid != 0 {
+			procs[c.ID] = pid
+			procCPU0[c.ID] = processesCPU([]int{pid})
+		}
+	}
+	if prof != nil {
+		if err := prof.start(); err != nil {
+			return res, fmt.Errorf("--cpuprofile: %w", err)
+		}
+	}
 	start := time.Now()
 	if sleepCtx(ctx, duration); ctx.Err() != nil {
 		return res, ctx.Err()
 	}
 	res.Seconds = time.Since(start).Seconds()
+	if prof != nil {
+		files, err := prof.stop(10 * time.Second)
+		if err != nil {
+			return res, fmt.Errorf("--cpuprofile: %w", err)
+		}
+		fmt.Printf("bench: CPU profiles of the measured phase: %d files in %s\n", len(files), prof.dir)
+	}
 	var split []string
 	for _, k := range kinds {
 		cores := (processesCPU(pids[k]) - cpu0[k]).Seconds() / res.Seconds
@@ -98,6 +146,22 @@ func benchIdle(ctx context.Context, n *localnet.Network, pids map[string][]int, 
 		res.Cores += cores
 		split = append(split, fmt.Sprintf("%d %s %.3f", len(pids[k]), k, cores))
 	}
+	var each []string
+	for _, c := range n.Components {
+		if pid, ok := procs[c.ID]; ok {
+			cores := (processesCPU([]int{pid}) - procCPU0[c.ID]).Seconds() / res.Seconds
+			res.ByProcess[c.ID] = cores
+			each = append(each, fmt.Sprintf("%s %.3f", c.ID, cores))
+		}
+	}
+	leader := "unknown"
+	if urls := n.NodeURLs(); len(urls) > 0 {
+		var st seqapi.NodeState
+		if err := load.NewHTTP(2*time.Second).GetJSON(ctx, urls[0]+"/node/state", &st); err == nil {
+			leader = st.Leader
+		}
+	}
+	fmt.Printf("bench: cores per process (leader %s): %s\n", leader, strings.Join(each, ", "))
 	verdict := "within"
 	if res.Cores > idleCoresMax {
 		verdict = "above"

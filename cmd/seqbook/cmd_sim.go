@@ -33,6 +33,7 @@ func runSim(args []string) int {
 	control := fs.Bool("control", false, "with --mutation: run the mutation's Byzantine strategies against the real protocol instead (must find nothing)")
 	untilCaught := fs.Bool("until-caught", false, "with --mutation: stop at the first seed that catches it")
 	workers := fs.Int("workers", 1, "seeds run in parallel (each seed stays deterministic)")
+	skipIdle := fs.Bool("skip-idle-ticks", false, "tick each node only when its core says a tick may act, as the node runtime does (a run must be the same either way)")
 	verbose := fs.Bool("v", false, "print every seed's summary, not only failures and progress")
 	setUsage(fs, "Usage: seqbook sim [flags]",
 		"Runs the sequencer simulator (sequencer/sim) over seeds start..start+seeds-1: a",
@@ -111,6 +112,7 @@ func runSim(args []string) int {
 				if *ticks != 0 {
 					o.Ticks = *ticks
 				}
+				o.SkipIdleTicks = *skipIdle
 				o.RealBLS = *blsEvery > 0 && s%uint64(*blsEvery) == 0
 				if o.RealBLS {
 					o.Ticks = min(o.Ticks, 400)

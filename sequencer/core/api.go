@@ -4,7 +4,8 @@
 //
 //	n, err := core.NewNode(cfg, crypto, store) // store holds what a previous run persisted
 //	loop:
-//	    n.Tick(nowMs)                 // every cfg.TickMs (10 ms)
+//	    n.Tick(nowMs)                 // every cfg.TickMs (10 ms), or
+//	    n.Skip(k); n.Tick(nowMs)      // after sleeping k ≤ n.IdleTicks() idle ticks
 //	    n.Step(from, msg)             // msg from wire.Decode of an authenticated peer's bytes
 //	    err := n.Submit(app, body)    // PUT /node/{app}/batches
 //	    if n.HasReady() {
@@ -79,7 +80,8 @@ type Config struct {
 	Nodes int
 	Self  int
 
-	// TickMs is how often the runtime calls Tick. The core never reads
+	// TickMs is the length of a tick: how often the runtime calls Tick
+	// while ticks are not idle (IdleTicks). The core never reads
 	// time; it uses this only to turn Tick's nowMs into skew checks that are
 	// independent of the tick rate.
 	TickMs uint64

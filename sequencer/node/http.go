@@ -296,9 +296,27 @@ func (h *api) getFinalized(c *gin.Context) {
 			wait = 0 // too many held: answer at once, the client asks again
 		}
 	}
-	page, err := h.finalizedWithin(c.Request.Context(), app, after, wait)
+	held := false
+	hold := func() {
+		// The answer will wait: send the status and headers now, so the
+		// client sees this node is alive and holding the request, and
+		// does not race another node for it (a race's loser is cancelled,
+		// which closes its connection: a new one for every poll).
+		held = true
+		c.Header("Content-Type", "application/json; charset=utf-8")
+		c.Status(http.StatusOK)
+		c.Writer.WriteHeaderNow()
+		c.Writer.Flush()
+	}
+	page, err := h.finalizedWithin(c.Request.Context(), app, after, wait, hold)
 	if err != nil {
 		h.log.Error("reading finalized batches", "app", app, "after", after, "err", err)
+		if held {
+			// The status is sent: an empty body is what tells the client
+			// this answer is no page (it asks another node).
+			c.Abort()
+			return
+		}
 		jsonError(c, http.StatusInternalServerError, "reading finalized batches failed")
 		return
 	}
@@ -311,8 +329,9 @@ func (h *api) getFinalized(c *gin.Context) {
 
 // finalizedWithin reads the page after `after`; while it is empty it waits,
 // up to wait, for the node to finalize more, then answers what it has (an
-// empty page when nothing came). A nil page means ctx ended.
-func (h *api) finalizedWithin(ctx context.Context, app string, after uint64, wait time.Duration) (*seqapi.FinalizedPage, error) {
+// empty page when nothing came). hold is called once, before the first
+// wait. A nil page means ctx ended.
+func (h *api) finalizedWithin(ctx context.Context, app string, after uint64, wait time.Duration, hold func()) (*seqapi.FinalizedPage, error) {
 	var deadline <-chan time.Time
 	if wait > 0 {
 		t := time.NewTimer(wait)
@@ -326,6 +345,10 @@ func (h *api) finalizedWithin(ctx context.Context, app string, after uint64, wai
 		page, err := h.b.FinalizedAfter(app, after)
 		if err != nil || len(page.Batches) > 0 || deadline == nil {
 			return &page, err
+		}
+		if hold != nil {
+			hold()
+			hold = nil
 		}
 		select {
 		case <-next:

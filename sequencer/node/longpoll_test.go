@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -20,6 +22,7 @@ type pollBackend struct {
 	tipMu    sync.Mutex
 	tip      uint64
 	reads    int
+	readErr  error // returned by reads once set
 	signal   broadcast
 	stopping chan struct{}
 }
@@ -30,6 +33,9 @@ func (b *pollBackend) FinalizedAfter(app string, after uint64) (seqapi.Finalized
 	b.tipMu.Lock()
 	defer b.tipMu.Unlock()
 	b.reads++
+	if b.readErr != nil {
+		return seqapi.FinalizedPage{}, b.readErr
+	}
 	page := seqapi.FinalizedPage{Batches: []seqapi.Batch{}}
 	for i := after + 1; i <= b.tip; i++ {
 		page.Batches = append(page.Batches, seqapi.Batch{Index: i, Body: "b"})
@@ -116,6 +122,60 @@ func TestLongPollWakesOnFinalization(t *testing.T) {
 	a = waitAnswer(t, startGet(h, "/node/orderbook/batches/finalized?after=0&wait_ms=60000"))
 	if a.code != 200 || len(a.page.Batches) != 1 {
 		t.Fatalf("ready answer: %+v", a)
+	}
+}
+
+// TestLongPollSendsHeadersWhileHolding: a held long-poll sends its status
+// and headers at once (the client sees the node alive and does not race
+// another one), then the page when a batch is finalized; a read that
+// fails after that ends the answer with an empty body, which no client
+// takes for a page.
+func TestLongPollSendsHeadersWhileHolding(t *testing.T) {
+	b := newPollBackend()
+	srv := httptest.NewServer(NewHandler(b, DefaultHTTPConfig(), nil))
+	defer srv.Close()
+	get := func(path string) *http.Response {
+		t.Helper()
+		type result struct {
+			resp *http.Response
+			err  error
+		}
+		got := make(chan result, 1)
+		go func() {
+			resp, err := http.Get(srv.URL + path)
+			got <- result{resp, err}
+		}()
+		select {
+		case r := <-got:
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			return r.resp
+		case <-time.After(30 * time.Second):
+			t.Fatal("no status within 30 s while the answer is held (nothing is finalized yet)")
+			return nil
+		}
+	}
+	resp := get("/node/orderbook/batches/finalized?after=0&wait_ms=60000")
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		t.Fatalf("held answer: status %d, content type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	b.finalize()
+	var page seqapi.FinalizedPage
+	if err := json.NewDecoder(resp.Body).Decode(&page); err != nil || len(page.Batches) != 1 || page.Batches[0].Index != 1 {
+		t.Fatalf("page after the held status: %+v, %v", page, err)
+	}
+	resp.Body.Close()
+
+	resp = get("/node/orderbook/batches/finalized?after=1&wait_ms=60000")
+	b.tipMu.Lock()
+	b.readErr = errors.New("disk gone")
+	b.tipMu.Unlock()
+	b.finalize()
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err == nil && len(body) != 0 {
+		t.Fatalf("a read that failed after the status was sent answered %q", body)
 	}
 }
 

@@ -36,6 +36,10 @@ type Metrics struct {
 	// Rounds counts finalize proofs this node applied (one per round that
 	// finalized something): fsyncs per round is Saves / Rounds.
 	Rounds atomic.Uint64
+	// Ticks counts the core's Ticks; TicksSkipped the ticks it let pass
+	// idle (core.IdleTicks) while the loop slept.
+	Ticks        atomic.Uint64
+	TicksSkipped atomic.Uint64
 }
 
 // Deps are the node's ports. A nil field gets the production
@@ -251,6 +255,10 @@ func (n *Node) closePorts() {
 // before send); Readys are saved and sent in order. The runner
 // (sequencer/node/runner) holds that logic; the simulator runs the same
 // runner and checks the order.
+//
+// Ticks come from a tickClock: every TickInterval while the core has work,
+// and only when a timer is due while it is idle; every event first brings
+// the core's ticks level with the clock.
 func (n *Node) loop(ctx context.Context) (err error) {
 	n.running.Store(true)
 	sv := newSaver(n.store)
@@ -268,8 +276,8 @@ func (n *Node) loop(ctx context.Context) (err error) {
 			}
 		}
 	}()
-	ticker := time.NewTicker(n.cfg.TickInterval())
-	defer ticker.Stop()
+	clock := newTickClock(n.cfg.TickInterval(), n.metrics)
+	defer clock.stop()
 	recv := n.tr.Recv()
 	refuseAll := func() { n.rn.Refuse(ErrNotRunning) }
 	lastView := ^uint64(0)
@@ -285,17 +293,21 @@ func (n *Node) loop(ctx context.Context) (err error) {
 			}
 			refuseAll()
 			return nil
-		case <-ticker.C:
-			n.rn.Tick(uint64(n.now().UnixMilli()))
+		case <-clock.C():
+			clock.fired()
+			clock.catchUp(n.core, n.now)
 		case m, ok := <-recv:
 			if !ok {
 				refuseAll()
 				return errors.New("node: transport closed under the loop")
 			}
+			clock.catchUp(n.core, n.now)
 			n.step(m)
 		case req := <-n.submits:
+			clock.catchUp(n.core, n.now)
 			n.submit(req)
 		case err := <-sv.done:
+			clock.catchUp(n.core, n.now)
 			if err := n.rn.Saved(err); err != nil {
 				// Nothing of this Ready may leave the process: its messages
 				// may carry signatures whose safety records did not reach
@@ -330,6 +342,7 @@ func (n *Node) loop(ctx context.Context) (err error) {
 			}
 			lastView = st.View
 		}
+		clock.arm(n.core)
 	}
 }
 

@@ -463,7 +463,7 @@ func (p *puppet) begin() []core.Envelope {
 // clock.
 func (p *puppet) fabricateFrom(base uint64, prev wire.Hash, ts uint64, end uint64, tag string) *chainSeg {
 	s := &chainSeg{entries: map[uint64]core.Entry{}}
-	now := p.c.w.nowMs(p.c.lead)
+	now := p.c.w.nowMsAt(p.c.lead, p.c.w.tick)
 	for i := base + 1; i <= end; i++ {
 		p.seq++
 		b := wire.Batch{Index: i, Timestamp: max(ts, now), Origin: uint16(p.c.lead), Seq: 1<<40 + p.seq,

@@ -2,8 +2,11 @@ package sim
 
 import (
 	"container/heap"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"log/slog"
 	"math/rand/v2"
 	"slices"
@@ -43,6 +46,11 @@ type simNode struct {
 	// output gathers for the next Ready; a crash loses it unsaved.
 	flight    *runner.Flight
 	flightTil int
+	// ticked is the world tick the core has been ticked through. With
+	// Options.SkipIdleTicks it lags while the core's ticks are idle (as
+	// the node runtime sleeps through them); catchUp brings it level
+	// before the core sees anything else.
+	ticked int
 }
 
 type packet struct {
@@ -85,7 +93,12 @@ type world struct {
 	chk   *checker
 	stats Stats
 
-	tick    int
+	tick int
+	// tickDone is the last world tick whose Tick phase ran: what a node's
+	// core must have been ticked through before it sees an event.
+	tickDone int
+	// sent digests every message sent (tick, from, to, bytes), in order.
+	sent    hash.Hash
 	seq     int
 	net     queue
 	blocked [][]bool // blocked[from][to]
@@ -109,7 +122,7 @@ type world struct {
 }
 
 func newWorld(o Options, rng *rand.Rand, lg *slog.Logger) *world {
-	w := &world{o: o, rng: rng, log: lg, n: o.Nodes}
+	w := &world{o: o, rng: rng, log: lg, n: o.Nodes, sent: sha256.New()}
 	w.blocked = make([][]bool, w.n)
 	for i := range w.blocked {
 		w.blocked[i] = make([]bool, w.n)
@@ -222,8 +235,9 @@ func (w *world) makeCrypto() []core.Crypto {
 	return out
 }
 
-func (w *world) nowMs(i int) uint64 {
-	return uint64(int64(startMs+w.tick*tickMs) + w.nodes[i].skewMs)
+// nowMsAt is node i's clock at world tick t.
+func (w *world) nowMsAt(i, t int) uint64 {
+	return uint64(int64(startMs+t*tickMs) + w.nodes[i].skewMs)
 }
 
 // start builds a node's core from its store (a fresh node or a restart)
@@ -237,6 +251,7 @@ func (w *world) start(sn *simNode) {
 	sn.core = c
 	sn.rec = newRecorder(w, sn.id)
 	sn.rn = runner.New(watchedCore{Node: c, rec: sn.rec}, port{w: w, sn: sn}, runner.Options{Mutation: sn.cfg.Mutation})
+	sn.ticked = w.tickDone // its first Tick is the next Tick phase's
 	w.chk.observeStatus(sn.id, c.Status())
 	w.drain(sn)
 }
@@ -255,6 +270,7 @@ func (w *world) crash(sn *simNode, downTicks int) {
 // the runtime's saver, saves it now or, for a slow save, some ticks later
 // while the node goes on stepping events (group commit).
 func (w *world) drain(sn *simNode) {
+	w.catchUp(sn)
 	for sn.rn != nil && sn.flight == nil && sn.core.HasReady() {
 		f := sn.rn.TakeReady()
 		if f == nil {
@@ -275,6 +291,7 @@ func (w *world) finishSaves() {
 		if sn.rn != nil && sn.flight != nil && w.tick >= sn.flightTil {
 			f := sn.flight
 			sn.flight = nil
+			w.catchUp(sn)
 			w.save(sn, f)
 			w.drain(sn)
 		}
@@ -306,6 +323,12 @@ func (w *world) save(sn *simNode, f *runner.Flight) {
 
 func (w *world) send(from, to int, data []byte) {
 	w.stats.Messages++
+	var head [24]byte
+	binary.BigEndian.PutUint64(head[0:], uint64(w.tick))
+	binary.BigEndian.PutUint64(head[8:], uint64(from))
+	binary.BigEndian.PutUint64(head[16:], uint64(to))
+	w.sent.Write(head[:])
+	w.sent.Write(data)
 	if w.blocked[from][to] || (w.dropP > 0 && w.rng.Float64() < w.dropP) {
 		w.stats.Dropped++
 		return
@@ -342,11 +365,18 @@ func (w *world) step(faults bool) {
 		w.submit()
 	}
 	for _, sn := range w.nodes {
-		if sn.rn != nil {
-			sn.rn.Tick(w.nowMs(sn.id))
-			w.drain(sn)
+		if sn.rn == nil {
+			continue
 		}
+		if w.o.SkipIdleTicks && uint64(w.tick-sn.ticked) <= sn.core.IdleTicks() {
+			w.stats.TicksSkipped++ // nothing due: the runtime would sleep on
+			continue
+		}
+		w.tickThrough(sn, w.tick)
+		w.drain(sn)
 	}
+	w.tickDone = w.tick
+	w.digestStatus()
 	for w.net.Len() > 0 && w.net[0].at <= w.tick {
 		p := heap.Pop(&w.net).(*packet)
 		w.deliver(p)
@@ -354,6 +384,49 @@ func (w *world) step(faults bool) {
 			return
 		}
 	}
+}
+
+// tickThrough ticks sn's core through world tick t: the ticks it has not
+// seen before t are skipped (IdleTicks promised they do nothing), t's is a
+// Tick with the node's clock at t.
+func (w *world) tickThrough(sn *simNode, t int) {
+	if k := t - sn.ticked; k > 0 {
+		sn.core.Skip(uint64(k - 1))
+		sn.core.Tick(w.nowMsAt(sn.id, t))
+		sn.ticked = t
+	}
+}
+
+// catchUp ticks sn's core through the last Tick phase before it sees an
+// event (a message, a submit, a finished save), as the node runtime does
+// when it wakes: so the core's clock reads the same as if it had ticked
+// every tick.
+func (w *world) catchUp(sn *simNode) {
+	if sn.core != nil {
+		w.tickThrough(sn, w.tickDone)
+	}
+}
+
+// digestStatus adds every node's status (view, leader, ready) to the
+// digest of the run: a node skipping idle ticks must report the same as
+// one that ticked them all.
+func (w *world) digestStatus() {
+	var b []byte
+	for _, sn := range w.nodes {
+		if sn.core == nil {
+			b = append(b, 0xff)
+			continue
+		}
+		st := sn.core.Status()
+		b = binary.BigEndian.AppendUint64(b, st.View)
+		b = binary.BigEndian.AppendUint64(b, uint64(st.Leader))
+		if st.Ready {
+			b = append(b, 1)
+		} else {
+			b = append(b, 0)
+		}
+	}
+	w.sent.Write(b)
 }
 
 func (w *world) deliver(p *packet) {
@@ -380,6 +453,7 @@ func (w *world) deliver(p *packet) {
 			w.send(p.to, e.To, wire.Encode(e.Msg))
 		}
 	}
+	w.catchUp(sn)
 	if err := sn.rn.Step(p.from, m); err != nil {
 		w.log.Debug("sim: step error", "node", p.to, "from", p.from, "type", m.Type().String(), "err", err)
 		if w.byz[p.from] == nil && w.byz[p.to] == nil {
@@ -477,6 +551,7 @@ func (w *world) submit() {
 func (w *world) put(sn *simNode, app, body string) error {
 	rec, readies := sn.rec, len(sn.rec.needs)
 	a := accepted{app: app, body: body, node: sn.id}
+	w.catchUp(sn)
 	err := sn.rn.Submit(app, []byte(body), func(err error) {
 		if err != nil {
 			return
