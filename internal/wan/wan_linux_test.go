@@ -159,6 +159,9 @@ func (m *member) start(t *testing.T) {
 	if extra := os.Getenv("SEQBOOK_WAN_REPLICA_ARGS"); extra != "" && args[0] == "replica" {
 		args = append(slices.Clone(args), strings.Fields(extra)...)
 	}
+	if extra := os.Getenv("SEQBOOK_WAN_NODE_ARGS"); extra != "" && args[0] == "sequencer" {
+		args = append(slices.Clone(args), strings.Fields(extra)...)
+	}
 	m.cmd = m.ns.Command(bin, args...)
 	m.cmd.Stdout, m.cmd.Stderr = f, f
 	if err := m.cmd.Start(); err != nil {
@@ -251,6 +254,13 @@ func startWANNet(t *testing.T, sw *Switch) *wanNet {
 			}
 		}
 		sw.Wait()
+		if keep := os.Getenv("SEQBOOK_WAN_KEEP_LOGS"); keep != "" {
+			for _, m := range append(append([]*member{}, n.nodes...), n.replicas...) {
+				if b, err := os.ReadFile(m.log); err == nil {
+					_ = os.WriteFile(filepath.Join(keep, m.id+".log"), b, 0o644)
+				}
+			}
+		}
 		if t.Failed() {
 			for _, m := range append(append([]*member{}, n.nodes...), n.replicas...) {
 				t.Logf("---- %s (last lines) ----\n%s", m.id, tail(m.log, 30))
@@ -454,6 +464,10 @@ func TestWAN(t *testing.T) {
 				p.fault(fctx, t, n)
 			}
 		}()
+		var finBefore histSum
+		if p.fault == nil {
+			finBefore = n.scrapeFinality(ctx)
+		}
 		start := time.Now()
 		mon.ResetGap()
 		outs := s.OpenLoop(ctx, batch, rate)
@@ -481,6 +495,9 @@ func TestWAN(t *testing.T) {
 			res.stall = max(res.stall, tracker.MaxGap(r, start, loadEnd))
 		}
 		res.nodeStall = mon.MaxGap()
+		if p.fault == nil {
+			logBreakdown(ctx, t, n, p.name, outs, finBefore)
+		}
 		accepted = append(accepted, res.accepted...)
 		results = append(results, res)
 		t.Logf("%-16s sent %4d accepted %4d refused %v  order→finalized p50 %4d ms p90 %5d ms  longest finality stall %5d ms (nodes %5d ms)",
@@ -551,6 +568,128 @@ func TestWAN(t *testing.T) {
 	default:
 		t.Log(msg)
 	}
+}
+
+// histSum is the sum and count of a Prometheus histogram.
+type histSum struct {
+	sum   float64
+	count float64
+}
+
+func (h histSum) sub(o histSum) histSum { return histSum{h.sum - o.sum, h.count - o.count} }
+
+func (h histSum) mean() time.Duration {
+	if h.count == 0 {
+		return 0
+	}
+	return time.Duration(h.sum / h.count * float64(time.Second))
+}
+
+// scrapeHist reads the sum and count of histogram name from a /metrics
+// page.
+func (n *wanNet) scrapeHist(ctx context.Context, url, name string) (histSum, error) {
+	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(qctx, http.MethodGet, url+"/metrics", nil)
+	if err != nil {
+		return histSum{}, err
+	}
+	hc := &http.Client{Transport: &http.Transport{DialContext: n.client.Dial}}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Do(req)
+	if err != nil {
+		return histSum{}, err
+	}
+	defer resp.Body.Close()
+	var h histSum
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		var dst *float64
+		switch {
+		case strings.HasPrefix(line, name+"_sum "):
+			dst = &h.sum
+		case strings.HasPrefix(line, name+"_count "):
+			dst = &h.count
+		default:
+			continue
+		}
+		if _, err := fmt.Sscan(line[strings.IndexByte(line, ' ')+1:], dst); err != nil {
+			return histSum{}, fmt.Errorf("%s: %q: %v", url, line, err)
+		}
+	}
+	return h, sc.Err()
+}
+
+// scrapeFinality reads the leader's histogram of the time from a batch's
+// leader stamp to its finality there.
+func (n *wanNet) scrapeFinality(ctx context.Context) histSum {
+	var h histSum
+	l, err := n.leader(ctx)
+	if err == nil {
+		h, _ = n.scrapeHist(ctx, "http://"+l.ns.IP+":6001", "seqbook_node_batch_finality_seconds")
+	}
+	return h
+}
+
+// logBreakdown splits the answer time of the orders of a phase without a
+// fault into its parts, with the leader's stamp on each batch (all
+// namespaces share one clock): intake is from the order's due time to
+// the stamp (client → replica, the replica's batching, replica → node →
+// leader); consensus is from the stamp to finality on the leader (its
+// histogram's mean over the phase); the rest is the replica learning the
+// finalization, applying it and answering.
+func logBreakdown(ctx context.Context, t *testing.T, n *wanNet, name string, outs []load.Outcome, finBefore histSum) {
+	t.Helper()
+	stamps := map[uint64]time.Time{}
+	var want []uint64
+	for _, o := range outs {
+		if o.Accepted && o.Index > 0 {
+			want = append(want, o.Index)
+		}
+	}
+	if len(want) == 0 {
+		return
+	}
+	slices.Sort(want)
+	qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	node := n.nodeURLs()
+	after := want[0] - 1
+	for after < want[len(want)-1] && qctx.Err() == nil {
+		var page struct {
+			Batches []struct {
+				Index     uint64 `json:"index"`
+				Timestamp uint64 `json:"timestamp"`
+			} `json:"batches"`
+		}
+		err := n.h.GetJSON(qctx, fmt.Sprintf("%s/node/orderbook/batches/finalized?after=%d", node[0], after), &page)
+		if err != nil || len(page.Batches) == 0 {
+			node = append(node[1:], node[0])
+			sleepCtx(qctx, 100*time.Millisecond)
+			continue
+		}
+		for _, b := range page.Batches {
+			stamps[b.Index] = time.UnixMilli(int64(b.Timestamp))
+		}
+		after = page.Batches[len(page.Batches)-1].Index
+	}
+	var intake, rest []time.Duration
+	for _, o := range outs {
+		st, ok := stamps[o.Index]
+		if !o.Accepted || !ok {
+			continue
+		}
+		intake = append(intake, st.Sub(o.Scheduled))
+		rest = append(rest, o.Answered.Sub(st))
+	}
+	slices.Sort(intake)
+	slices.Sort(rest)
+	fin := n.scrapeFinality(ctx).sub(finBefore)
+	t.Logf("%s: order → leader stamp p50 %d ms (p90 %d); stamp → answer p50 %d ms (p90 %d); of which stamp → final on the leader %d ms (mean of %d batches)",
+		name, load.Percentile(intake, 50).Milliseconds(), load.Percentile(intake, 90).Milliseconds(),
+		load.Percentile(rest, 50).Milliseconds(), load.Percentile(rest, 90).Milliseconds(), fin.mean().Milliseconds(), int(fin.count))
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {
