@@ -35,27 +35,50 @@ func TestMain(m *testing.M) {
 	os.Exit(testproc.Main(m, "seqbook-wan-", &seqbookBin))
 }
 
-// oneWay is the one-way delay of every link in TestWAN.
+// oneWay is the one-way delay of every link in TestWAN, the delay the
+// targets are asserted at. SEQBOOK_WAN_DELAY and SEQBOOK_WAN_JITTER (Go
+// durations) run it at another delay, ± a jitter, to measure (see
+// linkDelay).
 const oneWay = 25 * time.Millisecond
 
 // Targets (issue: "Across machines"): with one node unreachable, no order
 // answered 503 and finality never stands still longer than a leader
-// change; order → finalized answer p50 within 8 one-way delays + 50 ms.
-//
-// A follower's fault must cost no stall (stallMax is the leader-change
-// time the target allows); a leader's fault costs one leader change, which
-// the sequencer core makes (its 2 s timeout, a dispute round, a sync):
-// about 2.6–3.8 s measured on a shared 2-core machine, so leaderStallMax
-// leaves room for a loaded CI host. The latency target depends on the
-// core's rounds as well; it is asserted with SEQBOOK_WAN_LATENCY_TARGET=1
-// and otherwise logged, while latencyP50Max catches gross regressions
-// (a fallback to long timeouts, a lost hop-saving) on any host.
+// change, stallMax; order → finalized answer p50 within 8 one-way delays
+// + 50 ms (latencyP50Ok). A leader change costs the core's 2 s leader
+// timeout, the dispute and view-state exchange and two rounds: about
+// 2.3 s at 25 ms one-way (docs/operations.md).
 const (
-	stallMax       = 3 * time.Second
-	leaderStallMax = 6 * time.Second
-	latencyP50Ok   = 8*oneWay + 50*time.Millisecond
-	latencyP50Max  = 40 * oneWay
+	stallMax = 3 * time.Second
 )
+
+// latencyP50Ok is the target for order → finalized p50 at one-way delay d.
+func latencyP50Ok(d time.Duration) time.Duration { return 8*d + 50*time.Millisecond }
+
+// linkDelay is the one-way delay and jitter of the run: oneWay unless
+// SEQBOOK_WAN_DELAY (and SEQBOOK_WAN_JITTER) say otherwise. A run at
+// another delay measures: it checks every order and the digests, and the
+// latency target at its delay, but only logs the stalls (a leader change
+// costs more network delays at longer ones).
+func linkDelay(t *testing.T) (delay, jitter time.Duration, measuring bool) {
+	delay = oneWay
+	for _, v := range []struct {
+		env string
+		dst *time.Duration
+	}{{"SEQBOOK_WAN_DELAY", &delay}, {"SEQBOOK_WAN_JITTER", &jitter}} {
+		if s := os.Getenv(v.env); s != "" {
+			d, err := time.ParseDuration(s)
+			if err != nil || d < 0 {
+				t.Fatalf("%s=%q: want a duration such as 50ms", v.env, s)
+			}
+			*v.dst = d
+			measuring = true
+		}
+	}
+	if jitter > delay {
+		t.Fatalf("jitter %v exceeds the delay %v", jitter, delay)
+	}
+	return delay, jitter, measuring
+}
 
 // skipUnlessWAN skips with the reason the test cannot run here.
 func skipUnlessWAN(t *testing.T) {
@@ -382,7 +405,9 @@ func TestWAN(t *testing.T) {
 	} else {
 		t.Log("no sch_netem in this kernel: delays come from the userspace switch")
 	}
-	sw := NewSwitch(oneWay, 0, 0, 7)
+	delay, jitter, measuring := linkDelay(t)
+	t.Logf("links: %v one-way ± %v", delay, jitter)
+	sw := NewSwitch(delay, jitter, 0, 7)
 	n := startWANNet(t, sw)
 	ctx := context.Background()
 
@@ -547,25 +572,21 @@ func TestWAN(t *testing.T) {
 		if len(res.accepted) != res.sent {
 			t.Errorf("%s: %d of %d orders not accepted (%v)", res.name, res.sent-len(res.accepted), res.sent, res.refused)
 		}
-		bound := stallMax
-		if res.leaderFault {
-			bound = leaderStallMax
-			if res.stall > stallMax {
-				t.Logf("%s: finality stood still for %v, over the %v target (a leader change of the core)", res.name, res.stall, stallMax)
-			}
-		}
-		if res.stall > bound {
-			t.Errorf("%s: finality stood still for %v; want at most %v", res.name, res.stall, bound)
+		// A follower's fault must cost no stall, a leader's one leader
+		// change: at most stallMax either way (the issue's target).
+		switch {
+		case res.stall <= stallMax:
+		case measuring:
+			t.Logf("%s: finality stood still for %v (the target, %v, is asserted at %v one-way)", res.name, res.stall, stallMax, oneWay)
+		default:
+			t.Errorf("%s: finality stood still for %v; want at most %v", res.name, res.stall, stallMax)
 		}
 	}
-	p50 := results[0].p50
-	msg := fmt.Sprintf("steady: order → finalized p50 %v at %v one-way; target %v (8 one-way delays + 50 ms)", p50, oneWay, latencyP50Ok)
-	switch {
-	case p50 > latencyP50Max:
-		t.Errorf("%s, and over the regression bound %v", msg, latencyP50Max)
-	case p50 > latencyP50Ok && os.Getenv("SEQBOOK_WAN_LATENCY_TARGET") != "":
+	p50, target := results[0].p50, latencyP50Ok(delay)
+	msg := fmt.Sprintf("steady: order → finalized p50 %v at %v one-way; target %v (8 one-way delays + 50 ms)", p50, delay, target)
+	if p50 > target {
 		t.Error(msg)
-	default:
+	} else {
 		t.Log(msg)
 	}
 }
