@@ -25,8 +25,9 @@ type leadState struct {
 	lastSeqs []uint64
 	// viewLock is the newest lock proof formed in this view.
 	viewLock *wire.Proof
-	// round is the round under way, nil when none (see round.go).
-	round *round
+	// rounds are the rounds under way, oldest first: at most
+	// roundsInFlightMax, more than one only at light load (see round.go).
+	rounds []*round
 	// announced is the finalized index the last Round message carried:
 	// replies carry the proofs up to it (newer ones ride with the next
 	// Round, checked together with its lock proof).
@@ -66,8 +67,10 @@ func (n *Node) leaderTick(a *app) {
 		n.selfPost(a)
 	}
 	n.advanceRounds(a)
-	if r := a.lead.round; r != nil && n.tick-r.sentTick >= uint64(n.cfg.RetryTicks) {
-		n.sendRound(a, r) // to the nodes that have not voted
+	for _, r := range a.lead.rounds {
+		if n.tick-r.sentTick >= uint64(n.cfg.RetryTicks) {
+			n.sendRound(a, r) // to the nodes that have not voted
+		}
 	}
 }
 
@@ -210,9 +213,11 @@ func (n *Node) stepPost(from int, p *wire.Post) error {
 
 // lockCandidate picks the next index to lock: the highest index at least
 // Q nodes hold (the leader included), cut so one round covers at most
-// RoundBatchesMax batches and RoundBytesMax bytes, and never below the
-// adopted lock (nodes refuse to lock below their own).
-func (n *Node) lockCandidate(a *app) (uint64, bool) {
+// RoundBatchesMax batches and RoundBytesMax bytes after the highest lock
+// formed or asked for, and never below the adopted lock (nodes refuse to
+// lock below their own). It returns the index and the one the round
+// starts after.
+func (n *Node) lockCandidate(a *app) (idx, from uint64, ok bool) {
 	l := a.lead
 	// A follower whose log matched ours holds what we pushed to it by the
 	// time a Round sent after the push reaches it (one ordered stream per
@@ -231,14 +236,14 @@ func (n *Node) lockCandidate(a *app) (uint64, bool) {
 	slices.Reverse(tips)
 	cand := tips[n.quorum-1]
 	fin := a.finalIdx()
-	floor := fin
+	floor := max(fin, n.lockingIdx(a))
 	if l.viewLock != nil {
 		floor = max(floor, l.viewLock.Index)
 	} else if cand < a.lockIdx() {
-		return 0, false // a quorum does not hold the adopted chain yet
+		return 0, 0, false // a quorum does not hold the adopted chain yet
 	}
 	if cand <= floor {
-		return 0, false
+		return 0, 0, false
 	}
 	limit := min(cand, floor+uint64(n.cfg.RoundBatchesMax))
 	size := 0
@@ -252,5 +257,5 @@ func (n *Node) lockCandidate(a *app) (uint64, bool) {
 	if l.viewLock == nil {
 		limit = max(limit, a.lockIdx())
 	}
-	return limit, limit > floor
+	return limit, floor, limit > floor
 }
