@@ -54,9 +54,37 @@ func (n *Node) activateLeader(a *app) {
 		}
 	}
 	a.lead = l
+	n.knowFromViewStates(a)
 	n.broadcast(n.newViewMsg(a))
 	n.selfPost(a)
 	n.advanceRounds(a)
+}
+
+// knowFromViewStates takes as known (matching our log) the followers
+// whose view state showed a tip on our chain at or past the adopted lock:
+// they hold its chain, so our NewView activates them without a sync, and
+// the first round can follow it on the same stream instead of waiting
+// for their first posts (a network round trip in every leader change).
+// A follower that is not active when the round arrives just does not
+// vote; the round is asked again (RetryTicks) and its posts correct
+// tips. Which followers the leader counts is liveness only: every node's
+// voter decides what it signs.
+func (n *Node) knowFromViewStates(a *app) {
+	l := a.lead
+	for i := 0; i < n.cfg.Nodes; i++ {
+		vs := n.viewStates[i]
+		if i == n.cfg.Self || vs == nil {
+			continue
+		}
+		for _, as := range vs.Apps {
+			if as.App != a.name {
+				continue
+			}
+			if h, ok := n.hashAt(a, as.Tip.Index); ok && h == as.Tip.ChainingHash && as.Tip.Index >= a.lockIdx() {
+				l.tips[i], l.known[i] = as.Tip.Index, true
+			}
+		}
+	}
 }
 
 func (n *Node) leaderTick(a *app) {
