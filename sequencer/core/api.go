@@ -142,7 +142,8 @@ type Config struct {
 	RoundBytesMax   int
 	// RoundOverlapBatchesMax: another round may start while rounds are
 	// under way only if those lock at most this many batches together
-	// (and fewer than three are under way). At light load
+	// (and fewer than three are under way, the newest in the first half
+	// of a round's time). At light load
 	// a batch then goes out to be locked at once instead of waiting for
 	// the round under way (on a wide-area link, most of a round trip);
 	// under load rounds stay one at a time and grow with what arrives, so

@@ -28,6 +28,9 @@ type leadState struct {
 	// rounds are the rounds under way, oldest first: at most
 	// roundsInFlightMax, more than one only at light load (see round.go).
 	rounds []*round
+	// roundTicks is how long the last round that formed a proof took
+	// (0 before the first).
+	roundTicks uint64
 	// announced is the finalized index the last Round message carried:
 	// replies carry the proofs up to it (newer ones ride with the next
 	// Round, checked together with its lock proof).

@@ -19,9 +19,9 @@ import (
 // more batches. No timer sits between rounds.
 //
 // At light load more rounds may start while one is under way
-// (Config.RoundOverlapBatchesMax): a batch that arrives then is locked at
-// once instead of waiting for the round under way, which on a wide-area
-// link is most of a round trip. The rounds in flight lock increasing
+// (Config.RoundOverlapBatchesMax, mayStartRound): a batch that arrives
+// early in a round is locked at once instead of waiting for the round
+// under way, which on a wide-area link is most of a round trip. The rounds in flight lock increasing
 // indexes and finalize increasing lock proofs, so every node is asked in
 // an order its voter accepts (one ordered stream per peer); a part that a
 // newer proof made moot (a lock below the view's newest lock proof, a
@@ -37,7 +37,9 @@ import (
 // round is one of the leader's rounds under way.
 type round struct {
 	lock, fin *tally
-	sentTick  uint64
+	// startTick is when the round started; sentTick when its requests
+	// were last sent.
+	startTick, sentTick uint64
 	// lockFrom is the index the lock part starts after: it locks
 	// lock.index - lockFrom batches.
 	lockFrom uint64
@@ -101,6 +103,7 @@ func (n *Node) advanceRounds(a *app) {
 		if r == nil {
 			break
 		}
+		r.startTick = n.tick
 		l.rounds = append(l.rounds, r)
 		n.sendRound(a, r)
 	}
@@ -126,6 +129,8 @@ func (n *Node) dropSettled(a *app) {
 		}
 		if !r.done() {
 			keep = append(keep, r)
+		} else if (r.lock != nil && r.lock.proof != nil) || (r.fin != nil && r.fin.proof != nil) {
+			l.roundTicks = max(n.tick-r.startTick, 1)
 		}
 	}
 	clear(l.rounds[len(keep):])
@@ -140,13 +145,21 @@ const roundsInFlightMax = 3
 
 // mayStartRound reports whether a round may start now: when none is under
 // way, or beside the ones under way (at most roundsInFlightMax) when those
-// lock at most RoundOverlapBatchesMax batches together (a light load).
+// lock at most RoundOverlapBatchesMax batches together (a light load) and
+// the newest of them is in the first half of a round's time (the last
+// round's). A batch that arrives later waits less than half a round for
+// the next one: overlapping then would cost a round (two signatures, a
+// pairing check and an fsync on every node) to save little.
 func (n *Node) mayStartRound(a *app) bool {
-	rs := a.lead.rounds
+	l := a.lead
+	rs := l.rounds
 	if len(rs) == 0 {
 		return true
 	}
 	if len(rs) >= roundsInFlightMax || n.cfg.RoundOverlapBatchesMax == 0 {
+		return false
+	}
+	if age := n.tick - rs[len(rs)-1].startTick; 2*age >= l.roundTicks {
 		return false
 	}
 	locks := uint64(0)
