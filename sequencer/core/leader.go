@@ -267,7 +267,7 @@ func (n *Node) lockCandidate(a *app) (idx, from uint64, ok bool) {
 	slices.Reverse(tips)
 	cand := tips[n.quorum-1]
 	fin := a.finalIdx()
-	floor := max(fin, n.lockingIdx(a))
+	floor := max(fin, askedIdx(a, lockPart))
 	if l.viewLock != nil {
 		floor = max(floor, l.viewLock.Index)
 	} else if cand < a.lockIdx() {

@@ -177,7 +177,7 @@ func (n *Node) mayStartRound(a *app) bool {
 func (n *Node) nextRound(a *app) *round {
 	l := a.lead
 	r := &round{}
-	if lp := l.viewLock; lp != nil && lp.Index > a.finalIdx() && lp.Index > n.finalizingIdx(a) {
+	if lp := l.viewLock; lp != nil && lp.Index > a.finalIdx() && lp.Index > askedIdx(a, finPart) {
 		r.fin = newTally(wire.KindFinalize, lp.Index, lp.ChainingHash, lp)
 		r.fin.ownDue = n.castFinalize(a, lp)
 	}
@@ -194,29 +194,20 @@ func (n *Node) nextRound(a *app) *round {
 	return r
 }
 
-// finalizingIdx is the highest index a round in flight asks to finalize
-// (0 if none).
-func (n *Node) finalizingIdx(a *app) uint64 {
+// askedIdx is the highest index the rounds in flight ask to lock (part
+// picks r.lock) or to finalize (r.fin); 0 if none.
+func askedIdx(a *app, part func(r *round) *tally) uint64 {
 	idx := uint64(0)
 	for _, r := range a.lead.rounds {
-		if r.fin != nil {
-			idx = max(idx, r.fin.index)
+		if t := part(r); t != nil {
+			idx = max(idx, t.index)
 		}
 	}
 	return idx
 }
 
-// lockingIdx is the highest index a round in flight asks to lock (0 if
-// none).
-func (n *Node) lockingIdx(a *app) uint64 {
-	idx := uint64(0)
-	for _, r := range a.lead.rounds {
-		if r.lock != nil {
-			idx = max(idx, r.lock.index)
-		}
-	}
-	return idx
-}
+func lockPart(r *round) *tally { return r.lock }
+func finPart(r *round) *tally  { return r.fin }
 
 // sendRound asks every node for the votes it has not given yet, with the
 // newest finalize proof (a follower checks it together with the lock proof
