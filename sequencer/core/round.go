@@ -21,12 +21,12 @@ import (
 // At light load more rounds may start while one is under way
 // (Config.RoundOverlapBatchesMax, mayStartRound): a batch that arrives
 // early in a round is locked at once instead of waiting for the round
-// under way, which on a wide-area link is most of a round trip. The rounds in flight lock increasing
-// indexes and finalize increasing lock proofs, so every node is asked in
-// an order its voter accepts (one ordered stream per peer); a part that a
-// newer proof made moot (a lock below the view's newest lock proof, a
-// finalize at or below the finalized index) is dropped, its votes no
-// longer needed.
+// under way, which on a wide-area link is most of a round trip. The
+// rounds in flight lock increasing indexes and finalize increasing lock
+// proofs, so every node is asked in an order its voter accepts (one
+// ordered stream per peer); a part that a newer proof made moot (a lock
+// below the view's newest lock proof, a finalize at or below the
+// finalized index) is dropped, its votes no longer needed.
 //
 // What the leader itself may sign is the voter's decision, made when the
 // round starts (castLock, castFinalize record it in the round's Ready).
