@@ -92,6 +92,20 @@ func startFollower(t *testing.T) (*core.Node, core.Store, core.Config, uint64) {
 	return n, store, cfg, now
 }
 
+// startNode0 makes node 0 (the leader of view 0) with cfg on a memory
+// store and gives it its first tick.
+func startNode0(t *testing.T, cfg core.Config) (*core.Node, core.Store, uint64) {
+	t.Helper()
+	store := core.NewMemoryStore()
+	n, err := core.NewNode(cfg, testCrypto{0}, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := uint64(1_700_000_000_000)
+	n.Tick(now)
+	return n, store, now
+}
+
 // handle runs the runtime's loop body once: save, then return messages.
 func handle(t *testing.T, n *core.Node, s core.Store) core.Ready {
 	t.Helper()
@@ -190,14 +204,8 @@ func TestSubmitErrors(t *testing.T) {
 // TestSingleNode: a cluster of one finalizes on its own, reports the
 // batches once, stores them with their proof, and a restart keeps them.
 func TestSingleNode(t *testing.T) {
-	store := core.NewMemoryStore()
 	cfg := quiet(core.TestConfig(chain, 1, 0))
-	n, err := core.NewNode(cfg, testCrypto{0}, store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := uint64(1_700_000_000_000)
-	n.Tick(now)
+	n, store, now := startNode0(t, cfg)
 	handle(t, n, store)
 	for _, b := range []string{"one", "two", "three"} {
 		if err := n.Submit("ob", []byte(b)); err != nil {
@@ -574,21 +582,15 @@ func TestRoundsOverlapAtLightLoad(t *testing.T) {
 		{"overlap off", 0, 1, 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			store := core.NewMemoryStore()
 			cfg := quiet(core.TestConfig(chain, 4, 0))
 			cfg.RoundOverlapBatchesMax = tc.overlap
-			n, err := core.NewNode(cfg, testCrypto{0}, store)
-			if err != nil {
-				t.Fatal(err)
-			}
-			now := uint64(1_700_000_000_000)
+			n, store, now := startNode0(t, cfg)
 			ticks := func(k int) {
 				for range k {
 					now += cfg.TickMs
 					n.Tick(now)
 				}
 			}
-			ticks(1)
 			for _, f := range []int{1, 2, 3} {
 				if err := n.Step(f, &wire.ViewState{View: 0}); err != nil {
 					t.Fatal(err)
@@ -675,13 +677,8 @@ func TestNewLeaderSkipsGraceForSilentNodes(t *testing.T) {
 		{"the missing node was heard lately", true, 2}, // TestConfig's grace: 2 ticks
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			store := core.NewMemoryStore()
 			cfg := quiet(core.TestConfig(chain, 4, 0))
-			n, err := core.NewNode(cfg, testCrypto{0}, store)
-			if err != nil {
-				t.Fatal(err)
-			}
-			now := uint64(1_700_000_000_000)
+			n, _, now := startNode0(t, cfg)
 			for range cfg.LeaderTimeoutTicks + 5 {
 				now += cfg.TickMs
 				n.Tick(now)
@@ -713,14 +710,8 @@ func TestNewLeaderSkipsGraceForSilentNodes(t *testing.T) {
 // on the new leader's chain are counted at once, so a batch is asked to
 // be locked right behind NewView, without waiting for their first posts.
 func TestFirstRoundFollowsNewView(t *testing.T) {
-	store := core.NewMemoryStore()
 	cfg := quiet(core.TestConfig(chain, 4, 0))
-	n, err := core.NewNode(cfg, testCrypto{0}, store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := uint64(1_700_000_000_000)
-	n.Tick(now)
+	n, store, now := startNode0(t, cfg)
 	for _, f := range []int{1, 2, 3} {
 		if err := n.Step(f, &wire.ViewState{View: 0, Apps: []wire.AppState{{App: "ob"}}}); err != nil {
 			t.Fatal(err)
