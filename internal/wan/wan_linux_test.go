@@ -45,11 +45,9 @@ const oneWay = 25 * time.Millisecond
 // answered 503 and finality never stands still longer than a leader
 // change, stallMax; order → finalized answer p50 within 8 one-way delays
 // + 50 ms (latencyP50Ok). A leader change costs the core's 2 s leader
-// timeout, the dispute and view-state exchange and two rounds: about
-// 2.3 s at 25 ms one-way (docs/operations.md).
-const (
-	stallMax = 3 * time.Second
-)
+// timeout, the dispute and view-state exchange and two rounds: 2.3–2.6 s
+// at 25 ms one-way measured on a shared machine (docs/operations.md).
+const stallMax = 3 * time.Second
 
 // latencyP50Ok is the target for order → finalized p50 at one-way delay d.
 func latencyP50Ok(d time.Duration) time.Duration { return 8*d + 50*time.Millisecond }
