@@ -219,7 +219,10 @@ type OrderResult struct {
 	// Request is what was sent.
 	Request obapi.OrderRequest
 	// Accepted is the answer without wait; Order the order as applied with
-	// wait (status, fills).
+	// wait (status, fills). With wait, an order not applied within the
+	// wait comes back with Order.Status "pending" (HTTP 202: its outcome
+	// is not known yet) and Accepted set as well, its Message saying how
+	// to follow it.
 	Accepted *obapi.OrderAccepted
 	Order    *obapi.Order
 	// Raw is the answer as received.
@@ -232,6 +235,9 @@ type OpResult struct {
 	// bridge pays out on), computed locally and checked against the answer.
 	ID ID
 	// Accepted is the answer without wait; Result the outcome with wait.
+	// With wait, an operation not applied within the wait comes back with
+	// Result.Status "pending" (HTTP 202: its outcome is not known yet) and
+	// Accepted set as well, its Message saying how to follow it.
 	Accepted *obapi.OpAccepted
 	Result   *obapi.OpResult
 	Raw      json.RawMessage
@@ -340,7 +346,9 @@ func (ob *Orderbook) SignOrder(ctx context.Context, key *ecdsa.PrivateKey, p Ord
 //
 // Without wait, Accepted.Status is "accepted" (a sequencer node took the
 // order) or "pending" (HTTP 202: the replica holds the order and keeps
-// sending it, but its outcome is not known yet; follow it with Order). To
+// sending it, but its outcome is not known yet; follow it with Order).
+// With wait, an order not applied within the wait is "pending" too
+// (Order.Status; see OrderResult). To
 // retry after an error or a pending answer, send the same signed request
 // again with SubmitOrder (res.Request): never sign a new order for it,
 // which could trade twice.
@@ -375,6 +383,10 @@ func (ob *Orderbook) SubmitOrder(ctx context.Context, req obapi.OrderRequest, wa
 		res.Order = new(obapi.Order)
 		err = json.Unmarshal(raw, res.Order)
 		answered = res.Order.OrderID
+		if err == nil && res.Order.Status == obapi.StatusPending {
+			res.Accepted = new(obapi.OrderAccepted)
+			err = json.Unmarshal(raw, res.Accepted)
+		}
 	} else {
 		res.Accepted = new(obapi.OrderAccepted)
 		err = json.Unmarshal(raw, res.Accepted)
@@ -486,6 +498,10 @@ func (ob *Orderbook) submitOp(ctx context.Context, path string, req any, digest 
 		res.Result = new(obapi.OpResult)
 		err = json.Unmarshal(raw, res.Result)
 		answered = res.Result.ID
+		if err == nil && res.Result.Status == obapi.StatusPending {
+			res.Accepted = new(obapi.OpAccepted)
+			err = json.Unmarshal(raw, res.Accepted)
+		}
 	} else {
 		res.Accepted = new(obapi.OpAccepted)
 		err = json.Unmarshal(raw, res.Accepted)

@@ -93,3 +93,42 @@ func TestSDKTradingCalls(t *testing.T) {
 		return err == nil && o.Status == "open"
 	})
 }
+
+// An order the replica holds but that is not applied within the wait comes
+// back to the SDK as "pending" (HTTP 202) with the message on how to
+// follow it; resending the same signed request changes nothing (409), and
+// the order applies once finality resumes.
+func TestSDKWaitAnswersPending(t *testing.T) {
+	clock := &manualClock{now: time.Now()}
+	seq := NewMemSequencer(clock.Ms)
+	r := startReplica(t, testConfig("replica1", clock), seq, NewMemStore())
+	// The replica is told to wait 90 % of the client's 300 ms.
+	ob, err := client.NewOrderbook(r.srv.URL, client.WithChainID(31337), client.WithTimeout(300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	seq.Hold()
+	res, err := ob.PlaceOrder(ctx, carol, client.OrderParams{Market: "ETH/USDT", Side: "sell", Quantity: 1_000_000, Price: 2000_000_000,
+		Expiry: uint64(clock.Now().Unix() + 600)}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Order == nil || res.Order.Status != obapi.StatusPending || res.Order.OrderID != res.OrderID.String() ||
+		res.Accepted == nil || res.Accepted.Message == "" {
+		t.Fatalf("not applied within the wait: order %+v, accepted %+v; want pending with a message", res.Order, res.Accepted)
+	}
+	var ae *client.APIError
+	if _, err := ob.SubmitOrder(ctx, res.Request, false); !errors.As(err, &ae) || ae.Status != 409 {
+		t.Fatalf("resending the pending order: %v; want 409", err)
+	}
+	seq.Release()
+	r.waitApplied(t, 1)
+	o, err := ob.Order(ctx, res.OrderID)
+	if err != nil || o.Status != "open" {
+		t.Fatalf("after release: %+v %v", o, err)
+	}
+	if r.Applied() != 1 {
+		t.Fatalf("applied %d batches; the resend must not add one", r.Applied())
+	}
+}

@@ -178,7 +178,9 @@ func (r *Replica) submitAndAnswer(c *gin.Context, op *Op, wait bool, d time.Dura
 	case o := <-ch:
 		r.answerOutcome(c, op, o)
 	case <-timer.C:
-		fail(c, http.StatusGatewayTimeout, "operation %s was accepted but not applied within %v; poll GET /ops/%s", op.IDHex(), d, op.IDHex())
+		// Not applied in time: its outcome (applied, or rejected when
+		// applied) is not known yet, whether a node confirmed it or not.
+		answerAccepted(c, op, true)
 	case <-c.Request.Context().Done():
 	}
 }
@@ -190,18 +192,23 @@ func (r *Replica) submitAndAnswer(c *gin.Context, op *Op, wait bool, d time.Dura
 func answerAccepted(c *gin.Context, op *Op, pending bool) {
 	status, code, msg := obapi.StatusAccepted, http.StatusOK, ""
 	if pending {
-		route := "/ops/"
-		if op.Kind.IsOrder() {
-			route = "/orders/"
-		}
-		status, code = obapi.StatusPending, http.StatusAccepted
-		msg = "pending — query GET " + route + op.IDHex() + "; the replica keeps sending it until it is applied or expires; to retry, resend the same signed request, never a re-signed one"
+		status, code, msg = obapi.StatusPending, http.StatusAccepted, pendingMessage(op)
 	}
 	if op.Kind.IsOrder() {
 		c.JSON(code, obapi.OrderAccepted{OrderID: op.IDHex(), Status: status, Message: msg})
 	} else {
 		c.JSON(code, obapi.OpAccepted{ID: op.IDHex(), Status: status, Message: msg})
 	}
+}
+
+// pendingMessage tells a client how to follow an operation whose outcome
+// is not known yet, and how to retry it.
+func pendingMessage(op *Op) string {
+	route := "/ops/"
+	if op.Kind.IsOrder() {
+		route = "/orders/"
+	}
+	return "pending — query GET " + route + op.IDHex() + "; the replica keeps sending it until it is applied or expires; to retry, resend the same signed request, never a re-signed one"
 }
 
 func (r *Replica) answerOutcome(c *gin.Context, op *Op, o OpOutcome) {

@@ -123,7 +123,7 @@ func (r *Replica) postOrders(c *gin.Context) {
 		if errs[i] != nil {
 			results[i] = errorResult(errs[i])
 		} else if unknown[i] {
-			results[i] = obapi.OrderResult{OrderID: op.IDHex(), Status: obapi.StatusPending}
+			results[i] = obapi.OrderResult{OrderID: op.IDHex(), Status: obapi.StatusPending, Message: pendingMessage(op)}
 		} else {
 			results[i] = obapi.OrderResult{OrderID: op.IDHex(), Status: obapi.StatusAccepted}
 		}
@@ -164,8 +164,8 @@ func (r *Replica) awaitOrders(ctx context.Context, d time.Duration, ops []*Op, e
 			}
 		}
 		if !got {
-			results[i] = obapi.OrderResult{OrderID: op.IDHex(), Status: obapi.StatusAccepted, Code: http.StatusGatewayTimeout,
-				Error: fmt.Sprintf("orders[%d]: accepted but not applied within %v; poll GET /orders/%s", i, d, op.IDHex())}
+			// Not applied in time: its outcome is not known yet.
+			results[i] = obapi.OrderResult{OrderID: op.IDHex(), Status: obapi.StatusPending, Message: pendingMessage(op)}
 			continue
 		}
 		r.mu.RLock()

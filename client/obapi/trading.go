@@ -29,11 +29,14 @@ type OrdersBatchRequest struct {
 // OrderResult is one entry of an OrdersBatchResult, at the position of its
 // order in the request. Exactly one of (OrderID with Status) and Error is
 // set: Error says why the order was refused (Code is the HTTP status a
-// single POST /order would have answered). With ?wait=finalized, Order is
-// the applied order (or Error says it was not applied in time).
+// single POST /order would have answered). Status "pending" means the
+// order's outcome is not known yet (Message says how to follow it); with
+// ?wait=finalized, Order is the applied order, and an order not applied in
+// time is "pending".
 type OrderResult struct {
 	OrderID string `json:"order_id,omitempty"`
 	Status  string `json:"status,omitempty"`
+	Message string `json:"message,omitempty"`
 	Error   string `json:"error,omitempty"`
 	Code    int    `json:"code,omitempty"`
 	Order   *Order `json:"order,omitempty"`

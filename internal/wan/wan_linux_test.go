@@ -35,27 +35,53 @@ func TestMain(m *testing.M) {
 	os.Exit(testproc.Main(m, "seqbook-wan-", &seqbookBin))
 }
 
-// oneWay is the one-way delay of every link in TestWAN.
+// oneWay is the one-way delay of every link in TestWAN, the delay the
+// targets are asserted at. SEQBOOK_WAN_DELAY and SEQBOOK_WAN_JITTER (Go
+// durations) run it at another delay, ± a jitter, to measure (see
+// linkDelay).
 const oneWay = 25 * time.Millisecond
 
 // Targets (issue: "Across machines"): with one node unreachable, no order
 // answered 503 and finality never stands still longer than a leader
-// change; order → finalized answer p50 within 8 one-way delays + 50 ms.
-//
-// A follower's fault must cost no stall (stallMax is the leader-change
-// time the target allows); a leader's fault costs one leader change, which
-// the sequencer core makes (its 2 s timeout, a dispute round, a sync):
-// about 2.6–3.8 s measured on a shared 2-core machine, so leaderStallMax
-// leaves room for a loaded CI host. The latency target depends on the
-// core's rounds as well; it is asserted with SEQBOOK_WAN_LATENCY_TARGET=1
-// and otherwise logged, while latencyP50Max catches gross regressions
-// (a fallback to long timeouts, a lost hop-saving) on any host.
-const (
-	stallMax       = 3 * time.Second
-	leaderStallMax = 6 * time.Second
-	latencyP50Ok   = 8*oneWay + 50*time.Millisecond
-	latencyP50Max  = 40 * oneWay
-)
+// change, stallMax; order → finalized answer p50 within 8 one-way delays
+// + 50 ms (latencyP50Ok). A leader change costs the core's 2 s leader
+// timeout, the dispute and view-state exchange and two rounds: 2.3–2.6 s
+// at 25 ms one-way measured on a shared machine (docs/operations.md).
+const stallMax = 3 * time.Second
+
+// latencyP50Ok is the target for order → finalized p50 at one-way delay d.
+func latencyP50Ok(d time.Duration) time.Duration { return 8*d + 50*time.Millisecond }
+
+// latencyP50Max is the regression bound at one-way delay d: measured
+// 290–390 ms at 25 ms on a shared machine (load 10–17), 334–412 ms before
+// the rounds overlapped.
+func latencyP50Max(d time.Duration) time.Duration { return 20 * d }
+
+// linkDelay is the one-way delay and jitter of the run: oneWay unless
+// SEQBOOK_WAN_DELAY (and SEQBOOK_WAN_JITTER) say otherwise. A run at
+// another delay measures: it checks every order and the digests, and the
+// latency target at its delay, but only logs the stalls (a leader change
+// costs more network delays at longer ones).
+func linkDelay(t *testing.T) (delay, jitter time.Duration, measuring bool) {
+	delay = oneWay
+	for _, v := range []struct {
+		env string
+		dst *time.Duration
+	}{{"SEQBOOK_WAN_DELAY", &delay}, {"SEQBOOK_WAN_JITTER", &jitter}} {
+		if s := os.Getenv(v.env); s != "" {
+			d, err := time.ParseDuration(s)
+			if err != nil || d < 0 {
+				t.Fatalf("%s=%q: want a duration such as 50ms", v.env, s)
+			}
+			*v.dst = d
+			measuring = true
+		}
+	}
+	if jitter > delay {
+		t.Fatalf("jitter %v exceeds the delay %v", jitter, delay)
+	}
+	return delay, jitter, measuring
+}
 
 // skipUnlessWAN skips with the reason the test cannot run here.
 func skipUnlessWAN(t *testing.T) {
@@ -159,6 +185,9 @@ func (m *member) start(t *testing.T) {
 	if extra := os.Getenv("SEQBOOK_WAN_REPLICA_ARGS"); extra != "" && args[0] == "replica" {
 		args = append(slices.Clone(args), strings.Fields(extra)...)
 	}
+	if extra := os.Getenv("SEQBOOK_WAN_NODE_ARGS"); extra != "" && args[0] == "sequencer" {
+		args = append(slices.Clone(args), strings.Fields(extra)...)
+	}
 	m.cmd = m.ns.Command(bin, args...)
 	m.cmd.Stdout, m.cmd.Stderr = f, f
 	if err := m.cmd.Start(); err != nil {
@@ -195,11 +224,40 @@ func tail(path string, n int) string {
 // wanNet is a cluster of 4 nodes and 3 replicas, each in its namespace,
 // and a client namespace the test dials from.
 type wanNet struct {
+	// faultAt is when the scenario's fault struck (set by the fault).
+	faultMu  sync.Mutex
+	faultAt  time.Time
+	tracker  *load.Tracker
 	sw       *Switch
 	client   *Namespace
 	nodes    []*member
 	replicas []*member
 	h        *load.HTTP
+}
+
+// markFault notes that the scenario's fault struck now.
+func (n *wanNet) markFault() {
+	n.faultMu.Lock()
+	n.faultAt = time.Now()
+	n.faultMu.Unlock()
+}
+
+// resumedAfterFault is how long after the fault markFault noted every
+// replica applied again after the longest pause that followed it (0 when
+// no fault was noted), and clears the note. Batches finalized before the
+// fault and applied just after it do not count as resuming.
+func (n *wanNet) resumedAfterFault(until time.Time) time.Duration {
+	n.faultMu.Lock()
+	defer n.faultMu.Unlock()
+	if n.faultAt.IsZero() {
+		return 0
+	}
+	var worst time.Duration
+	for r := range n.replicas {
+		worst = max(worst, n.tracker.MaxGapEnd(r, n.faultAt, until).Sub(n.faultAt))
+	}
+	n.faultAt = time.Time{}
+	return worst
 }
 
 func (n *wanNet) nodeURLs() []string {
@@ -251,6 +309,13 @@ func startWANNet(t *testing.T, sw *Switch) *wanNet {
 			}
 		}
 		sw.Wait()
+		if keep := os.Getenv("SEQBOOK_WAN_KEEP_LOGS"); keep != "" {
+			for _, m := range append(append([]*member{}, n.nodes...), n.replicas...) {
+				if b, err := os.ReadFile(m.log); err == nil {
+					_ = os.WriteFile(filepath.Join(keep, m.id+".log"), b, 0o644)
+				}
+			}
+		}
 		if t.Failed() {
 			for _, m := range append(append([]*member{}, n.nodes...), n.replicas...) {
 				t.Logf("---- %s (last lines) ----\n%s", m.id, tail(m.log, 30))
@@ -359,6 +424,10 @@ type phaseResult struct {
 	// that of the nodes' finalized index (polled each 50 ms, slower while
 	// a node is cut off).
 	stall, nodeStall time.Duration
+	// resumed (leader faults) is the time from the fault until every
+	// replica applied again after the pause it caused: the leader change
+	// as the replicas see it.
+	resumed time.Duration
 }
 
 // TestWAN runs the network at 25 ms one-way delay through the steady,
@@ -372,7 +441,9 @@ func TestWAN(t *testing.T) {
 	} else {
 		t.Log("no sch_netem in this kernel: delays come from the userspace switch")
 	}
-	sw := NewSwitch(oneWay, 0, 0, 7)
+	delay, jitter, measuring := linkDelay(t)
+	t.Logf("links: %v one-way ± %v", delay, jitter)
+	sw := NewSwitch(delay, jitter, 0, 7)
 	n := startWANNet(t, sw)
 	ctx := context.Background()
 
@@ -392,6 +463,7 @@ func TestWAN(t *testing.T) {
 			}
 			t.Logf("leader-kill: SIGKILL %s", l.id)
 			l.stop(syscall.SIGKILL)
+			n.markFault()
 			sleepCtx(ctx, 5*time.Second)
 			l.start(t)
 		}},
@@ -413,6 +485,7 @@ func TestWAN(t *testing.T) {
 			}
 			t.Logf("leader-partition: cutting off %s", l.id)
 			sw.SetCut(l.ns, true)
+			n.markFault()
 			sleepCtx(ctx, 7*time.Second)
 			sw.SetCut(l.ns, false)
 		}},
@@ -427,6 +500,7 @@ func TestWAN(t *testing.T) {
 		t.Fatal(err)
 	}
 	tracker := load.NewTracker(n.h, n.replicaURLs())
+	n.tracker = tracker
 	tctx, tcancel := context.WithCancel(ctx)
 	trackerDone := make(chan struct{})
 	go func() { tracker.Run(tctx, 20*time.Millisecond); close(trackerDone) }()
@@ -454,6 +528,10 @@ func TestWAN(t *testing.T) {
 				p.fault(fctx, t, n)
 			}
 		}()
+		var finBefore histSum
+		if p.fault == nil {
+			finBefore = n.scrapeFinality(ctx)
+		}
 		start := time.Now()
 		mon.ResetGap()
 		outs := s.OpenLoop(ctx, batch, rate)
@@ -481,10 +559,18 @@ func TestWAN(t *testing.T) {
 			res.stall = max(res.stall, tracker.MaxGap(r, start, loadEnd))
 		}
 		res.nodeStall = mon.MaxGap()
+		res.resumed = n.resumedAfterFault(loadEnd)
+		if p.fault == nil {
+			logBreakdown(ctx, t, n, p.name, outs, finBefore)
+		}
 		accepted = append(accepted, res.accepted...)
 		results = append(results, res)
-		t.Logf("%-16s sent %4d accepted %4d refused %v  order→finalized p50 %4d ms p90 %5d ms  longest finality stall %5d ms (nodes %5d ms)",
-			res.name, res.sent, len(res.accepted), res.refused, res.p50.Milliseconds(), res.p90.Milliseconds(), res.stall.Milliseconds(), res.nodeStall.Milliseconds())
+		resumed := ""
+		if p.leaderFault {
+			resumed = fmt.Sprintf("; resumed %d ms after the fault", res.resumed.Milliseconds())
+		}
+		t.Logf("%-16s sent %4d accepted %4d refused %v  order→finalized p50 %4d ms p90 %5d ms  longest finality stall %5d ms (nodes %5d ms)%s",
+			res.name, res.sent, len(res.accepted), res.refused, res.p50.Milliseconds(), res.p90.Milliseconds(), res.stall.Milliseconds(), res.nodeStall.Milliseconds(), resumed)
 	}
 
 	// Everything accepted is applied exactly once, everywhere alike.
@@ -530,27 +616,161 @@ func TestWAN(t *testing.T) {
 		if len(res.accepted) != res.sent {
 			t.Errorf("%s: %d of %d orders not accepted (%v)", res.name, res.sent-len(res.accepted), res.sent, res.refused)
 		}
-		bound := stallMax
+		// A follower's fault must cost no stall beyond stallMax; a
+		// leader's, no more than a leader change: finality resumes on
+		// every replica within stallMax of the fault. (The longest stall
+		// of a leader scenario also counts the time between the last
+		// batch before the fault and the fault, which is the load's,
+		// not the leader change's.)
+		what, got := "finality stood still for", res.stall
 		if res.leaderFault {
-			bound = leaderStallMax
-			if res.stall > stallMax {
-				t.Logf("%s: finality stood still for %v, over the %v target (a leader change of the core)", res.name, res.stall, stallMax)
-			}
+			what, got = "finality resumed on every replica only", res.resumed
 		}
-		if res.stall > bound {
-			t.Errorf("%s: finality stood still for %v; want at most %v", res.name, res.stall, bound)
+		switch {
+		case got <= stallMax:
+		case measuring:
+			t.Logf("%s: %s %v (the target, %v, is asserted at %v one-way)", res.name, what, got, stallMax, oneWay)
+		default:
+			t.Errorf("%s: %s %v after the fault; want at most %v", res.name, what, got, stallMax)
 		}
 	}
-	p50 := results[0].p50
-	msg := fmt.Sprintf("steady: order → finalized p50 %v at %v one-way; target %v (8 one-way delays + 50 ms)", p50, oneWay, latencyP50Ok)
+	// The p50 target is asserted with SEQBOOK_WAN_LATENCY_TARGET=1: on a
+	// shared 2-core machine the processing of each step (an fsync, BLS
+	// signing and checks) waits for CPU and adds more than the target's
+	// 50 ms (docs/operations.md). Otherwise it is logged, and
+	// latencyP50Max catches a lost hop-saving or a fallback to timeouts.
+	p50, target := results[0].p50, latencyP50Ok(delay)
+	msg := fmt.Sprintf("steady: order → finalized p50 %v at %v one-way; target %v (8 one-way delays + 50 ms)", p50, delay, target)
 	switch {
-	case p50 > latencyP50Max:
-		t.Errorf("%s, and over the regression bound %v", msg, latencyP50Max)
-	case p50 > latencyP50Ok && os.Getenv("SEQBOOK_WAN_LATENCY_TARGET") != "":
+	case p50 > latencyP50Max(delay):
+		t.Errorf("%s, and over the regression bound %v", msg, latencyP50Max(delay))
+	case p50 > target && os.Getenv("SEQBOOK_WAN_LATENCY_TARGET") != "":
 		t.Error(msg)
 	default:
 		t.Log(msg)
 	}
+}
+
+// histSum is the sum and count of a Prometheus histogram.
+type histSum struct {
+	sum   float64
+	count float64
+}
+
+func (h histSum) sub(o histSum) histSum { return histSum{h.sum - o.sum, h.count - o.count} }
+
+func (h histSum) mean() time.Duration {
+	if h.count == 0 {
+		return 0
+	}
+	return time.Duration(h.sum / h.count * float64(time.Second))
+}
+
+// scrapeHist reads the sum and count of histogram name from a /metrics
+// page.
+func (n *wanNet) scrapeHist(ctx context.Context, url, name string) (histSum, error) {
+	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(qctx, http.MethodGet, url+"/metrics", nil)
+	if err != nil {
+		return histSum{}, err
+	}
+	hc := &http.Client{Transport: &http.Transport{DialContext: n.client.Dial}}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Do(req)
+	if err != nil {
+		return histSum{}, err
+	}
+	defer resp.Body.Close()
+	var h histSum
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		var dst *float64
+		switch {
+		case strings.HasPrefix(line, name+"_sum "):
+			dst = &h.sum
+		case strings.HasPrefix(line, name+"_count "):
+			dst = &h.count
+		default:
+			continue
+		}
+		if _, err := fmt.Sscan(line[strings.IndexByte(line, ' ')+1:], dst); err != nil {
+			return histSum{}, fmt.Errorf("%s: %q: %v", url, line, err)
+		}
+	}
+	return h, sc.Err()
+}
+
+// scrapeFinality reads the leader's histogram of the time from a batch's
+// leader stamp to its finality there.
+func (n *wanNet) scrapeFinality(ctx context.Context) histSum {
+	var h histSum
+	l, err := n.leader(ctx)
+	if err == nil {
+		h, _ = n.scrapeHist(ctx, "http://"+l.ns.IP+":6001", "seqbook_node_batch_finality_seconds")
+	}
+	return h
+}
+
+// logBreakdown splits the answer time of the orders of a phase without a
+// fault into its parts, with the leader's stamp on each batch (all
+// namespaces share one clock): intake is from the order's due time to
+// the stamp (client → replica, the replica's batching, replica → node →
+// leader); consensus is from the stamp to finality on the leader (its
+// histogram's mean over the phase); the rest is the replica learning the
+// finalization, applying it and answering.
+func logBreakdown(ctx context.Context, t *testing.T, n *wanNet, name string, outs []load.Outcome, finBefore histSum) {
+	t.Helper()
+	stamps := map[uint64]time.Time{}
+	var want []uint64
+	for _, o := range outs {
+		if o.Accepted && o.Index > 0 {
+			want = append(want, o.Index)
+		}
+	}
+	if len(want) == 0 {
+		return
+	}
+	slices.Sort(want)
+	qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	node := n.nodeURLs()
+	after := want[0] - 1
+	for after < want[len(want)-1] && qctx.Err() == nil {
+		var page struct {
+			Batches []struct {
+				Index     uint64 `json:"index"`
+				Timestamp uint64 `json:"timestamp"`
+			} `json:"batches"`
+		}
+		err := n.h.GetJSON(qctx, fmt.Sprintf("%s/node/orderbook/batches/finalized?after=%d", node[0], after), &page)
+		if err != nil || len(page.Batches) == 0 {
+			node = append(node[1:], node[0])
+			sleepCtx(qctx, 100*time.Millisecond)
+			continue
+		}
+		for _, b := range page.Batches {
+			stamps[b.Index] = time.UnixMilli(int64(b.Timestamp))
+		}
+		after = page.Batches[len(page.Batches)-1].Index
+	}
+	var intake, rest []time.Duration
+	for _, o := range outs {
+		st, ok := stamps[o.Index]
+		if !o.Accepted || !ok {
+			continue
+		}
+		intake = append(intake, st.Sub(o.Scheduled))
+		rest = append(rest, o.Answered.Sub(st))
+	}
+	slices.Sort(intake)
+	slices.Sort(rest)
+	fin := n.scrapeFinality(ctx).sub(finBefore)
+	t.Logf("%s: order → leader stamp p50 %d ms (p90 %d); stamp → answer p50 %d ms (p90 %d); of which stamp → final on the leader %d ms (mean of %d batches)",
+		name, load.Percentile(intake, 50).Milliseconds(), load.Percentile(intake, 90).Milliseconds(),
+		load.Percentile(rest, 50).Milliseconds(), load.Percentile(rest, 90).Milliseconds(), fin.mean().Milliseconds(), int(fin.count))
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {

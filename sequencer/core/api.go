@@ -142,6 +142,15 @@ type Config struct {
 	// of finalized batches ends at a proof without exceeding page bounds.
 	RoundBatchesMax int
 	RoundBytesMax   int
+	// RoundOverlapBatchesMax: another round may start while rounds are
+	// under way only if those lock at most this many batches together
+	// (and fewer than three are under way, the newest in the first half
+	// of a round's time). At light load
+	// a batch then goes out to be locked at once instead of waiting for
+	// the round under way (on a wide-area link, most of a round trip);
+	// under load rounds stay one at a time and grow with what arrives, so
+	// their fixed cost is shared by more batches. 0: one round at a time.
+	RoundOverlapBatchesMax int
 	// PageBatchesMax and PageBytesMax bound one PostReply or SyncReply.
 	PageBatchesMax int
 	PageBytesMax   int
@@ -268,6 +277,7 @@ func DefaultConfig(chainID uint64, n, self int) Config {
 		UnfinalizedBytesMax:    12 << 20,
 		RoundBatchesMax:        1000,
 		RoundBytesMax:          4 << 20,
+		RoundOverlapBatchesMax: 4,
 		PageBatchesMax:         1000,
 		PageBytesMax:           4 << 20,
 		PostBytesMax:           4 << 20,
@@ -342,6 +352,9 @@ func (c *Config) ValidateBasic() error {
 	}
 	if c.ViewStateGraceTicks < 0 {
 		return errors.New("config: ViewStateGraceTicks must not be negative")
+	}
+	if c.RoundOverlapBatchesMax < 0 {
+		return errors.New("config: RoundOverlapBatchesMax must not be negative")
 	}
 	if c.TimeoutBackoffMax > 30 {
 		return fmt.Errorf("config: TimeoutBackoffMax %d: at most 30 doublings", c.TimeoutBackoffMax)

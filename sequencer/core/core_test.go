@@ -2,8 +2,10 @@ package core_test
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 
@@ -88,6 +90,20 @@ func startFollower(t *testing.T) (*core.Node, core.Store, core.Config, uint64) {
 	n.Tick(now)
 	handle(t, n, store)
 	return n, store, cfg, now
+}
+
+// startNode0 makes node 0 (the leader of view 0) with cfg on a memory
+// store and gives it its first tick.
+func startNode0(t *testing.T, cfg core.Config) (*core.Node, core.Store, uint64) {
+	t.Helper()
+	store := core.NewMemoryStore()
+	n, err := core.NewNode(cfg, testCrypto{0}, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := uint64(1_700_000_000_000)
+	n.Tick(now)
+	return n, store, now
 }
 
 // handle runs the runtime's loop body once: save, then return messages.
@@ -188,14 +204,8 @@ func TestSubmitErrors(t *testing.T) {
 // TestSingleNode: a cluster of one finalizes on its own, reports the
 // batches once, stores them with their proof, and a restart keeps them.
 func TestSingleNode(t *testing.T) {
-	store := core.NewMemoryStore()
 	cfg := quiet(core.TestConfig(chain, 1, 0))
-	n, err := core.NewNode(cfg, testCrypto{0}, store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := uint64(1_700_000_000_000)
-	n.Tick(now)
+	n, store, now := startNode0(t, cfg)
 	handle(t, n, store)
 	for _, b := range []string{"one", "two", "three"} {
 		if err := n.Submit("ob", []byte(b)); err != nil {
@@ -560,5 +570,194 @@ func TestProofOfUnknownKindIsRefused(t *testing.T) {
 	}
 	if st := n.Status(); st.Apps[0].Locked != 0 || st.Apps[0].Finalized != 0 {
 		t.Fatalf("locked %d, finalized %d on a proof of kind 9", st.Apps[0].Locked, st.Apps[0].Finalized)
+	}
+}
+
+// lockRequests lists the lock indexes of the Round messages to node 1.
+func lockRequests(rd core.Ready) []uint64 {
+	var out []uint64
+	for _, e := range rd.Messages {
+		if r, ok := e.Msg.(*wire.Round); ok && e.To == 1 && r.Lock != nil {
+			out = append(out, r.Lock.Index)
+		}
+	}
+	return out
+}
+
+// TestRoundsOverlapAtLightLoad: a batch that reaches the leader early in
+// a round is asked to be locked at once, in a second round beside the
+// first; one that arrives in the second half of a round's time, or while
+// the rounds under way lock more than RoundOverlapBatchesMax batches,
+// waits for the round under way. With overlap off, rounds go one at a
+// time.
+func TestRoundsOverlapAtLightLoad(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		overlap int
+		// first is how many batches the round under way locks; wait the
+		// ticks between its start and the next batch (a round takes 4).
+		first, wait int
+		overlaps    bool
+	}{
+		{"early in a round", 4, 1, 1, true},
+		{"late in a round", 4, 1, 2, false},
+		{"the round under way is large", 4, 5, 0, false},
+		{"overlap off", 0, 1, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := quiet(core.TestConfig(chain, 4, 0))
+			cfg.RoundOverlapBatchesMax = tc.overlap
+			n, store, now := startNode0(t, cfg)
+			ticks := func(k int) {
+				for range k {
+					now += cfg.TickMs
+					n.Tick(now)
+				}
+			}
+			for _, f := range []int{1, 2, 3} {
+				if err := n.Step(f, &wire.ViewState{View: 0}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ticks(1)
+			if err := n.Submit("ob", []byte("b1")); err != nil {
+				t.Fatal(err)
+			}
+			handle(t, n, store)
+			for _, f := range []int{1, 2, 3} {
+				if err := n.Step(f, &wire.Post{App: "ob", View: 0}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rd := handle(t, n, store)
+			if got := lockRequests(rd); !slices.Equal(got, []uint64{1}) {
+				t.Fatalf("first round: lock requests %v, want [1]", got)
+			}
+			// vote has nodes 1 and 2 answer the requests of rd.
+			domain := eip712.NewDomain(chain)
+			vote := func(rd core.Ready) core.Ready {
+				t.Helper()
+				for _, e := range rd.Messages {
+					r, ok := e.Msg.(*wire.Round)
+					if !ok || (e.To != 1 && e.To != 2) {
+						continue
+					}
+					v := &wire.Vote{App: "ob", View: 0}
+					if l := r.Lock; l != nil {
+						v.Lock = &wire.SignedTarget{Index: l.Index, ChainingHash: l.ChainingHash,
+							Signature: testCrypto{}.sig(e.To, core.LockDigest(domain, "ob", 0, l.Index, l.ChainingHash))}
+					}
+					if p := r.Finalize; p != nil {
+						v.Finalize = &wire.SignedTarget{Index: p.Index, ChainingHash: p.ChainingHash,
+							Signature: testCrypto{}.sig(e.To, core.FinalizeDigest(domain, "ob", 0, p.Index, p.ChainingHash))}
+					}
+					if err := n.Step(e.To, v); err != nil {
+						t.Fatal(err)
+					}
+				}
+				return handle(t, n, store)
+			}
+			ticks(4)
+			rd = vote(rd) // lock proof 1; the next round finalizes it
+			ticks(4)
+			vote(rd) // finalized 1; a round took 4 ticks, none is under way
+			if st := n.Status(); st.Apps[0].Finalized != 1 {
+				t.Fatalf("finalized %d, want 1", st.Apps[0].Finalized)
+			}
+			for k := 0; k < tc.first; k++ {
+				if err := n.Submit("ob", []byte(fmt.Sprintf("c%d", k))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got, want := lockRequests(handle(t, n, store)), []uint64{uint64(1 + tc.first)}; !slices.Equal(got, want) {
+				t.Fatalf("the round under way: lock requests %v, want %v", got, want)
+			}
+			ticks(tc.wait)
+			if err := n.Submit("ob", []byte("next")); err != nil {
+				t.Fatal(err)
+			}
+			var want []uint64
+			if tc.overlaps {
+				want = []uint64{uint64(2 + tc.first)}
+			}
+			if got := lockRequests(handle(t, n, store)); !slices.Equal(got, want) {
+				t.Fatalf("a batch during the round: lock requests %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// TestNewLeaderSkipsGraceForSilentNodes: with view states from a quorum,
+// a new leader waits the grace for a missing node it heard from lately,
+// and not for one silent for the leader timeout (down or cut off).
+func TestNewLeaderSkipsGraceForSilentNodes(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		heardLate  bool
+		readyTicks int // ticks after the states until the view is established
+	}{
+		{"the missing node is silent", false, 0},
+		{"the missing node was heard lately", true, 2}, // TestConfig's grace: 2 ticks
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := quiet(core.TestConfig(chain, 4, 0))
+			n, _, now := startNode0(t, cfg)
+			for range cfg.LeaderTimeoutTicks + 5 {
+				now += cfg.TickMs
+				n.Tick(now)
+			}
+			if tc.heardLate {
+				if err := n.Step(3, &wire.Post{App: "ob", View: 0}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, f := range []int{1, 2} {
+				if err := n.Step(f, &wire.ViewState{View: 0}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ticks := 0
+			for !n.Status().Ready && ticks < 20 {
+				now += cfg.TickMs
+				n.Tick(now)
+				ticks++
+			}
+			if ticks != tc.readyTicks {
+				t.Fatalf("established after %d ticks, want %d", ticks, tc.readyTicks)
+			}
+		})
+	}
+}
+
+// TestFirstRoundFollowsNewView: followers whose view states showed a tip
+// on the new leader's chain are counted at once, so a batch is asked to
+// be locked right behind NewView, without waiting for their first posts.
+func TestFirstRoundFollowsNewView(t *testing.T) {
+	cfg := quiet(core.TestConfig(chain, 4, 0))
+	n, store, now := startNode0(t, cfg)
+	for _, f := range []int{1, 2, 3} {
+		if err := n.Step(f, &wire.ViewState{View: 0, Apps: []wire.AppState{{App: "ob"}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now += cfg.TickMs
+	n.Tick(now)
+	if err := n.Submit("ob", []byte("b1")); err != nil {
+		t.Fatal(err)
+	}
+	rd := handle(t, n, store)
+	var sawNewView bool
+	for _, e := range rd.Messages {
+		switch e.Msg.(type) {
+		case *wire.NewView:
+			sawNewView = sawNewView || e.To == 1
+		case *wire.Round:
+			if e.To == 1 && !sawNewView {
+				t.Fatal("a Round to node 1 before its NewView")
+			}
+		}
+	}
+	if got := lockRequests(rd); !slices.Equal(got, []uint64{1}) {
+		t.Fatalf("lock requests %v before any post, want [1]", got)
 	}
 }

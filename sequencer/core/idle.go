@@ -55,7 +55,7 @@ func (n *Node) IdleTicks() uint64 {
 		}
 		if leader {
 			l := a.lead
-			if l == nil || l.round != nil || a.finalIdx() > l.announced || (l.viewLock != nil && l.viewLock.Index > a.finalIdx()) {
+			if l == nil || len(l.rounds) > 0 || a.finalIdx() > l.announced || (l.viewLock != nil && l.viewLock.Index > a.finalIdx()) {
 				return 0
 			}
 			continue // leaderTick has nothing to post, lock or retry

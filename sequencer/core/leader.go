@@ -25,8 +25,12 @@ type leadState struct {
 	lastSeqs []uint64
 	// viewLock is the newest lock proof formed in this view.
 	viewLock *wire.Proof
-	// round is the round under way, nil when none (see round.go).
-	round *round
+	// rounds are the rounds under way, oldest first: at most
+	// roundsInFlightMax, more than one only at light load (see round.go).
+	rounds []*round
+	// roundTicks is how long the last round that formed a proof took
+	// (0 before the first).
+	roundTicks uint64
 	// announced is the finalized index the last Round message carried:
 	// replies carry the proofs up to it (newer ones ride with the next
 	// Round, checked together with its lock proof).
@@ -53,9 +57,37 @@ func (n *Node) activateLeader(a *app) {
 		}
 	}
 	a.lead = l
+	n.knowFromViewStates(a)
 	n.broadcast(n.newViewMsg(a))
 	n.selfPost(a)
 	n.advanceRounds(a)
+}
+
+// knowFromViewStates takes as known (matching our log) the followers
+// whose view state showed a tip on our chain at or past the adopted lock:
+// they hold its chain, so our NewView activates them without a sync, and
+// the first round can follow it on the same stream instead of waiting
+// for their first posts (a network round trip in every leader change).
+// A follower that is not active when the round arrives just does not
+// vote; the round is asked again (RetryTicks) and its posts correct
+// tips. Which followers the leader counts is liveness only: every node's
+// voter decides what it signs.
+func (n *Node) knowFromViewStates(a *app) {
+	l := a.lead
+	for i := 0; i < n.cfg.Nodes; i++ {
+		vs := n.viewStates[i]
+		if i == n.cfg.Self || vs == nil {
+			continue
+		}
+		for _, as := range vs.Apps {
+			if as.App != a.name {
+				continue
+			}
+			if h, ok := n.hashAt(a, as.Tip.Index); ok && h == as.Tip.ChainingHash && as.Tip.Index >= a.lockIdx() {
+				l.tips[i], l.known[i] = as.Tip.Index, true
+			}
+		}
+	}
 }
 
 func (n *Node) leaderTick(a *app) {
@@ -66,8 +98,10 @@ func (n *Node) leaderTick(a *app) {
 		n.selfPost(a)
 	}
 	n.advanceRounds(a)
-	if r := a.lead.round; r != nil && n.tick-r.sentTick >= uint64(n.cfg.RetryTicks) {
-		n.sendRound(a, r) // to the nodes that have not voted
+	for _, r := range a.lead.rounds {
+		if n.tick-r.sentTick >= uint64(n.cfg.RetryTicks) {
+			n.sendRound(a, r) // to the nodes that have not voted
+		}
 	}
 }
 
@@ -210,9 +244,11 @@ func (n *Node) stepPost(from int, p *wire.Post) error {
 
 // lockCandidate picks the next index to lock: the highest index at least
 // Q nodes hold (the leader included), cut so one round covers at most
-// RoundBatchesMax batches and RoundBytesMax bytes, and never below the
-// adopted lock (nodes refuse to lock below their own).
-func (n *Node) lockCandidate(a *app) (uint64, bool) {
+// RoundBatchesMax batches and RoundBytesMax bytes after the highest lock
+// formed or asked for, and never below the adopted lock (nodes refuse to
+// lock below their own). It returns the index and the one the round
+// starts after.
+func (n *Node) lockCandidate(a *app) (idx, from uint64, ok bool) {
 	l := a.lead
 	// A follower whose log matched ours holds what we pushed to it by the
 	// time a Round sent after the push reaches it (one ordered stream per
@@ -231,14 +267,14 @@ func (n *Node) lockCandidate(a *app) (uint64, bool) {
 	slices.Reverse(tips)
 	cand := tips[n.quorum-1]
 	fin := a.finalIdx()
-	floor := fin
+	floor := max(fin, askedIdx(a, lockPart))
 	if l.viewLock != nil {
 		floor = max(floor, l.viewLock.Index)
 	} else if cand < a.lockIdx() {
-		return 0, false // a quorum does not hold the adopted chain yet
+		return 0, 0, false // a quorum does not hold the adopted chain yet
 	}
 	if cand <= floor {
-		return 0, false
+		return 0, 0, false
 	}
 	limit := min(cand, floor+uint64(n.cfg.RoundBatchesMax))
 	size := 0
@@ -252,5 +288,5 @@ func (n *Node) lockCandidate(a *app) (uint64, bool) {
 	if l.viewLock == nil {
 		limit = max(limit, a.lockIdx())
 	}
-	return limit, limit > floor
+	return limit, floor, limit > floor
 }

@@ -18,16 +18,31 @@ import (
 // their fixed cost (signatures, pairings, an fsync per node) is shared by
 // more batches. No timer sits between rounds.
 //
+// At light load more rounds may start while one is under way
+// (Config.RoundOverlapBatchesMax, mayStartRound): a batch that arrives
+// early in a round is locked at once instead of waiting for the round
+// under way, which on a wide-area link is most of a round trip. The
+// rounds in flight lock increasing indexes and finalize increasing lock
+// proofs, so every node is asked in an order its voter accepts (one
+// ordered stream per peer); a part that a newer proof made moot (a lock
+// below the view's newest lock proof, a finalize at or below the
+// finalized index) is dropped, its votes no longer needed.
+//
 // What the leader itself may sign is the voter's decision, made when the
 // round starts (castLock, castFinalize record it in the round's Ready).
 // Making the signature is deferred to the next event (signDeferred): the
 // requests leave first and the followers sign while the leader does. That
 // is a performance trick and stays out of the voter.
 
-// round is the leader's round under way.
+// round is one of the leader's rounds under way.
 type round struct {
 	lock, fin *tally
-	sentTick  uint64
+	// startTick is when the round started; sentTick when its requests
+	// were last sent.
+	startTick, sentTick uint64
+	// lockFrom is the index the lock part starts after: it locks
+	// lock.index - lockFrom batches.
+	lockFrom uint64
 }
 
 // tally collects the votes for one Lock or Finalize message.
@@ -67,48 +82,110 @@ func (t *tally) has(i int) bool {
 
 func (r *round) done() bool { return r.lock.done() && r.fin.done() }
 
-// advanceRounds forms the proofs the votes in hand allow and starts the
-// next round once the current one is done. A cluster of one completes
-// rounds at once, so it loops until there is nothing left to lock.
+// advanceRounds forms the proofs the votes in hand allow, drops the
+// rounds that are done and starts the next one when it may (see
+// mayStartRound). A cluster of one completes rounds at once, so it loops
+// until there is nothing left to lock.
 func (n *Node) advanceRounds(a *app) {
 	l := a.lead
 	if l == nil || a.phase != phaseActive {
 		return
 	}
 	for {
-		if r := l.round; r != nil {
+		for _, r := range l.rounds {
 			n.tallyRound(a, r)
-			if !r.done() {
-				return
-			}
-			l.round = nil
+		}
+		n.dropSettled(a)
+		if !n.mayStartRound(a) {
+			break
 		}
 		r := n.nextRound(a)
 		if r == nil {
-			if a.finalIdx() > l.announced {
-				n.announceFinal(a) // a new finalize proof and no round to carry it
-			}
-			return
+			break
 		}
-		l.round = r
+		r.startTick = n.tick
+		l.rounds = append(l.rounds, r)
 		n.sendRound(a, r)
+	}
+	if a.finalIdx() > l.announced {
+		// A new finalize proof and no round leaving now to carry it:
+		// followers learn it at once (and answer their readers).
+		n.announceFinal(a)
 	}
 }
 
+// dropSettled drops the parts of the rounds in flight that a newer proof
+// made moot (a lock at or below the view's newest lock proof, a finalize
+// at or below the finalized index), then the rounds that are done.
+func (n *Node) dropSettled(a *app) {
+	l := a.lead
+	keep := l.rounds[:0]
+	for _, r := range l.rounds {
+		if t := r.lock; t != nil && !t.done() && l.viewLock != nil && l.viewLock.Index >= t.index {
+			r.lock = nil
+		}
+		if t := r.fin; t != nil && !t.done() && a.finalIdx() >= t.index {
+			r.fin = nil
+		}
+		if !r.done() {
+			keep = append(keep, r)
+		} else if (r.lock != nil && r.lock.proof != nil) || (r.fin != nil && r.fin.proof != nil) {
+			l.roundTicks = max(n.tick-r.startTick, 1)
+		}
+	}
+	clear(l.rounds[len(keep):])
+	l.rounds = keep
+}
+
+// roundsInFlightMax bounds the leader's rounds under way per app (each
+// holds two tallies of at most one vote per node). Three keep a light
+// load from waiting: one round locking, the one before it finalizing, and
+// the next batch's.
+const roundsInFlightMax = 3
+
+// mayStartRound reports whether a round may start now: when none is under
+// way, or beside the ones under way (at most roundsInFlightMax) when those
+// lock at most RoundOverlapBatchesMax batches together (a light load) and
+// the newest of them is in the first half of a round's time (the last
+// round's). A batch that arrives later waits less than half a round for
+// the next one: overlapping then would cost a round (two signatures, a
+// pairing check and an fsync on every node) to save little.
+func (n *Node) mayStartRound(a *app) bool {
+	l := a.lead
+	rs := l.rounds
+	if len(rs) == 0 {
+		return true
+	}
+	if len(rs) >= roundsInFlightMax || n.cfg.RoundOverlapBatchesMax == 0 {
+		return false
+	}
+	if age := n.tick - rs[len(rs)-1].startTick; 2*age >= l.roundTicks {
+		return false
+	}
+	locks := uint64(0)
+	for _, r := range rs {
+		if r.lock != nil {
+			locks += r.lock.index - r.lockFrom
+		}
+	}
+	return locks <= uint64(n.cfg.RoundOverlapBatchesMax)
+}
+
 // nextRound builds the next round: finalize the view's newest lock proof
-// if it is not final yet, lock the next candidate if there is one; nil
-// when there is neither.
+// if it is neither final nor being finalized, lock the next candidate if
+// there is one; nil when there is neither.
 func (n *Node) nextRound(a *app) *round {
 	l := a.lead
 	r := &round{}
-	if lp := l.viewLock; lp != nil && lp.Index > a.finalIdx() {
+	if lp := l.viewLock; lp != nil && lp.Index > a.finalIdx() && lp.Index > askedIdx(a, finPart) {
 		r.fin = newTally(wire.KindFinalize, lp.Index, lp.ChainingHash, lp)
 		r.fin.ownDue = n.castFinalize(a, lp)
 	}
-	if idx, ok := n.lockCandidate(a); ok {
+	if idx, from, ok := n.lockCandidate(a); ok {
 		h, _ := n.hashAt(a, idx)
 		r.lock = newTally(wire.KindLock, idx, h, nil)
 		r.lock.ownDue = n.castLock(a, idx, h)
+		r.lockFrom = from
 		n.log.Debug("lock round", "app", a.name, "view", n.view, "index", idx)
 	}
 	if r.lock == nil && r.fin == nil {
@@ -116,6 +193,21 @@ func (n *Node) nextRound(a *app) *round {
 	}
 	return r
 }
+
+// askedIdx is the highest index the rounds in flight ask to lock (part
+// picks r.lock) or to finalize (r.fin); 0 if none.
+func askedIdx(a *app, part func(r *round) *tally) uint64 {
+	idx := uint64(0)
+	for _, r := range a.lead.rounds {
+		if t := part(r); t != nil {
+			idx = max(idx, t.index)
+		}
+	}
+	return idx
+}
+
+func lockPart(r *round) *tally { return r.lock }
+func finPart(r *round) *tally  { return r.fin }
 
 // sendRound asks every node for the votes it has not given yet, with the
 // newest finalize proof (a follower checks it together with the lock proof
@@ -147,22 +239,23 @@ func (n *Node) announceFinal(a *app) {
 	n.broadcast(&wire.Round{App: a.name, View: n.view, Finalized: cloneProof(a.hard.Finalized)})
 }
 
-// stepVote (leader) collects a node's signatures for the round under way.
+// stepVote (leader) collects a node's signatures for the rounds under way.
 func (n *Node) stepVote(from int, v *wire.Vote) error {
 	if !n.isLeader() {
 		return nil
 	}
 	a := n.apps[v.App]
-	if a == nil || a.lead == nil || a.lead.round == nil {
+	if a == nil || a.lead == nil || len(a.lead.rounds) == 0 {
 		return nil
 	}
-	r := a.lead.round
-	for _, c := range []struct {
-		s *wire.SignedTarget
-		t *tally
-	}{{v.Lock, r.lock}, {v.Finalize, r.fin}} {
-		if c.s != nil && !c.t.done() && c.s.Index == c.t.index && c.s.ChainingHash == c.t.hash && !c.t.has(from) {
-			c.t.unchecked[from] = c.s.Signature
+	for _, r := range a.lead.rounds {
+		for _, c := range []struct {
+			s *wire.SignedTarget
+			t *tally
+		}{{v.Lock, r.lock}, {v.Finalize, r.fin}} {
+			if c.s != nil && !c.t.done() && c.s.Index == c.t.index && c.s.ChainingHash == c.t.hash && !c.t.has(from) {
+				c.t.unchecked[from] = c.s.Signature
+			}
 		}
 	}
 	n.advanceRounds(a)
@@ -179,7 +272,9 @@ func (n *Node) tallyRound(a *app, r *round) {
 	}
 	if lp := n.prove(a, r.lock, lc); lp != nil {
 		r.lock.proof = lp
-		a.lead.viewLock = lp
+		if a.lead.viewLock == nil || lp.Index > a.lead.viewLock.Index {
+			a.lead.viewLock = lp // (an older round's proof may form after a newer one's)
+		}
 		n.raiseLock(a, lp)
 		n.metrics.LockProofs++
 		n.log.Debug("lock proof", "app", a.name, "view", n.view, "index", lp.Index)
@@ -274,19 +369,21 @@ func (n *Node) signDeferred() {
 	}
 	for _, name := range n.names {
 		a := n.apps[name]
-		if a.lead == nil || a.lead.round == nil || a.phase != phaseActive {
+		if a.lead == nil || a.phase != phaseActive {
 			continue
 		}
-		r := a.lead.round
-		if (r.lock == nil || !r.lock.ownDue) && (r.fin == nil || !r.fin.ownDue) {
-			continue
-		}
-		for _, t := range []*tally{r.lock, r.fin} {
-			if t != nil {
-				n.signOwn(a, t)
+		due := false
+		for _, r := range a.lead.rounds {
+			for _, t := range []*tally{r.lock, r.fin} {
+				if t != nil && t.ownDue {
+					n.signOwn(a, t)
+					due = true
+				}
 			}
 		}
-		n.advanceRounds(a)
+		if due {
+			n.advanceRounds(a)
+		}
 	}
 }
 

@@ -225,6 +225,23 @@ func (n *Node) stepViewState(from int, vs *wire.ViewState) error {
 	return nil
 }
 
+// awaitingLiveStates reports whether a node whose view state is missing
+// may still send it soon: one we heard from within LeaderTimeoutTicks.
+// Nodes ping every peer they have not heard from for that long, and the
+// disputes and certificate of a view change go to everyone, so a node
+// silent for that long is down or cut off: the grace would only wait out
+// its full length for it (a leader change after a node died would always
+// cost the whole grace). Which states the leader waits for is liveness
+// only: the choice of lock never bears on safety (docs/protocol.md §7).
+func (n *Node) awaitingLiveStates() bool {
+	for i := 0; i < n.cfg.Nodes; i++ {
+		if n.viewStates[i] == nil && i != n.cfg.Self && n.tick-n.heardTick[i] <= uint64(n.cfg.LeaderTimeoutTicks) {
+			return true
+		}
+	}
+	return false
+}
+
 // maybeEstablish (leader) chooses the view's starting point once it holds
 // the states of a quorum and either everyone answered or the grace period
 // passed: per app, the highest valid lock certificate and the highest
@@ -240,7 +257,7 @@ func (n *Node) maybeEstablish() {
 	// progress, waiting longer for the states outside the first quorum is
 	// what lets the leader see a higher lock that a node outside it holds.
 	grace := n.pace.scaled(n.cfg.ViewStateGraceTicks)
-	if len(n.viewStates) < n.cfg.Nodes && n.tick-n.quorumStatesTick < grace {
+	if n.awaitingLiveStates() && n.tick-n.quorumStatesTick < grace {
 		return
 	}
 	n.established = true

@@ -262,9 +262,23 @@ func Percentile(sorted []time.Duration, p float64) time.Duration {
 // [from, to] (a pause under way at `to` counts up to `to`), as seen at the
 // tracker's poll resolution.
 func (t *Tracker) MaxGap(r int, from, to time.Time) time.Duration {
+	gap, _ := t.longestPause(r, from, to)
+	return gap
+}
+
+// MaxGapEnd is when the longest pause of MaxGap(r, from, to) ended (to
+// when it was still under way): after a fault at `from`, when the
+// replica applied again once the fault's pause was over.
+func (t *Tracker) MaxGapEnd(r int, from, to time.Time) time.Time {
+	_, end := t.longestPause(r, from, to)
+	return end
+}
+
+func (t *Tracker) longestPause(r int, from, to time.Time) (time.Duration, time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var gap time.Duration
+	var end time.Time
 	prev := from
 	for _, p := range t.points[r] {
 		if p.at.Before(from) {
@@ -273,8 +287,13 @@ func (t *Tracker) MaxGap(r int, from, to time.Time) time.Duration {
 		if p.at.After(to) {
 			break
 		}
-		gap = max(gap, p.at.Sub(prev))
+		if d := p.at.Sub(prev); d > gap {
+			gap, end = d, p.at
+		}
 		prev = p.at
 	}
-	return max(gap, to.Sub(prev))
+	if d := to.Sub(prev); d > gap || end.IsZero() {
+		gap, end = max(gap, d), to
+	}
+	return gap, end
 }
