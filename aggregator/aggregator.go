@@ -126,7 +126,7 @@ func (a *Aggregator) Balance(ctx context.Context, address common.Address, token 
 	index, ok := pickIndex(applied, need)
 	if !ok {
 		err := a.noQuorum(fmt.Sprintf("only %d of %d replicas reported their applied index, need %d", len(applied), n, need), shares, false)
-		a.logNonSigners("balance", shares, "address", address.Hex(), "token", token)
+		a.logNonSigners("balance", shares, "trader", address.Hex(), "token", token)
 		return nil, err
 	}
 
@@ -155,7 +155,7 @@ func (a *Aggregator) Balance(ctx context.Context, address common.Address, token 
 	}
 
 	d := decide(a.c, a.verifier, shares)
-	a.logNonSigners("balance", d.shares, "address", address.Hex(), "token", token, "index", index)
+	a.logNonSigners("balance", d.shares, "trader", address.Hex(), "token", token, "index", index)
 	if !d.ok {
 		return nil, a.noQuorum(fmt.Sprintf("fewer than %d of %d replicas signed the same balance at index %d", need, n, index), d.shares, false)
 	}
@@ -214,31 +214,26 @@ func (a *Aggregator) balanceShare(i int, address common.Address, token string, i
 // Withdrawal returns a quorum proof of the withdrawal record id, or a
 // *QuorumError (NotFound when no quorum of replicas knows it).
 func (a *Aggregator) Withdrawal(ctx context.Context, id [32]byte) (*client.WithdrawalProof, error) {
-	n, need := len(a.c.Replicas), a.c.ReplicaThreshold()
 	idHex := hex32(id)
-	shares, notFound, err := a.gatherFindable(ctx, "GET /withdrawals", "does not know this withdrawal",
-		func(ctx context.Context, i int) (share, error) {
+	d, err := a.decideFindable(ctx, findable{
+		what: "GET /withdrawals", notFound: "does not know this withdrawal",
+		ask: func(ctx context.Context, i int) (share, error) {
 			w, err := a.replicas.Withdrawal(ctx, i, idHex)
 			if err != nil {
 				return share{}, err
 			}
 			return a.withdrawalShare(i, id, w), nil
-		})
+		},
+		noQuorum: func(need, n int) string {
+			return fmt.Sprintf("fewer than %d of %d replicas signed the same record of withdrawal %s", need, n, idHex)
+		},
+		noneKnow: func(notFound, n int) string {
+			return fmt.Sprintf("no quorum of replicas knows withdrawal %s (%d of %d do not)", idHex, notFound, n)
+		},
+		kind: "withdrawal", attrs: []any{"id", idHex},
+	})
 	if err != nil {
 		return nil, err
-	}
-	d := decide(a.c, a.verifier, shares)
-	a.logNonSigners("withdrawal", d.shares, "id", idHex)
-	if !d.ok {
-		// Replicas that do not know the id yet may be behind; others may
-		// be down. With any "not found" the honest answer is that no
-		// quorum knows the withdrawal (404); otherwise replicas failed us
-		// (424).
-		reason := fmt.Sprintf("fewer than %d of %d replicas signed the same record of withdrawal %s", need, n, idHex)
-		if notFound > 0 {
-			reason = fmt.Sprintf("no quorum of replicas knows withdrawal %s (%d of %d do not)", idHex, notFound, n)
-		}
-		return nil, a.noQuorum(reason, d.shares, notFound > 0)
 	}
 	p := client.NewWithdrawalProof(a.c, *d.shares[d.winner].withdrawal, d.aggregate, ids(a.c, d.signers))
 	served, err := p.Message()
@@ -251,19 +246,31 @@ func (a *Aggregator) Withdrawal(ctx context.Context, id [32]byte) (*client.Withd
 	return p, nil
 }
 
-// gatherFindable asks every replica for a record it may not have (ErrNotFound)
-// and returns each one's share in cluster order and how many did not have
-// it. The round settles once a quorum signed one digest or a quorum has
-// none.
-func (a *Aggregator) gatherFindable(ctx context.Context, what, notFoundReason string,
-	ask func(ctx context.Context, i int) (share, error)) ([]share, int, error) {
+// findable is a record replicas sign but may not have (ErrNotFound): a
+// withdrawal, an attestation.
+type findable struct {
+	what     string // the replica route, for failure reasons
+	notFound string // the share's reason when a replica does not have it
+	ask      func(ctx context.Context, i int) (share, error)
+	noQuorum func(need, n int) string     // why no quorum signed one record
+	noneKnow func(notFound, n int) string // why, when some do not have it
+	kind     string                       // what logNonSigners calls it
+	attrs    []any                        // and the key/value pairs it logs
+}
+
+// decideFindable asks every replica for f's record and decides on the
+// shares. The round settles once a quorum signed one digest or a quorum
+// has none. Without a quorum the error is a *QuorumError: with any "not
+// found" the honest answer is that no quorum knows the record (404, the
+// others may be behind); otherwise replicas failed us (424).
+func (a *Aggregator) decideFindable(ctx context.Context, f findable) (decision, error) {
 	n, need := len(a.c.Replicas), a.c.ReplicaThreshold()
-	answers, end := gather(ctx, n, a.cfg.Timeout, a.cfg.StragglerWait, ask,
+	answers, end := gather(ctx, n, a.cfg.Timeout, a.cfg.StragglerWait, f.ask,
 		func(as []answer[share]) bool {
 			return sameDigestCount(as) >= need || countNotFound(as) >= need
 		})
 	if err := ctx.Err(); err != nil {
-		return nil, 0, err
+		return decision{}, err
 	}
 	shares := make([]share, n)
 	notFound := 0
@@ -274,12 +281,21 @@ func (a *Aggregator) gatherFindable(ctx context.Context, what, notFoundReason st
 			shares[i] = an.val
 		case an.done && errors.Is(an.err, ErrNotFound):
 			notFound++
-			shares[i].kind, shares[i].reason = kindNotFound, notFoundReason
+			shares[i].kind, shares[i].reason = kindNotFound, f.notFound
 		default:
-			shares[i].kind, shares[i].reason = a.failure(what, an.err, an.done, end)
+			shares[i].kind, shares[i].reason = a.failure(f.what, an.err, an.done, end)
 		}
 	}
-	return shares, notFound, nil
+	d := decide(a.c, a.verifier, shares)
+	a.logNonSigners(f.kind, d.shares, f.attrs...)
+	if !d.ok {
+		reason := f.noQuorum(need, n)
+		if notFound > 0 {
+			reason = f.noneKnow(notFound, n)
+		}
+		return d, a.noQuorum(reason, d.shares, notFound > 0)
+	}
+	return d, nil
 }
 
 // withdrawalShare checks one replica's withdrawal record at the edge.
@@ -335,26 +351,25 @@ func (a *Aggregator) withdrawalShare(i int, id [32]byte, w *obapi.Withdrawal) sh
 // attestation index, docs/verification.md), or a *QuorumError (NotFound
 // when replicas have no attestation there).
 func (a *Aggregator) State(ctx context.Context, index uint64) (*client.StateProof, error) {
-	n, need := len(a.c.Replicas), a.c.ReplicaThreshold()
-	shares, notFound, err := a.gatherFindable(ctx, "GET /attestation", "has no attestation at this index",
-		func(ctx context.Context, i int) (share, error) {
+	d, err := a.decideFindable(ctx, findable{
+		what: "GET /attestation", notFound: "has no attestation at this index",
+		ask: func(ctx context.Context, i int) (share, error) {
 			at, err := a.replicas.Attestation(ctx, i, index)
 			if err != nil {
 				return share{}, err
 			}
 			return a.attestationShare(i, index, at), nil
-		})
+		},
+		noQuorum: func(need, n int) string {
+			return fmt.Sprintf("fewer than %d of %d replicas attested the same state digest at index %d", need, n, index)
+		},
+		noneKnow: func(notFound, n int) string {
+			return fmt.Sprintf("no quorum of replicas has an attestation at index %d (%d of %d have none: not applied yet, not an attestation index, or older than they keep)", index, notFound, n)
+		},
+		kind: "state", attrs: []any{"index", index},
+	})
 	if err != nil {
 		return nil, err
-	}
-	d := decide(a.c, a.verifier, shares)
-	a.logNonSigners("state", d.shares, "index", index)
-	if !d.ok {
-		reason := fmt.Sprintf("fewer than %d of %d replicas attested the same state digest at index %d", need, n, index)
-		if notFound > 0 {
-			reason = fmt.Sprintf("no quorum of replicas has an attestation at index %d (%d of %d have none: not applied yet, not an attestation index, or older than they keep)", index, notFound, n)
-		}
-		return nil, a.noQuorum(reason, d.shares, notFound > 0)
 	}
 	m := eip712.State{App: a.c.App, Index: index, StateDigest: d.shares[d.winner].state}
 	p := client.NewStateProof(a.c, m, d.aggregate, ids(a.c, d.signers))
