@@ -66,7 +66,10 @@ type coalition struct {
 	// From the prep node's view.
 	prepView uint64
 	oldLock  *wire.Proof // LP_A, the lock proof of view prepView it kept
-	app      string
+	// startLock is the index of the lock its NewView adopted as leader:
+	// its lock proofs at or below it lock nothing new.
+	startLock uint64
+	app       string
 
 	pup *puppet // the script under way in the lead node's view
 }
@@ -129,13 +132,21 @@ func (c *coalition) prepOutgoing(env core.Envelope) []core.Envelope {
 	if c.pup != nil && !c.pup.aborted && env.Msg.SenderView() == c.pup.view {
 		return nil
 	}
+	if nv, ok := env.Msg.(*wire.NewView); ok && nv.Lock != nil {
+		c.startLock = max(c.startLock, nv.Lock.Index)
+	}
 	r, ok := env.Msg.(*wire.Round)
 	switch {
 	case ok && c.leaderOf(r.View) == c.prep:
 		cp := *r
 		if c.plan == ByzLockIgnorer {
 			cp.Finalized = nil
-		} else if r.Finalize != nil {
+		} else if r.Finalize != nil && r.Finalize.Index > c.startLock {
+			// A lock proof of new batches. The view's first round locks
+			// again, in this view, the chain its NewView adopted: the
+			// nodes hold that lock already, so it is no old chain to
+			// rewind to, and keeping it would stall the view before any
+			// new batch is locked.
 			c.keepLock(r.App, r.Finalize)
 			cp.Finalize = nil
 		}
