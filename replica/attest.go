@@ -113,21 +113,29 @@ func (r *Replica) maybeAttest() {
 	r.att.add(attestation{index: index, digest: d, sig: sig.Hex()})
 }
 
-// refuseIfDiverged answers 503 to a signed read on a diverged replica.
-func (r *Replica) refuseIfDiverged(c *gin.Context) bool {
-	d := r.att.divergence()
-	if d == nil {
-		return false
+// refuseUnvouched answers 503 to a signed read while the replica cannot
+// vouch for its state: a quorum of replicas attested another digest, or it
+// is rebuilding its state (rebuild.go). Every route that signs calls it
+// first.
+func (r *Replica) refuseUnvouched(c *gin.Context) bool {
+	if d := r.att.divergence(); d != nil {
+		fail(c, http.StatusServiceUnavailable,
+			"this replica's state digest at index %d (%s) differs from the one a quorum of replicas attested (%s, by %v): it signs nothing until it has rebuilt its state",
+			d.Index, d.Mine, d.Quorum, d.Signers)
+		return true
 	}
-	fail(c, http.StatusServiceUnavailable,
-		"this replica's state digest at index %d (%s) differs from the one a quorum of replicas attested (%s, by %v): it signs nothing until it has rebuilt its state",
-		d.Index, d.Mine, d.Quorum, d.Signers)
-	return true
+	if st := r.rebuildStatus(); st != nil {
+		fail(c, http.StatusServiceUnavailable,
+			"this replica is rebuilding its state from the sequencer's verified history (%s): it signs nothing until the rebuild ends; GET /state shows its progress",
+			r.rebuildProgress(st))
+		return true
+	}
+	return false
 }
 
 // getAttestation serves GET /attestation?index=N (latest when absent).
 func (r *Replica) getAttestation(c *gin.Context) {
-	if r.refuseIfDiverged(c) {
+	if r.refuseUnvouched(c) {
 		return
 	}
 	var x attestation
@@ -177,6 +185,7 @@ func (r *Replica) attestLoop(ctx context.Context) error {
 			if settled {
 				r.att.setChecked(x.index)
 				r.prom.AttestationChecked.Set(float64(r.att.checkedIndex()))
+				r.checkRebuilt()
 			}
 		}
 		sleep(ctx, r.cfg.AttestCheckInterval)

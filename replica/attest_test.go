@@ -24,9 +24,26 @@ type attestNet struct {
 	stop context.CancelFunc
 }
 
-func startAttestNet(t *testing.T) *attestNet {
-	clock := newClock()
-	n := &attestNet{t: t, seq: NewMemSequencer(clock.Ms)}
+// attestNetOptions adjust an attestNet (zero value: three fresh replicas
+// on a new MemSequencer).
+type attestNetOptions struct {
+	clock *manualClock
+	seq   *MemSequencer
+	// configure adjusts replica i's config before it starts.
+	configure func(i int, cfg *Config)
+	// handler wraps replica i's HTTP API.
+	handler func(i int, h http.Handler) http.Handler
+}
+
+func startAttestNet(t *testing.T, o attestNetOptions) *attestNet {
+	clock := o.clock
+	if clock == nil {
+		clock = newClock()
+	}
+	n := &attestNet{t: t, seq: o.seq}
+	if n.seq == nil {
+		n.seq = NewMemSequencer(clock.Ms)
+	}
 	ids := []string{"replica1", "replica2", "replica3"}
 	for range ids {
 		s := httptest.NewUnstartedServer(nil)
@@ -42,12 +59,18 @@ func startAttestNet(t *testing.T) *attestNet {
 					Key: keys.DeterministicBLS("replica-test-" + peer).PublicKey()})
 			}
 		}
+		if o.configure != nil {
+			o.configure(i, &cfg)
+		}
 		r, err := New(cfg, n.seq, NewMemStore())
 		if err != nil {
 			t.Fatal(err)
 		}
 		n.reps = append(n.reps, r)
 		n.srvs[i].Config.Handler = r.Handler()
+		if o.handler != nil {
+			n.srvs[i].Config.Handler = o.handler(i, r.Handler())
+		}
 		n.srvs[i].Start()
 		done := make(chan error, 1)
 		n.runs = append(n.runs, done)
@@ -74,7 +97,7 @@ func (n *attestNet) get(i int, path string, out any) int {
 // attestations show it: it answers signed reads with 503, says so in
 // GET /state, and Run returns ErrDiverged (its process then rebuilds it).
 func TestAttestationsCatchADivergedReplica(t *testing.T) {
-	n := startAttestNet(t)
+	n := startAttestNet(t, attestNetOptions{})
 	every := TestConfig().AttestEvery
 	ts := uint64(testNowSec * 1000)
 	for k := uint64(1); k <= every; k++ {

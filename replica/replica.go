@@ -104,6 +104,10 @@ type Config struct {
 	AttestCheckInterval time.Duration
 	// Peers are the cluster's other replicas (none: no comparison).
 	Peers []Peer
+	// Rebuild, when set, says why this replica's state is rebuilt from
+	// genesis (its stored state was damaged, or differed from a quorum's):
+	// it then signs nothing until the rebuild ends (rebuild.go).
+	Rebuild string
 
 	// Now is the wall clock, used only at the edge (request expiry
 	// checks, resend timers), never inside the ledger.
@@ -269,6 +273,8 @@ type Replica struct {
 	// att holds this replica's state attestations and how they compare
 	// with its peers'.
 	att attestor
+	// rb says whether the replica is still rebuilding its state.
+	rb rebuilder
 
 	// wmu guards waiters: channels of ?wait=finalized requests by op id.
 	wmu     sync.Mutex
@@ -317,6 +323,7 @@ func New(cfg Config, seq Sequencer, store Store) (*Replica, error) {
 	}
 	r.outcomes = newOutcomeLog(r.log, cfg.SummaryInterval, cfg.Now())
 	r.in.init(cfg.PendingMax)
+	r.rb.reason = cfg.Rebuild
 	if snap == nil {
 		r.ledger = genesis
 		// The genesis state is the first snapshot, so a restart knows
@@ -447,6 +454,10 @@ func (r *Replica) Run(ctx context.Context) error {
 			cancel()
 		}
 	}()
+	if r.rb.active() {
+		wg.Add(1)
+		go func() { defer wg.Done(); r.learnRebuildTarget(ctx) }()
+	}
 	r.live.running.Store(true)
 	defer r.live.running.Store(false)
 	err := r.applyLoop(ctx)
@@ -529,6 +540,7 @@ func (r *Replica) applyLoop(ctx context.Context) error {
 			if err := r.applyPage(preps); err != nil {
 				return err
 			}
+			r.checkRebuilt()
 		}
 	}
 }

@@ -52,3 +52,13 @@ func (q *SDKSequencer) Finalized(ctx context.Context, after uint64, prev [32]byt
 	}
 	return out, nil
 }
+
+// FinalizedHead implements Sequencer: the index of the verified finality
+// proof a node offers as its highest (client.Sequencer.LastFinalized).
+func (q *SDKSequencer) FinalizedHead(ctx context.Context) (uint64, error) {
+	p, err := q.s.LastFinalized(ctx, q.app)
+	if err != nil || p == nil {
+		return 0, err
+	}
+	return p.Index, nil
+}

@@ -27,6 +27,10 @@ type Sequencer interface {
 	// waits up to wait for a batch to be (a long-poll), then returns
 	// empty.
 	Finalized(ctx context.Context, after uint64, prev [32]byte, wait time.Duration) ([]Batch, error)
+	// FinalizedHead returns the highest index finalized for the replica's
+	// app, verified (a quorum's finality proof); 0 when none is. A
+	// rebuilding replica signs nothing before it has applied up to it.
+	FinalizedHead(ctx context.Context) (uint64, error)
 }
 
 // BatchHash is keccak256(uint64be(timestampMs) ‖ body) (DESIGN §4).
@@ -167,6 +171,13 @@ func (s *MemSequencer) finalizeAllLocked() {
 	s.finalized = len(s.batches)
 	close(s.grown)
 	s.grown = make(chan struct{})
+}
+
+// FinalizedHead implements Sequencer.
+func (s *MemSequencer) FinalizedHead(context.Context) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return uint64(s.finalized), nil
 }
 
 // Finalized implements Sequencer.

@@ -454,7 +454,7 @@ func levelJSON(l matcher.Level) obapi.Level {
 }
 
 func (r *Replica) getBalance(c *gin.Context) {
-	if r.refuseIfDiverged(c) {
+	if r.refuseUnvouched(c) {
 		return
 	}
 	addr, err := parseAddress("address", c.Query("address"))
@@ -504,7 +504,7 @@ func (r *Replica) getBalance(c *gin.Context) {
 }
 
 func (r *Replica) getWithdrawal(c *gin.Context) {
-	if r.refuseIfDiverged(c) {
+	if r.refuseUnvouched(c) {
 		return
 	}
 	id, ok := r.idParam(c)
@@ -551,6 +551,7 @@ func (r *Replica) getState(c *gin.Context) {
 		out.Attested = x.index
 	}
 	out.Diverged = r.att.divergence()
+	out.Rebuilding = r.rebuildStatus()
 	c.JSON(http.StatusOK, out)
 }
 

@@ -342,6 +342,24 @@ type State struct {
 	// another state digest at an index than this replica computed: it
 	// then answers no signed read (503) and rebuilds its state.
 	Diverged *Divergence `json:"diverged,omitempty"`
+	// Rebuilding is set while the replica rebuilds its state from the
+	// sequencer's verified history: it then answers no signed read (503).
+	Rebuilding *Rebuilding `json:"rebuilding,omitempty"`
+}
+
+// Rebuilding is a replica's progress in rebuilding its state from genesis
+// (docs/verification.md, "While a replica rebuilds").
+type Rebuilding struct {
+	// Reason is why the state is rebuilt: the damage found in the stored
+	// state, or the divergence from a quorum's state digest.
+	Reason string `json:"reason"`
+	// TargetIndex is the sequencer's finalized head when the rebuild
+	// began: the rebuild ends once it is applied. 0 until it is known.
+	TargetIndex uint64 `json:"target_index"`
+	// AttestIndex, when set, is the attestation index at which a quorum of
+	// replicas must also have attested this replica's state digest (or at
+	// a later one) before it signs again.
+	AttestIndex uint64 `json:"attest_index,omitempty"`
 }
 
 // Divergence is a replica's state digest disagreeing with a quorum's.

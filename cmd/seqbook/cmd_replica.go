@@ -113,12 +113,17 @@ func runReplica(args []string) int {
 		seqOpts = append(seqOpts, client.WithLeaderFirst())
 	}
 	seq := replica.NewSDKSequencer(c, seqOpts...)
-	open := func() (*replica.Replica, error) {
+	// open opens the data folder; a non-empty rebuild says why its state
+	// is rebuilt from genesis (the replica then signs nothing until the
+	// rebuild ends).
+	open := func(rebuild string) (*replica.Replica, error) {
 		store, err := replica.OpenBoltStore(*dataDir, replica.BoltOptions{NoSync: *noSync})
 		if err != nil {
 			return nil, err
 		}
-		r, err := replica.New(cfg, seq, store)
+		rcfg := cfg
+		rcfg.Rebuild = rebuild
+		r, err := replica.New(rcfg, seq, store)
 		if err != nil {
 			store.Close()
 			return nil, err
@@ -135,9 +140,9 @@ func runReplica(args []string) int {
 			return nil, fmt.Errorf("%v; setting %s aside failed: %w", why, dbPath, err)
 		}
 		logger.Error("rebuilding from the sequencer's verified history", "why", why.Error(), "old_file_kept_as", aside)
-		return open()
+		return open(why.Error())
 	}
-	r, err := open()
+	r, err := open("")
 	if replica.IsCorruption(err) {
 		if *onCorruption == "refuse" {
 			return fail("replica", fmt.Errorf("%v\nTo rebuild this replica from the sequencer's verified history, keep the damaged file aside and start it again:\n  %s", err, replica.RebuildCommand(dbPath)))

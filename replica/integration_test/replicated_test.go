@@ -25,6 +25,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ethereum/go-ethereum/common"
+
 	"github.com/seqbook/seqbook/client/eip712"
 	"github.com/seqbook/seqbook/client/ethsig"
 	"github.com/seqbook/seqbook/client/obapi"
@@ -80,7 +82,9 @@ type network struct {
 	dom eip712.Domain
 }
 
-func startNetwork(t *testing.T) *network {
+// startNetwork starts 4 nodes and 3 replicas, each replica run with
+// replicaArgs added.
+func startNetwork(t *testing.T, replicaArgs ...string) *network {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts real processes; skipped under -short")
@@ -91,7 +95,7 @@ func startNetwork(t *testing.T) *network {
 		// Snapshots every few hundred operations: the SIGKILLs below land
 		// among group commits of applied pages, outbox entries and
 		// background snapshots.
-		cfg.ReplicaArgs = []string{"--snapshot-ops", "300"}
+		cfg.ReplicaArgs = append([]string{"--snapshot-ops", "300"}, replicaArgs...)
 	})
 	nw := &network{t: t, net: n, dom: n.Cluster.Domain}
 	return nw
@@ -129,6 +133,17 @@ func (nw *network) signOrder(k *ecdsa.PrivateKey, side string, qty, price, nonce
 	return obapi.OrderRequest{Trader: o.Trader.Hex(), Market: o.Market, Side: side, OrderType: "limit",
 		Quantity: obapi.Uint(qty), Price: obapi.Uint(price), Nonce: obapi.Uint(nonce), Expiry: obapi.Uint(expiry),
 		Signature: fmt.Sprintf("0x%x", sig)}, fmt.Sprintf("0x%x", d)
+}
+
+func (nw *network) signWithdraw(k *ecdsa.PrivateKey, token string, amount uint64, to common.Address, nonce uint64) obapi.WithdrawRequest {
+	expiry := uint64(time.Now().Unix()) + 600
+	w := eip712.Withdraw{Trader: ethsig.Address(k), Token: token, Amount: amount, Recipient: to, Nonce: nonce, Expiry: expiry}
+	sig, err := ethsig.Sign(k, nw.dom.Digest(&w))
+	if err != nil {
+		nw.t.Fatal(err)
+	}
+	return obapi.WithdrawRequest{Trader: w.Trader.Hex(), Token: token, Amount: obapi.Uint(amount), Recipient: to.Hex(),
+		Nonce: obapi.Uint(nonce), Expiry: obapi.Uint(expiry), Signature: fmt.Sprintf("0x%x", sig)}
 }
 
 func TestReplicasAgreeAndLoseNothingAcrossCrashes(t *testing.T) {
