@@ -255,6 +255,10 @@ type fakeNode struct {
 	// holdLongPolls: a long-poll with nothing new is held as the node
 	// holds it: status and headers at once, the page when wait_ms ends.
 	holdLongPolls bool
+	// cutOffWhileHolding: a long-poll gets its status and headers, then
+	// nothing more, as from a node cut off from the network while it
+	// held the poll.
+	cutOffWhileHolding bool
 }
 
 func (n *fakeNode) setTamper(f func(p *seqapi.FinalizedPage)) {
@@ -349,8 +353,15 @@ func (n *fakeNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		p := n.chain.page(after, n.pageMax)
 		n.mu.Lock()
-		hold := n.holdLongPolls
+		hold, cutOff := n.holdLongPolls, n.cutOffWhileHolding
 		n.mu.Unlock()
+		if wait, _ := strconv.Atoi(r.URL.Query().Get("wait_ms")); cutOff && wait > 0 {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(200)
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+			return
+		}
 		if wait, _ := strconv.Atoi(r.URL.Query().Get("wait_ms")); hold && wait > 0 && len(p.Batches) == 0 {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(200)

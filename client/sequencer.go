@@ -205,10 +205,13 @@ func (s *Sequencer) Send(ctx context.Context, app string, body []byte) error {
 //
 // An attempt may call its holding function to say its node answered that
 // it holds the request (a long-poll's status came before its page): that
-// node is not silent, so the next one is not asked as well unless the
-// attempt then fails. Racing a held long-poll would cost a request and,
-// for the loser cancelled, a connection per poll.
-func firstOf[T any](ctx context.Context, s *Sequencer, op string, benchLosers bool, fn func(ctx context.Context, i int, holding func()) (T, error)) (T, error) {
+// node is not silent, so the next one is asked as well only if the attempt
+// fails or its page has not come heldMax after the status (a node that
+// holds a long-poll answers within its wait; one cut off while holding
+// never does, and the read must not wait for the network to heal).
+// Racing every held long-poll would cost a request and, for the loser
+// cancelled, a connection per poll.
+func firstOf[T any](ctx context.Context, s *Sequencer, op string, benchLosers bool, heldMax time.Duration, fn func(ctx context.Context, i int, holding func()) (T, error)) (T, error) {
 	hedgeAfter := s.o.hedgeAfter
 	var zero T
 	order := s.nodeOrder()
@@ -269,7 +272,7 @@ func firstOf[T any](ctx context.Context, s *Sequencer, op string, benchLosers bo
 			}
 		case i := <-held:
 			if i == order[next-1] && !done[i] {
-				hedge.Stop() // the newest attempt's node is alive and holding it
+				hedge.Reset(heldMax) // the newest attempt's node is alive and holding it
 			}
 		case <-hedge.C:
 			if next < len(order) {
@@ -323,8 +326,9 @@ func (s *Sequencer) finalized(ctx context.Context, app string, after uint64, pre
 	// A long-poll is raced like any read (a silent node must not hold it
 	// for the whole wait), but a node that holds it is not known to be
 	// silent: it may be waiting for the next finalization like the one
-	// that won, so the losers of a long-poll race are not benched.
-	return firstOf(ctx, s, "finalized", wait == 0, func(ctx context.Context, i int, holding func()) (Page, error) {
+	// that won, so the losers of a long-poll race are not benched. A node
+	// that holds it owes its page within the wait.
+	return firstOf(ctx, s, "finalized", wait == 0, wait+s.o.hedgeAfter, func(ctx context.Context, i int, holding func()) (Page, error) {
 		if wait > 0 {
 			// A node that holds the long-poll sends its status first.
 			ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotFirstResponseByte: holding})
@@ -372,7 +376,7 @@ func (s *Sequencer) LastFinalized(ctx context.Context, app string) (*FinalityPro
 	if err := checkApp(app); err != nil {
 		return nil, err
 	}
-	return firstOf(ctx, s, "last finalized", true, func(ctx context.Context, i int, _ func()) (*FinalityProof, error) {
+	return firstOf(ctx, s, "last finalized", true, 0, func(ctx context.Context, i int, _ func()) (*FinalityProof, error) {
 		return s.lastFrom(ctx, i, app)
 	})
 }

@@ -477,6 +477,27 @@ func TestHeldLongPollIsNotRaced(t *testing.T) {
 	}
 }
 
+// TestHeldLongPollCutOffIsRaced: a node that answered a long-poll's
+// status and then went silent (cut off from the network while it held the
+// poll) owes its page within the wait: past the wait and the hedge delay
+// the next node is asked, and the read does not hang until the network
+// heals or the HTTP timeout (30 s here, beyond the caller's deadline).
+func TestHeldLongPollCutOffIsRaced(t *testing.T) {
+	tn := honestNet(t)
+	tn.nodes[0].cutOffWhileHolding = true
+	seq := testSequencer(tn, WithTimeout(30*time.Second), WithHedgeAfter(20*time.Millisecond), WithSpread(0))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	page, err := seq.FinalizedWait(ctx, testApp, 0, [32]byte{}, 300*time.Millisecond)
+	if err != nil {
+		t.Fatalf("a node cut off while holding the poll held the read: %v", err)
+	}
+	checkPage(t, tn, page, 1, 12)
+	if _, get := tn.nodes[0].counts(); get != 1 {
+		t.Fatalf("node1 asked %d times, want 1 (it was asked first)", get)
+	}
+}
+
 // TestFinalizedWaitAsksForALongPoll: FinalizedWait passes wait_ms on the
 // first page only (later pages of a chain are known to exist), Finalized
 // never does.

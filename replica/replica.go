@@ -66,7 +66,11 @@ type Config struct {
 	// FollowWait is how long one fetch of finalized batches asks the node
 	// to hold the request while nothing new is finalized (a long-poll:
 	// the node answers as soon as it finalizes a batch, so an idle
-	// replica makes one request per FollowWait instead of polling).
+	// replica makes one request per FollowWait instead of polling). It
+	// also bounds how long a node cut off from the network while it holds
+	// the fetch can keep the replica from the others' finalized batches
+	// (FollowWait plus the client's hedge delay): keep it below a leader
+	// change.
 	FollowWait time.Duration
 	// PollInterval is the shortest gap between two fetches (each page
 	// costs a BLS check of its finality proof, ~1 ms of CPU: under load,
@@ -138,7 +142,7 @@ func DefaultConfig() Config {
 		SendTimeout:      5 * time.Second,
 		ResendAfter:      5 * time.Second,
 		LegacyPendingMax: 10 * time.Minute,
-		FollowWait:       5 * time.Second,
+		FollowWait:       time.Second,
 		PollInterval:     5 * time.Millisecond,
 		PollBackoffMax:   time.Second,
 		WaitDefault:      10 * time.Second,
