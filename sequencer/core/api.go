@@ -588,6 +588,14 @@ type Metrics struct {
 	BatchesFinalized uint64 // batches that became final here
 	SyncsStarted     uint64 // chain fetches started
 	StepErrors       uint64 // peer messages refused with an error
+	// Resends: requests sent again because no answer came in time (see
+	// retryTicks). Each one costs the receiver a decode and checks, and
+	// bandwidth: at a healthy steady state they stay near zero.
+	RoundResends     uint64 // Round requests sent again to a node that had not voted (one per node)
+	BatchResends     uint64 // own batches a post carried again before they were sequenced
+	SyncResends      uint64 // sync requests sent again (to the next peer) after no reply
+	ViewStateResends uint64 // view states sent again to a leader while syncing
+	DisputeResends   uint64 // disputes broadcast again while the view did not change
 }
 
 // LogReader reads what a Store holds. Implementations must be safe for

@@ -82,6 +82,9 @@ func (n *Node) post(a *app) {
 		if len(p.Batches) > 0 && (size+len(pd.body) > n.cfg.PostBytesMax || len(p.Batches) >= wire.MaxBatchesPerMessage) {
 			break
 		}
+		if pd.sentTick != 0 {
+			n.metrics.BatchResends++
+		}
 		pd.sentTick = max(n.tick, 1)
 		size += len(pd.body)
 		p.Batches = append(p.Batches, wire.PostedBatch{Seq: seq, Body: pd.body})

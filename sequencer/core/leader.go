@@ -100,7 +100,7 @@ func (n *Node) leaderTick(a *app) {
 	n.advanceRounds(a)
 	for _, r := range a.lead.rounds {
 		if n.tick-r.sentTick >= uint64(n.cfg.RetryTicks) {
-			n.sendRound(a, r) // to the nodes that have not voted
+			n.metrics.RoundResends += uint64(n.sendRound(a, r)) // to the nodes that have not voted
 		}
 	}
 }

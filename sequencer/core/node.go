@@ -206,9 +206,11 @@ func (n *Node) Tick(nowMs uint64) {
 		}
 	}
 	if !n.isLeader() && n.anyAppSyncing() && n.tick-n.viewStateSent >= uint64(n.cfg.RetryTicks) {
+		n.metrics.ViewStateResends++
 		n.sendViewState()
 	}
 	if n.disputed && n.tick-n.disputeSentTick >= uint64(n.cfg.RetryTicks) {
+		n.metrics.DisputeResends++
 		n.broadcastDispute()
 	}
 	n.pingSilentPeers()

@@ -211,11 +211,13 @@ func finPart(r *round) *tally  { return r.fin }
 
 // sendRound asks every node for the votes it has not given yet, with the
 // newest finalize proof (a follower checks it together with the lock proof
-// it is asked to finalize: one multi-pairing).
-func (n *Node) sendRound(a *app, r *round) {
+// it is asked to finalize: one multi-pairing). It returns how many nodes
+// it asked.
+func (n *Node) sendRound(a *app, r *round) int {
 	l := a.lead
 	r.sentTick = n.tick
 	l.announced = a.finalIdx()
+	asked := 0
 	for i := 0; i < n.cfg.Nodes; i++ {
 		if i == n.cfg.Self {
 			continue
@@ -229,8 +231,10 @@ func (n *Node) sendRound(a *app, r *round) {
 		}
 		if m.Lock != nil || m.Finalize != nil {
 			n.send(i, m)
+			asked++
 		}
 	}
+	return asked
 }
 
 // announceFinal sends everyone the newest finalize proof alone.

@@ -93,6 +93,7 @@ func (n *Node) syncTick(a *app) {
 		return
 	}
 	a.sync.peer = (a.sync.peer + 1) % len(a.sync.peers)
+	n.metrics.SyncResends++
 	n.sendSyncRequest(a)
 }
 
