@@ -95,10 +95,16 @@ type Config struct {
 	// only keeps an idle cluster from exchanging 50 posts a second per
 	// follower. Must stay well under LeaderTimeoutTicks.
 	IdlePostIntervalTicks int
-	// RetryTicks: how often an unanswered request (round, view state, sync,
-	// dispute) is sent again. Messages may be lost; the protocol only
-	// relies on retries.
+	// RetryTicks: how long at least an unanswered request (round, post,
+	// view state, sync, dispute) waits before it is sent again. Messages
+	// may be lost; the protocol only relies on retries. Each peer's wait
+	// follows its observed round trip (see retry.go) between RetryTicks
+	// and RetryTicksMax.
 	RetryTicks int
+	// RetryTicksMax bounds the wait before an unanswered request is sent
+	// again, however slow the peer's answers have been: a lost message
+	// is sent again within it. At most half of LeaderTimeoutTicks.
+	RetryTicksMax int
 	// LeaderTimeoutTicks: dispute the leader after it has not answered for
 	// this long (DESIGN: 2 s).
 	LeaderTimeoutTicks int
@@ -264,6 +270,7 @@ func DefaultConfig(chainID uint64, n, self int) Config {
 		PostIntervalTicks:      2,   // 20 ms
 		IdlePostIntervalTicks:  25,  // 250 ms
 		RetryTicks:             20,  // 200 ms
+		RetryTicksMax:          100, // 1 s
 		LeaderTimeoutTicks:     200, // 2 s
 		CensorshipTimeoutTicks: 500, // 5 s
 		FinalizeTimeoutTicks:   500, // 5 s
@@ -292,6 +299,7 @@ func TestConfig(chainID uint64, n, self int) Config {
 	c.PostIntervalTicks = 1
 	c.IdlePostIntervalTicks = 5
 	c.RetryTicks = 10
+	c.RetryTicksMax = 15
 	c.LeaderTimeoutTicks = 30
 	c.CensorshipTimeoutTicks = 60
 	c.FinalizeTimeoutTicks = 60
@@ -359,8 +367,9 @@ func (c *Config) ValidateBasic() error {
 	if c.TimeoutBackoffMax > 30 {
 		return fmt.Errorf("config: TimeoutBackoffMax %d: at most 30 doublings", c.TimeoutBackoffMax)
 	}
-	if c.RetryTicks >= c.LeaderTimeoutTicks {
-		return errors.New("config: RetryTicks must be shorter than LeaderTimeoutTicks")
+	if c.RetryTicksMax < c.RetryTicks || 2*c.RetryTicksMax > c.LeaderTimeoutTicks {
+		return fmt.Errorf("config: RetryTicksMax %d must be at least RetryTicks (%d) and at most half of LeaderTimeoutTicks (%d)",
+			c.RetryTicksMax, c.RetryTicks, c.LeaderTimeoutTicks)
 	}
 	if c.AppsMax > wire.MaxAppsPerMessage {
 		return fmt.Errorf("config: AppsMax %d over the wire limit %d", c.AppsMax, wire.MaxAppsPerMessage)

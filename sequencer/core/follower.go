@@ -73,10 +73,10 @@ func (n *Node) flush() {
 func (n *Node) post(a *app) {
 	a.lastPostTick = n.tick
 	p := &wire.Post{App: a.name, View: n.view, Tip: wire.Tip{Index: a.tip(), ChainingHash: a.tipHash()}, Finalized: a.finalIdx()}
-	size := 0
+	size, resent := 0, false
 	for _, seq := range a.initializedSeqs() {
 		pd := a.pend[seq]
-		if pd.sentTick != 0 && n.tick-pd.sentTick < uint64(n.cfg.RetryTicks) {
+		if pd.sentTick != 0 && !n.retryDue(n.leader(), pd.sentTick) {
 			continue // a recent post carries it
 		}
 		if len(p.Batches) > 0 && (size+len(pd.body) > n.cfg.PostBytesMax || len(p.Batches) >= wire.MaxBatchesPerMessage) {
@@ -84,6 +84,7 @@ func (n *Node) post(a *app) {
 		}
 		if pd.sentTick != 0 {
 			n.metrics.BatchResends++
+			pd.again, resent = true, true
 		}
 		pd.sentTick = max(n.tick, 1)
 		size += len(pd.body)
@@ -91,6 +92,9 @@ func (n *Node) post(a *app) {
 		if pd.firstPostTick == 0 {
 			pd.firstPostTick = n.tick
 		}
+	}
+	if resent {
+		n.rtt[n.leader()].resent()
 	}
 	if a.awaitingSince == 0 {
 		a.awaitingSince = n.tick
@@ -138,6 +142,7 @@ func (n *Node) stepPostReply(from int, r *wire.PostReply) error {
 		}
 		n.appendEntry(a, makeEntry(b, a.tipHash()))
 	}
+	n.sampleOwnBatches(a, tip)
 	n.renumberSkipped(a)
 	if len(r.Proofs) > 1 {
 		var ps []*wire.Proof
@@ -166,6 +171,22 @@ func (n *Node) stepPostReply(from int, r *wire.PostReply) error {
 		n.postSoon(a) // tell the leader we hold them
 	}
 	return nil
+}
+
+// sampleOwnBatches measures the leader's round trip by our batches that
+// came back sequenced after index after, posted once: from the post that
+// carried them to their return (the leader sequences a batch when the post
+// arrives and its reply carries it back).
+func (n *Node) sampleOwnBatches(a *app, after uint64) {
+	for idx := after + 1; idx <= a.tip(); idx++ {
+		e := a.memEntry(idx)
+		if e == nil || int(e.Origin) != n.cfg.Self {
+			continue
+		}
+		if pd := a.pend[e.Seq]; pd != nil && pd.index == idx && pd.sentTick != 0 && !pd.again {
+			n.rtt[n.leader()].sample(n.tick - pd.sentTick)
+		}
+	}
 }
 
 // checkLeaderBatch checks a batch the leader appends after our tip.
