@@ -602,6 +602,7 @@ type Metrics struct {
 	// bandwidth: at a healthy steady state they stay near zero.
 	RoundResends     uint64 // Round requests sent again to a node that had not voted (one per node)
 	BatchResends     uint64 // own batches a post carried again before they were sequenced
+	PushResends      uint64 // leader: pushes to a node taken as lost, to be sent again
 	SyncResends      uint64 // sync requests sent again (to the next peer) after no reply
 	ViewStateResends uint64 // view states sent again to a leader while syncing
 	DisputeResends   uint64 // disputes broadcast again while the view did not change

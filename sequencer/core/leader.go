@@ -128,17 +128,18 @@ func (n *Node) pushSoon(a *app) {
 }
 
 // trackSent notes a post of node i reporting tip. While i is short of
-// what we sent it, its posts must show progress; after RetryTicks without
-// any, what was sent since its tip is taken as lost (a dropped connection,
-// an evicted queue) and the next reply sends it again.
+// what we sent it, its posts must show progress; after its retry timeout
+// (retry.go) without any, what was sent since its tip is taken as lost (a
+// dropped connection, an evicted queue) and the next reply sends it again.
 func (n *Node) trackSent(l *leadState, i int, tip uint64) {
 	switch {
 	case tip >= l.pushed[i] || tip > l.tips[i]:
 		l.stalled[i] = 0
 	case l.stalled[i] == 0:
 		l.stalled[i] = max(n.tick, 1)
-	case n.tick-l.stalled[i] >= uint64(n.cfg.RetryTicks):
+	case n.retryDue(i, l.stalled[i]):
 		l.pushed[i], l.stalled[i] = tip, 0
+		n.metrics.PushResends++
 	}
 }
 

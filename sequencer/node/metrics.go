@@ -41,7 +41,7 @@ type PromMetrics struct {
 	Disputes    prometheus.Counter
 	Rounds      *prometheus.CounterVec // by kind: lock, finalize (as leader)
 	Syncs       prometheus.Counter
-	Resends     *prometheus.CounterVec // by kind: round, batch, sync, view_state, dispute
+	Resends     *prometheus.CounterVec // by kind: round, batch, push, sync, view_state, dispute
 
 	// Loop only: the last copy of the core's counters (to add deltas),
 	// each app's gauges (looked up once), and when each app's finalized
@@ -143,6 +143,7 @@ func (m *PromMetrics) observeStatus(s core.Status, c core.Metrics, now time.Time
 	m.Syncs.Add(float64(c.SyncsStarted - prev.SyncsStarted))
 	m.Resends.WithLabelValues("round").Add(float64(c.RoundResends - prev.RoundResends))
 	m.Resends.WithLabelValues("batch").Add(float64(c.BatchResends - prev.BatchResends))
+	m.Resends.WithLabelValues("push").Add(float64(c.PushResends - prev.PushResends))
 	m.Resends.WithLabelValues("sync").Add(float64(c.SyncResends - prev.SyncResends))
 	m.Resends.WithLabelValues("view_state").Add(float64(c.ViewStateResends - prev.ViewStateResends))
 	m.Resends.WithLabelValues("dispute").Add(float64(c.DisputeResends - prev.DisputeResends))
