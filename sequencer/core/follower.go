@@ -73,7 +73,7 @@ func (n *Node) flush() {
 func (n *Node) post(a *app) {
 	a.lastPostTick = n.tick
 	p := &wire.Post{App: a.name, View: n.view, Tip: wire.Tip{Index: a.tip(), ChainingHash: a.tipHash()}, Finalized: a.finalIdx()}
-	size, resent := 0, false
+	size := 0
 	for _, seq := range a.initializedSeqs() {
 		pd := a.pend[seq]
 		if pd.sentTick != 0 && !n.retryDue(n.leader(), pd.sentTick) {
@@ -84,7 +84,7 @@ func (n *Node) post(a *app) {
 		}
 		if pd.sentTick != 0 {
 			n.metrics.BatchResends++
-			pd.again, resent = true, true
+			pd.again = true
 		}
 		pd.sentTick = max(n.tick, 1)
 		size += len(pd.body)
@@ -92,9 +92,6 @@ func (n *Node) post(a *app) {
 		if pd.firstPostTick == 0 {
 			pd.firstPostTick = n.tick
 		}
-	}
-	if resent {
-		n.rtt[n.leader()].resent()
 	}
 	if a.awaitingSince == 0 {
 		a.awaitingSince = n.tick
@@ -174,17 +171,17 @@ func (n *Node) stepPostReply(from int, r *wire.PostReply) error {
 }
 
 // sampleOwnBatches measures the leader's round trip by our batches that
-// came back sequenced after index after, posted once: from the post that
-// carried them to their return (the leader sequences a batch when the post
-// arrives and its reply carries it back).
+// came back sequenced after index after: from the post that carried them
+// to their return (the leader sequences a batch when the post arrives and
+// its reply carries it back).
 func (n *Node) sampleOwnBatches(a *app, after uint64) {
 	for idx := after + 1; idx <= a.tip(); idx++ {
 		e := a.memEntry(idx)
 		if e == nil || int(e.Origin) != n.cfg.Self {
 			continue
 		}
-		if pd := a.pend[e.Seq]; pd != nil && pd.index == idx && pd.sentTick != 0 && !pd.again {
-			n.rtt[n.leader()].sample(n.tick - pd.sentTick)
+		if pd := a.pend[e.Seq]; pd != nil && pd.index == idx && pd.sentTick != 0 {
+			n.sampleAnswer(n.leader(), pd.firstPostTick, pd.again)
 		}
 	}
 }

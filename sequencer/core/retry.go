@@ -13,12 +13,18 @@ package core
 // TCP's (RFC 6298): the smoothed round trip plus four times its mean
 // deviation, never below RetryTicks and never above RetryTicksMax, so a
 // lost message is still sent again in bounded time. Until a peer has
-// answered, its timeout is RetryTicks. An answer to a request sent more
-// than once gives no sample (it may answer either copy); each resend
-// doubles the peer's timeout instead (up to RetryTicksMax) until an
-// answer to a request sent once measures it again (Karn's rule), so a
-// peer slower than RetryTicks is measured at all, and a silent one is
-// asked every RetryTicksMax.
+// answered, its timeout is RetryTicks.
+//
+// An answer to a request sent more than once is ambiguous: it may answer
+// either copy. TCP then takes no sample and doubles the timeout (Karn's
+// rule); here a request is also sent again when it arrived but could not
+// be answered yet (a follower not active yet does not vote, and only a
+// new ask makes it vote), and a doubled timeout would hold that up. So the
+// timeout never doubles, and an ambiguous answer counts as a sample of
+// the time since the first send, cut at the peer's current timeout: a
+// peer slower than RetryTicks raises its timeout step by step until its
+// answers come before it (then measured exactly), and a request that did
+// need its second send raises it by little.
 //
 // The samples: a Round to the first vote from the node asked (rounds
 // already done still count a late vote, see leadState.recent), a post to
@@ -29,25 +35,17 @@ package core
 // run while work is under way, when IdleTicks answers 0, so this adds no
 // timer an idle node could sleep through.
 
-// retryBackoffMax caps the doublings of a peer's retry timeout (the
-// timeout is capped by RetryTicksMax anyway).
-const retryBackoffMax = 8
-
 // peerRTT estimates the round trip to one peer in ticks.
 type peerRTT struct {
 	// srtt8 is the smoothed round trip ×8, rttvar4 its mean deviation ×4
 	// (fixed point, as in TCP); 0 and 0 before the first sample.
 	srtt8, rttvar4 uint64
 	sampled        bool
-	// backoff counts the resends since the last sample: each doubles the
-	// timeout.
-	backoff int
 }
 
 // sample adds a measured round trip of ticks.
 func (p *peerRTT) sample(ticks uint64) {
 	ticks = max(ticks, 1)
-	p.backoff = 0
 	if !p.sampled {
 		p.sampled = true
 		p.srtt8, p.rttvar4 = ticks<<3, ticks<<1 // srtt = r, rttvar = r/2
@@ -59,10 +57,6 @@ func (p *peerRTT) sample(ticks uint64) {
 	p.srtt8 = p.srtt8 - srtt + ticks           // srtt += (r - srtt) / 8
 }
 
-// resent notes that a request to the peer went unanswered for its
-// timeout and was sent again.
-func (p *peerRTT) resent() { p.backoff = min(p.backoff+1, retryBackoffMax) }
-
 // timeout is how long to wait for the peer's answer before asking again:
 // within [minTicks, maxTicks].
 func (p *peerRTT) timeout(minTicks, maxTicks uint64) uint64 {
@@ -70,7 +64,7 @@ func (p *peerRTT) timeout(minTicks, maxTicks uint64) uint64 {
 	if p.sampled {
 		t = max(t, p.srtt8>>3+p.rttvar4) // srtt + 4·rttvar
 	}
-	return min(t<<p.backoff, maxTicks)
+	return min(t, maxTicks)
 }
 
 // retryTicks is how long to wait for peer's answer before asking again.
@@ -82,6 +76,16 @@ func (n *Node) retryTicks(peer int) uint64 {
 // be sent again.
 func (n *Node) retryDue(peer int, sent uint64) bool {
 	return n.tick-sent >= n.retryTicks(peer)
+}
+
+// sampleAnswer measures peer's round trip by an answer to a request first
+// sent at tick first and sent again (again) since: see above.
+func (n *Node) sampleAnswer(peer int, first uint64, again bool) {
+	ticks := n.tick - first
+	if again {
+		ticks = min(ticks, n.retryTicks(peer))
+	}
+	n.rtt[peer].sample(ticks)
 }
 
 // retryTicksAll is the longest retry timeout of the peers: how long to

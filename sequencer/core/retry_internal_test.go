@@ -2,18 +2,13 @@ package core
 
 import "testing"
 
-// TestPeerRTTTimeout: the retry timeout is RetryTicks until a sample,
-// then srtt + 4·rttvar within the bounds; resends double it up to the
-// upper bound, and a sample clears the doubling.
+// TestPeerRTTTimeout: the retry timeout is the floor until a sample, then
+// srtt + 4·rttvar within the bounds, following the samples both ways.
 func TestPeerRTTTimeout(t *testing.T) {
 	const lo, hi = 20, 100
 	var p peerRTT
 	if got := p.timeout(lo, hi); got != lo {
 		t.Fatalf("before any sample: %d, want %d", got, lo)
-	}
-	p.resent()
-	if got := p.timeout(lo, hi); got != 2*lo {
-		t.Fatalf("after a resend: %d, want %d", got, 2*lo)
 	}
 	p.sample(30) // srtt 30, rttvar 15
 	if got := p.timeout(lo, hi); got != 90 {
@@ -25,15 +20,9 @@ func TestPeerRTTTimeout(t *testing.T) {
 	if got := p.timeout(lo, hi); got < 30 || got > 33 {
 		t.Fatalf("steady samples of 30: %d, want about 30", got)
 	}
-	for range 20 {
-		p.resent()
-	}
+	p.sample(300)
 	if got := p.timeout(lo, hi); got != hi {
-		t.Fatalf("after many resends: %d, want the bound %d", got, hi)
-	}
-	p.sample(2)
-	if got := p.timeout(lo, hi); got >= hi {
-		t.Fatalf("a sample did not clear the doubling: %d", got)
+		t.Fatalf("after a sample of 300: %d, want the bound %d", got, hi)
 	}
 	for range 60 {
 		p.sample(2)

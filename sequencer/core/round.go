@@ -59,7 +59,7 @@ type roundAsks struct {
 }
 
 type roundAsk struct {
-	tick         uint64 // when last asked
+	first, tick  uint64 // when first and last asked
 	asked, again bool   // asked at all; asked more than once
 	answered     bool   // a vote came (the first one was sampled)
 }
@@ -276,7 +276,8 @@ func (n *Node) sendRound(a *app, r *round, retry bool) int {
 		}
 		if ask.asked {
 			ask.again = true
-			n.rtt[i].resent()
+		} else {
+			ask.first = n.tick
 		}
 		ask.asked, ask.tick = true, n.tick
 		n.send(i, m)
@@ -289,7 +290,7 @@ func (n *Node) sendRound(a *app, r *round, retry bool) int {
 }
 
 // sampleVote measures node from's round trip by its first vote for a
-// round (under way or recently done) that asked it once.
+// round under way or recently done.
 func (n *Node) sampleVote(l *leadState, from int, v *wire.Vote) {
 	match := func(ra roundAsks) bool {
 		return (v.Lock != nil && ra.lockAt != 0 && v.Lock.Index == ra.lockAt) ||
@@ -306,8 +307,8 @@ func (n *Node) sampleVote(l *leadState, from int, v *wire.Vote) {
 			continue
 		}
 		ask := &ra.nodes[from]
-		if ask.asked && !ask.again && !ask.answered {
-			n.rtt[from].sample(n.tick - ask.tick)
+		if ask.asked && !ask.answered {
+			n.sampleAnswer(from, ask.first, ask.again)
 		}
 		ask.answered = true
 		return
@@ -330,6 +331,9 @@ func (n *Node) stepVote(from int, v *wire.Vote) error {
 		return nil
 	}
 	n.sampleVote(a.lead, from, v)
+	if len(a.lead.rounds) == 0 {
+		return nil
+	}
 	for _, r := range a.lead.rounds {
 		for _, c := range []struct {
 			s *wire.SignedTarget

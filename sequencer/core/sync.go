@@ -92,7 +92,6 @@ func (n *Node) syncTick(a *app) {
 	if a.sync == nil || !n.retryDue(a.sync.peers[a.sync.peer], a.sync.sentTick) {
 		return
 	}
-	n.rtt[a.sync.peers[a.sync.peer]].resent()
 	a.sync.peer = (a.sync.peer + 1) % len(a.sync.peers)
 	n.metrics.SyncResends++
 	n.sendSyncRequest(a)
