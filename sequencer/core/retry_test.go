@@ -44,22 +44,20 @@ func TestRoundRetriesFollowRoundTrips(t *testing.T) {
 			if !ok || (r.Lock == nil && r.Finalize == nil) {
 				continue
 			}
-			v := &wire.Vote{App: "ob", View: 0}
-			if l := r.Lock; l != nil {
-				q := request{"lock", l.Index}
+			record := func(q request) {
 				asks[e.To][q] = append(asks[e.To][q], tick)
 				if _, ok := first[e.To][q]; !ok {
 					first[e.To][q] = tick
 				}
+			}
+			v := &wire.Vote{App: "ob", View: 0}
+			if l := r.Lock; l != nil {
+				record(request{"lock", l.Index})
 				v.Lock = &wire.SignedTarget{Index: l.Index, ChainingHash: l.ChainingHash,
 					Signature: testCrypto{}.sig(e.To, core.LockDigest(domain, "ob", 0, l.Index, l.ChainingHash))}
 			}
 			if p := r.Finalize; p != nil {
-				q := request{"finalize", p.Index}
-				asks[e.To][q] = append(asks[e.To][q], tick)
-				if _, ok := first[e.To][q]; !ok {
-					first[e.To][q] = tick
-				}
+				record(request{"finalize", p.Index})
 				v.Finalize = &wire.SignedTarget{Index: p.Index, ChainingHash: p.ChainingHash,
 					Signature: testCrypto{}.sig(e.To, core.FinalizeDigest(domain, "ob", 0, p.Index, p.ChainingHash))}
 			}
