@@ -29,7 +29,9 @@ package core
 // The samples: a Round to the first vote from the node asked (rounds
 // already done still count a late vote, see leadState.recent), a post to
 // the return of its batches sequenced (follower), a sync request to its
-// reply. Which peer is asked again when decides liveness only: every
+// reply. The timeouts pace the rounds, a follower's posted batches, the
+// leader's pushes taken as lost (trackSent), sync requests, view states
+// (the leader's timeout) and disputes (the longest). Which peer is asked again when decides liveness only: every
 // node's voter decides what it signs, and nothing here is read by it.
 // Ticks only, no wall clock: the core stays deterministic. Retries only
 // run while work is under way, when IdleTicks answers 0, so this adds no
