@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -532,6 +533,7 @@ func TestWAN(t *testing.T) {
 		if p.fault == nil {
 			finBefore = n.scrapeFinality(ctx)
 		}
+		resendsBefore := n.scrapeResends(ctx)
 		start := time.Now()
 		mon.ResetGap()
 		outs := s.OpenLoop(ctx, batch, rate)
@@ -563,6 +565,7 @@ func TestWAN(t *testing.T) {
 		if p.fault == nil {
 			logBreakdown(ctx, t, n, p.name, outs, finBefore)
 		}
+		logResends(t, p.name, resendsBefore, n.scrapeResends(ctx))
 		accepted = append(accepted, res.accepted...)
 		results = append(results, res)
 		resumed := ""
@@ -669,38 +672,82 @@ func (h histSum) mean() time.Duration {
 // scrapeHist reads the sum and count of histogram name from a /metrics
 // page.
 func (n *wanNet) scrapeHist(ctx context.Context, url, name string) (histSum, error) {
+	vals, err := n.scrape(ctx, url, func(key string) bool { return key == name+"_sum" || key == name+"_count" })
+	return histSum{vals[name+"_sum"], vals[name+"_count"]}, err
+}
+
+// scrape reads the samples of a /metrics page whose key (the name with
+// its labels, as printed) keep accepts.
+func (n *wanNet) scrape(ctx context.Context, url string, keep func(key string) bool) (map[string]float64, error) {
 	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(qctx, http.MethodGet, url+"/metrics", nil)
 	if err != nil {
-		return histSum{}, err
+		return nil, err
 	}
 	hc := &http.Client{Transport: &http.Transport{DialContext: n.client.Dial}}
 	defer hc.CloseIdleConnections()
 	resp, err := hc.Do(req)
 	if err != nil {
-		return histSum{}, err
+		return nil, err
 	}
 	defer resp.Body.Close()
-	var h histSum
+	vals := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		var dst *float64
-		switch {
-		case strings.HasPrefix(line, name+"_sum "):
-			dst = &h.sum
-		case strings.HasPrefix(line, name+"_count "):
-			dst = &h.count
-		default:
+		sp := strings.LastIndexByte(line, ' ')
+		if strings.HasPrefix(line, "#") || sp < 0 || !keep(line[:sp]) {
 			continue
 		}
-		if _, err := fmt.Sscan(line[strings.IndexByte(line, ' ')+1:], dst); err != nil {
-			return histSum{}, fmt.Errorf("%s: %q: %v", url, line, err)
+		var v float64
+		if _, err := fmt.Sscan(line[sp+1:], &v); err != nil {
+			return nil, fmt.Errorf("%s: %q: %v", url, line, err)
+		}
+		vals[line[:sp]] = v
+	}
+	return vals, sc.Err()
+}
+
+// resendKey is one node's resends_total counter of one kind.
+type resendKey struct{ node, kind string }
+
+// scrapeResends reads the nodes' resends_total counters (nodes that do
+// not answer, or a build without the counter, give none).
+func (n *wanNet) scrapeResends(ctx context.Context) map[resendKey]float64 {
+	const name = "seqbook_node_resends_total"
+	out := map[resendKey]float64{}
+	for _, url := range n.nodeURLs() {
+		vals, _ := n.scrape(ctx, url, func(key string) bool { return strings.HasPrefix(key, name+"{") })
+		for key, v := range vals {
+			out[resendKey{url, strings.TrimSuffix(strings.TrimPrefix(key, name+`{kind="`), `"}`)}] = v
 		}
 	}
-	return h, sc.Err()
+	return out
+}
+
+// logResends logs the resends of a phase by kind, summed over the nodes:
+// the difference of two scrapeResends (a node restarted meanwhile counts
+// from zero).
+func logResends(t *testing.T, name string, before, after map[resendKey]float64) {
+	t.Helper()
+	if len(after) == 0 {
+		t.Logf("%s: resends not exported by this build", name)
+		return
+	}
+	sum := map[string]int{}
+	for k, v := range after {
+		if b := before[k]; b <= v {
+			v -= b
+		}
+		sum[k.kind] += int(v)
+	}
+	var parts []string
+	for _, kind := range slices.Sorted(maps.Keys(sum)) {
+		parts = append(parts, fmt.Sprintf("%s %d", kind, sum[kind]))
+	}
+	t.Logf("%s: resends by the nodes: %s", name, strings.Join(parts, ", "))
 }
 
 // scrapeFinality reads the leader's histogram of the time from a batch's

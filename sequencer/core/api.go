@@ -95,10 +95,16 @@ type Config struct {
 	// only keeps an idle cluster from exchanging 50 posts a second per
 	// follower. Must stay well under LeaderTimeoutTicks.
 	IdlePostIntervalTicks int
-	// RetryTicks: how often an unanswered request (round, view state, sync,
-	// dispute) is sent again. Messages may be lost; the protocol only
-	// relies on retries.
+	// RetryTicks: how long at least an unanswered request (round, post,
+	// view state, sync, dispute) waits before it is sent again. Messages
+	// may be lost; the protocol only relies on retries. Each peer's wait
+	// follows its observed round trip (see retry.go) between RetryTicks
+	// and RetryTicksMax.
 	RetryTicks int
+	// RetryTicksMax bounds the wait before an unanswered request is sent
+	// again, however slow the peer's answers have been: a lost message
+	// is sent again within it. At most half of LeaderTimeoutTicks.
+	RetryTicksMax int
 	// LeaderTimeoutTicks: dispute the leader after it has not answered for
 	// this long (DESIGN: 2 s).
 	LeaderTimeoutTicks int
@@ -264,6 +270,7 @@ func DefaultConfig(chainID uint64, n, self int) Config {
 		PostIntervalTicks:      2,   // 20 ms
 		IdlePostIntervalTicks:  25,  // 250 ms
 		RetryTicks:             20,  // 200 ms
+		RetryTicksMax:          100, // 1 s
 		LeaderTimeoutTicks:     200, // 2 s
 		CensorshipTimeoutTicks: 500, // 5 s
 		FinalizeTimeoutTicks:   500, // 5 s
@@ -292,6 +299,7 @@ func TestConfig(chainID uint64, n, self int) Config {
 	c.PostIntervalTicks = 1
 	c.IdlePostIntervalTicks = 5
 	c.RetryTicks = 10
+	c.RetryTicksMax = 15
 	c.LeaderTimeoutTicks = 30
 	c.CensorshipTimeoutTicks = 60
 	c.FinalizeTimeoutTicks = 60
@@ -359,8 +367,9 @@ func (c *Config) ValidateBasic() error {
 	if c.TimeoutBackoffMax > 30 {
 		return fmt.Errorf("config: TimeoutBackoffMax %d: at most 30 doublings", c.TimeoutBackoffMax)
 	}
-	if c.RetryTicks >= c.LeaderTimeoutTicks {
-		return errors.New("config: RetryTicks must be shorter than LeaderTimeoutTicks")
+	if c.RetryTicksMax < c.RetryTicks || 2*c.RetryTicksMax > c.LeaderTimeoutTicks {
+		return fmt.Errorf("config: RetryTicksMax %d must be at least RetryTicks (%d) and at most half of LeaderTimeoutTicks (%d)",
+			c.RetryTicksMax, c.RetryTicks, c.LeaderTimeoutTicks)
 	}
 	if c.AppsMax > wire.MaxAppsPerMessage {
 		return fmt.Errorf("config: AppsMax %d over the wire limit %d", c.AppsMax, wire.MaxAppsPerMessage)
@@ -588,6 +597,15 @@ type Metrics struct {
 	BatchesFinalized uint64 // batches that became final here
 	SyncsStarted     uint64 // chain fetches started
 	StepErrors       uint64 // peer messages refused with an error
+	// Resends: requests sent again because no answer came in time (see
+	// retryTicks). Each one costs the receiver a decode and checks, and
+	// bandwidth: at a healthy steady state they stay near zero.
+	RoundResends     uint64 // Round requests sent again to a node that had not voted (one per node)
+	BatchResends     uint64 // own batches a post carried again before they were sequenced
+	PushResends      uint64 // leader: pushes to a node taken as lost, to be sent again
+	SyncResends      uint64 // sync requests sent again (to the next peer) after no reply
+	ViewStateResends uint64 // view states sent again to a leader while syncing
+	DisputeResends   uint64 // disputes broadcast again while the view did not change
 }
 
 // LogReader reads what a Store holds. Implementations must be safe for

@@ -27,9 +27,11 @@ type pend struct {
 	submittedMs uint64
 	// firstPostTick is when it was first posted in this view (0: not
 	// yet); the censorship timeout starts there. sentTick is when a post
-	// last carried it: posts resend it only after RetryTicks.
+	// last carried it: posts resend it only after the leader's retry
+	// timeout (retry.go); again, once a post carried it more than once.
 	firstPostTick uint64
 	sentTick      uint64
+	again         bool
 }
 
 // app is one app's state on a node.

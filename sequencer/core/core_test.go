@@ -130,16 +130,18 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 	bad := map[string]func(*core.Config){
-		"chain":   func(c *core.Config) { c.ChainID = 0 },
-		"nodes":   func(c *core.Config) { c.Nodes = 0 },
-		"self":    func(c *core.Config) { c.Self = 4 },
-		"post":    func(c *core.Config) { c.PostIntervalTicks = 0 },
-		"idle":    func(c *core.Config) { c.IdlePostIntervalTicks = c.LeaderTimeoutTicks },
-		"retry":   func(c *core.Config) { c.RetryTicks = c.LeaderTimeoutTicks },
-		"round":   func(c *core.Config) { c.RoundBatchesMax = c.UnfinalizedBatchesMax + 1 },
-		"page":    func(c *core.Config) { c.PageBytesMax = wire.MaxMessageBytes },
-		"apps":    func(c *core.Config) { c.AppsMax = wire.MaxAppsPerMessage + 1 },
-		"pending": func(c *core.Config) { c.PendingBytesMax = -1 },
+		"chain":           func(c *core.Config) { c.ChainID = 0 },
+		"nodes":           func(c *core.Config) { c.Nodes = 0 },
+		"self":            func(c *core.Config) { c.Self = 4 },
+		"post":            func(c *core.Config) { c.PostIntervalTicks = 0 },
+		"idle":            func(c *core.Config) { c.IdlePostIntervalTicks = c.LeaderTimeoutTicks },
+		"retry":           func(c *core.Config) { c.RetryTicks = c.LeaderTimeoutTicks },
+		"retry max below": func(c *core.Config) { c.RetryTicksMax = c.RetryTicks - 1 },
+		"retry max above": func(c *core.Config) { c.RetryTicksMax = c.LeaderTimeoutTicks/2 + 1 },
+		"round":           func(c *core.Config) { c.RoundBatchesMax = c.UnfinalizedBatchesMax + 1 },
+		"page":            func(c *core.Config) { c.PageBytesMax = wire.MaxMessageBytes },
+		"apps":            func(c *core.Config) { c.AppsMax = wire.MaxAppsPerMessage + 1 },
+		"pending":         func(c *core.Config) { c.PendingBytesMax = -1 },
 	}
 	for name, mutate := range bad {
 		c := core.DefaultConfig(chain, 4, 0)

@@ -76,11 +76,15 @@ func (n *Node) post(a *app) {
 	size := 0
 	for _, seq := range a.initializedSeqs() {
 		pd := a.pend[seq]
-		if pd.sentTick != 0 && n.tick-pd.sentTick < uint64(n.cfg.RetryTicks) {
+		if pd.sentTick != 0 && !n.retryDue(n.leader(), pd.sentTick) {
 			continue // a recent post carries it
 		}
 		if len(p.Batches) > 0 && (size+len(pd.body) > n.cfg.PostBytesMax || len(p.Batches) >= wire.MaxBatchesPerMessage) {
 			break
+		}
+		if pd.sentTick != 0 {
+			n.metrics.BatchResends++
+			pd.again = true
 		}
 		pd.sentTick = max(n.tick, 1)
 		size += len(pd.body)
@@ -135,6 +139,7 @@ func (n *Node) stepPostReply(from int, r *wire.PostReply) error {
 		}
 		n.appendEntry(a, makeEntry(b, a.tipHash()))
 	}
+	n.sampleOwnBatches(a, tip)
 	n.renumberSkipped(a)
 	if len(r.Proofs) > 1 {
 		var ps []*wire.Proof
@@ -163,6 +168,22 @@ func (n *Node) stepPostReply(from int, r *wire.PostReply) error {
 		n.postSoon(a) // tell the leader we hold them
 	}
 	return nil
+}
+
+// sampleOwnBatches measures the leader's round trip by our batches that
+// came back sequenced after index after: from the post that carried them
+// to their return (the leader sequences a batch when the post arrives and
+// its reply carries it back).
+func (n *Node) sampleOwnBatches(a *app, after uint64) {
+	for idx := after + 1; idx <= a.tip(); idx++ {
+		e := a.memEntry(idx)
+		if e == nil || int(e.Origin) != n.cfg.Self {
+			continue
+		}
+		if pd := a.pend[e.Seq]; pd != nil && pd.index == idx && pd.sentTick != 0 {
+			n.sampleAnswer(n.leader(), pd.firstPostTick, pd.again)
+		}
+	}
 }
 
 // checkLeaderBatch checks a batch the leader appends after our tip.

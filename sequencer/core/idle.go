@@ -35,14 +35,14 @@ const idleTicksNone = math.MaxUint64
 // and Advance may shorten it; ask again after each.
 func (n *Node) IdleTicks() uint64 {
 	if n.disputed {
-		return 0 // the dispute is sent again every RetryTicks
+		return 0 // the dispute is sent again after its retry timeout
 	}
 	leader := n.isLeader()
 	if leader && !n.established {
 		return 0 // waiting out the view-state grace
 	}
 	if !leader && n.anyAppSyncing() {
-		return 0 // the view state is sent again every RetryTicks
+		return 0 // the view state is sent again after its retry timeout
 	}
 	next := uint64(idleTicksNone) // the first tick that may act
 	due := func(tick uint64) { next = min(next, tick) }

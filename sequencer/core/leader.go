@@ -31,6 +31,9 @@ type leadState struct {
 	// roundTicks is how long the last round that formed a proof took
 	// (0 before the first).
 	roundTicks uint64
+	// recent are the asks of the last rounds done, oldest first (at most
+	// roundsRecentMax): late votes still measure round trips.
+	recent []roundAsks
 	// announced is the finalized index the last Round message carried:
 	// replies carry the proofs up to it (newer ones ride with the next
 	// Round, checked together with its lock proof).
@@ -69,7 +72,7 @@ func (n *Node) activateLeader(a *app) {
 // the first round can follow it on the same stream instead of waiting
 // for their first posts (a network round trip in every leader change).
 // A follower that is not active when the round arrives just does not
-// vote; the round is asked again (RetryTicks) and its posts correct
+// vote; the round is asked again (retry.go) and its posts correct
 // tips. Which followers the leader counts is liveness only: every node's
 // voter decides what it signs.
 func (n *Node) knowFromViewStates(a *app) {
@@ -99,9 +102,8 @@ func (n *Node) leaderTick(a *app) {
 	}
 	n.advanceRounds(a)
 	for _, r := range a.lead.rounds {
-		if n.tick-r.sentTick >= uint64(n.cfg.RetryTicks) {
-			n.sendRound(a, r) // to the nodes that have not voted
-		}
+		// To the nodes that have not voted, once their retry timeout ran out.
+		n.metrics.RoundResends += uint64(n.sendRound(a, r, true))
 	}
 }
 
@@ -126,17 +128,18 @@ func (n *Node) pushSoon(a *app) {
 }
 
 // trackSent notes a post of node i reporting tip. While i is short of
-// what we sent it, its posts must show progress; after RetryTicks without
-// any, what was sent since its tip is taken as lost (a dropped connection,
-// an evicted queue) and the next reply sends it again.
+// what we sent it, its posts must show progress; after its retry timeout
+// (retry.go) without any, what was sent since its tip is taken as lost (a
+// dropped connection, an evicted queue) and the next reply sends it again.
 func (n *Node) trackSent(l *leadState, i int, tip uint64) {
 	switch {
 	case tip >= l.pushed[i] || tip > l.tips[i]:
 		l.stalled[i] = 0
 	case l.stalled[i] == 0:
 		l.stalled[i] = max(n.tick, 1)
-	case n.tick-l.stalled[i] >= uint64(n.cfg.RetryTicks):
+	case n.retryDue(i, l.stalled[i]):
 		l.pushed[i], l.stalled[i] = tip, 0
+		n.metrics.PushResends++
 	}
 }
 

@@ -51,6 +51,7 @@ type Node struct {
 	viewStartTick    uint64
 	viewStateSent    uint64 // tick the last ViewState was sent
 	certSentTick     []uint64
+	rtt              []peerRTT               // per peer: the retry timeouts (retry.go)
 	heardTick        []uint64                // last tick each peer sent us anything
 	pingTick         []uint64                // last tick we pinged each silent peer
 	viewStates       map[int]*wire.ViewState // leader: states of the current view
@@ -99,6 +100,7 @@ func NewNode(cfg Config, crypto Crypto, store Store) (*Node, error) {
 		apps:         map[string]*app{},
 		disputes:     map[int]wire.Signature{},
 		certSentTick: make([]uint64, cfg.Nodes),
+		rtt:          make([]peerRTT, cfg.Nodes),
 		heardTick:    make([]uint64, cfg.Nodes),
 		pingTick:     make([]uint64, cfg.Nodes),
 		viewStates:   map[int]*wire.ViewState{},
@@ -205,10 +207,12 @@ func (n *Node) Tick(nowMs uint64) {
 			n.followerTick(a)
 		}
 	}
-	if !n.isLeader() && n.anyAppSyncing() && n.tick-n.viewStateSent >= uint64(n.cfg.RetryTicks) {
+	if !n.isLeader() && n.anyAppSyncing() && n.retryDue(n.leader(), n.viewStateSent) {
+		n.metrics.ViewStateResends++
 		n.sendViewState()
 	}
-	if n.disputed && n.tick-n.disputeSentTick >= uint64(n.cfg.RetryTicks) {
+	if n.disputed && n.tick-n.disputeSentTick >= n.retryTicksAll() {
+		n.metrics.DisputeResends++
 		n.broadcastDispute()
 	}
 	n.pingSilentPeers()

@@ -37,13 +37,36 @@ import (
 // round is one of the leader's rounds under way.
 type round struct {
 	lock, fin *tally
-	// startTick is when the round started; sentTick when its requests
-	// were last sent.
-	startTick, sentTick uint64
+	// startTick is when the round started.
+	startTick uint64
 	// lockFrom is the index the lock part starts after: it locks
 	// lock.index - lockFrom batches.
 	lockFrom uint64
+	// asked is when each node was asked, for its retries and round trip.
+	asked roundAsks
 }
+
+// roundAsks records whom a round asked when: each node is asked again
+// after its retry timeout (retry.go), and its first vote, if it was asked
+// once, measures its round trip. A round that is done keeps them a while
+// (leadState.recent): the votes a quorum did not wait for measure the
+// slower nodes too.
+type roundAsks struct {
+	// lockAt and finAt are the indexes the round asks to lock and to
+	// finalize (0: no such part): votes name them.
+	lockAt, finAt uint64
+	nodes         []roundAsk
+}
+
+type roundAsk struct {
+	first, tick  uint64 // when first and last asked
+	asked, again bool   // asked at all; asked more than once
+	answered     bool   // a vote came (the first one was sampled)
+}
+
+// roundsRecentMax bounds the finished rounds a leader keeps to measure
+// late votes.
+const roundsRecentMax = 4
 
 // tally collects the votes for one Lock or Finalize message.
 //
@@ -105,7 +128,7 @@ func (n *Node) advanceRounds(a *app) {
 		}
 		r.startTick = n.tick
 		l.rounds = append(l.rounds, r)
-		n.sendRound(a, r)
+		n.sendRound(a, r, false)
 	}
 	if a.finalIdx() > l.announced {
 		// A new finalize proof and no round leaving now to carry it:
@@ -129,9 +152,15 @@ func (n *Node) dropSettled(a *app) {
 		}
 		if !r.done() {
 			keep = append(keep, r)
-		} else if (r.lock != nil && r.lock.proof != nil) || (r.fin != nil && r.fin.proof != nil) {
+			continue
+		}
+		if (r.lock != nil && r.lock.proof != nil) || (r.fin != nil && r.fin.proof != nil) {
 			l.roundTicks = max(n.tick-r.startTick, 1)
 		}
+		if len(l.recent) == roundsRecentMax {
+			l.recent = append(l.recent[:0], l.recent[1:]...)
+		}
+		l.recent = append(l.recent, r.asked)
 	}
 	clear(l.rounds[len(keep):])
 	l.rounds = keep
@@ -191,6 +220,13 @@ func (n *Node) nextRound(a *app) *round {
 	if r.lock == nil && r.fin == nil {
 		return nil
 	}
+	r.asked.nodes = make([]roundAsk, n.cfg.Nodes)
+	if r.lock != nil {
+		r.asked.lockAt = r.lock.index
+	}
+	if r.fin != nil {
+		r.asked.finAt = r.fin.index
+	}
 	return r
 }
 
@@ -209,27 +245,73 @@ func askedIdx(a *app, part func(r *round) *tally) uint64 {
 func lockPart(r *round) *tally { return r.lock }
 func finPart(r *round) *tally  { return r.fin }
 
-// sendRound asks every node for the votes it has not given yet, with the
-// newest finalize proof (a follower checks it together with the lock proof
-// it is asked to finalize: one multi-pairing).
-func (n *Node) sendRound(a *app, r *round) {
-	l := a.lead
-	r.sentTick = n.tick
-	l.announced = a.finalIdx()
+// sendRound asks the nodes for the votes they have not given yet, with
+// the newest finalize proof (a follower checks it together with the lock
+// proof it is asked to finalize: one multi-pairing): every node when the
+// round starts, and on retry only those whose retry timeout ran out since
+// they were last asked. It returns how many nodes it asked.
+func (n *Node) sendRound(a *app, r *round, retry bool) int {
+	sent := 0
 	for i := 0; i < n.cfg.Nodes; i++ {
-		if i == n.cfg.Self {
+		ask := &r.asked.nodes[i]
+		if i == n.cfg.Self || (retry && !n.retryDue(i, ask.tick)) {
+			continue
+		}
+		lock, fin := r.lock, r.fin
+		if lock.done() || lock.has(i) {
+			lock = nil
+		}
+		if fin.done() || fin.has(i) {
+			fin = nil
+		}
+		if lock == nil && fin == nil {
 			continue
 		}
 		m := &wire.Round{App: a.name, View: n.view, Finalized: cloneProof(a.hard.Finalized)}
-		if t := r.lock; !t.done() && !t.has(i) {
-			m.Lock = &wire.LockTarget{Index: t.index, ChainingHash: t.hash}
+		if lock != nil {
+			m.Lock = &wire.LockTarget{Index: lock.index, ChainingHash: lock.hash}
 		}
-		if t := r.fin; !t.done() && !t.has(i) {
-			m.Finalize = cloneProof(t.lp)
+		if fin != nil {
+			m.Finalize = cloneProof(fin.lp)
 		}
-		if m.Lock != nil || m.Finalize != nil {
-			n.send(i, m)
+		if ask.asked {
+			ask.again = true
+		} else {
+			ask.first = n.tick
 		}
+		ask.asked, ask.tick = true, n.tick
+		n.send(i, m)
+		sent++
+	}
+	if sent > 0 {
+		a.lead.announced = a.finalIdx()
+	}
+	return sent
+}
+
+// sampleVote measures node from's round trip by its first vote for a
+// round under way or recently done.
+func (n *Node) sampleVote(l *leadState, from int, v *wire.Vote) {
+	match := func(ra roundAsks) bool {
+		return (v.Lock != nil && ra.lockAt != 0 && v.Lock.Index == ra.lockAt) ||
+			(v.Finalize != nil && ra.finAt != 0 && v.Finalize.Index == ra.finAt)
+	}
+	for k := range len(l.recent) + len(l.rounds) {
+		var ra roundAsks
+		if k < len(l.recent) {
+			ra = l.recent[k]
+		} else {
+			ra = l.rounds[k-len(l.recent)].asked
+		}
+		if !match(ra) {
+			continue
+		}
+		ask := &ra.nodes[from]
+		if ask.asked && !ask.answered {
+			n.sampleAnswer(from, ask.first, ask.again)
+		}
+		ask.answered = true
+		return
 	}
 }
 
@@ -245,7 +327,11 @@ func (n *Node) stepVote(from int, v *wire.Vote) error {
 		return nil
 	}
 	a := n.apps[v.App]
-	if a == nil || a.lead == nil || len(a.lead.rounds) == 0 {
+	if a == nil || a.lead == nil {
+		return nil
+	}
+	n.sampleVote(a.lead, from, v)
+	if len(a.lead.rounds) == 0 {
 		return nil
 	}
 	for _, r := range a.lead.rounds {

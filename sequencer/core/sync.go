@@ -89,10 +89,11 @@ func (n *Node) sendSyncRequest(a *app) {
 // What was fetched so far is kept: it is checked when the run reaches a
 // proof or the target, and thrown away only if that check fails.
 func (n *Node) syncTick(a *app) {
-	if a.sync == nil || n.tick-a.sync.sentTick < uint64(n.cfg.RetryTicks) {
+	if a.sync == nil || !n.retryDue(a.sync.peers[a.sync.peer], a.sync.sentTick) {
 		return
 	}
 	a.sync.peer = (a.sync.peer + 1) % len(a.sync.peers)
+	n.metrics.SyncResends++
 	n.sendSyncRequest(a)
 }
 
@@ -126,6 +127,9 @@ func (n *Node) stepSyncReply(from int, r *wire.SyncReply) error {
 	s.takeHave(r)
 	if r.After != s.base+uint64(len(s.buf)) || len(r.Batches) == 0 {
 		return nil // stale, or the peer cannot help: the retry moves on
+	}
+	if from == s.peers[s.peer] {
+		n.rtt[from].sample(n.tick - s.sentTick) // the answer to our last request
 	}
 	if !s.buffer(n.cfg.Nodes, r.Batches) {
 		n.restartSyncWithNextPeer(a)

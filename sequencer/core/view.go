@@ -153,7 +153,7 @@ func (n *Node) resetAppForView(a *app) {
 	a.waitingSince = 0
 	a.target.lock, a.target.fin = nil, nil
 	for _, p := range a.pend {
-		p.firstPostTick, p.sentTick = 0, 0
+		p.firstPostTick, p.sentTick, p.again = 0, 0, false
 	}
 }
 

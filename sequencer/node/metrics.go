@@ -41,6 +41,7 @@ type PromMetrics struct {
 	Disputes    prometheus.Counter
 	Rounds      *prometheus.CounterVec // by kind: lock, finalize (as leader)
 	Syncs       prometheus.Counter
+	Resends     *prometheus.CounterVec // by kind: round, batch, push, sync, view_state, dispute
 
 	// Loop only: the last copy of the core's counters (to add deltas),
 	// each app's gauges (looked up once), and when each app's finalized
@@ -91,7 +92,9 @@ func newMetrics(reg *prometheus.Registry) *PromMetrics {
 		Disputes:      counter("disputes_total", "Disputes this node signed (the leader failed it)."),
 		Rounds: f.NewCounterVec(prometheus.CounterOpts{Namespace: metrics.Namespace, Subsystem: "node", Name: "rounds_total",
 			Help: "Rounds completed as leader (a quorum proof formed), by kind."}, []string{"kind"}),
-		Syncs:      counter("syncs_total", "Chain fetches started to catch up."),
+		Syncs: counter("syncs_total", "Chain fetches started to catch up."),
+		Resends: f.NewCounterVec(prometheus.CounterOpts{Namespace: metrics.Namespace, Subsystem: "node", Name: "resends_total",
+			Help: "Requests sent again for want of an answer in time, by kind (round: per node asked again)."}, []string{"kind"}),
 		apps:       map[string]appGauges{},
 		lastFinal:  map[string]uint64{},
 		lastFinalT: map[string]time.Time{},
@@ -138,6 +141,12 @@ func (m *PromMetrics) observeStatus(s core.Status, c core.Metrics, now time.Time
 	m.Rounds.WithLabelValues("lock").Add(float64(c.LockProofs - prev.LockProofs))
 	m.Rounds.WithLabelValues("finalize").Add(float64(c.FinalizeProofs - prev.FinalizeProofs))
 	m.Syncs.Add(float64(c.SyncsStarted - prev.SyncsStarted))
+	m.Resends.WithLabelValues("round").Add(float64(c.RoundResends - prev.RoundResends))
+	m.Resends.WithLabelValues("batch").Add(float64(c.BatchResends - prev.BatchResends))
+	m.Resends.WithLabelValues("push").Add(float64(c.PushResends - prev.PushResends))
+	m.Resends.WithLabelValues("sync").Add(float64(c.SyncResends - prev.SyncResends))
+	m.Resends.WithLabelValues("view_state").Add(float64(c.ViewStateResends - prev.ViewStateResends))
+	m.Resends.WithLabelValues("dispute").Add(float64(c.DisputeResends - prev.DisputeResends))
 }
 
 // registerSources exports counters kept elsewhere (the node's, the BLS

@@ -1,0 +1,103 @@
+package core
+
+// Retry pacing: a request is asked again after what its answers take.
+//
+// Messages may be lost, so every request that needs an answer is sent
+// again when none came (the protocol relies on retries, never on
+// delivery). Sent again too early, a request costs its receiver a decode,
+// checks and bandwidth for nothing: across hosts a round (Round out,
+// votes back) takes longer than RetryTicks at 100 ms one-way delay, and
+// every round would be asked twice.
+//
+// So each peer has a retry timeout measured in ticks from its answers, as
+// TCP's (RFC 6298): the smoothed round trip plus four times its mean
+// deviation, never below RetryTicks and never above RetryTicksMax, so a
+// lost message is still sent again in bounded time. Until a peer has
+// answered, its timeout is RetryTicks.
+//
+// An answer to a request sent more than once is ambiguous: it may answer
+// either copy. TCP then takes no sample and doubles the timeout (Karn's
+// rule); here a request is also sent again when it arrived but could not
+// be answered yet (a follower not active yet does not vote, and only a
+// new ask makes it vote), and a doubled timeout would hold that up. So the
+// timeout never doubles, and an ambiguous answer counts as a sample of
+// the time since the first send, cut at the peer's current timeout: a
+// peer slower than RetryTicks raises its timeout step by step until its
+// answers come before it (then measured exactly), and a request that did
+// need its second send raises it by little.
+//
+// The samples: a Round to the first vote from the node asked (rounds
+// already done still count a late vote, see leadState.recent), a post to
+// the return of its batches sequenced (follower), a sync request to its
+// reply. The timeouts pace the rounds, a follower's posted batches, the
+// leader's pushes taken as lost (trackSent), sync requests, view states
+// (the leader's timeout) and disputes (the longest). Which peer is asked again when decides liveness only: every
+// node's voter decides what it signs, and nothing here is read by it.
+// Ticks only, no wall clock: the core stays deterministic. Retries only
+// run while work is under way, when IdleTicks answers 0, so this adds no
+// timer an idle node could sleep through.
+
+// peerRTT estimates the round trip to one peer in ticks.
+type peerRTT struct {
+	// srtt8 is the smoothed round trip ×8, rttvar4 its mean deviation ×4
+	// (fixed point, as in TCP); 0 and 0 before the first sample.
+	srtt8, rttvar4 uint64
+	sampled        bool
+}
+
+// sample adds a measured round trip of ticks.
+func (p *peerRTT) sample(ticks uint64) {
+	ticks = max(ticks, 1)
+	if !p.sampled {
+		p.sampled = true
+		p.srtt8, p.rttvar4 = ticks<<3, ticks<<1 // srtt = r, rttvar = r/2
+		return
+	}
+	srtt := p.srtt8 >> 3
+	dev := max(ticks, srtt) - min(ticks, srtt)
+	p.rttvar4 = p.rttvar4 - p.rttvar4>>2 + dev // rttvar += (|r - srtt| - rttvar) / 4
+	p.srtt8 = p.srtt8 - srtt + ticks           // srtt += (r - srtt) / 8
+}
+
+// timeout is how long to wait for the peer's answer before asking again:
+// within [minTicks, maxTicks].
+func (p *peerRTT) timeout(minTicks, maxTicks uint64) uint64 {
+	t := minTicks
+	if p.sampled {
+		t = max(t, p.srtt8>>3+p.rttvar4) // srtt + 4·rttvar
+	}
+	return min(t, maxTicks)
+}
+
+// retryTicks is how long to wait for peer's answer before asking again.
+func (n *Node) retryTicks(peer int) uint64 {
+	return n.rtt[peer].timeout(uint64(n.cfg.RetryTicks), uint64(n.cfg.RetryTicksMax))
+}
+
+// retryDue reports whether a request sent to peer at tick sent is due to
+// be sent again.
+func (n *Node) retryDue(peer int, sent uint64) bool {
+	return n.tick-sent >= n.retryTicks(peer)
+}
+
+// sampleAnswer measures peer's round trip by an answer to a request first
+// sent at tick first and sent again (again) since: see above.
+func (n *Node) sampleAnswer(peer int, first uint64, again bool) {
+	ticks := n.tick - first
+	if again {
+		ticks = min(ticks, n.retryTicks(peer))
+	}
+	n.rtt[peer].sample(ticks)
+}
+
+// retryTicksAll is the longest retry timeout of the peers: how long to
+// wait before sending a broadcast again.
+func (n *Node) retryTicksAll() uint64 {
+	t := uint64(n.cfg.RetryTicks)
+	for p := range n.cfg.Nodes {
+		if p != n.cfg.Self {
+			t = max(t, n.retryTicks(p))
+		}
+	}
+	return t
+}

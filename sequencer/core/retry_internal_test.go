@@ -1,0 +1,33 @@
+package core
+
+import "testing"
+
+// TestPeerRTTTimeout: the retry timeout is the floor until a sample, then
+// srtt + 4·rttvar within the bounds, following the samples both ways.
+func TestPeerRTTTimeout(t *testing.T) {
+	const lo, hi = 20, 100
+	var p peerRTT
+	if got := p.timeout(lo, hi); got != lo {
+		t.Fatalf("before any sample: %d, want %d", got, lo)
+	}
+	p.sample(30) // srtt 30, rttvar 15
+	if got := p.timeout(lo, hi); got != 90 {
+		t.Fatalf("after a sample of 30: %d, want 30 + 4·15 = 90", got)
+	}
+	for range 40 {
+		p.sample(30)
+	}
+	if got := p.timeout(lo, hi); got < 30 || got > 33 {
+		t.Fatalf("steady samples of 30: %d, want about 30", got)
+	}
+	p.sample(300)
+	if got := p.timeout(lo, hi); got != hi {
+		t.Fatalf("after a sample of 300: %d, want the bound %d", got, hi)
+	}
+	for range 60 {
+		p.sample(2)
+	}
+	if got := p.timeout(lo, hi); got != lo {
+		t.Fatalf("a fast peer: %d, want the floor %d", got, lo)
+	}
+}
