@@ -145,8 +145,11 @@ const catchUpStepsMax = 3
 //     lower it only at a view change or while a fetch replaces the log,
 //     outside the loop), so it raises at most once.
 //
-// So at most one finalize and one raise come before the last step
-// (catchUpStepsMax). The target does not change inside the loop.
+// The plan tries the finalize proof before the lock, and a raise can only
+// shorten the log (raiseLock truncates past a higher-view lock), never
+// make the log hold a proof it lacked: so at most one finalize, then one
+// raise, come before the last step (catchUpStepsMax). The target does not
+// change inside the loop.
 func (n *Node) catchUp(a *app, sources []int) {
 	for steps := 0; a.phase == phaseSync && a.sync == nil; steps++ {
 		if steps == catchUpStepsMax {
