@@ -437,7 +437,7 @@ func (n *Node) applyFinalizeProof(a *app, p *wire.Proof, inOrder bool) {
 
 // raiseLock makes cert (a verified lock certificate) the app's lock when
 // the voter says it raises it (higher, and the log holds its chain). It is
-// the only place the lock changes (besides the forget-locks canary). A lock
+// the only place the lock changes (besides the canaries' breakLock). A lock
 // from a higher view may sit at a lower index than the old one: while
 // syncing to a view, the log past it came from an abandoned branch and is
 // dropped.
@@ -454,4 +454,16 @@ func (n *Node) raiseLock(a *app, cert *wire.Proof) {
 	if old != nil && cert.View > old.View && cert.Index < old.Index && a.phase == phaseSync {
 		n.truncate(a, max(cert.Index, a.finalIdx()))
 	}
+}
+
+// breakLock sets the lock to cert whatever it was: the canaries' deliberate
+// break of rule 2 (MutationForgetLocks at a view change,
+// MutationSyncDropsLock when a sync replaces the lock's chain), and the only
+// write of the lock besides raiseLock. An honest node never calls it.
+func (n *Node) breakLock(a *app, cert *wire.Proof) {
+	if m := n.cfg.Mutation; m != MutationForgetLocks && m != MutationSyncDropsLock {
+		panic("core: breakLock without a mutation that breaks the lock")
+	}
+	a.hard.Lock = cloneProof(cert)
+	a.hardDirty = true
 }

@@ -201,11 +201,11 @@ func (n *Node) applyCertified(a *app, proofs []wire.Proof) error {
 		if s.buf[k-1].ChainingHash != p.ChainingHash || !n.verifyFinalizeProof(a.name, p) {
 			continue
 		}
-		if !n.replaceLog(a, s.base, s.buf[:k], p) {
+		if !n.adoptCertifiedChain(a, s.base, s.buf[:k], p) {
 			a.sync = nil
 			return fmt.Errorf("core: sync of %s: finalize proof at %d conflicts with our lock", a.name, p.Index)
 		}
-		n.finalizeTo(a, p) // raises the lock to p, which may replace a lower-view lock's chain
+		n.finalizeTo(a, p)
 		last := s.buf[k-1]
 		s.base, s.baseHash, s.baseTs = p.Index, last.ChainingHash, last.Timestamp
 		s.buf = s.buf[k:]
@@ -219,7 +219,7 @@ func (n *Node) applyCertified(a *app, proofs []wire.Proof) error {
 
 // reachTarget ends a fetch whose run reached the target's index: the run
 // must end at the target's hash (a verified proof's), then it replaces the
-// log there.
+// log there and the target is the lock.
 func (n *Node) reachTarget(a *app, from int) error {
 	s := a.sync
 	k := s.target.Index - s.base
@@ -227,13 +227,10 @@ func (n *Node) reachTarget(a *app, from int) error {
 		n.restartSyncWithNextPeer(a)
 		return fmt.Errorf("core: sync of %s from node %d: chain does not reach the target hash", a.name, from)
 	}
-	if !n.replaceLog(a, s.base, s.buf[:k], s.target) {
+	if !n.adoptCertifiedChain(a, s.base, s.buf[:k], s.target) {
 		a.sync = nil
 		return fmt.Errorf("core: sync of %s: target at %d conflicts with our lock", a.name, s.target.Index)
 	}
-	// The target certifies the chain now in the log: if it replaced the
-	// chain of a lower-view lock, it is the lock now.
-	n.raiseLock(a, s.target)
 	n.finishSync(a)
 	return nil
 }
@@ -243,7 +240,10 @@ func (n *Node) restartSyncWithNextPeer(a *app) {
 	n.restartSync(a)
 }
 
-// finishSync ends a sync whose target chain is now in the log.
+// finishSync ends a sync whose target chain is now in the log: it applies
+// what the fetch was for (its finalize proof, its lock certificate), then,
+// for an app in the sync phase, catchUp goes on toward the view's target
+// (which a newer NewView may have moved during the fetch).
 func (n *Node) finishSync(a *app) {
 	s := a.sync
 	a.sync = nil
@@ -251,35 +251,48 @@ func (n *Node) finishSync(a *app) {
 	if s.target.Kind == wire.KindFinalize {
 		n.applyFinalizeProof(a, s.target, true)
 	}
-	if s.lock != nil {
-		if h, ok := n.hashAt(a, s.lock.Index); ok && h == s.lock.ChainingHash {
-			n.raiseLock(a, s.lock)
-		}
+	if s.lock != nil && holds(appLog{n, a}, s.lock.Index, s.lock.ChainingHash) {
+		n.raiseLock(a, s.lock)
 	}
-	if a.phase == phaseSync {
-		n.reconcile(a)
-	}
+	n.catchUp(a, nil)
 }
 
-// replaceLog puts seg (certified by just, a verified proof whose chain seg
-// ends at) after index base, replacing what the log holds there. It
-// refuses (returns false) when that would drop the chain of the node's lock
-// without a certificate from a higher view: safety rule 2.
-func (n *Node) replaceLog(a *app, base uint64, seg []Entry, just *wire.Proof) bool {
+// adoptCertifiedChain puts seg (certified by just, a verified proof whose
+// chain seg ends at) after index base, replacing what the log holds there,
+// and raises the lock to just. It refuses (returns false, changing
+// nothing) when that would drop the chain of the node's lock without a
+// certificate from a higher view: safety rule 2.
+func (n *Node) adoptCertifiedChain(a *app, base uint64, seg []Entry, just *wire.Proof) bool {
 	end := base + uint64(len(seg))
-	if h, ok := n.hashAt(a, end); ok && h == seg[len(seg)-1].ChainingHash {
-		return true // already there
-	}
-	dropsLock := false
-	if l := a.hard.Lock; l != nil && l.Index > base {
-		keeps := l.Index <= end && seg[l.Index-base-1].ChainingHash == l.ChainingHash
-		if !keeps && !n.voterOf(a).mayGiveUpLock(just) {
+	l := a.hard.Lock
+	keepsLock := true
+	if !holds(appLog{n, a}, end, seg[len(seg)-1].ChainingHash) {
+		keepsLock = l == nil || l.Index <= base || (l.Index <= end && seg[l.Index-base-1].ChainingHash == l.ChainingHash)
+		if !keepsLock && !n.voterOf(a).mayGiveUpLock(just) {
 			n.log.Error("refusing a chain that conflicts with our lock", "app", a.name,
 				"lock_view", l.View, "lock_index", l.Index, "proof_view", just.View, "proof_index", just.Index)
 			return false
 		}
-		dropsLock = !keeps && !lockHigher(just, l)
+		n.replaceLog(a, base, seg)
 	}
+	if keepsLock || lockHigher(just, l) {
+		// just certifies the chain now in the log: if it replaced the
+		// chain of a lower-view lock, it is the lock now.
+		n.raiseLock(a, just)
+	} else {
+		// Only MutationSyncDropsLock gets here (the voter allowed giving
+		// up the lock for a certificate that is not higher): the canary
+		// takes that certificate as its lock, so the log still holds the
+		// lock's chain and the node goes on signing.
+		n.breakLock(a, just)
+	}
+	return true
+}
+
+// replaceLog puts seg after index base, replacing what the log holds there
+// (never a final entry). The caller checked that seg is certified and that
+// rule 2 allows it (adoptCertifiedChain).
+func (n *Node) replaceLog(a *app, base uint64, seg []Entry) {
 	if base < a.finalIdx() {
 		panic("core: replaceLog below the finalized index")
 	}
@@ -287,16 +300,7 @@ func (n *Node) replaceLog(a *app, base uint64, seg []Entry, just *wire.Proof) bo
 	for _, e := range seg {
 		n.appendEntry(a, e)
 	}
-	if dropsLock {
-		// Only MutationSyncDropsLock gets here (the voter allowed giving
-		// up the lock for a certificate that is not higher): the canary
-		// takes that certificate as its lock, so the log still holds the
-		// lock's chain and the node goes on signing.
-		a.hard.Lock = cloneProof(just)
-		a.hardDirty = true
-	}
 	n.renumberSkipped(a)
-	return true
 }
 
 // serveSync answers a peer's SyncRequest with a page of our log after

@@ -133,8 +133,7 @@ func (n *Node) enterView(v uint64, cert *wire.Certificate) {
 		a := n.apps[name]
 		if n.cfg.Mutation == MutationForgetLocks {
 			// Canary: break rule 2 by forgetting the lock.
-			a.hard.Lock = cloneProof(a.hard.Finalized)
-			a.hardDirty = true
+			n.breakLock(a, a.hard.Finalized)
 		}
 		n.truncate(a, max(a.finalIdx(), a.lockIdx()))
 		n.resetAppForView(a)
@@ -296,7 +295,8 @@ func (n *Node) maybeEstablish() {
 }
 
 // leaderStartApp adopts, for one app, the highest lock certificate and
-// finalize proof among the given states and brings the log to them.
+// finalize proof among the given states and brings the log to them
+// (catchUp), fetching first from the nodes that reported them.
 func (n *Node) leaderStartApp(a *app, states []*wire.ViewState, from []int) {
 	var lock, fin *wire.Proof
 	var sources []int
@@ -317,7 +317,7 @@ func (n *Node) leaderStartApp(a *app, states []*wire.ViewState, from []int) {
 		}
 	}
 	a.target.lock, a.target.fin = cloneProof(lock), cloneProof(fin)
-	n.reconcileFrom(a, sources)
+	n.catchUp(a, sources)
 }
 
 // newViewMsg is the leader's NewView for an active app.
@@ -341,57 +341,12 @@ func (n *Node) stepNewView(from int, nv *wire.NewView) error {
 		return nil
 	}
 	a.target.lock, a.target.fin = cloneProof(nv.Lock), cloneProof(nv.Finalized)
-	if a.sync != nil {
-		// Finish the fetch under way (its target is still a valid
-		// certificate); finishSync reconciles with this newer target. A
-		// leader's lock moves on every round: restarting the fetch for
-		// each one could never finish.
-		return nil
-	}
-	n.reconcile(a)
+	// A fetch under way is finished first (its target is still a valid
+	// certificate); its end runs catchUp toward this newer target. A
+	// leader's lock moves on every round: restarting the fetch for each
+	// one could never finish.
+	n.catchUp(a, nil)
 	return nil
-}
-
-// reconcile brings an app in the sync phase to its target (finalize proof
-// first, then lock certificate), starting a sync when the log lacks their
-// chains, and activates it once there.
-func (n *Node) reconcile(a *app) { n.reconcileFrom(a, nil) }
-
-func (n *Node) reconcileFrom(a *app, sources []int) {
-	if fin := a.target.fin; fin != nil && fin.Index > a.finalIdx() {
-		if h, ok := n.hashAt(a, fin.Index); ok && h == fin.ChainingHash {
-			// A follower that would skip rounds lets the leader's in-order
-			// proofs finalize it (see applyFinalizeProof); a leader has
-			// no one to get them from and finalizes at once.
-			if n.isLeader() || fin.Index-a.finalIdx() <= uint64(n.cfg.RoundBatchesMax) {
-				n.finalizeTo(a, fin)
-			}
-		} else {
-			lock := a.target.lock
-			if lock == nil || lock.Index < fin.Index {
-				lock = nil
-			}
-			target := fin
-			if lock != nil && lockHigher(lock, a.hard.Lock) {
-				target = lock
-			}
-			n.startSync(a, target, lock, sources...)
-			return
-		}
-	}
-	if lock := a.target.lock; lock != nil && n.voterOf(a).mayFollowLock(lock) {
-		if h, ok := n.hashAt(a, lock.Index); ok && h == lock.ChainingHash {
-			n.raiseLock(a, lock)
-		} else if lock.Index > a.finalIdx() {
-			n.startSync(a, lock, lock, sources...)
-			return
-		}
-	}
-	if n.isLeader() {
-		n.activateLeader(a)
-	} else {
-		n.activateFollower(a)
-	}
 }
 
 func (n *Node) activateFollower(a *app) {
