@@ -30,9 +30,22 @@ func (c testCrypto) Sign(d [32]byte) wire.Signature { return c.sig(c.self, d) }
 func (c testCrypto) Verify(n int, d [32]byte, s wire.Signature) bool {
 	return n >= 0 && n < 16 && c.sig(n, d) == s
 }
+
+// notASignature is bytes testCrypto cannot decode, as herumi refuses
+// bytes that are no point: Aggregate fails on it.
+var notASignature = func() (s wire.Signature) {
+	for i := range s {
+		s[i] = 0xff
+	}
+	return s
+}()
+
 func (c testCrypto) Aggregate(sigs []wire.Signature) (wire.Signature, error) {
 	var out wire.Signature
 	for _, s := range sigs {
+		if s == notASignature {
+			return wire.Signature{}, errors.New("test crypto: invalid signature encoding")
+		}
 		for i := range out {
 			out[i] ^= s[i]
 		}
@@ -686,6 +699,61 @@ func TestRoundsOverlapAtLightLoad(t *testing.T) {
 				t.Fatalf("a batch during the round: lock requests %v, want %v", got, want)
 			}
 		})
+	}
+}
+
+// TestUndecodableVoteDoesNotStallTheRound: a vote whose signature bytes
+// are no signature at all makes aggregating the votes fail before any
+// check. The leader must then check the votes one by one and drop that
+// one, not keep it and fail every later attempt: a Byzantine follower
+// could otherwise stop every round it is asked to vote in.
+func TestUndecodableVoteDoesNotStallTheRound(t *testing.T) {
+	cfg := quiet(core.TestConfig(chain, 4, 0))
+	n, store, now := startNode0(t, cfg)
+	for _, f := range []int{1, 2, 3} {
+		if err := n.Step(f, &wire.ViewState{View: 0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now += cfg.TickMs
+	n.Tick(now)
+	if err := n.Submit("ob", []byte("b1")); err != nil {
+		t.Fatal(err)
+	}
+	handle(t, n, store)
+	for _, f := range []int{1, 2, 3} {
+		if err := n.Step(f, &wire.Post{App: "ob", View: 0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var lock *wire.LockTarget
+	for _, e := range handle(t, n, store).Messages {
+		if r, ok := e.Msg.(*wire.Round); ok && r.Lock != nil {
+			lock = r.Lock
+		}
+	}
+	if lock == nil {
+		t.Fatal("no lock round for batch 1")
+	}
+	digest := core.LockDigest(eip712.NewDomain(chain), "ob", 0, lock.Index, lock.ChainingHash)
+	vote := func(from int, sig wire.Signature) {
+		t.Helper()
+		v := &wire.Vote{App: "ob", View: 0, Lock: &wire.SignedTarget{Index: lock.Index, ChainingHash: lock.ChainingHash, Signature: sig}}
+		if err := n.Step(from, v); err != nil {
+			t.Fatal(err)
+		}
+		handle(t, n, store)
+	}
+	vote(3, notASignature) // bytes that are no signature at all
+	// With the leader's own, a quorum of votes, one undecodable: node 3's is
+	// dropped, and two valid votes are not a quorum.
+	vote(1, testCrypto{}.sig(1, digest))
+	if st := n.Status(); st.Apps[0].Locked != 0 {
+		t.Fatalf("locked %d with one valid vote besides the leader's", st.Apps[0].Locked)
+	}
+	vote(2, testCrypto{}.sig(2, digest))
+	if st := n.Status(); st.Apps[0].Locked != 1 {
+		t.Fatalf("locked %d after a quorum of valid votes, want 1: the undecodable vote stalls the round", st.Apps[0].Locked)
 	}
 }
 

@@ -389,7 +389,19 @@ func (n *Node) candidate(a *app, t *tally) *wire.Proof {
 	n.signOwn(a, t)
 	all := maps.Clone(t.votes)
 	maps.Copy(all, t.unchecked)
-	return n.aggregate(a, t, all)
+	if cand := n.aggregate(a, t, all); cand != nil || len(t.unchecked) == 0 {
+		return cand
+	}
+	// A vote whose bytes are no signature at all (a Byzantine sender's)
+	// fails the aggregation itself, before any check: check the unchecked
+	// votes one by one, drop the bad ones and aggregate the rest. Else
+	// that one vote would fail every candidate of t, and the round would
+	// never form its proof.
+	n.checkEach(a, t)
+	if len(t.votes) < n.quorum {
+		return nil
+	}
+	return n.aggregate(a, t, t.votes)
 }
 
 // prove returns t's proof from cand (its candidate) once it holds a quorum
@@ -413,7 +425,18 @@ func (n *Node) prove(a *app, t *tally, cand *wire.Proof) *wire.Proof {
 		clear(t.unchecked)
 		return cand
 	}
-	digest := ProofDigest(n.domain, a.name, cand) // what every vote of t signs
+	n.checkEach(a, t)
+	if len(t.votes) < n.quorum {
+		return nil
+	}
+	return n.aggregate(a, t, t.votes)
+}
+
+// checkEach checks t's unchecked votes one by one: the valid ones join
+// t.votes, the bad ones are dropped and their senders logged.
+func (n *Node) checkEach(a *app, t *tally) {
+	// What every vote of t signs.
+	digest := ProofDigest(n.domain, a.name, &wire.Proof{Kind: t.kind, View: n.view, Index: t.index, ChainingHash: t.hash})
 	for i := 0; i < n.cfg.Nodes; i++ {
 		sig, ok := t.unchecked[i]
 		if !ok {
@@ -427,10 +450,6 @@ func (n *Node) prove(a *app, t *tally, cand *wire.Proof) *wire.Proof {
 		}
 	}
 	clear(t.unchecked)
-	if len(t.votes) < n.quorum {
-		return nil
-	}
-	return n.aggregate(a, t, t.votes)
 }
 
 // signOwn makes the leader's own signature of t if the voter allowed it.
@@ -485,7 +504,7 @@ func (n *Node) aggregate(a *app, t *tally, votes map[int]wire.Signature) *wire.P
 	}
 	agg, err := n.crypto.Aggregate(sigs)
 	if err != nil {
-		n.log.Error("aggregating votes failed", "app", a.name, "err", err)
+		n.log.Warn("aggregating votes failed", "app", a.name, "kind", t.kind, "index", t.index, "err", err)
 		return nil
 	}
 	return &wire.Proof{Kind: t.kind, View: n.view, Index: t.index, ChainingHash: t.hash, Signers: signers, Signature: agg}

@@ -360,8 +360,13 @@ func (e *equivocator) collect(from int, v *wire.Vote) []core.Envelope {
 // badVoter answers rounds like an honest node but flips a bit of every
 // signature in its votes: the leader must find the bad votes among good
 // ones (it checks votes together, then alone when the aggregate fails)
-// and form its proofs without them.
-type badVoter struct{ byzBase }
+// and form its proofs without them. Every other vote's flipped bit breaks
+// the signature's encoding instead (bytes that are no point at all), so
+// that aggregating it fails before any check.
+type badVoter struct {
+	byzBase
+	votes int
+}
 
 func (b *badVoter) name() string { return ByzBadVotes }
 
@@ -371,7 +376,11 @@ func (b *badVoter) outgoing(env core.Envelope) []core.Envelope {
 		for _, s := range []**wire.SignedTarget{&c.Lock, &c.Finalize} {
 			if *s != nil {
 				t := **s
-				t.Signature[0] ^= 1
+				if b.votes++; b.votes%2 == 0 {
+					t.Signature[0] ^= 0x80
+				} else {
+					t.Signature[0] ^= 1
+				}
 				*s = &t
 			}
 		}
