@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"sync"
@@ -173,7 +174,7 @@ func runSim(args []string) int {
 		}
 		if r.Failed() {
 			failed++
-			line := fmt.Sprintf("SEED=%d FAILED: %s\n  replay: go test ./sequencer/sim -run 'TestSim$' -seed=%d -v", r.Seed, r.Violations[0], r.Seed)
+			line := fmt.Sprintf("SEED=%d FAILED: %s\n  replay: %s", r.Seed, r.Violations[0], simReplay(r.Seed, args))
 			failures = append(failures, line)
 			fmt.Println(line)
 		} else if *verbose {
@@ -210,4 +211,40 @@ func runSim(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// simReplay is the command that runs seed again exactly as this run did:
+// the same flags (mutation, nodes, ticks, real-BLS choice, idle ticks)
+// over that one seed. A plain seed with keyed-hash signatures also
+// replays under go test with a protocol trace.
+func simReplay(seed uint64, args []string) string {
+	var keep []string
+	fs := flag.NewFlagSet("", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	for _, name := range []string{"nodes", "ticks", "real-bls-every", "mutation"} {
+		fs.String(name, "", "")
+	}
+	for _, name := range []string{"control", "skip-idle-ticks"} {
+		fs.Bool(name, false, "")
+	}
+	for _, name := range []string{"seeds", "start", "workers"} {
+		fs.String(name, "", "")
+	}
+	for _, name := range []string{"until-caught", "v", "list-mutations"} {
+		fs.Bool(name, false, "")
+	}
+	_ = fs.Parse(args)
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "nodes", "ticks", "real-bls-every", "mutation":
+			keep = append(keep, fmt.Sprintf("--%s %s", f.Name, f.Value))
+		case "control", "skip-idle-ticks":
+			keep = append(keep, "--"+f.Name)
+		}
+	})
+	cmd := fmt.Sprintf("seqbook sim --start %d --seeds 1", seed)
+	if len(keep) > 0 {
+		cmd += " " + strings.Join(keep, " ")
+	}
+	return cmd
 }
