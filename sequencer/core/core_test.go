@@ -119,6 +119,31 @@ func startNode0(t *testing.T, cfg core.Config) (*core.Node, core.Store, uint64) 
 	return n, store, now
 }
 
+// leadFirstBatch has node 0 (from startNode0) establish view 0 with the
+// view states of nodes 1–3, take batch body at the next tick and hear
+// every follower post: the Readys after the batch and after the posts
+// (the first lock round), and the clock.
+func leadFirstBatch(t *testing.T, n *core.Node, store core.Store, cfg core.Config, now uint64, body string) (afterBatch, afterPosts core.Ready, _ uint64) {
+	t.Helper()
+	for _, f := range []int{1, 2, 3} {
+		if err := n.Step(f, &wire.ViewState{View: 0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now += cfg.TickMs
+	n.Tick(now) // establishes the view
+	if err := n.Submit("ob", []byte(body)); err != nil {
+		t.Fatal(err)
+	}
+	afterBatch = handle(t, n, store)
+	for _, f := range []int{1, 2, 3} {
+		if err := n.Step(f, &wire.Post{App: "ob", View: 0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return afterBatch, handle(t, n, store), now
+}
+
 // handle runs the runtime's loop body once: save, then return messages.
 func handle(t *testing.T, n *core.Node, s core.Store) core.Ready {
 	t.Helper()
@@ -629,22 +654,8 @@ func TestRoundsOverlapAtLightLoad(t *testing.T) {
 					n.Tick(now)
 				}
 			}
-			for _, f := range []int{1, 2, 3} {
-				if err := n.Step(f, &wire.ViewState{View: 0}); err != nil {
-					t.Fatal(err)
-				}
-			}
-			ticks(1)
-			if err := n.Submit("ob", []byte("b1")); err != nil {
-				t.Fatal(err)
-			}
-			handle(t, n, store)
-			for _, f := range []int{1, 2, 3} {
-				if err := n.Step(f, &wire.Post{App: "ob", View: 0}); err != nil {
-					t.Fatal(err)
-				}
-			}
-			rd := handle(t, n, store)
+			var rd core.Ready
+			_, rd, now = leadFirstBatch(t, n, store, cfg, now, "b1")
 			if got := lockRequests(rd); !slices.Equal(got, []uint64{1}) {
 				t.Fatalf("first round: lock requests %v, want [1]", got)
 			}
@@ -710,24 +721,9 @@ func TestRoundsOverlapAtLightLoad(t *testing.T) {
 func TestUndecodableVoteDoesNotStallTheRound(t *testing.T) {
 	cfg := quiet(core.TestConfig(chain, 4, 0))
 	n, store, now := startNode0(t, cfg)
-	for _, f := range []int{1, 2, 3} {
-		if err := n.Step(f, &wire.ViewState{View: 0}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	now += cfg.TickMs
-	n.Tick(now)
-	if err := n.Submit("ob", []byte("b1")); err != nil {
-		t.Fatal(err)
-	}
-	handle(t, n, store)
-	for _, f := range []int{1, 2, 3} {
-		if err := n.Step(f, &wire.Post{App: "ob", View: 0}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	_, rd, _ := leadFirstBatch(t, n, store, cfg, now, "b1")
 	var lock *wire.LockTarget
-	for _, e := range handle(t, n, store).Messages {
+	for _, e := range rd.Messages {
 		if r, ok := e.Msg.(*wire.Round); ok && r.Lock != nil {
 			lock = r.Lock
 		}

@@ -38,8 +38,8 @@ func TestRoundRetriesFollowRoundTrips(t *testing.T) {
 	}
 	var inFlight []delivery
 	answering := map[int]bool{1: true, 2: true}
-	collect := func() {
-		for _, e := range handle(t, n, store).Messages {
+	take := func(rd core.Ready) {
+		for _, e := range rd.Messages {
 			r, ok := e.Msg.(*wire.Round)
 			if !ok || (r.Lock == nil && r.Finalize == nil) {
 				continue
@@ -66,23 +66,10 @@ func TestRoundRetriesFollowRoundTrips(t *testing.T) {
 			}
 		}
 	}
-	for _, f := range []int{1, 2, 3} {
-		if err := n.Step(f, &wire.ViewState{View: 0}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	now += cfg.TickMs
-	n.Tick(now) // establishes the view
-	if err := n.Submit("ob", []byte("b0")); err != nil {
-		t.Fatal(err)
-	}
-	collect()
-	for _, f := range []int{1, 2, 3} {
-		if err := n.Step(f, &wire.Post{App: "ob", View: 0}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	collect()
+	collect := func() { take(handle(t, n, store)) }
+	afterBatch, afterPosts, now := leadFirstBatch(t, n, store, cfg, now, "b0")
+	take(afterBatch)
+	take(afterPosts)
 	run := func(until int) {
 		for tick < until {
 			tick++
