@@ -4,7 +4,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"sync"
@@ -174,7 +173,7 @@ func runSim(args []string) int {
 		}
 		if r.Failed() {
 			failed++
-			line := fmt.Sprintf("SEED=%d FAILED: %s\n  replay: %s", r.Seed, r.Violations[0], simReplay(r.Seed, args))
+			line := fmt.Sprintf("SEED=%d FAILED: %s\n  replay: %s", r.Seed, r.Violations[0], simReplay(r.Seed, fs))
 			failures = append(failures, line)
 			fmt.Println(line)
 		} else if *verbose {
@@ -214,37 +213,15 @@ func runSim(args []string) int {
 }
 
 // simReplay is the command that runs seed again exactly as this run did:
-// the same flags (mutation, nodes, ticks, real-BLS choice, idle ticks)
-// over that one seed. A plain seed with keyed-hash signatures also
-// replays under go test with a protocol trace.
-func simReplay(seed uint64, args []string) string {
-	var keep []string
-	fs := flag.NewFlagSet("", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	for _, name := range []string{"nodes", "ticks", "real-bls-every", "mutation"} {
-		fs.String(name, "", "")
-	}
-	for _, name := range []string{"control", "skip-idle-ticks"} {
-		fs.Bool(name, false, "")
-	}
-	for _, name := range []string{"seeds", "start", "workers"} {
-		fs.String(name, "", "")
-	}
-	for _, name := range []string{"until-caught", "v", "list-mutations"} {
-		fs.Bool(name, false, "")
-	}
-	_ = fs.Parse(args)
+// the flags fs was given that shape a run (mutation, control, nodes,
+// ticks, real-BLS choice, idle ticks), over that one seed.
+func simReplay(seed uint64, fs *flag.FlagSet) string {
+	cmd := fmt.Sprintf("seqbook sim --start %d --seeds 1", seed)
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "nodes", "ticks", "real-bls-every", "mutation":
-			keep = append(keep, fmt.Sprintf("--%s %s", f.Name, f.Value))
-		case "control", "skip-idle-ticks":
-			keep = append(keep, "--"+f.Name)
+		case "nodes", "ticks", "real-bls-every", "mutation", "control", "skip-idle-ticks":
+			cmd += fmt.Sprintf(" --%s=%s", f.Name, f.Value)
 		}
 	})
-	cmd := fmt.Sprintf("seqbook sim --start %d --seeds 1", seed)
-	if len(keep) > 0 {
-		cmd += " " + strings.Join(keep, " ")
-	}
 	return cmd
 }
