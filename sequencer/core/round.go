@@ -397,11 +397,7 @@ func (n *Node) candidate(a *app, t *tally) *wire.Proof {
 	// votes one by one, drop the bad ones and aggregate the rest. Else
 	// that one vote would fail every candidate of t, and the round would
 	// never form its proof.
-	n.checkEach(a, t)
-	if len(t.votes) < n.quorum {
-		return nil
-	}
-	return n.aggregate(a, t, t.votes)
+	return n.checkEach(a, t)
 }
 
 // prove returns t's proof from cand (its candidate) once it holds a quorum
@@ -425,16 +421,13 @@ func (n *Node) prove(a *app, t *tally, cand *wire.Proof) *wire.Proof {
 		clear(t.unchecked)
 		return cand
 	}
-	n.checkEach(a, t)
-	if len(t.votes) < n.quorum {
-		return nil
-	}
-	return n.aggregate(a, t, t.votes)
+	return n.checkEach(a, t)
 }
 
 // checkEach checks t's unchecked votes one by one: the valid ones join
-// t.votes, the bad ones are dropped and their senders logged.
-func (n *Node) checkEach(a *app, t *tally) {
+// t.votes, the bad ones are dropped and their senders logged. It returns
+// the aggregate of the checked votes once they make a quorum, else nil.
+func (n *Node) checkEach(a *app, t *tally) *wire.Proof {
 	// What every vote of t signs.
 	digest := ProofDigest(n.domain, a.name, &wire.Proof{Kind: t.kind, View: n.view, Index: t.index, ChainingHash: t.hash})
 	for i := 0; i < n.cfg.Nodes; i++ {
@@ -450,6 +443,10 @@ func (n *Node) checkEach(a *app, t *tally) {
 		}
 	}
 	clear(t.unchecked)
+	if len(t.votes) < n.quorum {
+		return nil
+	}
+	return n.aggregate(a, t, t.votes)
 }
 
 // signOwn makes the leader's own signature of t if the voter allowed it.
