@@ -8,7 +8,7 @@ TUTORIALS := step1-centralized step2-signatures step3-replicated step4-verifiabl
 RACE_PKGS := ./sequencer/... ./replica/... ./aggregator/... ./client/... ./internal/localnet/... ./tutorial/...
 SEEDS     ?= 5000
 # Seeds each mutation canary may take (make canaries stops at the first
-# that catches it; every canary is caught within the first 3 seeds today).
+# that catches it; every canary is caught within its first 12 seeds today).
 CANARY_SEEDS ?= 50
 
 .PHONY: all build test test-short test-wan race lint fmt vet demo localnet bench sim canaries fuzz clean help bridge-check bridge-build

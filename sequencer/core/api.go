@@ -148,14 +148,15 @@ type Config struct {
 	// of finalized batches ends at a proof without exceeding page bounds.
 	RoundBatchesMax int
 	RoundBytesMax   int
-	// RoundOverlapBatchesMax: another round may start while rounds are
-	// under way only if those lock at most this many batches together
-	// (and fewer than three are under way, the newest in the first half
-	// of a round's time). At light load
-	// a batch then goes out to be locked at once instead of waiting for
-	// the round under way (on a wide-area link, most of a round trip);
-	// under load rounds stay one at a time and grow with what arrives, so
-	// their fixed cost is shared by more batches. 0: one round at a time.
+	// RoundOverlapBatchesMax: another lock round may start while rounds
+	// are under way only if those lock at most this many batches each on
+	// average (and the newest started at least a quarter of a round's
+	// time ago); the finalize of a new lock proof starts at once. At light
+	// load a batch then goes out to be locked within a quarter of a round
+	// instead of waiting for the round under way (on a wide-area link,
+	// most of a round trip); under load rounds stay one at a time and grow
+	// with what arrives, so their fixed cost is shared by more batches.
+	// 0: one round at a time.
 	RoundOverlapBatchesMax int
 	// PageBatchesMax and PageBytesMax bound one PostReply or SyncReply.
 	PageBatchesMax int

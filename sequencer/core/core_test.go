@@ -624,12 +624,14 @@ func lockRequests(rd core.Ready) []uint64 {
 	return out
 }
 
-// TestRoundsOverlapAtLightLoad: a batch that reaches the leader early in
-// a round is asked to be locked at once, in a second round beside the
-// first; one that arrives in the second half of a round's time, or while
-// the rounds under way lock more than RoundOverlapBatchesMax batches,
-// waits for the round under way. With overlap off, rounds go one at a
-// time.
+// TestRoundsOverlapAtLightLoad: a batch that reaches the leader a quarter
+// of a round or more after the newest round started is asked to be locked
+// at once, in a round beside the one under way; one that arrives sooner
+// waits until a quarter of a round has passed; one that arrives while the
+// rounds under way lock more than RoundOverlapBatchesMax batches each
+// waits for them. With overlap off, rounds go one at a time. A lock proof
+// that forms while a young round is under way is asked to be finalized
+// at once.
 func TestRoundsOverlapAtLightLoad(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -638,11 +640,15 @@ func TestRoundsOverlapAtLightLoad(t *testing.T) {
 		// ticks between its start and the next batch (a round takes 4).
 		first, wait int
 		overlaps    bool
+		// later: the ticks after which the waiting batch goes out
+		// beside the round under way (0: it does not).
+		later int
 	}{
-		{"early in a round", 4, 1, 1, true},
-		{"late in a round", 4, 1, 2, false},
-		{"the round under way is large", 4, 5, 0, false},
-		{"overlap off", 0, 1, 0, false},
+		{"a quarter of a round in", 4, 1, 1, true, 0},
+		{"late in a round", 4, 1, 3, true, 0},
+		{"as the round starts", 4, 1, 0, false, 1},
+		{"the round under way is large", 4, 5, 1, false, 0},
+		{"overlap off", 0, 1, 1, false, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := quiet(core.TestConfig(chain, 4, 0))
@@ -695,7 +701,8 @@ func TestRoundsOverlapAtLightLoad(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if got, want := lockRequests(handle(t, n, store)), []uint64{uint64(1 + tc.first)}; !slices.Equal(got, want) {
+			under := handle(t, n, store)
+			if got, want := lockRequests(under), []uint64{uint64(1 + tc.first)}; !slices.Equal(got, want) {
 				t.Fatalf("the round under way: lock requests %v, want %v", got, want)
 			}
 			ticks(tc.wait)
@@ -708,6 +715,29 @@ func TestRoundsOverlapAtLightLoad(t *testing.T) {
 			}
 			if got := lockRequests(handle(t, n, store)); !slices.Equal(got, want) {
 				t.Fatalf("a batch during the round: lock requests %v, want %v", got, want)
+			}
+			if tc.later == 0 {
+				return
+			}
+			ticks(tc.later - 1)
+			if got := lockRequests(handle(t, n, store)); len(got) != 0 {
+				t.Fatalf("%d ticks into the round: lock requests %v, want none yet", tc.later-1, got)
+			}
+			ticks(1)
+			if got, want := lockRequests(handle(t, n, store)), []uint64{uint64(2 + tc.first)}; !slices.Equal(got, want) {
+				t.Fatalf("%d ticks into the round: lock requests %v, want %v", tc.later, got, want)
+			}
+			// The round under way forms its lock proof while the new one
+			// is young: its finalize is asked at once all the same.
+			rd = vote(under)
+			var fins []uint64
+			for _, e := range rd.Messages {
+				if r, ok := e.Msg.(*wire.Round); ok && e.To == 1 && r.Finalize != nil {
+					fins = append(fins, r.Finalize.Index)
+				}
+			}
+			if want := []uint64{uint64(1 + tc.first)}; !slices.Equal(fins, want) {
+				t.Fatalf("a lock proof while a young round is under way: finalize requests %v, want %v", fins, want)
 			}
 		})
 	}

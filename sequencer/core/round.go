@@ -19,9 +19,10 @@ import (
 // more batches. No timer sits between rounds.
 //
 // At light load more rounds may start while one is under way
-// (Config.RoundOverlapBatchesMax, mayStartRound): a batch that arrives
-// early in a round is locked at once instead of waiting for the round
-// under way, which on a wide-area link is most of a round trip. The
+// (Config.RoundOverlapBatchesMax, mayStartRound): a batch waits at most a
+// quarter of a round to be asked to be locked, and a lock proof is asked
+// to be finalized at once, instead of waiting for the round under way,
+// which on a wide-area link is most of a round trip. The
 // rounds in flight lock increasing indexes and finalize increasing lock
 // proofs, so every node is asked in an order its voter accepts (one
 // ordered stream per peer); a part that a newer proof made moot (a lock
@@ -167,18 +168,28 @@ func (n *Node) dropSettled(a *app) {
 }
 
 // roundsInFlightMax bounds the leader's rounds under way per app (each
-// holds two tallies of at most one vote per node). Three keep a light
-// load from waiting: one round locking, the one before it finalizing, and
-// the next batch's.
-const roundsInFlightMax = 3
+// holds two tallies of at most one vote per node): up to roundSpacing
+// lock rounds at light load, and the finalize rounds of their proofs.
+const roundsInFlightMax = 2 * roundSpacing
+
+// roundSpacing: at light load a lock round starts at most this many times
+// per round's time (the last round's), a quarter of a round after the one
+// before it. A batch then waits at most a quarter of a round before it is
+// asked to be locked, while the rounds' fixed cost (a signature, a proof
+// check and an fsync on every node) grows with the round trip's inverse,
+// not with the load.
+const roundSpacing = 4
 
 // mayStartRound reports whether a round may start now: when none is under
-// way, or beside the ones under way (at most roundsInFlightMax) when those
-// lock at most RoundOverlapBatchesMax batches together (a light load) and
-// the newest of them is in the first half of a round's time (the last
-// round's). A batch that arrives later waits less than half a round for
-// the next one: overlapping then would cost a round (two signatures, a
-// pairing check and an fsync on every node) to save little.
+// way; beside the ones under way (at most roundsInFlightMax, with overlap
+// on) when a lock proof formed that no round finalizes yet; or when the
+// newest round under way started at least a quarter of a round's time ago
+// (roundSpacing) and the rounds under way lock at most
+// RoundOverlapBatchesMax batches each on average (a light load). A lock
+// proof does not wait: its finalize is the last step before finality, and
+// waiting for the rounds under way would add what is left of them to the
+// finality of every batch it covers. Under load rounds run one at a time
+// and grow with what arrives while one is under way.
 func (n *Node) mayStartRound(a *app) bool {
 	l := a.lead
 	rs := l.rounds
@@ -188,7 +199,10 @@ func (n *Node) mayStartRound(a *app) bool {
 	if len(rs) >= roundsInFlightMax || n.cfg.RoundOverlapBatchesMax == 0 {
 		return false
 	}
-	if age := n.tick - rs[len(rs)-1].startTick; 2*age >= l.roundTicks {
+	if n.finalizeWaits(a) {
+		return true
+	}
+	if age := n.tick - rs[len(rs)-1].startTick; l.roundTicks == 0 || age*roundSpacing < l.roundTicks {
 		return false
 	}
 	locks := uint64(0)
@@ -197,7 +211,14 @@ func (n *Node) mayStartRound(a *app) bool {
 			locks += r.lock.index - r.lockFrom
 		}
 	}
-	return locks <= uint64(n.cfg.RoundOverlapBatchesMax)
+	return locks <= uint64(n.cfg.RoundOverlapBatchesMax)*uint64(len(rs))
+}
+
+// finalizeWaits reports whether the view's newest lock proof is neither
+// final nor asked to be finalized by a round under way.
+func (n *Node) finalizeWaits(a *app) bool {
+	lp := a.lead.viewLock
+	return lp != nil && lp.Index > a.finalIdx() && lp.Index > askedIdx(a, finPart)
 }
 
 // nextRound builds the next round: finalize the view's newest lock proof
@@ -206,7 +227,7 @@ func (n *Node) mayStartRound(a *app) bool {
 func (n *Node) nextRound(a *app) *round {
 	l := a.lead
 	r := &round{}
-	if lp := l.viewLock; lp != nil && lp.Index > a.finalIdx() && lp.Index > askedIdx(a, finPart) {
+	if lp := l.viewLock; n.finalizeWaits(a) {
 		r.fin = newTally(wire.KindFinalize, lp.Index, lp.ChainingHash, lp)
 		r.fin.ownDue = n.castFinalize(a, lp)
 	}
