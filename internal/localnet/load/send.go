@@ -3,6 +3,7 @@ package load
 import (
 	"context"
 	"errors"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +23,9 @@ type Outcome struct {
 	// Index is the batch that carried the order (waited posts only).
 	Index  uint64
 	Status string
+	// Resent counts the resends after a broken connection (docs/api.md,
+	// "Retrying").
+	Resent int
 }
 
 // Counters are live totals for progress lines.
@@ -42,18 +46,39 @@ type Sender struct {
 	Counters    Counters
 }
 
-// post sends order k and fills out[k].
+// resendsMax bounds the resends of one order after broken connections.
+const resendsMax = 3
+
+// post sends order k and fills out[k]. It follows the client rule of
+// docs/api.md: after a broken connection (no answer at all) it resends
+// the same signed body, and a 409 to a resend means the first send
+// reached the replica (the order is taken; its fate is the replica's to
+// tell, and the exactly-once checks of the callers look it up).
 func (s *Sender) post(ctx context.Context, k int, o Signed, scheduled time.Time, out []Outcome) {
 	r := k % len(s.Replicas)
 	res := Outcome{Scheduled: scheduled, Replica: r}
 	s.Counters.Sent.Add(1)
 	var err error
-	if s.Wait {
-		var ord orderAnswer
-		ord, err = s.postWait(ctx, s.Replicas[r], o.Body)
-		res.Index, res.Status = ord.Index, ord.Status
-	} else {
-		_, err = s.H.PostOrder(ctx, s.Replicas[r], o.Body)
+	for {
+		if s.Wait {
+			var ord orderAnswer
+			ord, err = s.postWait(ctx, s.Replicas[r], o.Body)
+			res.Index, res.Status = ord.Index, ord.Status
+		} else {
+			_, err = s.H.PostOrder(ctx, s.Replicas[r], o.Body)
+		}
+		var se *StatusError
+		if res.Resent > 0 && errors.As(err, &se) && se.Code == http.StatusConflict {
+			err, res.Status = nil, "resent: already taken"
+		}
+		if err == nil || errors.As(err, &se) || ctx.Err() != nil || res.Resent == resendsMax {
+			break
+		}
+		res.Resent++
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 	res.Answered = time.Now()
 	if err == nil {
