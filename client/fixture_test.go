@@ -259,6 +259,14 @@ type fakeNode struct {
 	// nothing more, as from a node cut off from the network while it
 	// held the poll.
 	cutOffWhileHolding bool
+	// noStream: the node ignores ?stream=1 and answers one page (a node
+	// from before streams).
+	noStream bool
+	// streamLines: a stream goes silent after this many lines (0: never),
+	// as a node cut off from the network mid-stream.
+	streamLines int
+	// streams counts the streams opened.
+	streams int
 }
 
 func (n *fakeNode) setTamper(f func(p *seqapi.FinalizedPage)) {
@@ -351,10 +359,17 @@ func (n *fakeNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, 400, seqapi.Error{Error: "after must be an integer"})
 			return
 		}
-		p := n.chain.page(after, n.pageMax)
 		n.mu.Lock()
-		hold, cutOff := n.holdLongPolls, n.cutOffWhileHolding
+		hold, cutOff, noStream, lines := n.holdLongPolls, n.cutOffWhileHolding, n.noStream, n.streamLines
 		n.mu.Unlock()
+		if r.URL.Query().Get("stream") == "1" && !noStream {
+			n.mu.Lock()
+			n.streams++
+			n.mu.Unlock()
+			n.serveStream(w, r, after, lines, tamper)
+			return
+		}
+		p := n.chain.page(after, n.pageMax)
 		if wait, _ := strconv.Atoi(r.URL.Query().Get("wait_ms")); cutOff && wait > 0 {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(200)
@@ -380,6 +395,43 @@ func (n *fakeNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 200, p)
 	default:
 		writeJSON(w, 404, seqapi.Error{Error: "no route"})
+	}
+}
+
+// serveStream is ?stream=1 as the node serves it: a page per line as the
+// chain finalizes (the fake polls its chain every 5 ms), an empty page
+// every wait_ms; silent after `lines` lines when lines > 0.
+func (n *fakeNode) serveStream(w http.ResponseWriter, r *http.Request, after uint64, lines int, tamper func(p *seqapi.FinalizedPage)) {
+	wait, _ := strconv.Atoi(r.URL.Query().Get("wait_ms"))
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(200)
+	enc := json.NewEncoder(w)
+	last := time.Now()
+	for sent := 0; ; {
+		p := n.chain.page(after, n.pageMax)
+		if len(p.Batches) > 0 || sent == 0 || time.Since(last) >= time.Duration(wait)*time.Millisecond {
+			if lines > 0 && sent >= lines {
+				<-r.Context().Done() // cut off: nothing more
+				return
+			}
+			if tamper != nil {
+				tamper(&p)
+			}
+			if enc.Encode(p) != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			sent++
+			last = time.Now()
+			if k := len(p.Batches); k > 0 {
+				after = p.Batches[k-1].Index
+			}
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
 	}
 }
 

@@ -91,6 +91,7 @@ type options struct {
 	pollMax        time.Duration
 	chainPagesMax  int
 	longPoll       time.Duration
+	stream         bool
 	scheme         string
 	chainID        uint64
 	now            func() time.Time
@@ -112,6 +113,7 @@ func buildOptions(opts []Option) options {
 		pollMax:        DefaultPollMax,
 		chainPagesMax:  DefaultChainPagesMax,
 		longPoll:       DefaultLongPoll,
+		stream:         true,
 		scheme:         "http",
 		now:            time.Now,
 	}
@@ -196,6 +198,15 @@ func WithPollInterval(min, max time.Duration) Option {
 // 0 polls instead, with the WithPollInterval backoff). Keep it below the
 // HTTP timeout.
 func WithLongPoll(d time.Duration) Option { return func(o *options) { o.longPoll = max(0, d) } }
+
+// WithStream sets whether a follower (Follow, Batches) with a long-poll
+// reads a stream of finalized pages (GET …/batches/finalized?stream=1, on
+// by default): the node sends each page as it finalizes it, and an empty
+// page every long-poll time as a heartbeat; a stream silent past the
+// long-poll time and HedgeAfter is left for another node. Off, it
+// long-polls: a finalization that happens while the next poll is on its
+// way then waits for it.
+func WithStream(on bool) Option { return func(o *options) { o.stream = on } }
 
 // WithChainPagesMax bounds how many pages Finalized reads from one node to
 // reach a finality proof beyond the first page (default

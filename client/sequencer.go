@@ -437,8 +437,34 @@ func (s *Sequencer) Follow(ctx context.Context, app string, after uint64, prev [
 //	}
 func (s *Sequencer) Batches(ctx context.Context, app string, after uint64, prev [32]byte) iter.Seq2[Batch, error] {
 	return func(yield func(Batch, error) bool) {
+		for page, err := range s.Pages(ctx, app, after, prev) {
+			if err != nil {
+				yield(Batch{}, err)
+				return
+			}
+			for _, b := range page.Batches {
+				if !yield(b, nil) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// Pages is Batches a page at a time: each page holds consecutive batches
+// and the finality proof that covers the last one, all verified as
+// Finalized describes; no page is empty. It reads a stream of pages from
+// one node at a time (WithStream, the default with a long-poll), or
+// long-polls, or polls (WithLongPoll(0)), and ends after yielding ctx's
+// error (the only error it yields; node failures are retried).
+func (s *Sequencer) Pages(ctx context.Context, app string, after uint64, prev [32]byte) iter.Seq2[Page, error] {
+	return func(yield func(Page, error) bool) {
 		if err := checkApp(app); err != nil {
-			yield(Batch{}, err)
+			yield(Page{}, err)
+			return
+		}
+		if s.o.stream && s.o.longPoll > 0 {
+			s.followStreams(ctx, app, followPos{after: after, prev: prev}, yield)
 			return
 		}
 		var lastTS uint64
@@ -448,7 +474,7 @@ func (s *Sequencer) Batches(ctx context.Context, app string, after uint64, prev 
 			start := s.o.now()
 			page, err := s.finalized(ctx, app, after, prev, lastTS, checkTS, s.o.longPoll)
 			if ctx.Err() != nil {
-				yield(Batch{}, ctx.Err())
+				yield(Page{}, ctx.Err())
 				return
 			}
 			if err != nil {
@@ -456,10 +482,8 @@ func (s *Sequencer) Batches(ctx context.Context, app string, after uint64, prev 
 			}
 			if err == nil && len(page.Batches) > 0 {
 				wait = s.o.pollMin
-				for _, b := range page.Batches {
-					if !yield(b, nil) {
-						return
-					}
+				if !yield(page, nil) {
+					return
 				}
 				last := page.Batches[len(page.Batches)-1]
 				after, prev, lastTS, checkTS = last.Index, last.ChainingHash, last.Timestamp, true
@@ -474,7 +498,7 @@ func (s *Sequencer) Batches(ctx context.Context, app string, after uint64, prev 
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				yield(Batch{}, ctx.Err())
+				yield(Page{}, ctx.Err())
 				return
 			case <-t.C:
 			}

@@ -530,3 +530,113 @@ func TestFinalizedWaitAsksForALongPoll(t *testing.T) {
 		t.Fatalf("wait_ms per request: %q, want 1500 then none", waits)
 	}
 }
+
+// followLate follows the honest chain until batch 14, appending two
+// batches once the follower has caught up at 12; it returns the indexes
+// seen and how long the late ones took from their finalization.
+func followLate(t *testing.T, tn *testNet, seq *Sequencer) ([]uint64, time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ch := tn.nodes[0].chain
+	var got []uint64
+	var finalizedAt time.Time
+	var late time.Duration
+	err := seq.Follow(ctx, testApp, 0, [32]byte{}, func(b Batch) error {
+		got = append(got, b.Index)
+		switch b.Index {
+		case 12:
+			go func() {
+				time.Sleep(50 * time.Millisecond) // the follower waits on its stream
+				ch.appendBatches("late1", "late2")
+				finalizedAt = time.Now()
+				ch.finalize(14)
+			}()
+		case 14:
+			late = time.Since(finalizedAt)
+			cancel()
+		}
+		return nil
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Follow ended with %v, want context.Canceled after batch 14 (got %v)", err, got)
+	}
+	if len(got) != 14 || got[13] != 14 {
+		t.Fatalf("got indexes %v", got)
+	}
+	return got, late
+}
+
+// TestFollowReadsOneStream: a follower reads the finalized batches as a
+// stream: one request serves the backlog and the batches finalized later,
+// and they come without another request's round trip.
+func TestFollowReadsOneStream(t *testing.T) {
+	tn := honestNet(t)
+	seq := testSequencer(tn, WithLongPoll(time.Second), WithSpread(0))
+	followLate(t, tn, seq)
+	streams, gets := 0, 0
+	for _, n := range tn.nodes {
+		_, get := n.counts()
+		gets += get
+		n.mu.Lock()
+		streams += n.streams
+		n.mu.Unlock()
+	}
+	if streams != 1 || gets != 1 {
+		t.Fatalf("%d streams and %d GETs to follow 14 batches, want one stream and nothing else", streams, gets)
+	}
+}
+
+// TestFollowLeavesASilentStream: a stream whose node goes silent (cut off
+// from the network mid-stream) is left after the long-poll time and the
+// hedge delay, and the batches come from another node's stream.
+func TestFollowLeavesASilentStream(t *testing.T) {
+	tn := honestNet(t)
+	tn.nodes[0].streamLines = 1 // the backlog, then silence
+	seq := testSequencer(tn, WithLongPoll(200*time.Millisecond), WithHedgeAfter(50*time.Millisecond), WithSpread(0), WithTimeout(30*time.Second))
+	_, late := followLate(t, tn, seq)
+	if late > 5*time.Second {
+		t.Fatalf("the late batches came %v after their finalization: the silent stream held the follower", late)
+	}
+	others := 0
+	for _, n := range tn.nodes[1:] {
+		n.mu.Lock()
+		others += n.streams
+		n.mu.Unlock()
+	}
+	if others == 0 {
+		t.Fatal("no other node was asked for a stream")
+	}
+}
+
+// TestFollowReadsNodesWithoutStreams: a node that ignores ?stream=1 (one
+// from before streams) answers one page; the follower still gets every
+// batch, asking again.
+func TestFollowReadsNodesWithoutStreams(t *testing.T) {
+	tn := honestNet(t)
+	for _, n := range tn.nodes {
+		n.noStream = true
+	}
+	followLate(t, tn, testSequencer(tn, WithLongPoll(200*time.Millisecond)))
+}
+
+// TestFollowStreamSkipsLiar: a stream page that fails its check benches
+// the node; the follower reads the rest from another node's stream.
+func TestFollowStreamSkipsLiar(t *testing.T) {
+	tn := honestNet(t)
+	tn.nodes[0].setTamper(func(p *seqapi.FinalizedPage) {
+		if len(p.Batches) > 0 {
+			p.Batches[0].Body = "lie"
+		}
+	})
+	followLate(t, tn, testSequencer(tn, WithLongPoll(200*time.Millisecond), WithSpread(0)))
+	others := 0
+	for _, n := range tn.nodes[1:] {
+		n.mu.Lock()
+		others += n.streams
+		n.mu.Unlock()
+	}
+	if others == 0 {
+		t.Fatal("the batches came without another node's stream: the lie was taken")
+	}
+}

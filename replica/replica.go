@@ -70,7 +70,9 @@ type Config struct {
 	// also bounds how long a node cut off from the network while it holds
 	// the fetch can keep the replica from the others' finalized batches
 	// (FollowWait plus the client's hedge delay): keep it below a leader
-	// change.
+	// change. The seqbook replica command also gives it to the SDK as its
+	// long-poll time (client.WithLongPoll), which is the heartbeat of the
+	// stream of finalized pages the SDKSequencer reads.
 	FollowWait time.Duration
 	// PollInterval is the shortest gap between two fetches (each page
 	// costs a BLS check of its finality proof, ~1 ms of CPU: under load,

@@ -108,7 +108,10 @@ func runReplica(args []string) int {
 	// Replica k starts with node k (spread), and sends to and reads from
 	// the leader first (docs/operations.md, "How replicas choose nodes").
 	i, _ := c.ReplicaIndex(*id)
-	seqOpts := []client.Option{client.WithLogger(logger), client.WithSpread(i), client.WithAttemptTimeout(*attempt)}
+	// The stream of finalized pages sends a heartbeat every FollowWait;
+	// one silent past it and the hedge delay is left for another node.
+	seqOpts := []client.Option{client.WithLogger(logger), client.WithSpread(i), client.WithAttemptTimeout(*attempt),
+		client.WithLongPoll(cfg.FollowWait)}
 	if *leaderFirst {
 		seqOpts = append(seqOpts, client.WithLeaderFirst())
 	}

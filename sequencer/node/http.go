@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -70,6 +71,9 @@ type HTTPConfig struct {
 	// larger value is lowered to it). It stays well below WriteTimeout,
 	// so a held answer is always written.
 	FinalizedWaitMax time.Duration
+	// StreamMax bounds one stream of finalized pages (?stream=1): the
+	// client then opens another, so no connection is held forever.
+	StreamMax time.Duration
 	// LongPollsMax bounds the finalized-batch requests held waiting at
 	// once (each holds a connection and a goroutine); past it a request
 	// is answered at once, as without wait_ms.
@@ -91,6 +95,7 @@ func DefaultHTTPConfig() HTTPConfig {
 		IdleTimeout:       60 * time.Second,
 		HeaderBytesMax:    64 << 10,
 		FinalizedWaitMax:  10 * time.Second,
+		StreamMax:         5 * time.Minute,
 		LongPollsMax:      1024,
 		Sources:           DefaultSourceLimits(),
 	}
@@ -107,6 +112,8 @@ func (c *HTTPConfig) ValidateBasic() error {
 		return errors.New("http: HeaderBytesMax below 1 KiB")
 	case c.FinalizedWaitMax < 0 || c.FinalizedWaitMax > c.WriteTimeout/2:
 		return fmt.Errorf("http: FinalizedWaitMax %v must be in [0, WriteTimeout/2 = %v]", c.FinalizedWaitMax, c.WriteTimeout/2)
+	case c.StreamMax <= 0:
+		return errors.New("http: StreamMax must be positive")
 	case c.LongPollsMax < 0:
 		return errors.New("http: LongPollsMax is negative")
 	}
@@ -270,7 +277,7 @@ func (h *api) getFinalized(c *gin.Context) {
 	if !ok {
 		return
 	}
-	for _, name := range []string{"after", "wait_ms"} {
+	for _, name := range []string{"after", "wait_ms", "stream"} {
 		if vals := c.QueryArray(name); len(vals) > 1 {
 			jsonError(c, http.StatusBadRequest, name+": given more than once")
 			return
@@ -286,6 +293,16 @@ func (h *api) getFinalized(c *gin.Context) {
 	wait, err := parseWaitMs(raw, present, h.cfg.FinalizedWaitMax)
 	if err != nil {
 		jsonError(c, http.StatusBadRequest, err.Error())
+		return
+	}
+	raw, present = c.GetQuery("stream")
+	stream, err := parseStream(raw, present)
+	if err != nil {
+		jsonError(c, http.StatusBadRequest, err.Error())
+		return
+	}
+	if stream {
+		h.streamFinalized(c, app, after, wait)
 		return
 	}
 	if wait > 0 {
@@ -325,6 +342,87 @@ func (h *api) getFinalized(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, page)
+}
+
+// parseStream reads the ?stream= query: 1 (or true) asks for a stream of
+// pages, 0 (or false, or absent) for one page.
+func parseStream(q string, present bool) (bool, error) {
+	if !present {
+		return false, nil
+	}
+	switch q {
+	case "1", "true":
+		return true, nil
+	case "0", "false":
+		return false, nil
+	}
+	return false, fmt.Errorf("stream: %q is neither 1 nor 0 (1 streams pages as they are finalized)", q)
+}
+
+// streamFinalized answers GET …/batches/finalized?stream=1: a stream of
+// pages, one JSON object per line, each the answer a plain request with
+// the stream's position as `after` would get. The first page goes at
+// once (empty when nothing after `after` is final: it then carries the
+// last proof, and says the node is alive); then a page every time the node
+// finalizes more, and an empty page whenever nothing came for heartbeat
+// (wait_ms, at most FinalizedWaitMax; the cap when 0), which tells the
+// client the node is still there. A follower so learns each finalization
+// one network delay after it, not a long-poll's round trip later. The
+// stream ends after StreamMax, when the node stops or the client goes; the
+// client opens another from where it is. A stream holds a long-poll slot;
+// without a free one it ends after its first page.
+func (h *api) streamFinalized(c *gin.Context, app string, after uint64, heartbeat time.Duration) {
+	if heartbeat <= 0 {
+		heartbeat = h.cfg.FinalizedWaitMax
+	}
+	slot := false
+	select {
+	case h.longPolls <- struct{}{}:
+		slot = true
+		defer func() { <-h.longPolls }()
+	default:
+	}
+	rc := http.NewResponseController(c.Writer)
+	c.Header("Content-Type", "application/x-ndjson")
+	c.Status(http.StatusOK)
+	ctx := c.Request.Context()
+	end := time.NewTimer(h.cfg.StreamMax)
+	defer end.Stop()
+	enc := json.NewEncoder(c.Writer)
+	wait := time.Duration(0) // the first page goes at once
+	for {
+		page, err := h.finalizedWithin(ctx, app, after, wait, nil)
+		if err != nil {
+			// The status is sent: ending the stream is what tells the
+			// client (it opens another, here or at another node).
+			h.log.Error("reading finalized batches", "app", app, "after", after, "err", err)
+			return
+		}
+		if page == nil {
+			return // the client went away
+		}
+		_ = rc.SetWriteDeadline(time.Now().Add(h.cfg.WriteTimeout))
+		if err := enc.Encode(page); err != nil {
+			return
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+		if n := len(page.Batches); n > 0 {
+			after = page.Batches[n-1].Index
+		}
+		if !slot {
+			return
+		}
+		select {
+		case <-end.C:
+			return
+		case <-h.b.Stopping():
+			return
+		default:
+		}
+		wait = heartbeat
+	}
 }
 
 // finalizedWithin reads the page after `after`; while it is empty it waits,

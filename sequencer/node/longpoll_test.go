@@ -251,11 +251,15 @@ func TestLongPollBadParameters(t *testing.T) {
 	b := newPollBackend()
 	h := NewHandler(b, DefaultHTTPConfig(), nil)
 	for _, q := range []string{"wait_ms=-1", "wait_ms=abc", "wait_ms=", "wait_ms=1.5", "wait_ms=1e3",
-		"wait_ms=99999999999999999999", "wait_ms=1&wait_ms=2", "after=x&wait_ms=10"} {
+		"wait_ms=99999999999999999999", "wait_ms=1&wait_ms=2", "after=x&wait_ms=10",
+		"stream=yes", "stream=", "stream=1&stream=1", "stream=2&wait_ms=10"} {
 		rec, out := do(t, h, "GET", "/node/orderbook/batches/finalized?"+q, nil)
 		field := "wait_ms"
 		if strings.HasPrefix(q, "after") {
 			field = "after"
+		}
+		if strings.HasPrefix(q, "stream") {
+			field = "stream"
 		}
 		if rec.Code != 400 || !strings.Contains(out["error"].(string), field) {
 			t.Errorf("?%s: %d %v", q, rec.Code, out)
@@ -290,4 +294,84 @@ func FuzzParseWaitMs(f *testing.F) {
 			t.Fatalf("accepted %q as %v", s, d)
 		}
 	})
+}
+
+// TestStreamSendsPagesAsTheyFinalize: ?stream=1 answers a line at once
+// (an empty page when nothing is final), then a page per finalization as
+// it happens, and an empty page whenever nothing came for wait_ms (the
+// heartbeat); it ends when the node stops.
+func TestStreamSendsPagesAsTheyFinalize(t *testing.T) {
+	b := newPollBackend()
+	srv := httptest.NewServer(NewHandler(b, DefaultHTTPConfig(), nil))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/node/orderbook/batches/finalized?after=0&stream=1&wait_ms=100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != 200 || ct != "application/x-ndjson" {
+		t.Fatalf("stream answered %d %q", resp.StatusCode, ct)
+	}
+	lines := make(chan seqapi.FinalizedPage, 64)
+	go func() {
+		defer close(lines)
+		dec := json.NewDecoder(resp.Body)
+		for {
+			var p seqapi.FinalizedPage
+			if dec.Decode(&p) != nil {
+				return
+			}
+			lines <- p
+		}
+	}()
+	next := func(what string) seqapi.FinalizedPage {
+		t.Helper()
+		select {
+		case p, ok := <-lines:
+			if !ok {
+				t.Fatalf("%s: the stream ended", what)
+			}
+			return p
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: no line within 10 s", what)
+			return seqapi.FinalizedPage{}
+		}
+	}
+	if p := next("first line"); len(p.Batches) != 0 {
+		t.Fatalf("first line: %d batches, nothing is final", len(p.Batches))
+	}
+	for i := uint64(1); i <= 3; i++ {
+		b.finalize()
+		p := next("a finalization")
+		for len(p.Batches) == 0 { // a heartbeat in between
+			p = next("a finalization")
+		}
+		if len(p.Batches) != 1 || p.Batches[0].Index != i {
+			t.Fatalf("after finalizing %d: page %+v", i, p.Batches)
+		}
+	}
+	start := time.Now()
+	if p := next("a heartbeat"); len(p.Batches) != 0 {
+		t.Fatalf("heartbeat with %d batches", len(p.Batches))
+	}
+	if took := time.Since(start); took < 50*time.Millisecond {
+		t.Fatalf("heartbeat after %v, before its wait_ms", took)
+	}
+	close(b.stopping)
+	for range lines { // the stream ends
+	}
+}
+
+// TestStreamWithoutSlot: without a free long-poll slot a stream ends after
+// its first line (the client opens another later).
+func TestStreamWithoutSlot(t *testing.T) {
+	b := newPollBackend()
+	cfg := DefaultHTTPConfig()
+	cfg.LongPollsMax = 0
+	h := NewHandler(b, cfg, nil)
+	b.finalize()
+	a := waitAnswer(t, startGet(h, "/node/orderbook/batches/finalized?after=0&stream=1&wait_ms=60000"))
+	if a.code != 200 || len(a.page.Batches) != 1 {
+		t.Fatalf("slotless stream: %+v", a)
+	}
 }
