@@ -1,6 +1,7 @@
 package core_test
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -643,12 +644,17 @@ func TestRoundsOverlapAtLightLoad(t *testing.T) {
 		// later: the ticks after which the waiting batch goes out
 		// beside the round under way (0: it does not).
 		later int
+		// round is how many ticks a round takes (4 when 0).
+		round int
 	}{
-		{"a quarter of a round in", 4, 1, 1, true, 0},
-		{"late in a round", 4, 1, 3, true, 0},
-		{"as the round starts", 4, 1, 0, false, 1},
-		{"the round under way is large", 4, 5, 1, false, 0},
-		{"overlap off", 0, 1, 1, false, 0},
+		{"a quarter of a round in", 4, 1, 1, true, 0, 0},
+		{"late in a round", 4, 1, 3, true, 0, 0},
+		{"as the round starts", 4, 1, 0, false, 1, 0},
+		{"the round under way is large", 4, 5, 1, false, 0, 0},
+		{"overlap off", 0, 1, 1, false, 0, 0},
+		// A long round trip: two ticks, not a quarter of the round.
+		{"two ticks into a long round", 4, 1, 2, true, 0, 12},
+		{"one tick into a long round", 4, 1, 1, false, 1, 12},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := quiet(core.TestConfig(chain, 4, 0))
@@ -689,10 +695,11 @@ func TestRoundsOverlapAtLightLoad(t *testing.T) {
 				}
 				return handle(t, n, store)
 			}
-			ticks(4)
+			round := cmp.Or(tc.round, 4)
+			ticks(round)
 			rd = vote(rd) // lock proof 1; the next round finalizes it
-			ticks(4)
-			vote(rd) // finalized 1; a round took 4 ticks, none is under way
+			ticks(round)
+			vote(rd) // finalized 1; a round took `round` ticks, none is under way
 			if st := n.Status(); st.Apps[0].Finalized != 1 {
 				t.Fatalf("finalized %d, want 1", st.Apps[0].Finalized)
 			}

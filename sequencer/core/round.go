@@ -20,7 +20,7 @@ import (
 //
 // At light load more rounds may start while one is under way
 // (Config.RoundOverlapBatchesMax, mayStartRound): a batch waits at most a
-// quarter of a round to be asked to be locked, and a lock proof is asked
+// quarter of a round (or two ticks) to be asked to be locked, and a lock proof is asked
 // to be finalized at once, instead of waiting for the round under way,
 // which on a wide-area link is most of a round trip. The
 // rounds in flight lock increasing indexes and finalize increasing lock
@@ -168,23 +168,29 @@ func (n *Node) dropSettled(a *app) {
 }
 
 // roundsInFlightMax bounds the leader's rounds under way per app (each
-// holds two tallies of at most one vote per node): up to roundSpacing
-// lock rounds at light load, and the finalize rounds of their proofs.
-const roundsInFlightMax = 2 * roundSpacing
+// holds two tallies of at most one vote per node): the lock rounds of a
+// light load on a long round trip, and the finalize rounds of their
+// proofs.
+const roundsInFlightMax = 16
 
-// roundSpacing: at light load a lock round starts at most this many times
-// per round's time (the last round's), a quarter of a round after the one
-// before it. A batch then waits at most a quarter of a round before it is
-// asked to be locked, while the rounds' fixed cost (a signature, a proof
-// check and an fsync on every node) grows with the round trip's inverse,
-// not with the load.
-const roundSpacing = 4
+// roundSpacing and roundSpacingTicksMax: at light load a lock round starts
+// a quarter of a round (the last round's) after the one before it, or
+// two ticks (20 ms) after it when that is sooner. A batch then waits at
+// most that long before it is asked to be locked, while the rounds' fixed
+// cost (a signature, a proof check and an fsync on every node) stays
+// bounded whatever the load: at most four lock rounds per round's time,
+// and at most one per two ticks on a long round trip, where rounds are
+// few per second anyway.
+const (
+	roundSpacing         = 4
+	roundSpacingTicksMax = 2
+)
 
 // mayStartRound reports whether a round may start now: when none is under
 // way; beside the ones under way (at most roundsInFlightMax, with overlap
 // on) when a lock proof formed that no round finalizes yet; or when the
 // newest round under way started at least a quarter of a round's time ago
-// (roundSpacing) and the rounds under way lock at most
+// or two ticks ago (roundSpacing) and the rounds under way lock at most
 // RoundOverlapBatchesMax batches each on average (a light load). A lock
 // proof does not wait: its finalize is the last step before finality, and
 // waiting for the rounds under way would add what is left of them to the
@@ -202,7 +208,7 @@ func (n *Node) mayStartRound(a *app) bool {
 	if n.finalizeWaits(a) {
 		return true
 	}
-	if age := n.tick - rs[len(rs)-1].startTick; l.roundTicks == 0 || age*roundSpacing < l.roundTicks {
+	if age := n.tick - rs[len(rs)-1].startTick; l.roundTicks == 0 || (age*roundSpacing < l.roundTicks && age < roundSpacingTicksMax) {
 		return false
 	}
 	locks := uint64(0)
