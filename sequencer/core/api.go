@@ -149,8 +149,9 @@ type Config struct {
 	RoundBatchesMax int
 	RoundBytesMax   int
 	// RoundOverlapBatchesMax: another lock round may start while rounds
-	// are under way only if those lock at most this many batches each on
-	// average (and the newest started at least a quarter of a round's
+	// are under way only if the network holds a round for two ticks or
+	// more (the peers' smallest recent round trips) and those lock at most
+	// this many batches each on average (and the newest started at least a quarter of a round's
 	// time or two ticks ago); the finalize of a new lock proof starts at
 	// once. At light load a batch then goes out to be locked within that
 	// instead of waiting for the round under way (on a wide-area link,

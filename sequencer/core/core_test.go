@@ -630,7 +630,9 @@ func lockRequests(rd core.Ready) []uint64 {
 // at once, in a round beside the one under way; one that arrives sooner
 // waits until a quarter of a round has passed; one that arrives while the
 // rounds under way lock more than RoundOverlapBatchesMax batches each
-// waits for them. With overlap off, rounds go one at a time. A lock proof
+// waits for them; so does every batch while the peers answer within two
+// ticks (the network does not hold a round). With overlap off, rounds go
+// one at a time. A lock proof
 // that forms while a young round is under way is asked to be finalized
 // at once.
 func TestRoundsOverlapAtLightLoad(t *testing.T) {
@@ -655,6 +657,9 @@ func TestRoundsOverlapAtLightLoad(t *testing.T) {
 		// A long round trip: two ticks, not a quarter of the round.
 		{"two ticks into a long round", 4, 1, 2, true, 0, 12},
 		{"one tick into a long round", 4, 1, 1, false, 1, 12},
+		// Votes within a tick (one host): the CPU, not the network,
+		// holds a round, and overlapping would only add rounds.
+		{"a round trip under two ticks", 4, 1, 1, false, 0, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := quiet(core.TestConfig(chain, 4, 0))

@@ -1,5 +1,7 @@
 package core
 
+import "slices"
+
 // Retry pacing: a request is asked again after what its answers take.
 //
 // Messages may be lost, so every request that needs an answer is sent
@@ -43,11 +45,25 @@ type peerRTT struct {
 	// (fixed point, as in TCP); 0 and 0 before the first sample.
 	srtt8, rttvar4 uint64
 	sampled        bool
+	// floor is the smallest round trip of about the last floorWindow
+	// samples (a windowed minimum, as BBR's min_rtt): the network's share
+	// of the round trip, without the time a busy peer queued the request.
+	// floorAge counts the samples since floor was taken.
+	floor, floorAge uint64
 }
+
+// floorWindow is how many samples a round-trip floor stands for before a
+// newer sample replaces it (a route that got longer is seen after that).
+const floorWindow = 64
 
 // sample adds a measured round trip of ticks.
 func (p *peerRTT) sample(ticks uint64) {
 	ticks = max(ticks, 1)
+	if !p.sampled || ticks <= p.floor || p.floorAge >= floorWindow {
+		p.floor, p.floorAge = ticks, 0
+	} else {
+		p.floorAge++
+	}
 	if !p.sampled {
 		p.sampled = true
 		p.srtt8, p.rttvar4 = ticks<<3, ticks<<1 // srtt = r, rttvar = r/2
@@ -88,6 +104,24 @@ func (n *Node) sampleAnswer(peer int, first uint64, again bool) {
 		ticks = min(ticks, n.retryTicks(peer))
 	}
 	n.rtt[peer].sample(ticks)
+}
+
+// quorumFloor is the round-trip floor within which the leader hears from
+// enough peers for a quorum: the (Q-1)-th smallest floor of its peers (it
+// votes itself); 0 while fewer than Q-1 have answered.
+func (n *Node) quorumFloor() uint64 {
+	var buf [16]uint64
+	floors := buf[:0]
+	for p := range n.cfg.Nodes {
+		if p != n.cfg.Self && n.rtt[p].sampled {
+			floors = append(floors, n.rtt[p].floor)
+		}
+	}
+	if n.quorum < 2 || len(floors) < n.quorum-1 {
+		return 0
+	}
+	slices.Sort(floors)
+	return floors[n.quorum-2]
 }
 
 // retryTicksAll is the longest retry timeout of the peers: how long to

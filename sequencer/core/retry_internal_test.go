@@ -31,3 +31,22 @@ func TestPeerRTTTimeout(t *testing.T) {
 		t.Fatalf("a fast peer: %d, want the floor %d", got, lo)
 	}
 }
+
+// TestRTTFloor: the floor is the smallest recent round trip, and a newer
+// sample replaces it once it stood for floorWindow samples (a route that
+// got longer is seen).
+func TestRTTFloor(t *testing.T) {
+	var p peerRTT
+	p.sample(9)
+	p.sample(5)
+	p.sample(40) // a busy peer's answer does not raise the floor
+	if p.floor != 5 {
+		t.Fatalf("floor %d after 9, 5, 40; want 5", p.floor)
+	}
+	for range floorWindow {
+		p.sample(12)
+	}
+	if p.floor != 12 {
+		t.Fatalf("floor %d after %d samples of 12; want 12", p.floor, floorWindow)
+	}
+}

@@ -188,9 +188,10 @@ const (
 
 // mayStartRound reports whether a round may start now: when none is under
 // way; beside the ones under way (at most roundsInFlightMax, with overlap
-// on) when a lock proof formed that no round finalizes yet; or when the
-// newest round under way started at least a quarter of a round's time ago
-// or two ticks ago (roundSpacing) and the rounds under way lock at most
+// on) when a lock proof formed that no round finalizes yet; or, when the
+// network holds a round for two ticks or more (quorumFloor, a wide-area
+// link), when the newest round under way started at least a quarter of a
+// round's time ago or two ticks ago (roundSpacing) and the rounds under way lock at most
 // RoundOverlapBatchesMax batches each on average (a light load). A lock
 // proof does not wait: its finalize is the last step before finality, and
 // waiting for the rounds under way would add what is left of them to the
@@ -208,7 +209,13 @@ func (n *Node) mayStartRound(a *app) bool {
 	if n.finalizeWaits(a) {
 		return true
 	}
-	if age := n.tick - rs[len(rs)-1].startTick; l.roundTicks == 0 || (age*roundSpacing < l.roundTicks && age < roundSpacingTicksMax) {
+	if l.roundTicks == 0 || n.quorumFloor() < roundSpacingTicksMax {
+		// Rounds are not held by the network (a round trip under two
+		// ticks, as on one host): overlapping would only add rounds for a
+		// busy CPU to do, and a busy CPU is what holds them.
+		return false
+	}
+	if age := n.tick - rs[len(rs)-1].startTick; age*roundSpacing < l.roundTicks && age < roundSpacingTicksMax {
 		return false
 	}
 	locks := uint64(0)
@@ -217,7 +224,7 @@ func (n *Node) mayStartRound(a *app) bool {
 			locks += r.lock.index - r.lockFrom
 		}
 	}
-	return locks <= uint64(n.cfg.RoundOverlapBatchesMax)*uint64(len(rs))
+	return locks <= uint64(n.cfg.RoundOverlapBatchesMax)*uint64(min(len(rs), roundSpacing))
 }
 
 // finalizeWaits reports whether the view's newest lock proof is neither
