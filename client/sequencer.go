@@ -494,15 +494,10 @@ func (s *Sequencer) Pages(ctx context.Context, app string, after uint64, prev [3
 			}
 			// An error, no long-poll, or a node that answered an empty page
 			// at once (one that ignores wait_ms): back off.
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if !s.backOff(ctx, &wait) {
 				yield(Page{}, ctx.Err())
 				return
-			case <-t.C:
 			}
-			wait = min(2*wait, s.o.pollMax)
 		}
 	}
 }

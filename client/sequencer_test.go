@@ -567,6 +567,17 @@ func followLate(t *testing.T, tn *testNet, seq *Sequencer) ([]uint64, time.Durat
 	return got, late
 }
 
+// streamsOpened counts the streams the nodes were asked for.
+func streamsOpened(nodes []*fakeNode) int {
+	k := 0
+	for _, n := range nodes {
+		n.mu.Lock()
+		k += n.streams
+		n.mu.Unlock()
+	}
+	return k
+}
+
 // TestFollowReadsOneStream: a follower reads the finalized batches as a
 // stream: one request serves the backlog and the batches finalized later,
 // and they come without another request's round trip.
@@ -574,13 +585,10 @@ func TestFollowReadsOneStream(t *testing.T) {
 	tn := honestNet(t)
 	seq := testSequencer(tn, WithLongPoll(time.Second), WithSpread(0))
 	followLate(t, tn, seq)
-	streams, gets := 0, 0
+	streams, gets := streamsOpened(tn.nodes), 0
 	for _, n := range tn.nodes {
 		_, get := n.counts()
 		gets += get
-		n.mu.Lock()
-		streams += n.streams
-		n.mu.Unlock()
 	}
 	if streams != 1 || gets != 1 {
 		t.Fatalf("%d streams and %d GETs to follow 14 batches, want one stream and nothing else", streams, gets)
@@ -598,12 +606,7 @@ func TestFollowLeavesASilentStream(t *testing.T) {
 	if late > 5*time.Second {
 		t.Fatalf("the late batches came %v after their finalization: the silent stream held the follower", late)
 	}
-	others := 0
-	for _, n := range tn.nodes[1:] {
-		n.mu.Lock()
-		others += n.streams
-		n.mu.Unlock()
-	}
+	others := streamsOpened(tn.nodes[1:])
 	if others == 0 {
 		t.Fatal("no other node was asked for a stream")
 	}
@@ -630,12 +633,7 @@ func TestFollowStreamSkipsLiar(t *testing.T) {
 		}
 	})
 	followLate(t, tn, testSequencer(tn, WithLongPoll(200*time.Millisecond), WithSpread(0)))
-	others := 0
-	for _, n := range tn.nodes[1:] {
-		n.mu.Lock()
-		others += n.streams
-		n.mu.Unlock()
-	}
+	others := streamsOpened(tn.nodes[1:])
 	if others == 0 {
 		t.Fatal("the batches came without another node's stream: the lie was taken")
 	}

@@ -202,14 +202,23 @@ func (s *Sequencer) followStreams(ctx context.Context, app string, pos followPos
 		// A failure, or a stream that ended at once without serving (a
 		// node out of stream slots ends it after its first page): back
 		// off.
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !s.backOff(ctx, &wait) {
 			yield(Page{}, ctx.Err())
 			return
-		case <-t.C:
 		}
-		wait = min(2*wait, s.o.pollMax)
 	}
+}
+
+// backOff waits *wait, then doubles it up to the poll maximum; false when
+// ctx ended first.
+func (s *Sequencer) backOff(ctx context.Context, wait *time.Duration) bool {
+	t := time.NewTimer(*wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+	}
+	*wait = min(2**wait, s.o.pollMax)
+	return true
 }
