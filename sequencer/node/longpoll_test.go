@@ -375,3 +375,31 @@ func TestStreamWithoutSlot(t *testing.T) {
 		t.Fatalf("slotless stream: %+v", a)
 	}
 }
+
+// TestStreamOutlivesTheReadTimeout: a stream runs past the server's
+// ReadTimeout and WriteTimeout (they bound requests, not a stream that
+// keeps writing: each line gets its own write deadline).
+func TestStreamOutlivesTheReadTimeout(t *testing.T) {
+	b := newPollBackend()
+	cfg := DefaultHTTPConfig()
+	cfg.ReadTimeout, cfg.WriteTimeout = 300*time.Millisecond, 300*time.Millisecond
+	srv := httptest.NewUnstartedServer(NewHandler(b, cfg, nil))
+	srv.Config.ReadTimeout, srv.Config.WriteTimeout = cfg.ReadTimeout, cfg.WriteTimeout
+	srv.Start()
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/node/orderbook/batches/finalized?after=0&stream=1&wait_ms=50")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	start := time.Now()
+	lines := 0
+	for time.Since(start) < time.Second {
+		var p seqapi.FinalizedPage
+		if err := dec.Decode(&p); err != nil {
+			t.Fatalf("the stream ended after %v (%d lines): %v", time.Since(start), lines, err)
+		}
+		lines++
+	}
+}
