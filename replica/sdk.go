@@ -33,8 +33,9 @@ type pageFollower struct {
 	cancel context.CancelFunc
 }
 
-// pagesAhead bounds the pages read ahead of the replica.
-const pagesAhead = 64
+// pagesAhead bounds the pages read ahead of the replica (a page is at
+// most about 4 MiB of batch bodies: 32 MiB while catching up).
+const pagesAhead = 8
 
 func (q *SDKSequencer) follow(ctx context.Context, after uint64, prev [32]byte) *pageFollower {
 	fctx, cancel := context.WithCancel(ctx)
