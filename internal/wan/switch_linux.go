@@ -24,7 +24,11 @@ type Switch struct {
 	// Dropped counts packets lost, cut off or with no port; Forwarded the
 	// others (read under mu).
 	dropped, forwarded uint64
-	wg                 sync.WaitGroup
+	// delayed is the sum of the delays given to the forwarded packets:
+	// with jitter, delivery in order per destination makes the mean
+	// one-way delay longer than the delay set.
+	delayed time.Duration
+	wg      sync.WaitGroup
 }
 
 type port struct {
@@ -76,6 +80,14 @@ func (s *Switch) Counts() (forwarded, dropped uint64) {
 	return s.forwarded, s.dropped
 }
 
+// Delayed returns the packets forwarded so far and the sum of the delays
+// they were given: between two calls, the mean one-way delay.
+func (s *Switch) Delayed() (forwarded uint64, delayed time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.forwarded, s.delayed
+}
+
 // Wait returns once every port stopped (after the devices closed).
 func (s *Switch) Wait() {
 	s.mu.Lock()
@@ -120,6 +132,7 @@ func (s *Switch) read(p *port) {
 		select {
 		case to.out <- pk:
 			s.forwarded++
+			s.delayed += due.Sub(now)
 		default:
 			s.dropped++
 		}
