@@ -3,6 +3,7 @@ package replica
 import (
 	"context"
 	"fmt"
+	"iter"
 	"sync"
 	"time"
 
@@ -18,6 +19,9 @@ import (
 type SDKSequencer struct {
 	s   *client.Sequencer
 	app string
+	// pages is where verified pages come from: s.Pages (tests give
+	// their own).
+	pages func(ctx context.Context, after uint64, prev [32]byte) iter.Seq2[client.Page, error]
 
 	mu  sync.Mutex
 	fol *pageFollower // the pages being read ahead; nil before the first Finalized
@@ -42,7 +46,7 @@ func (q *SDKSequencer) follow(ctx context.Context, after uint64, prev [32]byte) 
 	f := &pageFollower{after: after, prev: prev, pages: make(chan client.Page, pagesAhead), cancel: cancel}
 	go func() {
 		defer close(f.pages)
-		for page, err := range q.s.Pages(fctx, q.app, after, prev) {
+		for page, err := range q.pages(fctx, after, prev) {
 			if err != nil {
 				return // only ctx's: the replica stops, or follows from elsewhere
 			}
@@ -62,7 +66,11 @@ var _ Sequencer = (*SDKSequencer)(nil)
 // client.WithSpread(its index) and client.WithLeaderFirst (see
 // docs/operations.md, "How replicas choose nodes").
 func NewSDKSequencer(c *cluster.Cluster, opts ...client.Option) *SDKSequencer {
-	return &SDKSequencer{s: client.NewSequencer(c, opts...), app: c.App}
+	q := &SDKSequencer{s: client.NewSequencer(c, opts...), app: c.App}
+	q.pages = func(ctx context.Context, after uint64, prev [32]byte) iter.Seq2[client.Page, error] {
+		return q.s.Pages(ctx, q.app, after, prev)
+	}
+	return q
 }
 
 // Send implements Sequencer.
