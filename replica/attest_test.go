@@ -119,8 +119,13 @@ func TestAttestationsCatchADivergedReplica(t *testing.T) {
 	if att.Index != every || att.Replica != "replica1" || !sig.Verify(keys.DeterministicBLS("replica-test-replica1").PublicKey(), msg) {
 		t.Fatalf("attestation %+v does not verify", att)
 	}
-	if _, want := n.reps[1].StateDigest(); hexID(want) != att.StateDigest {
-		t.Fatalf("replica2's digest %x, replica1 attested %s", want, att.StateDigest)
+	// replica2 may still be applying the batches replica1 attested.
+	waitFor(t, "replica2 at the first attestation index", 10*time.Second, func() bool {
+		idx, _ := n.reps[1].StateDigest()
+		return idx >= every
+	})
+	if idx, want := n.reps[1].StateDigest(); idx != every || hexID(want) != att.StateDigest {
+		t.Fatalf("replica2's digest at %d %x, replica1 attested %s at %d", idx, want, att.StateDigest, every)
 	}
 	if st := n.get(0, "/attestation?index=3", nil); st != http.StatusBadRequest && every != 3 {
 		t.Fatalf("an index that is no attestation index: %d", st)
