@@ -183,6 +183,12 @@ func Run(ctx context.Context, e Env) (*Report, error) {
 	}{{e.Alice, "Alice", "USDT", tradePx, rep.AliceTo}, {e.Bob, "Bob", "ETH", tradeQty, rep.BobTo}}
 	ids := make([][32]byte, len(ws))
 	for i, w := range ws {
+		// The fill was read on the replica Bob traded at; the one this
+		// withdrawal goes to checks the balance as it has applied it, and
+		// may not have applied the trade yet.
+		if err := waitBalance(ctx, books[i], crypto.PubkeyToAddress(w.key.PublicKey), w.token, w.units); err != nil {
+			return nil, fmt.Errorf("replica%d before %s's withdrawal: %w", i+1, w.name, err)
+		}
 		res, err := books[i].Withdraw(ctx, w.key, client.WithdrawParams{Token: w.token, Amount: w.units, Recipient: w.to}, true)
 		if err != nil {
 			return nil, fmt.Errorf("%s's withdrawal: %w", w.name, err)
