@@ -306,10 +306,9 @@ func (h *api) getFinalized(c *gin.Context) {
 		return
 	}
 	if wait > 0 {
-		select {
-		case h.longPolls <- struct{}{}:
-			defer func() { <-h.longPolls }()
-		default:
+		if release := h.holdSlot(); release != nil {
+			defer release()
+		} else {
 			wait = 0 // too many held: answer at once, the client asks again
 		}
 	}
@@ -344,6 +343,18 @@ func (h *api) getFinalized(c *gin.Context) {
 	c.JSON(http.StatusOK, page)
 }
 
+// holdSlot takes one of the LongPollsMax slots of held finalized-batch
+// requests (long-polls and streams) and returns its release; nil when all
+// are taken.
+func (h *api) holdSlot() (release func()) {
+	select {
+	case h.longPolls <- struct{}{}:
+		return func() { <-h.longPolls }
+	default:
+		return nil
+	}
+}
+
 // parseStream reads the ?stream= query: 1 (or true) asks for a stream of
 // pages, 0 (or false, or absent) for one page.
 func parseStream(q string, present bool) (bool, error) {
@@ -375,12 +386,10 @@ func (h *api) streamFinalized(c *gin.Context, app string, after uint64, heartbea
 	if heartbeat <= 0 {
 		heartbeat = h.cfg.FinalizedWaitMax
 	}
-	slot := false
-	select {
-	case h.longPolls <- struct{}{}:
-		slot = true
-		defer func() { <-h.longPolls }()
-	default:
+	release := h.holdSlot()
+	slot := release != nil
+	if slot {
+		defer release()
 	}
 	rc := http.NewResponseController(c.Writer)
 	c.Header("Content-Type", "application/x-ndjson")
