@@ -151,9 +151,9 @@ type Config struct {
 	// RoundOverlapBatchesMax: another lock round may start while rounds
 	// are under way only if the network holds a round for two ticks or
 	// more (the peers' smallest recent round trips) and those lock at most
-	// this many batches each on average (and the newest started at least a quarter of a round's
-	// time or two ticks ago); the finalize of a new lock proof starts at
-	// once. At light load a batch then goes out to be locked within that
+	// this many batches each on average and four times this many in all
+	// (and the newest started at least a quarter of a round's time or two
+	// ticks ago); the finalize of a new lock proof starts at once. At light load a batch then goes out to be locked within that
 	// instead of waiting for the round under way (on a wide-area link,
 	// most of a round trip); under load rounds stay one at a time and grow
 	// with what arrives, so their fixed cost is shared by more batches.

@@ -20,10 +20,10 @@ import (
 //
 // At light load more rounds may start while one is under way
 // (Config.RoundOverlapBatchesMax, mayStartRound): a batch waits at most a
-// quarter of a round (or two ticks) to be asked to be locked, and a lock proof is asked
-// to be finalized at once, instead of waiting for the round under way,
-// which on a wide-area link is most of a round trip. The
-// rounds in flight lock increasing indexes and finalize increasing lock
+// quarter of a round (or two ticks) to be asked to be locked, and a lock
+// proof is asked to be finalized at once, instead of waiting for the round
+// under way, which on a wide-area link is most of a round trip. The rounds
+// in flight lock increasing indexes and finalize increasing lock
 // proofs, so every node is asked in an order its voter accepts (one
 // ordered stream per peer); a part that a newer proof made moot (a lock
 // below the view's newest lock proof, a finalize at or below the
@@ -191,8 +191,9 @@ const (
 // on) when a lock proof formed that no round finalizes yet; or, when the
 // network holds a round for two ticks or more (quorumFloor, a wide-area
 // link), when the newest round under way started at least a quarter of a
-// round's time ago or two ticks ago (roundSpacing) and the rounds under way lock at most
-// RoundOverlapBatchesMax batches each on average (a light load). A lock
+// round's time ago or two ticks ago (roundSpacing) and the rounds under
+// way lock at most RoundOverlapBatchesMax batches each on average and four
+// times that in all (a light load). A lock
 // proof does not wait: its finalize is the last step before finality, and
 // waiting for the rounds under way would add what is left of them to the
 // finality of every batch it covers. Under load rounds run one at a time
