@@ -32,6 +32,7 @@ func runSim(args []string) int {
 	listMutations := fs.Bool("list-mutations", false, "print the names of the mutations, one per line, and exit")
 	control := fs.Bool("control", false, "with --mutation: run the mutation's Byzantine strategies against the real protocol instead (must find nothing)")
 	untilCaught := fs.Bool("until-caught", false, "with --mutation: stop at the first seed that catches it")
+	share := fs.String("share", "seed", "when lock votes go to every node (Config.ShareLockVotes): auto, always, never, or seed (by seed mod 3: auto, always, never)")
 	workers := fs.Int("workers", 1, "seeds run in parallel (each seed stays deterministic)")
 	skipIdle := fs.Bool("skip-idle-ticks", false, "tick each node only when its core says a tick may act, as the node runtime does (a run must be the same either way)")
 	verbose := fs.Bool("v", false, "print every seed's summary, not only failures and progress")
@@ -60,6 +61,15 @@ func runSim(args []string) int {
 	}
 	if *nodes != 0 && (*nodes < 1 || *nodes > 64) {
 		return fail("sim", fmt.Errorf("--nodes %d: want 1..64", *nodes))
+	}
+	var shareMode *core.ShareMode
+	switch *share {
+	case "seed":
+	case "auto", "always", "never":
+		m := map[string]core.ShareMode{"auto": core.ShareAuto, "always": core.ShareAlways, "never": core.ShareNever}[*share]
+		shareMode = &m
+	default:
+		return fail("sim", fmt.Errorf("--share %q: want auto, always, never or seed", *share))
 	}
 	if *listMutations {
 		for _, m := range core.Mutations {
@@ -113,6 +123,7 @@ func runSim(args []string) int {
 					o.Ticks = *ticks
 				}
 				o.SkipIdleTicks = *skipIdle
+				o.Share = shareMode
 				o.RealBLS = *blsEvery > 0 && s%uint64(*blsEvery) == 0
 				if o.RealBLS {
 					o.Ticks = min(o.Ticks, 400)
@@ -147,6 +158,7 @@ func runSim(args []string) int {
 		firstCaught                    uint64
 		finals                         uint64
 		failures                       []string
+		shared                         = map[core.ShareMode]int{}
 		progressEvery                  = max(*seeds/20, 1)
 	)
 	for r := range results {
@@ -157,6 +169,7 @@ func runSim(args []string) int {
 		crashSend += r.Stats.CrashesAfterSend
 		parts += r.Stats.Partitions
 		accepted += r.Stats.Accepted
+		shared[r.Share] += r.Stats.SharedLockProofs
 		maxView = max(maxView, r.MaxView)
 		healMax = max(healMax, r.Stats.HealTicks)
 		for _, f := range r.Finalized {
@@ -191,6 +204,7 @@ func runSim(args []string) int {
 	fmt.Printf("\nseeds %d..%d: %d run (%d with real BLS), %d failed, %v\n", *start, *start+uint64(done)-1, done, bls, failed, time.Since(began).Round(time.Millisecond))
 	fmt.Printf("messages %d, crashes %d (%d right after a save, %d right after sending), partitions %d, batches accepted %d, batches finalized %d, highest view %d\n",
 		msgs, crashes, crashSave, crashSend, parts, accepted, finals, maxView)
+	fmt.Printf("lock proofs aggregated by followers from shared votes: %d with share=always, %d with share=auto\n", shared[core.ShareAlways], shared[core.ShareAuto])
 	fmt.Printf("slowest recovery after healing: %d ticks (bound %d)\n", healMax, sim.DefaultLivenessTicks)
 	if run != core.MutationNone {
 		if unsafe == 0 {
@@ -219,7 +233,7 @@ func simReplay(seed uint64, fs *flag.FlagSet) string {
 	cmd := fmt.Sprintf("seqbook sim --start %d --seeds 1", seed)
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "nodes", "ticks", "real-bls-every", "mutation", "control", "skip-idle-ticks":
+		case "nodes", "ticks", "real-bls-every", "mutation", "control", "skip-idle-ticks", "share":
 			cmd += fmt.Sprintf(" --%s=%s", f.Name, f.Value)
 		}
 	})

@@ -159,6 +159,15 @@ type Config struct {
 	// with what arrives, so their fixed cost is shared by more batches.
 	// 0: one round at a time.
 	RoundOverlapBatchesMax int
+	// ShareLockVotes: when a leader's lock rounds ask every node to send
+	// its Lock vote to all nodes (Round.ShareLock), so that each node
+	// aggregates the lock proof itself and signs Finalize unasked, one
+	// network delay before the leader's finalize request would reach it.
+	// ShareAuto (the default) shares when the network holds a round for two
+	// ticks or more (quorumFloor, a wide-area link), where that delay is
+	// worth more than the messages and the proof check each node adds;
+	// ShareAlways and ShareNever decide for every round.
+	ShareLockVotes ShareMode
 	// PageBatchesMax and PageBytesMax bound one PostReply or SyncReply.
 	PageBatchesMax int
 	PageBytesMax   int
@@ -175,6 +184,29 @@ type Config struct {
 	// Logger receives protocol events (view changes, disputes, refused
 	// messages). Nil means slog.Default().
 	Logger *slog.Logger
+}
+
+// ShareMode says when lock votes go to every node (Config.ShareLockVotes).
+type ShareMode uint8
+
+// Share modes.
+const (
+	ShareAuto ShareMode = iota
+	ShareAlways
+	ShareNever
+)
+
+// String names the mode as the simulator's --share flag does.
+func (m ShareMode) String() string {
+	switch m {
+	case ShareAuto:
+		return "auto"
+	case ShareAlways:
+		return "always"
+	case ShareNever:
+		return "never"
+	}
+	return fmt.Sprintf("ShareMode(%d)", uint8(m))
 }
 
 // Mutation names a deliberately broken protocol variant (see
@@ -365,6 +397,9 @@ func (c *Config) ValidateBasic() error {
 	}
 	if c.RoundOverlapBatchesMax < 0 {
 		return errors.New("config: RoundOverlapBatchesMax must not be negative")
+	}
+	if c.ShareLockVotes > ShareNever {
+		return fmt.Errorf("config: unknown ShareLockVotes %d", c.ShareLockVotes)
 	}
 	if c.TimeoutBackoffMax > 30 {
 		return fmt.Errorf("config: TimeoutBackoffMax %d: at most 30 doublings", c.TimeoutBackoffMax)
@@ -595,6 +630,7 @@ type Metrics struct {
 	DisputesSent     uint64 // disputes this node signed
 	LockProofs       uint64 // lock proofs formed as leader
 	FinalizeProofs   uint64 // finalize proofs formed as leader
+	SharedLockProofs uint64 // lock proofs formed as follower from shared lock votes (Round.ShareLock)
 	BatchesSequenced uint64 // batches appended as leader
 	BatchesFinalized uint64 // batches that became final here
 	SyncsStarted     uint64 // chain fetches started

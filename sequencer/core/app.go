@@ -83,6 +83,9 @@ type app struct {
 	postDue bool
 
 	lead *leadState
+	// shared: the lock votes this node shares and collects as a follower
+	// (share.go).
+	shared sharedLocks
 
 	// readyFinal is the finalized index as of the last Ready: what its
 	// Advance may drop from memory.

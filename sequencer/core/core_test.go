@@ -664,6 +664,7 @@ func TestRoundsOverlapAtLightLoad(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := quiet(core.TestConfig(chain, 4, 0))
 			cfg.RoundOverlapBatchesMax = tc.overlap
+			cfg.ShareLockVotes = core.ShareNever // finalize requests are asked (share_test.go)
 			n, store, now := startNode0(t, cfg)
 			ticks := func(k int) {
 				for range k {

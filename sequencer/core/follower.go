@@ -230,25 +230,11 @@ func (n *Node) stepRound(from int, r *wire.Round) error {
 		if !n.verifyProof(a.name, lp) {
 			return fmt.Errorf("core: Round for %s: invalid lock proof", a.name)
 		}
-		h, ok := n.hashAt(a, lp.Index)
-		switch {
-		case !ok:
-			// Beyond our tip: the batches are on their way.
-		case h != lp.ChainingHash:
-			// A quorum locked a chain we do not hold in this view: the
-			// leader gave us a different sequence.
-			n.dispute(wire.ReasonMisbehaved, a.name)
-			n.startSync(a, lp, lp)
+		fin, ok := n.finalizeOn(a, lp)
+		if !ok {
 			return nil
-		default:
-			// Rule 3: the lock proof becomes our lock before we sign.
-			if n.cfg.Mutation != MutationRule3 {
-				n.raiseLock(a, lp)
-			}
-			if n.castFinalize(a, lp) {
-				vote.Finalize = &wire.SignedTarget{Index: lp.Index, ChainingHash: lp.ChainingHash, Signature: n.finalizeSig(a, lp)}
-			}
 		}
+		vote.Finalize = fin
 	}
 	if t := r.Lock; t != nil {
 		if n.castLock(a, t.Index, t.ChainingHash) {
@@ -258,7 +244,39 @@ func (n *Node) stepRound(from int, r *wire.Round) error {
 	if vote.Lock != nil || vote.Finalize != nil {
 		n.send(from, vote)
 	}
+	if vote.Lock != nil && r.ShareLock {
+		n.shareLock(a, vote.Lock)
+	}
 	return nil
+}
+
+// finalizeOn is a node's answer to a valid lock proof lp of this view,
+// from the leader's round or aggregated from shared lock votes: rule 3
+// makes it the node's lock, then the voter may allow the Finalize it
+// returns (nil if not, or while the batches are still on their way). ok
+// is false when lp shows the leader gave this node a different chain:
+// the node then disputes and syncs.
+func (n *Node) finalizeOn(a *app, lp *wire.Proof) (fin *wire.SignedTarget, ok bool) {
+	h, held := n.hashAt(a, lp.Index)
+	switch {
+	case !held:
+		// Beyond our tip: the batches are on their way.
+		return nil, true
+	case h != lp.ChainingHash:
+		// A quorum locked a chain we do not hold in this view: the
+		// leader gave us a different sequence.
+		n.dispute(wire.ReasonMisbehaved, a.name)
+		n.startSync(a, lp, lp)
+		return nil, false
+	}
+	// Rule 3: the lock proof becomes our lock before we sign.
+	if n.cfg.Mutation != MutationRule3 {
+		n.raiseLock(a, lp)
+	}
+	if !n.castFinalize(a, lp) {
+		return nil, true
+	}
+	return &wire.SignedTarget{Index: lp.Index, ChainingHash: lp.ChainingHash, Signature: n.finalizeSig(a, lp)}, true
 }
 
 // castLock asks the voter whether this node may sign Lock(view, idx,

@@ -23,8 +23,14 @@ type leadState struct {
 	// lastSeqs[o] is the highest Seq from origin o in our log: posts at or
 	// below it are duplicates.
 	lastSeqs []uint64
-	// viewLock is the newest lock proof formed in this view.
-	viewLock *wire.Proof
+	// viewLock is the newest lock proof formed in this view;
+	// viewLockShared: its round shared the lock votes, so the nodes
+	// finalize it unasked.
+	viewLock       *wire.Proof
+	viewLockShared bool
+	// early[i] is node i's newest finalize vote for a lock proof not
+	// formed here yet (see stepVote).
+	early []*wire.SignedTarget
 	// rounds are the rounds under way, oldest first: at most
 	// roundsInFlightMax, more than one only at light load (see round.go).
 	rounds []*round
@@ -51,6 +57,7 @@ func (n *Node) activateLeader(a *app) {
 		known:    make([]bool, n.cfg.Nodes),
 		pushed:   make([]uint64, n.cfg.Nodes),
 		stalled:  make([]uint64, n.cfg.Nodes),
+		early:    make([]*wire.SignedTarget, n.cfg.Nodes),
 		lastSeqs: slices.Clone(a.hard.OriginSeqs),
 	}
 	for i := range a.mem {

@@ -86,6 +86,12 @@ type tally struct {
 	// ownDue: the voter allowed the leader's own vote (recorded); its
 	// signature is still to be made.
 	ownDue bool
+	// share (lock): the round asked every node to send its vote to all
+	// (Round.ShareLock); the leader's own goes to all too. unasked
+	// (finalize): the lock proof came from such a round, so the nodes
+	// sign its Finalize unasked (share.go); they are asked only when their
+	// vote has not come within their retry timeout.
+	share, unasked bool
 	// proof is the quorum proof once formed.
 	proof *wire.Proof
 }
@@ -244,11 +250,14 @@ func (n *Node) nextRound(a *app) *round {
 	if lp := l.viewLock; n.finalizeWaits(a) {
 		r.fin = newTally(wire.KindFinalize, lp.Index, lp.ChainingHash, lp)
 		r.fin.ownDue = n.castFinalize(a, lp)
+		r.fin.unasked = l.viewLockShared
+		l.takeEarly(r.fin)
 	}
 	if idx, from, ok := n.lockCandidate(a); ok {
 		h, _ := n.hashAt(a, idx)
 		r.lock = newTally(wire.KindLock, idx, h, nil)
 		r.lock.ownDue = n.castLock(a, idx, h)
+		r.lock.share = n.shareLockVotes()
 		r.lockFrom = from
 		n.log.Debug("lock round", "app", a.name, "view", n.view, "index", idx)
 	}
@@ -259,10 +268,35 @@ func (n *Node) nextRound(a *app) *round {
 	if r.lock != nil {
 		r.asked.lockAt = r.lock.index
 	}
-	if r.fin != nil {
+	if r.fin != nil && !r.fin.unasked {
+		// (A vote given unasked measures no round trip.)
 		r.asked.finAt = r.fin.index
 	}
 	return r
+}
+
+// shareLockVotes reports whether a new lock round asks the nodes to send
+// their votes to every node (Config.ShareLockVotes).
+func (n *Node) shareLockVotes() bool {
+	switch n.cfg.ShareLockVotes {
+	case ShareAlways:
+		return true
+	case ShareNever:
+		return false
+	}
+	return n.quorumFloor() >= roundSpacingTicksMax
+}
+
+// takeEarly moves into t, a new finalize tally, the finalize votes that
+// came before it (a node that aggregated a shared lock proof before the
+// leader did).
+func (l *leadState) takeEarly(t *tally) {
+	for i, v := range l.early {
+		if v != nil && v.Index == t.index && v.ChainingHash == t.hash {
+			t.unchecked[i] = v.Signature
+			l.early[i] = nil
+		}
+	}
 }
 
 // askedIdx is the highest index the rounds in flight ask to lock (part
@@ -299,12 +333,19 @@ func (n *Node) sendRound(a *app, r *round, retry bool) int {
 		if fin.done() || fin.has(i) {
 			fin = nil
 		}
+		if fin != nil && fin.unasked && !retry {
+			// The node finalizes it unasked; it is asked once its retry
+			// timeout runs out without its vote.
+			fin = nil
+			ask.tick = n.tick
+		}
 		if lock == nil && fin == nil {
 			continue
 		}
 		m := &wire.Round{App: a.name, View: n.view, Finalized: cloneProof(a.hard.Finalized)}
 		if lock != nil {
 			m.Lock = &wire.LockTarget{Index: lock.index, ChainingHash: lock.hash}
+			m.ShareLock = lock.share
 		}
 		if fin != nil {
 			m.Finalize = cloneProof(fin.lp)
@@ -357,18 +398,18 @@ func (n *Node) announceFinal(a *app) {
 }
 
 // stepVote (leader) collects a node's signatures for the rounds under way.
+// A follower gets the lock votes other nodes share (share.go).
 func (n *Node) stepVote(from int, v *wire.Vote) error {
 	if !n.isLeader() {
+		n.stepSharedLock(from, v)
 		return nil
 	}
 	a := n.apps[v.App]
-	if a == nil || a.lead == nil {
+	if a == nil || a.lead == nil || v.View != n.view {
 		return nil
 	}
 	n.sampleVote(a.lead, from, v)
-	if len(a.lead.rounds) == 0 {
-		return nil
-	}
+	finHeld := false
 	for _, r := range a.lead.rounds {
 		for _, c := range []struct {
 			s *wire.SignedTarget
@@ -378,6 +419,15 @@ func (n *Node) stepVote(from int, v *wire.Vote) error {
 				c.t.unchecked[from] = c.s.Signature
 			}
 		}
+		finHeld = finHeld || (r.fin != nil && v.Finalize != nil && r.fin.index == v.Finalize.Index)
+	}
+	if f := v.Finalize; f != nil && !finHeld && f.Index > a.finalIdx() && (a.lead.viewLock == nil || f.Index > a.lead.viewLock.Index) {
+		// Given unasked for a shared lock proof this leader has not
+		// formed yet: kept (the newest per node) for its finalize round.
+		a.lead.early[from] = f
+	}
+	if len(a.lead.rounds) == 0 {
+		return nil
 	}
 	n.advanceRounds(a)
 	return nil
@@ -395,6 +445,7 @@ func (n *Node) tallyRound(a *app, r *round) {
 		r.lock.proof = lp
 		if a.lead.viewLock == nil || lp.Index > a.lead.viewLock.Index {
 			a.lead.viewLock = lp // (an older round's proof may form after a newer one's)
+			a.lead.viewLockShared = r.lock.share
 		}
 		n.raiseLock(a, lp)
 		n.metrics.LockProofs++
@@ -491,7 +542,11 @@ func (n *Node) signOwn(a *app, t *tally) {
 	}
 	t.ownDue = false
 	if t.kind == wire.KindLock {
-		t.votes[n.cfg.Self] = n.lockSig(a, t.index, t.hash)
+		sig := n.lockSig(a, t.index, t.hash)
+		t.votes[n.cfg.Self] = sig
+		if t.share {
+			n.broadcast(&wire.Vote{App: a.name, View: n.view, Lock: &wire.SignedTarget{Index: t.index, ChainingHash: t.hash, Signature: sig}})
+		}
 	} else {
 		t.votes[n.cfg.Self] = n.finalizeSig(a, t.lp)
 	}

@@ -39,7 +39,7 @@ type PromMetrics struct {
 	Pending     *prometheus.GaugeVec
 	ViewChanges prometheus.Counter
 	Disputes    prometheus.Counter
-	Rounds      *prometheus.CounterVec // by kind: lock, finalize (as leader)
+	Rounds      *prometheus.CounterVec // by kind: lock, finalize (as leader), shared_lock (as follower)
 	Syncs       prometheus.Counter
 	Resends     *prometheus.CounterVec // by kind: round, batch, push, sync, view_state, dispute
 
@@ -91,7 +91,7 @@ func newMetrics(reg *prometheus.Registry) *PromMetrics {
 		ViewChanges:   counter("view_changes_total", "Views entered."),
 		Disputes:      counter("disputes_total", "Disputes this node signed (the leader failed it)."),
 		Rounds: f.NewCounterVec(prometheus.CounterOpts{Namespace: metrics.Namespace, Subsystem: "node", Name: "rounds_total",
-			Help: "Rounds completed as leader (a quorum proof formed), by kind."}, []string{"kind"}),
+			Help: "Rounds completed (a quorum proof formed), by kind: lock and finalize as leader, shared_lock as a follower aggregating shared lock votes."}, []string{"kind"}),
 		Syncs: counter("syncs_total", "Chain fetches started to catch up."),
 		Resends: f.NewCounterVec(prometheus.CounterOpts{Namespace: metrics.Namespace, Subsystem: "node", Name: "resends_total",
 			Help: "Requests sent again for want of an answer in time, by kind (round: per node asked again)."}, []string{"kind"}),
@@ -140,6 +140,7 @@ func (m *PromMetrics) observeStatus(s core.Status, c core.Metrics, now time.Time
 	m.Disputes.Add(float64(c.DisputesSent - prev.DisputesSent))
 	m.Rounds.WithLabelValues("lock").Add(float64(c.LockProofs - prev.LockProofs))
 	m.Rounds.WithLabelValues("finalize").Add(float64(c.FinalizeProofs - prev.FinalizeProofs))
+	m.Rounds.WithLabelValues("shared_lock").Add(float64(c.SharedLockProofs - prev.SharedLockProofs))
 	m.Syncs.Add(float64(c.SyncsStarted - prev.SyncsStarted))
 	m.Resends.WithLabelValues("round").Add(float64(c.RoundResends - prev.RoundResends))
 	m.Resends.WithLabelValues("batch").Add(float64(c.BatchResends - prev.BatchResends))

@@ -95,6 +95,9 @@ func (h *withholder) outgoing(env core.Envelope) []core.Envelope {
 		} else {
 			r.Finalize = nil
 		}
+		// Shared lock votes would give the nodes the lock proofs (and
+		// with them the locks) it keeps from them: it never asks for them.
+		r.ShareLock = false
 		if r.Lock == nil && r.Finalize == nil && r.Finalized == nil {
 			return nil
 		}

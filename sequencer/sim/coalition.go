@@ -139,6 +139,9 @@ func (c *coalition) prepOutgoing(env core.Envelope) []core.Envelope {
 	switch {
 	case ok && c.leaderOf(r.View) == c.prep:
 		cp := *r
+		// Its lock proofs stay its own only if the nodes do not share
+		// their lock votes: it never asks them to.
+		cp.ShareLock = false
 		if c.plan == ByzLockIgnorer {
 			cp.Finalized = nil
 		} else if r.Finalize != nil && r.Finalize.Index > c.startLock {

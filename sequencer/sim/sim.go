@@ -99,6 +99,10 @@ type Options struct {
 	// does; otherwise every node ticks every tick. A run must be the
 	// same either way (TestSkipIdleTicksChangesNothing).
 	SkipIdleTicks bool
+	// Share is every node's Config.ShareLockVotes; nil picks by the seed
+	// (auto, always, never for seed mod 3 = 0, 1, 2), so each mode runs
+	// under every strategy.
+	Share *core.ShareMode
 	// Trace receives a log of protocol events; nil discards it.
 	Trace io.Writer
 }
@@ -108,6 +112,7 @@ type Result struct {
 	Seed       uint64
 	Nodes      int
 	Calm       bool // a run without faults (see Options.Calm)
+	Share      core.ShareMode
 	Byzantine  map[int]string
 	Violations []string
 	// Finalized is the canonical finalized index per app at the end.
@@ -129,6 +134,9 @@ type Stats struct {
 	// right after a Ready's messages left (before the next save).
 	CrashesAfterSave, CrashesAfterSend int
 	TicksSkipped                       int // node ticks left out (Options.SkipIdleTicks)
+	// SharedLockProofs: lock proofs followers aggregated from shared lock
+	// votes (Options.Share), counted by the cores running at the end.
+	SharedLockProofs int
 }
 
 // Failed reports whether the run found a violation.
@@ -141,8 +149,8 @@ func (r *Result) String() string {
 	if r.Calm {
 		calm = " calm"
 	}
-	fmt.Fprintf(&b, "seed=%d%s n=%d byz=%v view=%d final=%v msgs=%d drop=%d crash=%d part=%d acc=%d/%d heal=%d",
-		r.Seed, calm, r.Nodes, r.Byzantine, r.MaxView, r.Finalized, r.Stats.Messages, r.Stats.Dropped,
+	fmt.Fprintf(&b, "seed=%d%s n=%d share=%s byz=%v view=%d final=%v msgs=%d drop=%d crash=%d part=%d acc=%d/%d heal=%d",
+		r.Seed, calm, r.Nodes, r.Share, r.Byzantine, r.MaxView, r.Finalized, r.Stats.Messages, r.Stats.Dropped,
 		r.Stats.Crashes, r.Stats.Partitions, r.Stats.Accepted, r.Stats.Submitted, r.Stats.HealTicks)
 	if r.Failed() {
 		fmt.Fprintf(&b, " VIOLATIONS=%d first=%q", len(r.Violations), r.Violations[0])
@@ -161,6 +169,10 @@ func Run(o Options) *Result {
 	}
 	if o.Ticks == 0 {
 		o.Ticks = 1500
+	}
+	if o.Share == nil {
+		m := core.ShareMode(o.Seed % 3)
+		o.Share = &m
 	}
 	if o.LivenessTicks == 0 {
 		o.LivenessTicks = DefaultLivenessTicks
@@ -198,7 +210,7 @@ func Run(o Options) *Result {
 		trace = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError + 1}))
 	}
 	w := newWorld(o, rng, trace)
-	res := &Result{Seed: o.Seed, Nodes: o.Nodes, Calm: o.Calm, Byzantine: map[int]string{}}
+	res := &Result{Seed: o.Seed, Nodes: o.Nodes, Calm: o.Calm, Share: *o.Share, Byzantine: map[int]string{}}
 	for i, b := range w.byz {
 		if b != nil {
 			res.Byzantine[i] = b.name()
@@ -235,6 +247,11 @@ func Run(o Options) *Result {
 	res.Finalized = w.chk.canonFinal()
 	res.MaxView = w.maxView()
 	w.stats.ProofsChecked = w.chk.proofsChecked
+	for _, sn := range w.nodes {
+		if sn.core != nil {
+			w.stats.SharedLockProofs += int(sn.core.Metrics().SharedLockProofs)
+		}
+	}
 	res.Stats = w.stats
 	w.sent.Sum(res.SentDigest[:0])
 	return res

@@ -43,6 +43,7 @@ func Encode(m Message) []byte {
 		}
 		w.optProof(m.Finalize)
 		w.optProof(m.Finalized)
+		w.bool(m.ShareLock)
 	case *Vote:
 		w.str(m.App)
 		w.u64(m.View)
@@ -144,6 +145,7 @@ func DecodeUnvalidated(b []byte) (Message, error) {
 		}
 		p.Finalize = r.optProof()
 		p.Finalized = r.optProof()
+		p.ShareLock = r.bool()
 		m = p
 	case TypeVote:
 		m = &Vote{App: r.str(), View: r.u64(), Lock: r.optSigned(), Finalize: r.optSigned()}

@@ -98,15 +98,22 @@ type PostReply struct {
 // Finalize carries a lock proof of this view and asks for Finalize
 // signatures over exactly its (index, chaining hash); Finalized is the
 // latest finalize proof, for nodes to learn finality. Any may be absent.
+//
+// ShareLock (with Lock) asks the node to send its Lock vote to every node,
+// not only to the leader, and to sign Finalize, unasked, for the lock proof
+// it can aggregate from the votes it gets: on a wide-area link that saves
+// the leader's finalize request, one network delay (docs/protocol.md §6).
 type Round struct {
 	App       string
 	View      uint64
 	Lock      *LockTarget
 	Finalize  *Proof // KindLock
 	Finalized *Proof // KindFinalize
+	ShareLock bool
 }
 
-// Vote (node → leader): the node's signatures for a Round.
+// Vote (node → leader): the node's signatures for a Round. Under a Round's
+// ShareLock a copy of the Lock vote alone also goes to every other node.
 type Vote struct {
 	App      string
 	View     uint64
@@ -310,6 +317,9 @@ func (m *Round) ValidateBasic() error {
 	}
 	if m.Lock != nil && m.Lock.Index == 0 {
 		return errors.New("round: lock of index 0")
+	}
+	if m.ShareLock && m.Lock == nil {
+		return errors.New("round: share_lock without a lock")
 	}
 	if m.Finalize != nil {
 		if err := m.Finalize.ValidateBasic(); err != nil {

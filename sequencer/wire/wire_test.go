@@ -45,6 +45,7 @@ func samples() []Message {
 		&SyncRequest{App: "orderbook", View: 7, After: 2, Target: LockTarget{Index: 9, ChainingHash: Hash{3}}, Have: Tip{Index: 5, ChainingHash: Hash{2}}},
 		&SyncRequest{App: "orderbook", View: 7, After: 2},
 		&SyncReply{App: "orderbook", View: 7, After: 2, Batches: []Batch{{Index: 3, Timestamp: 5, Seq: 1, Body: []byte("b")}}, Proofs: []Proof{*proof(KindFinalize, 1, 3)}},
+		&Round{App: "orderbook", View: 3, Lock: &LockTarget{Index: 15, ChainingHash: Hash{2}}, ShareLock: true},
 	}
 }
 
@@ -119,6 +120,7 @@ func TestDecodeRejects(t *testing.T) {
 		"proof kind":     Encode(&Round{App: "a", View: 3, Finalize: proof(KindFinalize, 3, 2)}),
 		"proof view":     Encode(&Round{App: "a", View: 3, Finalize: proof(KindLock, 2, 2)}),
 		"empty round":    Encode(&Round{App: "a"}),
+		"share no lock":  Encode(&Round{App: "a", Finalized: proof(KindFinalize, 3, 2), ShareLock: true}),
 		"empty vote":     Encode(&Vote{App: "a"}),
 		"no signers":     Encode(&ViewChange{Cert: Certificate{View: 1}}),
 		"trailing zero":  Encode(&ViewChange{Cert: Certificate{View: 1, Signers: Bitmap{1, 0}}}),
