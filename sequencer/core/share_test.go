@@ -115,13 +115,10 @@ func TestSharedLockVotesLeader(t *testing.T) {
 	}
 }
 
-// TestSharedLockVotesFollower: a follower asked with ShareLock sends its
-// lock vote to the leader and to every other node, takes the others' votes
-// for the Lock it signed (and only that one), drops a bad signature
-// without losing the good ones, and once a quorum's valid votes aggregate
-// into a lock proof it raises its lock (rule 3) and sends the leader its
-// Finalize vote unasked.
-func TestSharedLockVotesFollower(t *testing.T) {
+// followerWithBatch is node 1 (startFollower) in view 0 holding one batch,
+// and that batch's chaining hash.
+func followerWithBatch(t *testing.T) (*core.Node, core.Store, wire.Hash) {
+	t.Helper()
 	n, store, _, now := startFollower(t)
 	if err := n.Step(0, &wire.NewView{App: "ob", View: 0}); err != nil {
 		t.Fatal(err)
@@ -133,6 +130,17 @@ func TestSharedLockVotesFollower(t *testing.T) {
 	}
 	handle(t, n, store)
 	h1 := core.ChainHash(wire.Hash{}, core.BatchHash(now, []byte("a")))
+	return n, store, h1
+}
+
+// TestSharedLockVotesFollower: a follower asked with ShareLock sends its
+// lock vote to the leader and to every other node, takes the others' votes
+// for the Lock it signed (and only that one), drops a bad signature
+// without losing the good ones, and once a quorum's valid votes aggregate
+// into a lock proof it raises its lock (rule 3) and sends the leader its
+// Finalize vote unasked.
+func TestSharedLockVotesFollower(t *testing.T) {
+	n, store, h1 := followerWithBatch(t)
 
 	if err := n.Step(0, &wire.Round{App: "ob", View: 0, Lock: &wire.LockTarget{Index: 1, ChainingHash: h1}, ShareLock: true}); err != nil {
 		t.Fatal(err)
@@ -189,17 +197,7 @@ func TestSharedLockVotesFollower(t *testing.T) {
 // TestNoSharingWithoutShareLock: a plain round's lock vote goes to the
 // leader alone, and votes from other nodes are ignored.
 func TestNoSharingWithoutShareLock(t *testing.T) {
-	n, store, _, now := startFollower(t)
-	if err := n.Step(0, &wire.NewView{App: "ob", View: 0}); err != nil {
-		t.Fatal(err)
-	}
-	handle(t, n, store)
-	b := []wire.Batch{{Index: 1, Timestamp: now, Origin: 0, Seq: 1, Body: []byte("a")}}
-	if err := n.Step(0, &wire.PostReply{App: "ob", View: 0, After: 0, Batches: b}); err != nil {
-		t.Fatal(err)
-	}
-	handle(t, n, store)
-	h1 := core.ChainHash(wire.Hash{}, core.BatchHash(now, []byte("a")))
+	n, store, h1 := followerWithBatch(t)
 	if err := n.Step(0, &wire.Round{App: "ob", View: 0, Lock: &wire.LockTarget{Index: 1, ChainingHash: h1}}); err != nil {
 		t.Fatal(err)
 	}
