@@ -107,6 +107,14 @@ type Options struct {
 	Trace io.Writer
 }
 
+// shareMode is the nodes' Config.ShareLockVotes (see Options.Share).
+func (o *Options) shareMode() core.ShareMode {
+	if o.Share != nil {
+		return *o.Share
+	}
+	return core.ShareMode(o.Seed % 3)
+}
+
 // Result summarises a run.
 type Result struct {
 	Seed       uint64
@@ -170,10 +178,6 @@ func Run(o Options) *Result {
 	if o.Ticks == 0 {
 		o.Ticks = 1500
 	}
-	if o.Share == nil {
-		m := core.ShareMode(o.Seed % 3)
-		o.Share = &m
-	}
 	if o.LivenessTicks == 0 {
 		o.LivenessTicks = DefaultLivenessTicks
 	}
@@ -210,7 +214,7 @@ func Run(o Options) *Result {
 		trace = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError + 1}))
 	}
 	w := newWorld(o, rng, trace)
-	res := &Result{Seed: o.Seed, Nodes: o.Nodes, Calm: o.Calm, Share: *o.Share, Byzantine: map[int]string{}}
+	res := &Result{Seed: o.Seed, Nodes: o.Nodes, Calm: o.Calm, Share: o.shareMode(), Byzantine: map[int]string{}}
 	for i, b := range w.byz {
 		if b != nil {
 			res.Byzantine[i] = b.name()

@@ -148,7 +148,7 @@ func newWorld(o Options, rng *rand.Rand, lg *slog.Logger) *world {
 	w.chk = newChecker(w.n, cryptos[0])
 	for i := 0; i < w.n; i++ {
 		cfg := core.TestConfig(chainID, w.n, i)
-		cfg.ShareLockVotes = *o.Share
+		cfg.ShareLockVotes = o.shareMode()
 		cfg.Logger = lg
 		sn := &simNode{id: i, store: core.NewMemoryStore(), crypto: cryptos[i], cfg: cfg}
 		if !o.Quiet {
