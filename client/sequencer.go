@@ -463,30 +463,28 @@ func (s *Sequencer) Pages(ctx context.Context, app string, after uint64, prev [3
 			yield(Page{}, err)
 			return
 		}
+		pos := followPos{after: after, prev: prev}
 		if s.o.stream && s.o.longPoll > 0 {
-			s.followStreams(ctx, app, followPos{after: after, prev: prev}, yield)
+			s.followStreams(ctx, app, pos, yield)
 			return
 		}
-		var lastTS uint64
-		checkTS := false
 		wait := s.o.pollMin
 		for {
 			start := s.o.now()
-			page, err := s.finalized(ctx, app, after, prev, lastTS, checkTS, s.o.longPoll)
+			page, err := s.finalized(ctx, app, pos.after, pos.prev, pos.lastTS, pos.checkTS, s.o.longPoll)
 			if ctx.Err() != nil {
 				yield(Page{}, ctx.Err())
 				return
 			}
 			if err != nil {
-				s.o.logger.Warn("no node served a verified page; retrying", "app", app, "after", after, "err", err)
+				s.o.logger.Warn("no node served a verified page; retrying", "app", app, "after", pos.after, "err", err)
 			}
 			if err == nil && len(page.Batches) > 0 {
 				wait = s.o.pollMin
 				if !yield(page, nil) {
 					return
 				}
-				last := page.Batches[len(page.Batches)-1]
-				after, prev, lastTS, checkTS = last.Index, last.ChainingHash, last.Timestamp, true
+				pos.advance(page)
 				continue
 			}
 			if err == nil && s.o.longPoll > 0 && s.o.now().Sub(start) >= s.o.pollMin {

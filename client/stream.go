@@ -39,6 +39,17 @@ type followPos struct {
 	checkTS bool
 }
 
+// advance moves pos past page, which holds at least one batch.
+func (pos *followPos) advance(page Page) {
+	last := page.Batches[len(page.Batches)-1]
+	pos.after, pos.prev, pos.lastTS, pos.checkTS = last.Index, last.ChainingHash, last.Timestamp, true
+}
+
+// verifier checks the pages that follow pos.
+func (pos *followPos) verifier(s *Sequencer, app string) *chainVerifier {
+	return newChainVerifier(s.c, app, pos.after, pos.prev, pos.lastTS, pos.checkTS)
+}
+
 // errStreamSilent: a stream sent no line within its silence bound.
 var errStreamSilent = errors.New("the finalized-batch stream went silent")
 
@@ -91,7 +102,7 @@ func (s *Sequencer) streamFrom(ctx context.Context, i int, app string, pos *foll
 	}
 	br := bufio.NewReaderSize(resp.Body, 64<<10)
 	progressed := false
-	v := newChainVerifier(s.c, app, pos.after, pos.prev, pos.lastTS, pos.checkTS)
+	v := pos.verifier(s, app)
 	lines := 0
 	for {
 		line, err := readLine(br, s.o.answerBytesMax)
@@ -136,15 +147,14 @@ func (s *Sequencer) streamFrom(ctx context.Context, i int, app string, pos *foll
 				return progressed, nil
 			}
 		}
-		if n := len(page.Batches); n > 0 {
+		if len(page.Batches) > 0 {
 			if !yield(page) {
 				return true, errYieldStopped
 			}
-			last := page.Batches[n-1]
-			pos.after, pos.prev, pos.lastTS, pos.checkTS = last.Index, last.ChainingHash, last.Timestamp, true
+			pos.advance(page)
 			progressed = true
 		}
-		v = newChainVerifier(s.c, app, pos.after, pos.prev, pos.lastTS, pos.checkTS)
+		v = pos.verifier(s, app)
 	}
 }
 

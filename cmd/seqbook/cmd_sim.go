@@ -63,12 +63,12 @@ func runSim(args []string) int {
 		return fail("sim", fmt.Errorf("--nodes %d: want 1..64", *nodes))
 	}
 	var shareMode *core.ShareMode
-	switch *share {
-	case "seed":
-	case "auto", "always", "never":
-		m := map[string]core.ShareMode{"auto": core.ShareAuto, "always": core.ShareAlways, "never": core.ShareNever}[*share]
-		shareMode = &m
-	default:
+	for _, m := range []core.ShareMode{core.ShareAuto, core.ShareAlways, core.ShareNever} {
+		if m.String() == *share {
+			shareMode = &m
+		}
+	}
+	if shareMode == nil && *share != "seed" {
 		return fail("sim", fmt.Errorf("--share %q: want auto, always, never or seed", *share))
 	}
 	if *listMutations {

@@ -216,10 +216,10 @@ func (n *Node) mayStartRound(a *app) bool {
 	if n.finalizeWaits(a) {
 		return true
 	}
-	if l.roundTicks == 0 || n.quorumFloor() < roundSpacingTicksMax {
-		// Rounds are not held by the network (a round trip under two
-		// ticks, as on one host): overlapping would only add rounds for a
-		// busy CPU to do, and a busy CPU is what holds them.
+	if l.roundTicks == 0 || !n.roundsHeldByNetwork() {
+		// A round trip under two ticks, as on one host: overlapping would
+		// only add rounds for a busy CPU to do, and a busy CPU is what
+		// holds them.
 		return false
 	}
 	if age := n.tick - rs[len(rs)-1].startTick; age*roundSpacing < l.roundTicks && age < roundSpacingTicksMax {
@@ -284,6 +284,14 @@ func (n *Node) shareLockVotes() bool {
 	case ShareNever:
 		return false
 	}
+	return n.roundsHeldByNetwork()
+}
+
+// roundsHeldByNetwork reports whether the network holds a round for two
+// ticks or more (a wide-area link): the leader's quorum of peers answers
+// no sooner than that at best (quorumFloor). Only then do rounds overlap
+// and lock votes go to every node.
+func (n *Node) roundsHeldByNetwork() bool {
 	return n.quorumFloor() >= roundSpacingTicksMax
 }
 

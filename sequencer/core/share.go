@@ -1,6 +1,10 @@
 package core
 
-import "github.com/seqbook/seqbook/sequencer/wire"
+import (
+	"slices"
+
+	"github.com/seqbook/seqbook/sequencer/wire"
+)
 
 // Shared lock votes: finality one network delay sooner on a wide-area link.
 //
@@ -43,8 +47,7 @@ func (n *Node) shareLock(a *app, own *wire.SignedTarget) {
 	}
 	n.pruneShared(a, a.finalIdx())
 	if len(s.tallies) == roundsInFlightMax {
-		clear(s.tallies[:1])
-		s.tallies = append(s.tallies[:0], s.tallies[1:]...)
+		s.tallies = slices.Delete(s.tallies, 0, 1)
 	}
 	t := newTally(wire.KindLock, own.Index, own.ChainingHash, nil)
 	t.votes[n.cfg.Self] = own.Signature
@@ -85,13 +88,5 @@ func (n *Node) stepSharedLock(from int, v *wire.Vote) {
 // pruneShared drops the tallies at or below idx: a lock proof or a
 // finalization there made them moot.
 func (n *Node) pruneShared(a *app, idx uint64) {
-	s := &a.shared
-	keep := s.tallies[:0]
-	for _, t := range s.tallies {
-		if t.index > idx {
-			keep = append(keep, t)
-		}
-	}
-	clear(s.tallies[len(keep):])
-	s.tallies = keep
+	a.shared.tallies = slices.DeleteFunc(a.shared.tallies, func(t *tally) bool { return t.index <= idx })
 }
