@@ -44,6 +44,9 @@ type e2eResult struct {
 		P90Ms float64 `json:"p90_ms"`
 		P99Ms float64 `json:"p99_ms"`
 	} `json:"latency_at_rate"`
+	// Sequencer is the sequencer's work in the saturation phase (absent
+	// when its nodes publish no work counters).
+	Sequencer *seqRoundWork `json:"sequencer_saturation,omitempty"`
 }
 
 type e2eOpts struct {
@@ -141,6 +144,10 @@ func benchE2E(ctx context.Context, c *cluster.Cluster, o e2eOpts, pids map[strin
 		urls[i] = "http://" + r.HTTP
 	}
 	res.Replicas = len(urls)
+	nodeURLs := make([]string, len(c.Nodes))
+	for i, m := range c.Nodes {
+		nodeURLs[i] = "http://" + m.HTTP
+	}
 	h := load.NewHTTP(60 * time.Second)
 	if _, err := load.WaitConverged(ctx, h, urls, 0); err != nil {
 		return res, fmt.Errorf("before the benchmark: %w", err)
@@ -192,6 +199,7 @@ func benchE2E(ctx context.Context, c *cluster.Cluster, o e2eOpts, pids map[strin
 			return res, err
 		}
 	}
+	work0 := nodeWork(ctx, h, nodeURLs)
 	start := time.Now()
 	if feed != nil {
 		feed.reset()
@@ -215,6 +223,7 @@ func benchE2E(ctx context.Context, c *cluster.Cluster, o e2eOpts, pids map[strin
 		return res, fmt.Errorf("after the saturation phase: %w", err)
 	}
 	end := time.Now()
+	workLine, work, workOK := phaseWork(work0, nodeWork(ctx, h, nodeURLs), accepted)
 	var cpuPerOrder time.Duration
 	var cpuSplit []string
 	for _, k := range kinds {
@@ -234,6 +243,10 @@ func benchE2E(ctx context.Context, c *cluster.Cluster, o e2eOpts, pids map[strin
 	}
 	res.Saturation.OrdersPerSec = float64(accepted) / end.Sub(start).Seconds()
 	fmt.Printf("bench: all replicas at index %d, digest %s, %.1fs after the first order\n", conv.Index, load.ShortHash(conv.Digest), end.Sub(start).Seconds())
+	if workOK {
+		fmt.Println("bench: " + workLine)
+		res.Sequencer = &work
+	}
 	if err := checkApplied(ctx, h, urls, satOrders[:sent], outcomes, 200); err != nil {
 		return res, err
 	}

@@ -348,3 +348,61 @@ func writeJSONFile(path string, v any) error {
 	}
 	return os.WriteFile(path, append(b, '\n'), 0o644)
 }
+
+// nodeWork reads every node's work counters (GET /node/state); a node
+// that does not answer or count is nil.
+func nodeWork(ctx context.Context, h *load.HTTP, nodeURLs []string) []*seqapi.NodeWork {
+	out := make([]*seqapi.NodeWork, len(nodeURLs))
+	for i, url := range nodeURLs {
+		var st seqapi.NodeState
+		if err := h.GetJSON(ctx, url+"/node/state", &st); err == nil {
+			out[i] = st.Work
+		}
+	}
+	return out
+}
+
+// phaseWork describes the sequencer's work between two nodeWork reads:
+// batches finalized, rounds, and per node and round its fsyncs and BLS
+// signatures. ok is false when no node counted a round in between.
+func phaseWork(before, after []*seqapi.NodeWork, orders int) (line string, perRound seqRoundWork, ok bool) {
+	var fsyncs, signs []string
+	var batches, rounds uint64
+	var saveSum, signSum float64
+	counted := 0
+	for i := range after {
+		b, a := before[i], after[i]
+		if b == nil || a == nil || a.Rounds <= b.Rounds {
+			fsyncs, signs = append(fsyncs, "-"), append(signs, "-")
+			continue
+		}
+		r := float64(a.Rounds - b.Rounds)
+		s, g := float64(a.StoreSaves-b.StoreSaves)/r, float64(a.BLSSigns-b.BLSSigns)/r
+		fsyncs = append(fsyncs, strconv.FormatFloat(s, 'f', 2, 64))
+		signs = append(signs, strconv.FormatFloat(g, 'f', 2, 64))
+		saveSum, signSum = saveSum+s, signSum+g
+		batches, rounds = max(batches, a.BatchesFinalized-b.BatchesFinalized), max(rounds, a.Rounds-b.Rounds)
+		counted++
+	}
+	if counted == 0 || batches == 0 {
+		return "", perRound, false
+	}
+	perRound = seqRoundWork{
+		Batches: batches, Rounds: rounds,
+		BatchesPerRound: float64(batches) / float64(rounds),
+		FsyncsPerNode:   saveSum / float64(counted),
+		SignsPerNode:    signSum / float64(counted),
+	}
+	line = fmt.Sprintf("sequencer: %d batches (%.1f orders each) finalized in %d rounds (%.1f batches per round); per node and round: %s fsyncs, %s BLS signatures",
+		batches, float64(orders)/float64(batches), rounds, perRound.BatchesPerRound, strings.Join(fsyncs, "/"), strings.Join(signs, "/"))
+	return line, perRound, true
+}
+
+// seqRoundWork is phaseWork's figures (JSON results).
+type seqRoundWork struct {
+	Batches         uint64  `json:"batches"`
+	Rounds          uint64  `json:"rounds"`
+	BatchesPerRound float64 `json:"batches_per_round"`
+	FsyncsPerNode   float64 `json:"fsyncs_per_node_per_round"`
+	SignsPerNode    float64 `json:"bls_signs_per_node_per_round"`
+}
