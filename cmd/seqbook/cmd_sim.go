@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -33,6 +34,7 @@ func runSim(args []string) int {
 	control := fs.Bool("control", false, "with --mutation: run the mutation's Byzantine strategies against the real protocol instead (must find nothing)")
 	untilCaught := fs.Bool("until-caught", false, "with --mutation: stop at the first seed that catches it")
 	share := fs.String("share", "seed", "when lock votes go to every node (Config.ShareLockVotes): auto, always, never, or seed (by seed mod 3: auto, always, never)")
+	hold := fs.String("hold", "seed", "ticks a node may hold back output that only carries batches for the round under way (Config.HoldTicksMax), or seed (0 or 3 by seed/3 even or odd)")
 	workers := fs.Int("workers", 1, "seeds run in parallel (each seed stays deterministic)")
 	skipIdle := fs.Bool("skip-idle-ticks", false, "tick each node only when its core says a tick may act, as the node runtime does (a run must be the same either way)")
 	verbose := fs.Bool("v", false, "print every seed's summary, not only failures and progress")
@@ -70,6 +72,14 @@ func runSim(args []string) int {
 	}
 	if shareMode == nil && *share != "seed" {
 		return fail("sim", fmt.Errorf("--share %q: want auto, always, never or seed", *share))
+	}
+	var holdTicks *int
+	if *hold != "seed" {
+		h, err := strconv.Atoi(*hold)
+		if err != nil || h < 0 {
+			return fail("sim", fmt.Errorf("--hold %q: want a number of ticks (0 or more) or seed", *hold))
+		}
+		holdTicks = &h
 	}
 	if *listMutations {
 		for _, m := range core.Mutations {
@@ -124,6 +134,7 @@ func runSim(args []string) int {
 				}
 				o.SkipIdleTicks = *skipIdle
 				o.Share = shareMode
+				o.Hold = holdTicks
 				o.RealBLS = *blsEvery > 0 && s%uint64(*blsEvery) == 0
 				if o.RealBLS {
 					o.Ticks = min(o.Ticks, 400)
@@ -159,6 +170,7 @@ func runSim(args []string) int {
 		finals                         uint64
 		failures                       []string
 		shared                         = map[core.ShareMode]int{}
+		saves, holdFinals              = map[bool]int{}, map[bool]uint64{}
 		progressEvery                  = max(*seeds/20, 1)
 	)
 	for r := range results {
@@ -170,6 +182,10 @@ func runSim(args []string) int {
 		parts += r.Stats.Partitions
 		accepted += r.Stats.Accepted
 		shared[r.Share] += r.Stats.SharedLockProofs
+		saves[r.Hold > 0] += r.Stats.Saves
+		for _, f := range r.Finalized {
+			holdFinals[r.Hold > 0] += f
+		}
 		maxView = max(maxView, r.MaxView)
 		healMax = max(healMax, r.Stats.HealTicks)
 		for _, f := range r.Finalized {
@@ -205,6 +221,13 @@ func runSim(args []string) int {
 	fmt.Printf("messages %d, crashes %d (%d right after a save, %d right after sending), partitions %d, batches accepted %d, batches finalized %d, highest view %d\n",
 		msgs, crashes, crashSave, crashSend, parts, accepted, finals, maxView)
 	fmt.Printf("lock proofs aggregated by followers from shared votes: %d with share=always, %d with share=auto\n", shared[core.ShareAlways], shared[core.ShareAuto])
+	perFinal := func(held bool) string {
+		if holdFinals[held] == 0 {
+			return "-"
+		}
+		return strconv.FormatFloat(float64(saves[held])/float64(holdFinals[held]), 'f', 2, 64)
+	}
+	fmt.Printf("store saves per finalized batch: %s with output held for the round under way (hold > 0), %s without\n", perFinal(true), perFinal(false))
 	fmt.Printf("slowest recovery after healing: %d ticks (bound %d)\n", healMax, sim.DefaultLivenessTicks)
 	if run != core.MutationNone {
 		if unsafe == 0 {

@@ -168,6 +168,14 @@ type Config struct {
 	// worth more than the messages and the proof check each node adds;
 	// ShareAlways and ShareNever decide for every round.
 	ShareLockVotes ShareMode
+	// HoldTicksMax: output that only carries batches (entries and pending
+	// batches to persist, pushes, post replies, a follower's posts of
+	// batches it was pushed) waits for the next output of the round under
+	// way, so one save (one fsync) covers both, for at most this many
+	// ticks (HasReady). A round's own output (votes, proofs, requests)
+	// never waits, nor a follower's post of batches submitted to it. 0:
+	// nothing waits (a save as soon as the previous one is done).
+	HoldTicksMax int
 	// PageBatchesMax and PageBytesMax bound one PostReply or SyncReply.
 	PageBatchesMax int
 	PageBytesMax   int
@@ -319,6 +327,7 @@ func DefaultConfig(chainID uint64, n, self int) Config {
 		RoundBatchesMax:        1000,
 		RoundBytesMax:          4 << 20,
 		RoundOverlapBatchesMax: 4,
+		HoldTicksMax:           5, // 50 ms
 		PageBatchesMax:         1000,
 		PageBytesMax:           4 << 20,
 		PostBytesMax:           4 << 20,
@@ -351,6 +360,8 @@ func TestConfig(chainID uint64, n, self int) Config {
 	c.PageBytesMax = 32 << 10
 	c.PostBytesMax = 16 << 10
 	c.ProofsPerReplyMax = 8
+	// Core tests take each output at once; the simulator holds by seed.
+	c.HoldTicksMax = 0
 	return c
 }
 
@@ -394,6 +405,9 @@ func (c *Config) ValidateBasic() error {
 	}
 	if c.ViewStateGraceTicks < 0 {
 		return errors.New("config: ViewStateGraceTicks must not be negative")
+	}
+	if c.HoldTicksMax < 0 {
+		return errors.New("config: HoldTicksMax must not be negative")
 	}
 	if c.RoundOverlapBatchesMax < 0 {
 		return errors.New("config: RoundOverlapBatchesMax must not be negative")

@@ -91,11 +91,15 @@ func quiet(c core.Config) core.Config {
 }
 
 // startFollower makes node 1 of 4 (a follower of view 0) on a memory
-// store, with the test configuration, and gives it its first tick.
-func startFollower(t *testing.T) (*core.Node, core.Store, core.Config, uint64) {
+// store, with the test configuration (changed by tweaks), and gives it its
+// first tick.
+func startFollower(t *testing.T, tweaks ...func(*core.Config)) (*core.Node, core.Store, core.Config, uint64) {
 	t.Helper()
 	store := core.NewMemoryStore()
 	cfg := quiet(core.TestConfig(chain, 4, 1))
+	for _, tw := range tweaks {
+		tw(&cfg)
+	}
 	now := uint64(1_700_000_000_000)
 	n, err := core.NewNode(cfg, testCrypto{1}, store)
 	if err != nil {

@@ -41,29 +41,22 @@ func (n *Node) flush() {
 	n.flushDue = false
 	for _, name := range n.names {
 		a := n.apps[name]
-		due := a.postDue
-		a.postDue = false
 		if a.phase != phaseActive || a.sync != nil {
+			a.postDue = false
 			continue
 		}
 		if !n.isLeader() {
-			if due {
+			if a.postDue {
+				a.postDue = false
 				n.post(a)
 			}
 			continue
 		}
-		if l := a.lead; l != nil {
-			if due {
-				n.selfPost(a)
-				n.advanceRounds(a)
-			}
-			if l.pushDue {
-				l.pushDue = false
-				n.push(a)
-				// What was just pushed may complete a lock candidate:
-				// the round's requests follow the push on each stream.
-				n.advanceRounds(a)
-			}
+		if a.lead != nil {
+			// advanceRounds sequences and pushes what waits (pushPending)
+			// before a round starts, so a new round covers it.
+			n.pushPending(a)
+			n.advanceRounds(a)
 		}
 	}
 }
@@ -224,6 +217,12 @@ func (n *Node) stepRound(from int, r *wire.Round) error {
 		if a.sync != nil {
 			return nil
 		}
+	}
+	if a.postDue {
+		// Batches waiting for a post (held back, HasReady) go before the
+		// vote: the leader has them when the vote completes its round.
+		a.postDue = false
+		n.post(a)
 	}
 	vote := &wire.Vote{App: a.name, View: n.view}
 	if lp := r.Finalize; lp != nil {

@@ -37,6 +37,9 @@ func (n *Node) IdleTicks() uint64 {
 	if n.disputed {
 		return 0 // the dispute is sent again after its retry timeout
 	}
+	if n.holding {
+		return 0 // held output is released by a tick at the latest (HasReady)
+	}
 	leader := n.isLeader()
 	if leader && !n.established {
 		return 0 // waiting out the view-state grace

@@ -129,6 +129,20 @@ func (n *Node) selfPost(a *app) {
 	}
 }
 
+// pushPending (leader) sequences the leader's own batches a submit left
+// for the next Ready and pushes to the followers what they were not sent
+// yet: what a round about to start must cover.
+func (n *Node) pushPending(a *app) {
+	if a.postDue {
+		a.postDue = false
+		n.selfPost(a)
+	}
+	if l := a.lead; l.pushDue {
+		l.pushDue = false
+		n.push(a)
+	}
+}
+
 func (n *Node) pushSoon(a *app) {
 	a.lead.pushDue = true
 	n.flushDue = true

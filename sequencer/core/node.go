@@ -63,6 +63,10 @@ type Node struct {
 
 	// readyOut: a Ready was handed out and its Advance has not come yet.
 	readyOut bool
+	// holding: HasReady holds back the output since the last Ready
+	// (holdable) since tick holdTick.
+	holding  bool
+	holdTick uint64
 
 	// Output since the last Advance.
 	persist   map[string]*AppPersist
@@ -347,6 +351,20 @@ func (n *Node) Submit(app string, body []byte) error {
 
 // HasReady reports whether Ready has anything to persist, send or report.
 func (n *Node) HasReady() bool {
+	if !n.hasOutput() {
+		return false
+	}
+	if !n.holdable() {
+		return true
+	}
+	if !n.holding {
+		n.holding, n.holdTick = true, n.tick
+	}
+	return n.tick-n.holdTick >= uint64(n.cfg.HoldTicksMax)
+}
+
+// hasOutput reports whether anything changed since the last Ready.
+func (n *Node) hasOutput() bool {
 	if n.hardDirty || len(n.persist) > 0 || len(n.msgs) > 0 || len(n.finalized) > 0 || n.flushDue {
 		return true
 	}
@@ -356,6 +374,71 @@ func (n *Node) HasReady() bool {
 		}
 	}
 	return false
+}
+
+// holdable reports whether the output since the last Ready may wait for
+// the round under way (Config.HoldTicksMax): it only carries batches
+// (entries and pending batches to persist, a leader's pushes and post
+// replies, a follower's posts; the app hard state a submit changes, its
+// next Seq) of apps whose round is under way, whose next output (votes,
+// proofs, the next round's requests) will not wait and will take it
+// along, in one save. No message but those waits, so a vote, a round's
+// request or a proof never does (the safety records they change travel
+// with them), nor a view change or a finalization. What a round needs
+// from what waited goes first when the output that releases it is made:
+// a leader pushes before a round's requests (advanceRounds), a follower
+// posts before its vote (stepRound), so the leader holds a follower's
+// batches when that vote completes the round and locks them in the next.
+// It is a performance rule, not a safety one: what waits is still saved
+// before it is sent, with the output that releases it.
+func (n *Node) holdable() bool {
+	if n.cfg.HoldTicksMax == 0 || n.hardDirty || len(n.finalized) > 0 {
+		return false
+	}
+	for _, env := range n.msgs {
+		var app string
+		switch m := env.Msg.(type) {
+		case *wire.PostReply:
+			app = m.App
+		case *wire.Post:
+			app = m.App
+		default:
+			return false
+		}
+		if a := n.apps[app]; a == nil || !n.roundUnderWay(a) {
+			return false
+		}
+	}
+	for _, name := range n.names {
+		a := n.apps[name]
+		ap := n.persist[name]
+		due := a.postDue || (a.lead != nil && a.lead.pushDue)
+		if ap == nil && !due && !a.hardDirty {
+			continue
+		}
+		if !n.roundUnderWay(a) {
+			return false
+		}
+		if ap != nil && (ap.Hard != nil || ap.Truncate || len(ap.Proofs) > 0 || len(ap.PendingDelete) > 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// roundUnderWay reports whether app a has a round under way whose next
+// output is coming: the leader's rounds in flight; a follower's Lock of
+// this view above its finalized index (the round that finalizes it is
+// to come).
+func (n *Node) roundUnderWay(a *app) bool {
+	if a.phase != phaseActive || a.sync != nil {
+		return false
+	}
+	if n.isLeader() {
+		return a.lead != nil && len(a.lead.rounds) > 0
+	}
+	sl := a.hard.SignedLock
+	return sl.View == n.view && sl.Index > a.finalIdx()
 }
 
 // Ready returns what changed since the last Ready and hands it over: the
@@ -369,6 +452,7 @@ func (n *Node) Ready() Ready {
 		panic("core: Ready called again before Advance")
 	}
 	n.flush()
+	n.holding = false
 	var rd Ready
 	if n.hardDirty {
 		h := cloneHard(HardState{View: n.view, Cert: n.cert})

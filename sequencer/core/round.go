@@ -129,6 +129,9 @@ func (n *Node) advanceRounds(a *app) {
 		if !n.mayStartRound(a) {
 			break
 		}
+		// What waits for a round (held output, HasReady) goes first: the
+		// round's lock counts what was pushed before it.
+		n.pushPending(a)
 		r := n.nextRound(a)
 		if r == nil {
 			break

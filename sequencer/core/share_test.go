@@ -115,11 +115,11 @@ func TestSharedLockVotesLeader(t *testing.T) {
 	}
 }
 
-// followerWithBatch is node 1 (startFollower) in view 0 holding one batch,
-// and that batch's chaining hash.
-func followerWithBatch(t *testing.T) (*core.Node, core.Store, wire.Hash) {
+// followerWithBatch is node 1 (startFollower, with tweaks) in view 0
+// holding one batch, and that batch's chaining hash.
+func followerWithBatch(t *testing.T, tweaks ...func(*core.Config)) (*core.Node, core.Store, wire.Hash) {
 	t.Helper()
-	n, store, _, now := startFollower(t)
+	n, store, _, now := startFollower(t, tweaks...)
 	if err := n.Step(0, &wire.NewView{App: "ob", View: 0}); err != nil {
 		t.Fatal(err)
 	}

@@ -103,6 +103,10 @@ type Options struct {
 	// (auto, always, never for seed mod 3 = 0, 1, 2), so each mode runs
 	// under every strategy.
 	Share *core.ShareMode
+	// Hold is every node's Config.HoldTicksMax; nil picks by the seed (0
+	// or 3 ticks for seed/3 even or odd, so both run with each share
+	// mode).
+	Hold *int
 	// Trace receives a log of protocol events; nil discards it.
 	Trace io.Writer
 }
@@ -115,12 +119,21 @@ func (o *Options) shareMode() core.ShareMode {
 	return core.ShareMode(o.Seed % 3)
 }
 
+// holdTicks is the nodes' Config.HoldTicksMax (see Options.Hold).
+func (o *Options) holdTicks() int {
+	if o.Hold != nil {
+		return *o.Hold
+	}
+	return int(o.Seed/3%2) * 3
+}
+
 // Result summarises a run.
 type Result struct {
 	Seed       uint64
 	Nodes      int
 	Calm       bool // a run without faults (see Options.Calm)
 	Share      core.ShareMode
+	Hold       int // Config.HoldTicksMax
 	Byzantine  map[int]string
 	Violations []string
 	// Finalized is the canonical finalized index per app at the end.
@@ -145,6 +158,8 @@ type Stats struct {
 	// SharedLockProofs: lock proofs followers aggregated from shared lock
 	// votes (Options.Share), counted by the cores running at the end.
 	SharedLockProofs int
+	// Saves counts the nodes' store saves (Options.Hold lowers it).
+	Saves int
 }
 
 // Failed reports whether the run found a violation.
@@ -157,8 +172,8 @@ func (r *Result) String() string {
 	if r.Calm {
 		calm = " calm"
 	}
-	fmt.Fprintf(&b, "seed=%d%s n=%d share=%s byz=%v view=%d final=%v msgs=%d drop=%d crash=%d part=%d acc=%d/%d heal=%d",
-		r.Seed, calm, r.Nodes, r.Share, r.Byzantine, r.MaxView, r.Finalized, r.Stats.Messages, r.Stats.Dropped,
+	fmt.Fprintf(&b, "seed=%d%s n=%d share=%s hold=%d byz=%v view=%d final=%v msgs=%d drop=%d crash=%d part=%d acc=%d/%d heal=%d",
+		r.Seed, calm, r.Nodes, r.Share, r.Hold, r.Byzantine, r.MaxView, r.Finalized, r.Stats.Messages, r.Stats.Dropped,
 		r.Stats.Crashes, r.Stats.Partitions, r.Stats.Accepted, r.Stats.Submitted, r.Stats.HealTicks)
 	if r.Failed() {
 		fmt.Fprintf(&b, " VIOLATIONS=%d first=%q", len(r.Violations), r.Violations[0])
@@ -214,7 +229,7 @@ func Run(o Options) *Result {
 		trace = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError + 1}))
 	}
 	w := newWorld(o, rng, trace)
-	res := &Result{Seed: o.Seed, Nodes: o.Nodes, Calm: o.Calm, Share: o.shareMode(), Byzantine: map[int]string{}}
+	res := &Result{Seed: o.Seed, Nodes: o.Nodes, Calm: o.Calm, Share: o.shareMode(), Hold: o.holdTicks(), Byzantine: map[int]string{}}
 	for i, b := range w.byz {
 		if b != nil {
 			res.Byzantine[i] = b.name()

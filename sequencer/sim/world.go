@@ -149,6 +149,7 @@ func newWorld(o Options, rng *rand.Rand, lg *slog.Logger) *world {
 	for i := 0; i < w.n; i++ {
 		cfg := core.TestConfig(chainID, w.n, i)
 		cfg.ShareLockVotes = o.shareMode()
+		cfg.HoldTicksMax = o.holdTicks()
 		cfg.Logger = lg
 		sn := &simNode{id: i, store: core.NewMemoryStore(), crypto: cryptos[i], cfg: cfg}
 		if !o.Quiet {
@@ -308,6 +309,7 @@ func (w *world) save(sn *simNode, f *runner.Flight) {
 		w.chk.violate("node %d: store refused a Persist: %v", sn.id, err)
 		return
 	}
+	w.stats.Saves++
 	w.chk.observeReady(sn.id, &f.Ready)
 	if w.crashAfterSaveP > 0 && w.rng.Float64() < w.crashAfterSaveP {
 		w.stats.CrashesAfterSave++

@@ -129,7 +129,8 @@ func (r *Runner) Saving() bool { return r.flight != nil }
 // is returned; otherwise the Ready is returned for its Persist to be saved
 // (durably) and the result reported with Saved. Until then TakeReady
 // returns nil: the core gathers further output for the next Ready (group
-// commit).
+// commit). The core may also hold its output back for a while (HasReady
+// false; core.Config.HoldTicksMax) so that the next save covers more.
 func (r *Runner) TakeReady() *Flight {
 	if r.flight != nil {
 		return nil
@@ -147,15 +148,9 @@ func (r *Runner) TakeReady() *Flight {
 		r.flight = f
 		return f
 	}
-	if len(r.replies) > 0 {
-		// The core had nothing to persist for these batches (it refused
-		// none, so this cannot happen today; answering keeps a PUT from
-		// hanging if it ever does).
-		for _, reply := range r.replies {
-			reply(nil)
-		}
-		r.replies = nil
-	}
+	// PUTs still waiting are answered by the save of a later Ready: a
+	// submit always gives the core something to persist (the batch), which
+	// it may hold back a while (core.Config.HoldTicksMax) but never drops.
 	return nil
 }
 
