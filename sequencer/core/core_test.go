@@ -652,24 +652,38 @@ func TestRoundsOverlapAtLightLoad(t *testing.T) {
 		later int
 		// round is how many ticks a round takes (4 when 0).
 		round int
+		// told: the runtime gives the network's round trip to every peer,
+		// netMs (NetworkRTT).
+		told  bool
+		netMs uint64
 	}{
-		{"a quarter of a round in", 4, 1, 1, true, 0, 0},
-		{"late in a round", 4, 1, 3, true, 0, 0},
-		{"as the round starts", 4, 1, 0, false, 1, 0},
-		{"the round under way is large", 4, 5, 1, false, 0, 0},
-		{"overlap off", 0, 1, 1, false, 0, 0},
+		{"a quarter of a round in", 4, 1, 1, true, 0, 0, false, 0},
+		{"late in a round", 4, 1, 3, true, 0, 0, false, 0},
+		{"as the round starts", 4, 1, 0, false, 1, 0, false, 0},
+		{"the round under way is large", 4, 5, 1, false, 0, 0, false, 0},
+		{"overlap off", 0, 1, 1, false, 0, 0, false, 0},
 		// A long round trip: two ticks, not a quarter of the round.
-		{"two ticks into a long round", 4, 1, 2, true, 0, 12},
-		{"one tick into a long round", 4, 1, 1, false, 1, 12},
+		{"two ticks into a long round", 4, 1, 2, true, 0, 12, false, 0},
+		{"one tick into a long round", 4, 1, 1, false, 1, 12, false, 0},
 		// Votes within a tick (one host): the CPU, not the network,
 		// holds a round, and overlapping would only add rounds.
-		{"a round trip under two ticks", 4, 1, 1, false, 0, 1},
+		{"a round trip under two ticks", 4, 1, 1, false, 0, 1, false, 0},
+		// The transport's round trip, once told, decides instead: a
+		// long round on one host is a busy CPU, a short one across
+		// hosts a quiet network.
+		{"a long round on a short link", 4, 1, 2, false, 0, 12, true, 0},
+		{"a short round on a long link", 4, 1, 1, true, 0, 1, true, 50},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := quiet(core.TestConfig(chain, 4, 0))
 			cfg.RoundOverlapBatchesMax = tc.overlap
 			cfg.ShareLockVotes = core.ShareNever // finalize requests are asked (share_test.go)
 			n, store, now := startNode0(t, cfg)
+			if tc.told {
+				for p := 1; p < 4; p++ {
+					n.NetworkRTT(p, tc.netMs)
+				}
+			}
 			ticks := func(k int) {
 				for range k {
 					now += cfg.TickMs

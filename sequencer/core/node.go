@@ -52,6 +52,7 @@ type Node struct {
 	viewStateSent    uint64 // tick the last ViewState was sent
 	certSentTick     []uint64
 	rtt              []peerRTT               // per peer: the retry timeouts (retry.go)
+	netRTT           []netRTT                // per peer: the network's round trip (NetworkRTT)
 	heardTick        []uint64                // last tick each peer sent us anything
 	pingTick         []uint64                // last tick we pinged each silent peer
 	viewStates       map[int]*wire.ViewState // leader: states of the current view
@@ -105,6 +106,7 @@ func NewNode(cfg Config, crypto Crypto, store Store) (*Node, error) {
 		disputes:     map[int]wire.Signature{},
 		certSentTick: make([]uint64, cfg.Nodes),
 		rtt:          make([]peerRTT, cfg.Nodes),
+		netRTT:       make([]netRTT, cfg.Nodes),
 		heardTick:    make([]uint64, cfg.Nodes),
 		pingTick:     make([]uint64, cfg.Nodes),
 		viewStates:   map[int]*wire.ViewState{},

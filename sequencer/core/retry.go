@@ -124,6 +124,46 @@ func (n *Node) quorumFloor() uint64 {
 	return floors[n.quorum-2]
 }
 
+// netRTT is the network's round trip to a peer as the runtime's
+// transport measured it (NetworkRTT), in ticks rounded down.
+type netRTT struct {
+	ticks uint64
+	known bool
+}
+
+// NetworkRTT tells the node the network's round trip to peer, ms
+// milliseconds: the transport's own measure, without the time either side
+// takes to process (QUIC's min_rtt). It only decides whether rounds are
+// held by the network (roundsHeldByNetwork: rounds overlap and lock votes
+// are shared across hosts), which the round trips the node measures itself
+// (quorumFloor) decide until a quorum's peers have one. Those include the
+// peers' processing, and a busy CPU on one host would pass for a long
+// link. It is an input like Tick: the core stays deterministic.
+func (n *Node) NetworkRTT(peer int, ms uint64) {
+	if peer < 0 || peer >= n.cfg.Nodes || peer == n.cfg.Self {
+		return
+	}
+	n.netRTT[peer] = netRTT{ticks: ms / n.cfg.TickMs, known: true}
+}
+
+// networkFloor is the network's round trip within which the leader can
+// hear from enough peers for a quorum (the (Q-1)-th smallest NetworkRTT of
+// its peers); ok is false while fewer than Q-1 peers have one.
+func (n *Node) networkFloor() (ticks uint64, ok bool) {
+	var buf [16]uint64
+	rtts := buf[:0]
+	for p := range n.cfg.Nodes {
+		if p != n.cfg.Self && n.netRTT[p].known {
+			rtts = append(rtts, n.netRTT[p].ticks)
+		}
+	}
+	if n.quorum < 2 || len(rtts) < n.quorum-1 {
+		return 0, false
+	}
+	slices.Sort(rtts)
+	return rtts[n.quorum-2], true
+}
+
 // retryTicksAll is the longest retry timeout of the peers: how long to
 // wait before sending a broadcast again.
 func (n *Node) retryTicksAll() uint64 {

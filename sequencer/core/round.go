@@ -291,10 +291,15 @@ func (n *Node) shareLockVotes() bool {
 }
 
 // roundsHeldByNetwork reports whether the network holds a round for two
-// ticks or more (a wide-area link): the leader's quorum of peers answers
-// no sooner than that at best (quorumFloor). Only then do rounds overlap
-// and lock votes go to every node.
+// ticks or more (a wide-area link): the network's round trip to a quorum
+// of peers is that long (networkFloor, from the transport), or, until the
+// runtime says, the leader's quorum of peers answers no sooner than that
+// at best (quorumFloor). Only then do rounds overlap and lock votes go to
+// every node.
 func (n *Node) roundsHeldByNetwork() bool {
+	if f, ok := n.networkFloor(); ok {
+		return f >= roundSpacingTicksMax
+	}
 	return n.quorumFloor() >= roundSpacingTicksMax
 }
 

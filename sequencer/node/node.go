@@ -76,6 +76,9 @@ type Node struct {
 	store  Store
 	tr     transport.Transport
 	now    func() time.Time
+	// rttFed is when the transport's round trips were last handed to the
+	// core (feedNetworkRTT); loop goroutine only.
+	rttFed time.Time
 
 	httpLn  net.Listener
 	httpSrv *http.Server
@@ -296,6 +299,7 @@ func (n *Node) loop(ctx context.Context) (err error) {
 		case <-clock.C():
 			clock.fired()
 			clock.catchUp(n.core, n.now)
+			n.feedNetworkRTT()
 		case m, ok := <-recv:
 			if !ok {
 				refuseAll()
@@ -343,6 +347,32 @@ func (n *Node) loop(ctx context.Context) (err error) {
 			lastView = st.View
 		}
 		clock.arm(n.core)
+	}
+}
+
+// rttSource is a transport that measures the network's round trip to each
+// peer (the QUIC transport).
+type rttSource interface {
+	MinRTT(peer int) (time.Duration, bool)
+}
+
+// feedNetworkRTT hands the core the transport's round trips to its peers
+// (core.Node.NetworkRTT), at most once a second: the core tells a long
+// link from a busy CPU by them.
+func (n *Node) feedNetworkRTT() {
+	src, ok := n.tr.(rttSource)
+	if !ok {
+		return
+	}
+	now := n.now()
+	if now.Sub(n.rttFed) < time.Second {
+		return
+	}
+	n.rttFed = now
+	for p := range n.cfg.Core.Nodes {
+		if rtt, ok := src.MinRTT(p); ok {
+			n.core.NetworkRTT(p, uint64(rtt.Milliseconds()))
+		}
 	}
 }
 

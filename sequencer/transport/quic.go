@@ -176,6 +176,7 @@ type peer struct {
 	addr  string
 	queue *outQueue
 	up    atomic.Bool // an authenticated outbound connection is live
+	conn  atomic.Pointer[quic.Conn]
 }
 
 var _ Transport = (*QUIC)(nil)
@@ -319,6 +320,27 @@ func (t *QUIC) Peers() []PeerStatus {
 		out = append(out, PeerStatus{ID: p.id, Outbound: p.up.Load(), Inbound: in, Queued: p.queue.len()})
 	}
 	return out
+}
+
+// MinRTT is the smallest round trip measured on the connection to peer:
+// QUIC's min_rtt, the network's share of a round trip (a receiver's
+// acknowledgement delay is taken out, so a busy peer does not lengthen
+// it). ok is false while there is no connection or no sample yet.
+func (t *QUIC) MinRTT(peer int) (rtt time.Duration, ok bool) {
+	if peer < 0 || peer >= len(t.peers) || t.peers[peer] == nil {
+		return 0, false
+	}
+	conn := t.peers[peer].conn.Load()
+	if conn == nil {
+		t.mu.Lock()
+		conn = t.inbound[peer]
+		t.mu.Unlock()
+	}
+	if conn == nil {
+		return 0, false
+	}
+	rtt = conn.ConnectionStats().MinRTT
+	return rtt, rtt > 0
 }
 
 // Close implements Transport.
@@ -479,7 +501,9 @@ func (t *QUIC) runPeer(p *peer) {
 		log.Info("peer connected out", "after_failures", failures)
 		failures, backoff = 0, t.cfg.BackoffMin
 		p.up.Store(true)
+		p.conn.Store(conn)
 		err = t.pump(p, conn, stream)
+		p.conn.Store(nil)
 		p.up.Store(false)
 		conn.CloseWithError(codeClosing, "")
 		if t.ctx.Err() != nil {

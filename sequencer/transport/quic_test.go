@@ -128,6 +128,14 @@ func TestQUICDeliversAmongThreeNodes(t *testing.T) {
 	if len(st) != 2 || !st[0].Outbound || !st[0].Inbound {
 		t.Fatalf("peer status after traffic: %+v", st)
 	}
+	// On loopback the network's round trip is well under a millisecond
+	// (generous bound for a loaded machine); there is none to oneself.
+	if rtt, ok := ts[0].MinRTT(1); !ok || rtt > 20*time.Millisecond {
+		t.Fatalf("MinRTT(1) = %v, %v after traffic on loopback", rtt, ok)
+	}
+	if _, ok := ts[0].MinRTT(0); ok {
+		t.Fatal("MinRTT to itself")
+	}
 }
 
 func TestQUICRefusesWrongKey(t *testing.T) {
