@@ -71,7 +71,7 @@ func runBenchE2E(args []string) int {
 	fs.DurationVar(&o.poll, "poll", 10*time.Millisecond, "how often each replica's applied index is read in the latency phase (the latency resolution; faster polling costs the replicas CPU)")
 	fs.IntVar(&o.orders, "orders", 30000, "orders signed for the saturation phase (it ends early if they run out)")
 	fs.IntVar(&o.traders, "signers", 64, "bench trader keys signing the orders (traders 0..n-1 of the genesis; at most --traders)")
-	fs.IntVar(&o.concurrency, "concurrency", 64, "requests in flight in the saturation phase")
+	fs.IntVar(&o.concurrency, "concurrency", 256, "requests in flight in the saturation phase (enough to keep the network busy: with too few, the phase measures the time an order takes to be answered, not what the network can do)")
 	fs.Float64Var(&o.rate, "rate", 0, "orders/s of the latency phase (0: half the measured saturation)")
 	fs.IntVar(&o.subscribers, "subscribers", 0, "live feed clients (GET /ws, book and trades of the bench market) kept open on the replicas during the run")
 	jsonOut := fs.String("json", "", "also write the results to this file as JSON")
