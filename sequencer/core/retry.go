@@ -110,18 +110,26 @@ func (n *Node) sampleAnswer(peer int, first uint64, again bool) {
 // enough peers for a quorum: the (Q-1)-th smallest floor of its peers (it
 // votes itself); 0 while fewer than Q-1 have answered.
 func (n *Node) quorumFloor() uint64 {
+	f, _ := n.peersQuorumTicks(func(p int) (uint64, bool) { return n.rtt[p].floor, n.rtt[p].sampled })
+	return f
+}
+
+// peersQuorumTicks is the (Q-1)-th smallest of the peers' values (the
+// leader votes itself: the time within which it hears from enough peers
+// for a quorum); ok is false while fewer than Q-1 peers have one.
+func (n *Node) peersQuorumTicks(of func(peer int) (uint64, bool)) (ticks uint64, ok bool) {
 	var buf [16]uint64
-	floors := buf[:0]
+	vals := buf[:0]
 	for p := range n.cfg.Nodes {
-		if p != n.cfg.Self && n.rtt[p].sampled {
-			floors = append(floors, n.rtt[p].floor)
+		if v, has := of(p); p != n.cfg.Self && has {
+			vals = append(vals, v)
 		}
 	}
-	if n.quorum < 2 || len(floors) < n.quorum-1 {
-		return 0
+	if n.quorum < 2 || len(vals) < n.quorum-1 {
+		return 0, false
 	}
-	slices.Sort(floors)
-	return floors[n.quorum-2]
+	slices.Sort(vals)
+	return vals[n.quorum-2], true
 }
 
 // netRTT is the network's round trip to a peer as the runtime's
@@ -150,18 +158,7 @@ func (n *Node) NetworkRTT(peer int, ms uint64) {
 // hear from enough peers for a quorum (the (Q-1)-th smallest NetworkRTT of
 // its peers); ok is false while fewer than Q-1 peers have one.
 func (n *Node) networkFloor() (ticks uint64, ok bool) {
-	var buf [16]uint64
-	rtts := buf[:0]
-	for p := range n.cfg.Nodes {
-		if p != n.cfg.Self && n.netRTT[p].known {
-			rtts = append(rtts, n.netRTT[p].ticks)
-		}
-	}
-	if n.quorum < 2 || len(rtts) < n.quorum-1 {
-		return 0, false
-	}
-	slices.Sort(rtts)
-	return rtts[n.quorum-2], true
+	return n.peersQuorumTicks(func(p int) (uint64, bool) { return n.netRTT[p].ticks, n.netRTT[p].known })
 }
 
 // retryTicksAll is the longest retry timeout of the peers: how long to
