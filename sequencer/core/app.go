@@ -72,6 +72,11 @@ type app struct {
 	// Follower timers (ticks).
 	lastPostTick  uint64
 	awaitingSince uint64 // first unanswered post; 0 when answered
+	// refusedSince is when the leader first answered a post with Mismatch
+	// since it last took one (0: it took the last): a follower sent back to
+	// sync again and again never stays in the sync phase long enough for
+	// its timer, so this one spans the loop (watchLeader).
+	refusedSince  uint64
 	lastFinalTick uint64
 	// waitingSince is when work (batches submitted here or not final)
 	// started waiting, 0 while none waits: the no-progress timer runs

@@ -106,11 +106,15 @@ func (n *Node) stepPostReply(from int, r *wire.PostReply) error {
 	}
 	a.awaitingSince = 0
 	if r.Mismatch {
+		if a.refusedSince == 0 {
+			a.refusedSince = max(n.tick, 1)
+		}
 		a.phase = phaseSync
 		a.phaseSince = n.tick
 		n.sendViewState()
 		return nil
 	}
+	a.refusedSince = 0
 	tip := a.tip()
 	for _, b := range r.Batches {
 		if b.Index <= a.tip() {

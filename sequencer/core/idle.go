@@ -51,7 +51,7 @@ func (n *Node) IdleTicks() uint64 {
 	due := func(tick uint64) { next = min(next, tick) }
 	for _, name := range n.names {
 		a := n.apps[name]
-		if a.phase != phaseActive || a.sync != nil || len(a.pend) > 0 || a.tip() > a.finalIdx() || a.waitingSince != 0 {
+		if a.phase != phaseActive || a.sync != nil || len(a.pend) > 0 || a.tip() > a.finalIdx() || a.waitingSince != 0 || a.refusedSince != 0 {
 			// Work under way: its timers count every tick. (A waitingSince
 			// left from finished work is cleared by the next Tick.)
 			return 0

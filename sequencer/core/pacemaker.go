@@ -42,7 +42,8 @@ func (p *pacemaker) finalized() { p.progress = true }
 
 // watchLeader disputes the leader of the view when one of its timers ran
 // out for app a:
-//   - silent: the leader never brought the app into the view, or does not
+//   - silent: the leader never brought the app into the view, sends us
+//     back to sync on every post (Mismatch) for as long, or does not
 //     answer our posts;
 //   - no-progress: work has been waiting for the whole finalize timeout and
 //     nothing was finalized meanwhile. The timer starts when work starts
@@ -61,7 +62,11 @@ func (n *Node) watchLeader(a *app) {
 	}
 	expired := func(since uint64, ticks int) bool { return since > 0 && n.tick-since > n.pace.scaled(ticks) }
 	switch {
-	case a.phase == phaseSync && expired(max(a.phaseSince, 1), n.cfg.LeaderTimeoutTicks):
+	case a.phase == phaseSync && expired(max(a.phaseSince, 1), n.cfg.LeaderTimeoutTicks),
+		expired(a.refusedSince, n.cfg.LeaderTimeoutTicks):
+		// Not following for that long: left in the sync phase, or sent
+		// back to it by every post (an equivocating leader that keeps a
+		// quorum going can otherwise starve a follower forever).
 		n.dispute(wire.ReasonSilent, a.name)
 	case a.phase == phaseActive && expired(a.awaitingSince, n.cfg.LeaderTimeoutTicks):
 		n.dispute(wire.ReasonSilent, a.name)

@@ -148,6 +148,7 @@ func (n *Node) resetAppForView(a *app) {
 	a.phase = phaseSync
 	a.phaseSince = n.tick
 	a.awaitingSince = 0
+	a.refusedSince = 0
 	a.lastFinalTick = n.tick
 	a.waitingSince = 0
 	a.target.lock, a.target.fin = nil, nil
