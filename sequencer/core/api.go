@@ -169,12 +169,11 @@ type Config struct {
 	// ShareAlways and ShareNever decide for every round.
 	ShareLockVotes ShareMode
 	// HoldTicksMax: output that only carries batches (entries and pending
-	// batches to persist, pushes, post replies, a follower's posts of
-	// batches it was pushed) waits for the next output of the round under
-	// way, so one save (one fsync) covers both, for at most this many
-	// ticks (HasReady). A round's own output (votes, proofs, requests)
-	// never waits, nor a follower's post of batches submitted to it. 0:
-	// nothing waits (a save as soon as the previous one is done).
+	// batches to persist, pushes, post replies, a follower's posts) waits
+	// for the next output of the round under way, so one save (one fsync)
+	// covers both, for at most this many ticks (HasReady, holdable). A
+	// round's own output (votes, proofs, requests) never waits. 0: nothing
+	// waits (a save as soon as the previous one is done).
 	HoldTicksMax int
 	// PageBatchesMax and PageBytesMax bound one PostReply or SyncReply.
 	PageBatchesMax int

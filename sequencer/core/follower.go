@@ -46,10 +46,7 @@ func (n *Node) flush() {
 			continue
 		}
 		if !n.isLeader() {
-			if a.postDue {
-				a.postDue = false
-				n.post(a)
-			}
+			n.postPending(a)
 			continue
 		}
 		if a.lead != nil {
@@ -58,6 +55,15 @@ func (n *Node) flush() {
 			n.pushPending(a)
 			n.advanceRounds(a)
 		}
+	}
+}
+
+// postPending (follower) does the post a submit or a push left for the
+// next Ready, now.
+func (n *Node) postPending(a *app) {
+	if a.postDue {
+		a.postDue = false
+		n.post(a)
 	}
 }
 
@@ -222,12 +228,9 @@ func (n *Node) stepRound(from int, r *wire.Round) error {
 			return nil
 		}
 	}
-	if a.postDue {
-		// Batches waiting for a post (held back, HasReady) go before the
-		// vote: the leader has them when the vote completes its round.
-		a.postDue = false
-		n.post(a)
-	}
+	// Batches waiting for a post (held back, HasReady) go before the
+	// vote: the leader has them when the vote completes its round.
+	n.postPending(a)
 	vote := &wire.Vote{App: a.name, View: n.view}
 	if lp := r.Finalize; lp != nil {
 		if !n.verifyProof(a.name, lp) {

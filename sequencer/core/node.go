@@ -421,7 +421,7 @@ func (n *Node) holdable() bool {
 		if !n.roundUnderWay(a) {
 			return false
 		}
-		if ap != nil && (ap.Hard != nil || ap.Truncate || len(ap.Proofs) > 0 || len(ap.PendingDelete) > 0) {
+		if ap != nil && (ap.Truncate || len(ap.Proofs) > 0 || len(ap.PendingDelete) > 0) {
 			return false
 		}
 	}
