@@ -305,10 +305,10 @@ func printNodeMetrics(ctx context.Context, n *localnet.Network) {
 	fmt.Println("\nwork per finalized batch, from each node's /node/state (since it started):")
 	fmt.Printf("  %-6s %9s %11s %11s %11s %11s %11s %11s %13s %8s %14s %15s\n", "node", "finalized", "bls signs", "bls verify", "aggregate", "agg verify", "(batched)", "store saves", "save ms/batch",
 		"rounds", "fsyncs/round", "bls signs/round")
-	for i, url := range n.NodeURLs() {
-		var st seqapi.NodeState
-		if err := h.GetJSON(ctx, url+"/node/state", &st); err != nil {
-			fmt.Printf("  node%d: %v\n", i+1, err)
+	states, errs := readNodeStates(ctx, h, n.NodeURLs())
+	for i, st := range states {
+		if errs[i] != nil {
+			fmt.Printf("  node%d: %v\n", i+1, errs[i])
 			continue
 		}
 		w := st.Work
@@ -349,14 +349,24 @@ func writeJSONFile(path string, v any) error {
 	return os.WriteFile(path, append(b, '\n'), 0o644)
 }
 
-// nodeWork reads every node's work counters (GET /node/state); a node
+// readNodeStates reads every node's GET /node/state, in the order of
+// nodeURLs; errs[i] says why node i's could not be read.
+func readNodeStates(ctx context.Context, h *load.HTTP, nodeURLs []string) (states []seqapi.NodeState, errs []error) {
+	states, errs = make([]seqapi.NodeState, len(nodeURLs)), make([]error, len(nodeURLs))
+	for i, url := range nodeURLs {
+		errs[i] = h.GetJSON(ctx, url+"/node/state", &states[i])
+	}
+	return states, errs
+}
+
+// nodeWork reads every node's work counters (readNodeStates); a node
 // that does not answer or count is nil.
 func nodeWork(ctx context.Context, h *load.HTTP, nodeURLs []string) []*seqapi.NodeWork {
+	states, errs := readNodeStates(ctx, h, nodeURLs)
 	out := make([]*seqapi.NodeWork, len(nodeURLs))
-	for i, url := range nodeURLs {
-		var st seqapi.NodeState
-		if err := h.GetJSON(ctx, url+"/node/state", &st); err == nil {
-			out[i] = st.Work
+	for i := range states {
+		if errs[i] == nil {
+			out[i] = states[i].Work
 		}
 	}
 	return out
