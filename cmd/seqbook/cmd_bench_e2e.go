@@ -47,6 +47,8 @@ type e2eResult struct {
 	// Sequencer is the sequencer's work in the saturation phase (absent
 	// when its nodes publish no work counters).
 	Sequencer *seqRoundWork `json:"sequencer_saturation,omitempty"`
+	// SequencerLatency is the same over the latency phase.
+	SequencerLatency *seqRoundWork `json:"sequencer_latency,omitempty"`
 }
 
 type e2eOpts struct {
@@ -68,7 +70,7 @@ func runBenchE2E(args []string) int {
 	fs.DurationVar(&o.latencyDuration, "latency-duration", 10*time.Second, "length of the fixed-rate latency phase")
 	fs.DurationVar(&o.drain, "drain", 60*time.Second, "how long to wait for accepted orders to be applied everywhere after each phase")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "leading part of the latency phase left out of the percentiles")
-	fs.DurationVar(&o.poll, "poll", 10*time.Millisecond, "how often each replica's applied index is read in the latency phase (the latency resolution; faster polling costs the replicas CPU)")
+	fs.DurationVar(&o.poll, "poll", 0, "0: the latency phase follows each replica's applied index on its live feed (GET /ws, finality channel: a message per applied batch, sent once its page is committed); > 0: read it every this often instead (the latency resolution then; faster polling costs the replicas CPU)")
 	fs.IntVar(&o.orders, "orders", 30000, "orders signed for the saturation phase (it ends early if they run out)")
 	fs.IntVar(&o.traders, "signers", 64, "bench trader keys signing the orders (traders 0..n-1 of the genesis; at most --traders)")
 	fs.IntVar(&o.concurrency, "concurrency", 256, "requests in flight in the saturation phase (enough to keep the network busy: with too few, the phase measures the time an order takes to be answered, not what the network can do)")
@@ -92,8 +94,8 @@ func runBenchE2E(args []string) int {
 		funded = localnet.DefaultTraders // what seqbook localnet funds unless told otherwise
 	}
 	if o.duration <= 0 || o.latencyDuration <= o.warmup || o.orders < 2 || o.traders < 2 || o.traders > funded ||
-		o.concurrency < 1 || o.concurrency > 4096 || o.rate < 0 || o.poll < time.Millisecond || o.subscribers < 0 || o.subscribers > 1000 {
-		return fail("bench", fmt.Errorf("need --duration > 0, --latency-duration > --warmup, --orders >= 2, 2 <= --signers <= %d, 1 <= --concurrency <= 4096, --rate >= 0, --poll >= 1ms, 0 <= --subscribers <= 1000", funded))
+		o.concurrency < 1 || o.concurrency > 4096 || o.rate < 0 || (o.poll != 0 && o.poll < time.Millisecond) || o.subscribers < 0 || o.subscribers > 1000 {
+		return fail("bench", fmt.Errorf("need --duration > 0, --latency-duration > --warmup, --orders >= 2, 2 <= --signers <= %d, 1 <= --concurrency <= 4096, --rate >= 0, --poll 0 or >= 1ms, 0 <= --subscribers <= 1000", funded))
 	}
 	if *profileDir != "" {
 		if *clusterPath != "" {
@@ -263,13 +265,37 @@ func benchE2E(ctx context.Context, c *cluster.Cluster, o e2eOpts, pids map[strin
 	fmt.Printf("\nbench: latency: %.0f orders/s for %s (%d orders), each to applied-on-all-replicas\n", rate, o.latencyDuration, len(latOrders))
 	tr := load.NewTracker(h, urls)
 	tctx, tcancel := context.WithCancel(ctx)
+	defer tcancel()
 	trackDone := make(chan struct{})
-	go func() { tr.Run(tctx, o.poll); close(trackDone) }()
+	go func() {
+		defer close(trackDone)
+		if o.poll > 0 {
+			tr.Run(tctx, o.poll)
+			return
+		}
+		if err := tr.Follow(tctx); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: following the replicas' applied index:", err)
+		}
+	}()
+	// Every replica's index known before the first order leaves.
+	for wait := time.Now(); !tr.Answered(); {
+		select {
+		case <-trackDone:
+			return res, errors.New("could not follow the replicas' applied index (see above)")
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Since(wait) > 10*time.Second {
+			return res, errors.New("the replicas' live feeds did not answer within 10s")
+		}
+	}
 	lat := &load.Sender{H: h, Replicas: urls, Wait: true, InFlightMax: 4096}
 	stopProgress = progressLine(ctx, "latency", &lat.Counters, h, urls)
 	for _, k := range kinds {
 		cpu0[k] = processesCPU(pids[k])
 	}
+	lwork0 := nodeWork(ctx, h, nodeURLs)
 	if feed != nil {
 		feed.reset()
 	}
@@ -291,7 +317,12 @@ func benchE2E(ctx context.Context, c *cluster.Cluster, o e2eOpts, pids map[strin
 	if feed != nil {
 		fmt.Println("bench: latency phase: " + feed.report())
 	}
-	if latAccepted, _ := summarize(louts); latAccepted > 0 && len(pids) > 0 {
+	latAccepted, _ := summarize(louts)
+	if line, work, ok := phaseWork(lwork0, nodeWork(ctx, h, nodeURLs), latAccepted); ok {
+		fmt.Println("bench: latency phase " + line)
+		res.SequencerLatency = &work
+	}
+	if latAccepted > 0 && len(pids) > 0 {
 		// At a fixed rate batches are alike from run to run, so this is
 		// the figure to compare runs with (e.g. with and without
 		// --subscribers).
@@ -342,8 +373,12 @@ func benchE2E(ctx context.Context, c *cluster.Cluster, o e2eOpts, pids map[strin
 	fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.1f\t%.1f\t%.1f\t%.0f\t\n", res.Replicas, res.Saturation.OrdersPerSec, rate,
 		res.LatencyAtRate.P50Ms, res.LatencyAtRate.P90Ms, res.LatencyAtRate.P99Ms, ceiling/float64(len(urls)))
 	tw.Flush()
-	fmt.Printf("(latency samples: %d after a %s warm-up; resolution %s, the applied-index poll interval; sig ceiling: %.0f ecrecover/s on %d cores / %d replicas)\n",
-		len(ds), o.warmup, o.poll, ceiling, runtime.GOMAXPROCS(0), len(urls))
+	resolution := "each replica's applied index from its live feed"
+	if o.poll > 0 {
+		resolution = fmt.Sprintf("resolution %s, the applied-index poll interval", o.poll)
+	}
+	fmt.Printf("(latency samples: %d after a %s warm-up; %s; sig ceiling: %.0f ecrecover/s on %d cores / %d replicas)\n",
+		len(ds), o.warmup, resolution, ceiling, runtime.GOMAXPROCS(0), len(urls))
 	if cpuPerOrder > 0 {
 		// On a machine other work is loading, this says what the network
 		// would do with the cores to itself.

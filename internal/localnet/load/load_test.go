@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/ethereum/go-ethereum/common"
 
 	"github.com/seqbook/seqbook/client/eip712"
@@ -78,6 +79,10 @@ func newFakeReplica(t *testing.T, name string) *fakeReplica {
 			json.NewEncoder(w).Encode(obapi.Depth{Market: Market, Index: f.index.Load()})
 			return
 		}
+		if r.URL.Path == "/ws" {
+			f.serveFinality(w, r)
+			return
+		}
 		if r.URL.Path != "/state" {
 			http.NotFound(w, r)
 			return
@@ -87,6 +92,87 @@ func newFakeReplica(t *testing.T, name string) *fakeReplica {
 	}))
 	t.Cleanup(f.srv.Close)
 	return f
+}
+
+// serveFinality is the live feed's finality channel as a replica serves
+// it: where the replica stands first, then one message per applied batch
+// (the fake notices index changes every millisecond).
+func (f *fakeReplica) serveFinality(w http.ResponseWriter, r *http.Request) {
+	c, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return
+	}
+	defer c.CloseNow()
+	ctx := r.Context()
+	var req obapi.WSRequest
+	if _, b, err := c.Read(ctx); err != nil || json.Unmarshal(b, &req) != nil || req.Channel != obapi.ChannelFinality {
+		return
+	}
+	send := func(i uint64) error {
+		data, _ := json.Marshal(obapi.WSFinality{Index: i})
+		b, _ := json.Marshal(obapi.WSMessage{Channel: obapi.ChannelFinality, Index: i, Data: data})
+		return c.Write(ctx, websocket.MessageText, b)
+	}
+	sent := f.index.Load()
+	if send(sent) != nil {
+		return
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Millisecond):
+		}
+		for now := f.index.Load(); sent < now; {
+			sent++
+			if send(sent) != nil {
+				return
+			}
+		}
+	}
+}
+
+// TestTrackerFollowsLiveFeeds: Follow records each index when the
+// replica's feed says it was applied, not at a later poll.
+func TestTrackerFollowsLiveFeeds(t *testing.T) {
+	a, b := newFakeReplica(t, "r1"), newFakeReplica(t, "r2")
+	a.index.Store(2)
+	b.index.Store(3)
+	tr := NewTracker(NewHTTP(time.Second), []string{a.srv.URL, b.srv.URL})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tr.Follow(ctx) }()
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !ok(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 5s", what)
+			}
+		}
+	}
+	waitFor("both feeds answered", tr.Answered)
+	if tr.MinApplied() != 2 {
+		t.Fatalf("min applied %d, want 2", tr.MinApplied())
+	}
+	before := time.Now()
+	a.index.Store(5)
+	waitFor("r1 seen at 5", func() bool { _, ok := tr.AppliedAt(0, 5); return ok })
+	at4, _ := tr.AppliedAt(0, 4)
+	if at4.Before(before) {
+		t.Fatalf("index 4 recorded at %v, before it was applied (%v)", at4, before)
+	}
+	if _, ok := tr.AppliedEverywhere(5); ok {
+		t.Fatal("index 5 applied everywhere while r2 is at 3")
+	}
+	b.index.Store(6)
+	waitFor("applied everywhere at 5", func() bool { _, ok := tr.AppliedEverywhere(5); return ok })
+	if at, _ := tr.AppliedEverywhere(5); at.Before(before) {
+		t.Fatalf("applied everywhere at %v, before %v", at, before)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Follow after its context ended: %v", err)
+	}
 }
 
 func TestTrackerAndConvergence(t *testing.T) {

@@ -10,16 +10,23 @@ import (
 	"sync"
 	"time"
 
+	"github.com/seqbook/seqbook/client"
 	"github.com/seqbook/seqbook/client/obapi"
 )
 
-// Tracker polls every replica's applied index and remembers when each one
-// was first seen at or past each index. Latency "order applied on all
+// Tracker follows every replica's applied index and remembers when each
+// one was first seen at or past each index. Latency "order applied on all
 // replicas" is then: the latest, over replicas, of the first time the
-// replica's applied index reached the order's batch index. Its resolution
-// is the poll interval.
+// replica's applied index reached the order's batch index.
 //
-// It reads the index from GET /depth?levels=1 (HTTP.AppliedIndex), not
+// Follow takes the index from each replica's live feed (the finality
+// channel: one message per applied batch, sent once its page is
+// committed), so the time recorded is when the replica said so, within
+// the loopback's delivery time. Run polls instead, and its resolution is
+// the poll interval: a batch is seen on average half an interval after it
+// was applied.
+//
+// Polling reads the index from GET /depth?levels=1 (HTTP.AppliedIndex), not
 // GET /state: /state computes the state digest whenever the index moved,
 // a walk over the whole state (milliseconds with tens of thousands of
 // remembered nonces), and polling that every few milliseconds on every
@@ -72,12 +79,65 @@ func (t *Tracker) Run(ctx context.Context, interval time.Duration) {
 	wg.Wait()
 }
 
+// Follow follows every replica's live feed (GET /ws, the finality
+// channel) until ctx ends, each replica in its own goroutine; a dropped
+// connection is made again (client.Orderbook.Subscribe). Answered reports
+// when every replica's subscription has answered.
+func (t *Tracker) Follow(ctx context.Context) error {
+	obs := make([]*client.Orderbook, len(t.urls))
+	for r, u := range t.urls {
+		ob, err := client.NewOrderbook(u)
+		if err != nil {
+			return err
+		}
+		obs[r] = ob
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(obs))
+	for r, ob := range obs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := ob.Subscribe(ctx, []obapi.WSRequest{{Channel: obapi.ChannelFinality}}, func(e client.FeedEvent) error {
+				f, err := e.Finality()
+				if err != nil {
+					return err
+				}
+				t.record(r, f.Index, time.Now(), nil)
+				return nil
+			})
+			if ctx.Err() == nil {
+				errs[r] = fmt.Errorf("%s: live feed: %w", t.urls[r], err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Answered reports whether every replica has answered (a poll, or its
+// live feed subscription).
+func (t *Tracker) Answered() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, ok := range t.ok {
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
 // Poll asks replica r once and records the answer.
 func (t *Tracker) Poll(ctx context.Context, r int) {
 	qctx, cancel := context.WithTimeout(ctx, time.Second)
 	index, err := t.h.AppliedIndex(qctx, t.urls[r])
 	cancel()
-	now := time.Now()
+	t.record(r, index, time.Now(), err)
+}
+
+// record notes replica r at index, seen at now (err: it could not say).
+func (t *Tracker) record(r int, index uint64, now time.Time, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.ok[r] = err == nil
