@@ -327,11 +327,18 @@ func benchE2E(ctx context.Context, c *cluster.Cluster, o e2eOpts, pids map[strin
 		// the figure to compare runs with (e.g. with and without
 		// --subscribers).
 		var split []string
+		var perRound string
 		for _, k := range kinds {
-			used := (processesCPU(pids[k]) - cpu0[k]) / time.Duration(latAccepted)
+			total := processesCPU(pids[k]) - cpu0[k]
+			used := total / time.Duration(latAccepted)
 			split = append(split, fmt.Sprintf("%d %s %.3f ms", len(pids[k]), k, float64(used.Microseconds())/1000))
+			if w := res.SequencerLatency; w != nil && w.Rounds > 0 && k == localnet.KindSequencer {
+				// A round's cost is mostly fixed (signatures, checks, a
+				// save per node), so this says what the load's rounds cost.
+				perRound = fmt.Sprintf("; the sequencer's CPU per round: %.2f ms", float64((total/time.Duration(w.Rounds)).Microseconds())/1000)
+			}
 		}
-		fmt.Printf("bench: latency phase CPU per order at %.0f orders/s: %s\n", rate, strings.Join(split, ", "))
+		fmt.Printf("bench: latency phase CPU per order at %.0f orders/s: %s%s\n", rate, strings.Join(split, ", "), perRound)
 	}
 	var ds, answered []time.Duration
 	lost := 0
