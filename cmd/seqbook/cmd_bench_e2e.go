@@ -177,6 +177,7 @@ func benchE2E(ctx context.Context, c *cluster.Cluster, o e2eOpts, pids map[strin
 	ceiling := signatureCeiling(time.Second)
 	fmt.Printf("bench: signature ceiling: %.0f ecrecover/s on %d cores = %.0f orders/s per replica set of %d\n",
 		ceiling, runtime.GOMAXPROCS(0), ceiling/float64(len(urls)), len(urls))
+	printBLSCosts("bench")
 
 	var feed *feedSubscribers
 	if o.subscribers > 0 {

@@ -71,6 +71,7 @@ func runBenchSequencer(args []string) int {
 	}
 	ctx, cancel := interruptContext()
 	defer cancel()
+	printBLSCosts("bench sequencer")
 	fmt.Printf("bench sequencer: starting %d nodes\n", *nf.nodes)
 	n, done, err := throwawayNetKeep(ctx, nf, "seqbook-bench-sequencer-", keep, os.Stdout,
 		func(c *localnet.Config) { c.Kinds = []string{localnet.KindSequencer} })
