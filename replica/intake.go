@@ -246,6 +246,9 @@ func (in *intake) queued() int {
 type httpError struct {
 	status int
 	msg    string
+	// stale: a refusal for funds, true of the state this replica has
+	// applied, which a newer finalized state may reverse (lag.go).
+	stale bool
 }
 
 func (e *httpError) Error() string { return e.msg }
@@ -258,6 +261,14 @@ func httpErr(status int, format string, args ...any) error {
 // signature (401), expiry against the wall clock (400), replay (409), funds
 // (403). Decoding (400) happened before. Nothing changes on failure.
 func (r *Replica) check(op *Op) error {
+	if err := r.checkSignature(op); err != nil {
+		return err
+	}
+	return r.checkState(op)
+}
+
+// checkSignature is check's first step: the signature (401).
+func (r *Replica) checkSignature(op *Op) error {
 	if err := op.Verify(); err != nil {
 		if op.Kind != OpLegacyOrder {
 			// The usual cause: signed under another domain (a wallet on
@@ -268,6 +279,12 @@ func (r *Replica) check(op *Op) error {
 		}
 		return httpErr(http.StatusUnauthorized, "%v", err)
 	}
+	return nil
+}
+
+// checkState is check after the signature: expiry (400), replay (409),
+// funds (403, marked stale: lag.go).
+func (r *Replica) checkState(op *Op) error {
 	if op.HasNonce() {
 		nowSec := uint64(r.cfg.Now().Unix())
 		if op.Expiry < nowSec {
@@ -297,14 +314,14 @@ func (r *Replica) check(op *Op) error {
 			return httpErr(http.StatusBadRequest, "%v", err)
 		}
 		if avail := l.eng.Balance(accountHex(op.Signer), tok).Available; avail < need {
-			return httpErr(http.StatusForbidden, "insufficient balance: %s %s needed, %s available", amount.Format(need), tok, amount.Format(avail))
+			return staleErr("insufficient balance: %s %s needed, %s available", amount.Format(need), tok, amount.Format(avail))
 		}
 		if op.OrderType.Rests() && len(l.eng.AccountOrders(accountHex(op.Signer))) >= l.cfg.Matcher.OpenOrdersPerAccountMax {
-			return httpErr(http.StatusForbidden, "too many open orders (%d)", l.cfg.Matcher.OpenOrdersPerAccountMax)
+			return staleErr("too many open orders (%d)", l.cfg.Matcher.OpenOrdersPerAccountMax)
 		}
 	case OpWithdraw:
 		if avail := l.eng.Balance(accountHex(op.Signer), op.Token).Available; avail < op.Amount {
-			return httpErr(http.StatusForbidden, "insufficient balance: %s %s requested, %s available", amount.Format(op.Amount), op.Token, amount.Format(avail))
+			return staleErr("insufficient balance: %s %s requested, %s available", amount.Format(op.Amount), op.Token, amount.Format(avail))
 		}
 	case OpCancel:
 		// An order this replica does not know may be pending at another
@@ -334,7 +351,14 @@ var errPending = errors.New("pending")
 // nothing of it is applied.
 func (r *Replica) submit(ctx context.Context, op *Op) error {
 	if err := r.check(op); err != nil {
-		return err
+		if !isStale(err) {
+			return err
+		}
+		errs := []error{err}
+		r.recheckStale(ctx, []*Op{op}, errs)
+		if errs[0] != nil {
+			return errs[0]
+		}
 	}
 	p, err := r.enqueue(op)
 	if err != nil {

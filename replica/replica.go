@@ -21,6 +21,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/seqbook/seqbook/client/bls"
 	"github.com/seqbook/seqbook/client/cluster"
 )
@@ -86,6 +88,11 @@ type Config struct {
 	// IndexWaitMax bounds how long a read at an index just ahead of the
 	// applied one waits.
 	IndexWaitMax time.Duration
+	// LagWaitMax bounds how long a refusal for funds waits for this
+	// replica to apply what the sequencer had finalized when asked, so
+	// that the refusal is not one of a lagging state (lag.go). 0: refuse
+	// at once, as of the applied index.
+	LagWaitMax time.Duration
 	// A ledger snapshot is taken when, since the last one, SnapshotEvery
 	// batches, or SnapshotOps operations, or SnapshotLogBytes bytes of
 	// batch bodies were applied (whichever comes first); batches in
@@ -150,6 +157,7 @@ func DefaultConfig() Config {
 		WaitDefault:      10 * time.Second,
 		WaitMax:          60 * time.Second,
 		IndexWaitMax:     2 * time.Second,
+		LagWaitMax:       2 * time.Second,
 		SnapshotEvery:    10_000,
 		SnapshotOps:      50_000,
 		SnapshotLogBytes: 32 << 20,
@@ -177,6 +185,7 @@ func TestConfig() Config {
 	c.ResendAfter = 200 * time.Millisecond
 	c.WaitDefault = 5 * time.Second
 	c.IndexWaitMax = 200 * time.Millisecond
+	c.LagWaitMax = 200 * time.Millisecond
 	c.SnapshotEvery = 4
 	c.AttestEvery = 4
 	c.AttestCheckInterval = 20 * time.Millisecond
@@ -202,8 +211,8 @@ func (c *Config) ValidateBasic() error {
 		return errors.New("PendingMax and SendsInFlightMax must be at least 1")
 	case c.SendTimeout <= 0 || c.ResendAfter <= 0 || c.PollInterval <= 0 || c.PollBackoffMax < c.PollInterval || c.FollowWait < 0:
 		return errors.New("timeouts must be positive (PollBackoffMax >= PollInterval, FollowWait >= 0)")
-	case c.WaitDefault <= 0 || c.WaitMax < c.WaitDefault || c.IndexWaitMax < 0:
-		return errors.New("wait bounds must be positive (WaitMax >= WaitDefault)")
+	case c.WaitDefault <= 0 || c.WaitMax < c.WaitDefault || c.IndexWaitMax < 0 || c.LagWaitMax < 0:
+		return errors.New("wait bounds must be positive (WaitMax >= WaitDefault) and IndexWaitMax, LagWaitMax not negative")
 	case c.SnapshotEvery < 1 || c.SnapshotOps < 1 || c.SnapshotLogBytes < 1:
 		return errors.New("SnapshotEvery, SnapshotOps and SnapshotLogBytes must be at least 1")
 	case c.AttestEvery < 1 || c.AttestCheckInterval <= 0:
@@ -282,6 +291,10 @@ type Replica struct {
 	// rb says whether the replica is still rebuilding its state.
 	rb rebuilder
 
+	// lagAsks limits the finalized-head queries refusals for funds make
+	// (lag.go).
+	lagAsks *rate.Limiter
+
 	// wmu guards waiters: channels of ?wait=finalized requests by op id.
 	wmu     sync.Mutex
 	waiters map[[32]byte][]chan OpOutcome
@@ -325,6 +338,7 @@ func New(cfg Config, seq Sequencer, store Store) (*Replica, error) {
 		cfg: cfg, seq: seq, store: store,
 		log:       cfg.Logger.With("replica", cfg.ID, "app", cfg.Domain.App),
 		appliedCh: make(chan struct{}),
+		lagAsks:   rate.NewLimiter(lagAsksPerSec, lagAsksPerSec),
 		waiters:   map[[32]byte][]chan OpOutcome{},
 	}
 	r.outcomes = newOutcomeLog(r.log, cfg.SummaryInterval, cfg.Now())

@@ -75,11 +75,15 @@ func (r *Replica) postOrders(c *gin.Context) {
 	}
 	parallel(len(ops), 0, func(i int) {
 		if ops[i] != nil {
-			if err := r.check(ops[i]); err != nil {
-				errs[i] = fmt.Errorf("orders[%d]: %w", i, err)
-			}
+			errs[i] = r.check(ops[i])
 		}
 	})
+	r.recheckStale(c.Request.Context(), ops, errs)
+	for i, op := range ops {
+		if op != nil && errs[i] != nil {
+			errs[i] = fmt.Errorf("orders[%d]: %w", i, errs[i])
+		}
+	}
 	// Waiters first, so no outcome is missed; then every order into the
 	// intake at once, so they leave in one batch.
 	waiters := make([]chan OpOutcome, len(ops))
