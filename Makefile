@@ -5,7 +5,7 @@ GO        ?= go
 BIN       := bin
 TUTORIALS := step1-centralized step2-signatures step3-replicated step4-verifiable
 # Packages with goroutines: these also run under the race detector.
-RACE_PKGS := ./sequencer/... ./replica/... ./aggregator/... ./client/... ./internal/localnet/... ./tutorial/...
+RACE_PKGS := ./sequencer/... ./replica/... ./aggregator/... ./client/... ./internal/localnet/... ./tutorial/... ./bridge/
 SEEDS     ?= 5000
 # Seeds each mutation canary may take (make canaries stops at the first
 # that catches it; every canary is caught within its first 12 seeds today).
