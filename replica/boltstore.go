@@ -27,6 +27,7 @@ var (
 var (
 	keySnapshot      = []byte("snapshot")
 	keySnapshotIndex = []byte("snapshot_index")
+	keyRebuilding    = []byte("rebuilding") // why the state is being rebuilt (absent: it is not)
 )
 
 // BoltStore is the Store on disk: one bbolt file in the replica's data
@@ -318,6 +319,26 @@ func (s *BoltStore) PutOutbox(entries []OutboxEntry) error {
 		}
 		return nil
 	}, outboxLinger)
+}
+
+// Rebuilding implements Store.
+func (s *BoltStore) Rebuilding() (reason string, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		reason = string(tx.Bucket(bucketMeta).Get(keyRebuilding))
+		return nil
+	})
+	return reason, err
+}
+
+// SetRebuilding implements Store.
+func (s *BoltStore) SetRebuilding(reason string) error {
+	return s.group.update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if reason == "" {
+			return meta.Delete(keyRebuilding)
+		}
+		return meta.Put(keyRebuilding, []byte(reason))
+	})
 }
 
 // DeleteOutbox implements Store.

@@ -123,3 +123,38 @@ func TestRestoreComparesTheRecordedDigest(t *testing.T) {
 		t.Fatalf("wrong recorded index: %v", err)
 	}
 }
+
+// TestBoltStoreKeepsTheRebuildMarker: the marker of a rebuild under way
+// survives closing and reopening the file, and clearing it does too.
+func TestBoltStoreKeepsTheRebuildMarker(t *testing.T) {
+	dir := t.TempDir()
+	reopen := func() *BoltStore {
+		t.Helper()
+		st, err := OpenBoltStore(dir, BoltOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	st := reopen()
+	if reason, err := st.Rebuilding(); err != nil || reason != "" {
+		t.Fatalf("a new store says rebuilding %q (%v)", reason, err)
+	}
+	if err := st.SetRebuilding("state digest differs from a quorum's"); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	st = reopen()
+	if reason, err := st.Rebuilding(); err != nil || reason != "state digest differs from a quorum's" {
+		t.Fatalf("reopened: rebuilding %q (%v)", reason, err)
+	}
+	if err := st.SetRebuilding(""); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	st = reopen()
+	defer st.Close()
+	if reason, err := st.Rebuilding(); err != nil || reason != "" {
+		t.Fatalf("cleared and reopened: rebuilding %q (%v)", reason, err)
+	}
+}

@@ -23,7 +23,10 @@ import (
 //     at that index or a later one.
 //
 // Its state is then vouched for by the sequencer's finality proofs and, as
-// far as attestations go, by the other replicas. A rebuilt state that
+// far as attestations go, by the other replicas. The store records that a
+// rebuild is under way (Store.SetRebuilding) until it ends, so a replica
+// restarted in the middle of one rebuilds on: its partial state passes the
+// integrity checks, but it is still not one to sign from. A rebuilt state that
 // still differs from a quorum's (another genesis, another build) is thus
 // never signed: the attestations catch it first.
 
@@ -108,6 +111,12 @@ func (r *Replica) checkRebuilt() {
 	target := b.target
 	b.mu.Unlock()
 	if done {
+		// A crash before this line rebuilds on after the restart, and
+		// finds the conditions hold again as soon as it has reapplied
+		// what it had not committed.
+		if err := r.store.SetRebuilding(""); err != nil {
+			r.log.Warn("rebuilt, but clearing the rebuild marker failed: a restart will wait for the rebuild's conditions again", "err", err)
+		}
 		r.log.Info("rebuilt from the sequencer's verified history; signing again", "applied", applied, "head_at_start", target, "attested_index", agreed)
 	}
 }

@@ -242,3 +242,53 @@ func TestRebuiltReplicaWaitsForAQuorumAttestation(t *testing.T) {
 		t.Fatalf("rebuilt and attested, GET /balance answered %d", code)
 	}
 }
+
+// TestRebuildOutlivesARestart: a replica restarted in the middle of a
+// rebuild (its partial state passes every integrity check) goes on
+// rebuilding, signing nothing, although the restart does not say so; once
+// the rebuild ended, a restart signs at once.
+func TestRebuildOutlivesARestart(t *testing.T) {
+	clock := newClock()
+	mem := NewMemSequencer(clock.Ms)
+	ts := uint64(testNowSec * 1000)
+	for k := uint64(1); k <= 4; k++ {
+		mem.Append(ts, batchOf(t, signOrder(t, alice, orderSpec{side: "buy", qty: 1_000_000, price: 1_000_000, nonce: k})))
+	}
+	head := uint64(mem.Len())
+	paths := signedPaths("0x"+strings.Repeat("ab", 32), TestConfig().AttestEvery)[:1]
+
+	const cut = 2
+	seq := newCutSequencer(mem, cut)
+	store := NewMemStore()
+	cfg := testConfig("replica1", clock)
+	cfg.Rebuild = "replica.db is corrupt: a test"
+	tr := startReplica(t, cfg, seq, store)
+	tr.waitApplied(t, cut)
+	tr.stop()
+
+	// Restarted without being told: it rebuilds on.
+	store.Reopen()
+	cfg.Rebuild = ""
+	tr = startReplica(t, cfg, seq, store)
+	st := tr.rebuildStatus()
+	if st == nil || !strings.Contains(st.Reason, "replica.db is corrupt: a test") || !strings.Contains(st.Reason, "restarted while rebuilding") {
+		t.Fatalf("restarted in the middle of a rebuild: rebuilding %+v", st)
+	}
+	assertRefused(t, tr, paths, "rebuilding")
+
+	seq.release()
+	waitFor(t, "the end of the rebuild", 10*time.Second, func() bool { return tr.rebuildStatus() == nil })
+	tr.waitApplied(t, head)
+	tr.stop()
+	if reason, err := store.Rebuilding(); err != nil || reason != "" {
+		t.Fatalf("rebuilt, the store still says %q (%v)", reason, err)
+	}
+	store.Reopen()
+	tr = startReplica(t, cfg, seq, store)
+	if st := tr.rebuildStatus(); st != nil {
+		t.Fatalf("restarted after the rebuild ended: rebuilding %+v", st)
+	}
+	if code := tr.do(t, "GET", paths[0], nil, nil); code != http.StatusOK {
+		t.Fatalf("restarted after the rebuild ended: a signed read answered %d", code)
+	}
+}

@@ -119,7 +119,9 @@ type Config struct {
 	Peers []Peer
 	// Rebuild, when set, says why this replica's state is rebuilt from
 	// genesis (its stored state was damaged, or differed from a quorum's):
-	// it then signs nothing until the rebuild ends (rebuild.go).
+	// it then signs nothing until the rebuild ends (rebuild.go). The store
+	// records it, so a replica restarted before the rebuild ended goes on
+	// rebuilding with Rebuild empty.
 	Rebuild string
 
 	// Now is the wall clock, used only at the edge (request expiry
@@ -343,7 +345,20 @@ func New(cfg Config, seq Sequencer, store Store) (*Replica, error) {
 	}
 	r.outcomes = newOutcomeLog(r.log, cfg.SummaryInterval, cfg.Now())
 	r.in.init(cfg.PendingMax)
-	r.rb.reason = cfg.Rebuild
+	// A rebuild outlives a restart: the store says one was under way.
+	stored, err := store.Rebuilding()
+	if err != nil {
+		return nil, fmt.Errorf("reading the rebuild marker: %w", err)
+	}
+	switch {
+	case cfg.Rebuild != "":
+		if err := store.SetRebuilding(cfg.Rebuild); err != nil {
+			return nil, fmt.Errorf("recording the rebuild: %w", err)
+		}
+		r.rb.reason = cfg.Rebuild
+	case stored != "":
+		r.rb.reason = stored + " (restarted while rebuilding)"
+	}
 	if snap == nil {
 		r.ledger = genesis
 		// The genesis state is the first snapshot, so a restart knows

@@ -33,6 +33,12 @@ type Store interface {
 	DeleteOutbox(ids [][32]byte) error
 	// Outbox returns every outbox entry.
 	Outbox() ([]OutboxEntry, error)
+	// Rebuilding returns why the state in the store is being rebuilt
+	// from genesis ("": it is not); SetRebuilding records that durably
+	// ("" when the rebuild ended), so a replica restarted in the middle
+	// of a rebuild goes on signing nothing until it ends (rebuild.go).
+	Rebuilding() (string, error)
+	SetRebuilding(reason string) error
 	Close() error
 }
 
@@ -67,6 +73,7 @@ var ErrStoreClosed = errors.New("store closed")
 type MemStore struct {
 	mu          sync.Mutex
 	closed      bool
+	rebuilding  string
 	snapshot    []byte
 	snapIndex   uint64
 	log         []Batch
@@ -143,6 +150,24 @@ func (s *MemStore) PutOutbox(entries []OutboxEntry) error {
 		e.Wire = slices.Clone(e.Wire)
 		s.outbox[e.ID] = e
 	}
+	return nil
+}
+
+// Rebuilding implements Store.
+func (s *MemStore) Rebuilding() (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rebuilding, nil
+}
+
+// SetRebuilding implements Store.
+func (s *MemStore) SetRebuilding(reason string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrStoreClosed
+	}
+	s.rebuilding = reason
 	return nil
 }
 
