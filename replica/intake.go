@@ -261,14 +261,6 @@ func httpErr(status int, format string, args ...any) error {
 // signature (401), expiry against the wall clock (400), replay (409), funds
 // (403). Decoding (400) happened before. Nothing changes on failure.
 func (r *Replica) check(op *Op) error {
-	if err := r.checkSignature(op); err != nil {
-		return err
-	}
-	return r.checkState(op)
-}
-
-// checkSignature is check's first step: the signature (401).
-func (r *Replica) checkSignature(op *Op) error {
 	if err := op.Verify(); err != nil {
 		if op.Kind != OpLegacyOrder {
 			// The usual cause: signed under another domain (a wallet on
@@ -279,7 +271,7 @@ func (r *Replica) checkSignature(op *Op) error {
 		}
 		return httpErr(http.StatusUnauthorized, "%v", err)
 	}
-	return nil
+	return r.checkState(op)
 }
 
 // checkState is check after the signature: expiry (400), replay (409),

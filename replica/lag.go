@@ -42,6 +42,12 @@ func isStale(err error) bool {
 	return errors.As(err, &he) && he.stale
 }
 
+// settled is a refusal for funds given as final: a plain 403 that says
+// which state it is true of.
+func settled(err error, asOf string) error {
+	return &httpError{status: http.StatusForbidden, msg: err.Error() + " (" + asOf + ")"}
+}
+
 // recheckStale settles the refusals for funds among errs (errs[i] is
 // ops[i]'s check): once the replica has applied the sequencer's finalized
 // head as of now, it checks those operations again; errs[i] becomes nil
@@ -62,16 +68,14 @@ func (r *Replica) recheckStale(ctx context.Context, ops []*Op, errs []error) {
 		}
 		switch {
 		case !asked:
-			errs[i] = &httpError{status: http.StatusForbidden,
-				msg: fmt.Sprintf("%v (as of this replica's applied index %d)", err, applied)}
+			errs[i] = settled(err, fmt.Sprintf("as of this replica's applied index %d", applied))
 		case !caught:
 			errs[i] = httpErr(http.StatusServiceUnavailable, "%v at this replica's applied index %d, but the sequencer has finalized up to %d "+
 				"and this replica did not apply that within %v: it cannot tell yet; retry, or ask another replica", err, applied, head, r.cfg.LagWaitMax)
 		default:
 			if err := r.checkState(ops[i]); err != nil {
 				if isStale(err) {
-					err = &httpError{status: http.StatusForbidden,
-						msg: fmt.Sprintf("%v (as of applied index %d, the sequencer's finalized head when asked)", err, max(head, r.Applied()))}
+					err = settled(err, fmt.Sprintf("as of applied index %d, the sequencer's finalized head when asked", max(head, r.Applied())))
 				}
 				errs[i] = err
 			} else {
