@@ -58,6 +58,6 @@ func printBLSCosts(prefix string) {
 		fmt.Printf("%s: BLS on this machine: %v\n", prefix, err)
 		return
 	}
-	fmt.Printf("%s: BLS on this machine (one core): a signature %d µs, two quorum proofs checked together %d µs (a round costs each node two signatures and about one such check)\n",
+	fmt.Printf("%s: BLS on this machine (one core): a signature %d µs, two quorum proofs checked together %d µs (a round costs each node that votes two signatures and about one such check; on one host a quorum votes)\n",
 		prefix, sign.Microseconds(), check2.Microseconds())
 }

@@ -34,6 +34,7 @@ func runSim(args []string) int {
 	control := fs.Bool("control", false, "with --mutation: run the mutation's Byzantine strategies against the real protocol instead (must find nothing)")
 	untilCaught := fs.Bool("until-caught", false, "with --mutation: stop at the first seed that catches it")
 	share := fs.String("share", "seed", "when lock votes go to every node (Config.ShareLockVotes): auto, always, never, or seed (by seed mod 3: auto, always, never)")
+	spare := fs.String("spare", "seed", "whether a round leaves the votes a quorum does not need unasked (Config.SpareVoters): auto, always, never, or seed (by seed/6 mod 3: auto, always, never)")
 	hold := fs.String("hold", "seed", "ticks a node may hold back output that only carries batches for the round under way (Config.HoldTicksMax), or seed (0 or 3 by seed/3 even or odd)")
 	workers := fs.Int("workers", 1, "seeds run in parallel (each seed stays deterministic)")
 	skipIdle := fs.Bool("skip-idle-ticks", false, "tick each node only when its core says a tick may act, as the node runtime does (a run must be the same either way)")
@@ -72,6 +73,15 @@ func runSim(args []string) int {
 	}
 	if shareMode == nil && *share != "seed" {
 		return fail("sim", fmt.Errorf("--share %q: want auto, always, never or seed", *share))
+	}
+	var spareMode *core.SpareMode
+	for _, m := range []core.SpareMode{core.SpareAuto, core.SpareAlways, core.SpareNever} {
+		if m.String() == *spare {
+			spareMode = &m
+		}
+	}
+	if spareMode == nil && *spare != "seed" {
+		return fail("sim", fmt.Errorf("--spare %q: want auto, always, never or seed", *spare))
 	}
 	var holdTicks *int
 	if *hold != "seed" {
@@ -134,6 +144,7 @@ func runSim(args []string) int {
 				}
 				o.SkipIdleTicks = *skipIdle
 				o.Share = shareMode
+				o.Spare = spareMode
 				o.Hold = holdTicks
 				o.RealBLS = *blsEvery > 0 && s%uint64(*blsEvery) == 0
 				if o.RealBLS {

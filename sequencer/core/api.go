@@ -168,6 +168,17 @@ type Config struct {
 	// worth more than the messages and the proof check each node adds;
 	// ShareAlways and ShareNever decide for every round.
 	ShareLockVotes ShareMode
+	// SpareVoters: whether a round asks only as many followers as a
+	// quorum needs besides the leader's own vote (Q-1; the others are
+	// spares, sent the newest finalize proof alone and asked only when an
+	// asked follower has not answered within its retry timeout). Every
+	// vote beyond a quorum costs its node two signatures and a proof check
+	// that no proof uses. SpareAuto (the default) spares when the network
+	// does not hold a round for two ticks (one host, where that CPU is
+	// what holds the rounds) and every follower asked answered its last
+	// request in time; SpareAlways spares whenever the leader signs the
+	// round itself (the simulator), SpareNever never.
+	SpareVoters SpareMode
 	// HoldTicksMax: output that only carries batches (entries and pending
 	// batches to persist, pushes, post replies, a follower's posts) waits
 	// for the next output of the round under way, so one save (one fsync)
@@ -214,6 +225,30 @@ func (m ShareMode) String() string {
 		return "never"
 	}
 	return fmt.Sprintf("ShareMode(%d)", uint8(m))
+}
+
+// SpareMode says when a round leaves the votes a quorum does not need
+// unasked (Config.SpareVoters).
+type SpareMode uint8
+
+// Spare modes.
+const (
+	SpareAuto SpareMode = iota
+	SpareAlways
+	SpareNever
+)
+
+// String names the mode as the simulator's --spare flag does.
+func (m SpareMode) String() string {
+	switch m {
+	case SpareAuto:
+		return "auto"
+	case SpareAlways:
+		return "always"
+	case SpareNever:
+		return "never"
+	}
+	return fmt.Sprintf("SpareMode(%d)", uint8(m))
 }
 
 // Mutation names a deliberately broken protocol variant (see
@@ -413,6 +448,9 @@ func (c *Config) ValidateBasic() error {
 	}
 	if c.ShareLockVotes > ShareNever {
 		return fmt.Errorf("config: unknown ShareLockVotes %d", c.ShareLockVotes)
+	}
+	if c.SpareVoters > SpareNever {
+		return fmt.Errorf("config: unknown SpareVoters %d", c.SpareVoters)
 	}
 	if c.TimeoutBackoffMax > 30 {
 		return fmt.Errorf("config: TimeoutBackoffMax %d: at most 30 doublings", c.TimeoutBackoffMax)

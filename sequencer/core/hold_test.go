@@ -19,6 +19,7 @@ func withHold(c *core.Config) { c.HoldTicksMax = holdTicks }
 func TestLeaderHoldsBatchesForTheRound(t *testing.T) {
 	cfg := quiet(core.TestConfig(chain, 4, 0))
 	withHold(&cfg)
+	cfg.SpareVoters = core.SpareNever // every follower is asked, so each shows the order
 	n, store, now := startNode0(t, cfg)
 	_, rd, now := leadFirstBatch(t, n, store, cfg, now, "b1")
 	var h1 wire.Hash

@@ -44,6 +44,12 @@ type leadState struct {
 	// replies carry the proofs up to it (newer ones ride with the next
 	// Round, checked together with its lock proof).
 	announced uint64
+	// late[i]: node i was asked again in a round because its retry
+	// timeout ran out without its vote (cleared by a vote in time); such
+	// a node is the first spare (spares). finSent[i] is the finalized
+	// index of the last finalize proof sent to node i as a spare.
+	late    []bool
+	finSent []uint64
 }
 
 // activateLeader starts leading an app whose log holds the adopted chain:
@@ -58,6 +64,8 @@ func (n *Node) activateLeader(a *app) {
 		pushed:   make([]uint64, n.cfg.Nodes),
 		stalled:  make([]uint64, n.cfg.Nodes),
 		early:    make([]*wire.SignedTarget, n.cfg.Nodes),
+		late:     make([]bool, n.cfg.Nodes),
+		finSent:  make([]uint64, n.cfg.Nodes),
 		lastSeqs: slices.Clone(a.hard.OriginSeqs),
 	}
 	for i := range a.mem {

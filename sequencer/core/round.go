@@ -2,6 +2,8 @@ package core
 
 import (
 	"maps"
+	"math"
+	"slices"
 
 	"github.com/seqbook/seqbook/sequencer/wire"
 )
@@ -336,10 +338,21 @@ func finPart(r *round) *tally  { return r.fin }
 // round starts, and on retry only those whose retry timeout ran out since
 // they were last asked. It returns how many nodes it asked.
 func (n *Node) sendRound(a *app, r *round, retry bool) int {
-	sent := 0
+	var spare []bool
+	if !retry {
+		spare = n.spares(a, r)
+	}
+	sent, told := 0, false
 	for i := 0; i < n.cfg.Nodes; i++ {
 		ask := &r.asked.nodes[i]
 		if i == n.cfg.Self || (retry && !n.retryDue(i, ask.tick)) {
+			continue
+		}
+		if spare != nil && spare[i] {
+			// Asked on a retry pass once its retry timeout has run out,
+			// if the round still needs its vote by then.
+			ask.tick = n.tick
+			told = n.sendFinalized(a, i) || told
 			continue
 		}
 		lock, fin := r.lock, r.fin
@@ -367,7 +380,9 @@ func (n *Node) sendRound(a *app, r *round, retry bool) int {
 			m.Finalize = cloneProof(fin.lp)
 		}
 		if ask.asked {
+			// Its retry timeout ran out without its vote.
 			ask.again = true
+			a.lead.late[i] = true
 		} else {
 			ask.first = n.tick
 		}
@@ -375,10 +390,91 @@ func (n *Node) sendRound(a *app, r *round, retry bool) int {
 		n.send(i, m)
 		sent++
 	}
-	if sent > 0 {
+	if sent > 0 || told {
 		a.lead.announced = a.finalIdx()
 	}
 	return sent
+}
+
+// spares returns the followers a new round r leaves unasked
+// (Config.SpareVoters), or nil when it asks every one. A quorum is the
+// leader and Q-1 followers; each vote beyond that costs its node two
+// signatures and a proof check that no proof uses, and on one host that
+// CPU is what holds the rounds. So when the leader signs every part of r
+// itself, the followers least likely to answer soon are spares: late ones
+// first (see leadState.late), then those whose posts have not matched our
+// log in this view, then the slowest by round trip (one that never
+// answered first), then the last in cluster order. In SpareAuto the
+// round asks every follower instead when any of the Q-1 it would ask is
+// late or not known to hold our log: then the spares would be needed. A
+// spare is asked like any node once its retry timeout has run out (a
+// retry pass), so the round still completes when an asked node is slow
+// or gone, one retry timeout later; that node is late from then on and
+// becomes the spare. Which nodes are asked decides liveness only.
+func (n *Node) spares(a *app, r *round) []bool {
+	mode := n.cfg.SpareVoters
+	if mode == SpareNever || (mode == SpareAuto && n.roundsHeldByNetwork()) {
+		return nil
+	}
+	if (r.lock != nil && (!r.lock.ownDue || r.lock.share)) || (r.fin != nil && (!r.fin.ownDue || r.fin.unasked)) {
+		// Without the leader's own vote a quorum needs Q followers; a
+		// shared lock round needs every node's vote at every node.
+		return nil
+	}
+	l := a.lead
+	followers := make([]int, 0, n.cfg.Nodes)
+	for i := range n.cfg.Nodes {
+		if i != n.cfg.Self {
+			followers = append(followers, i)
+		}
+	}
+	spareN := len(followers) - (n.quorum - 1)
+	if spareN <= 0 {
+		return nil
+	}
+	rank := func(i int) [4]uint64 { // larger: a worse voter to wait for (then later in cluster order)
+		rtt := uint64(math.MaxUint64) // never answered: slowest
+		if n.rtt[i].sampled {
+			rtt = n.rtt[i].srtt8
+		}
+		return [4]uint64{b2u(l.late[i]), b2u(!l.known[i]), rtt, uint64(i)}
+	}
+	slices.SortFunc(followers, func(x, y int) int {
+		rx, ry := rank(x), rank(y)
+		return -slices.Compare(rx[:], ry[:])
+	})
+	if mode == SpareAuto {
+		for _, i := range followers[spareN:] {
+			if l.late[i] || !l.known[i] {
+				return nil
+			}
+		}
+	}
+	spare := make([]bool, n.cfg.Nodes)
+	for _, i := range followers[:spareN] {
+		spare[i] = true
+	}
+	return spare
+}
+
+func b2u(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// sendFinalized sends node i, a spare of a new round, the newest finalize
+// proof alone if it was not sent to it as a spare yet (an asked node gets
+// it in the round's request). It reports whether it sent one.
+func (n *Node) sendFinalized(a *app, i int) bool {
+	fp := a.hard.Finalized
+	if fp == nil || fp.Index <= a.lead.finSent[i] {
+		return false
+	}
+	a.lead.finSent[i] = fp.Index
+	n.send(i, &wire.Round{App: a.name, View: n.view, Finalized: cloneProof(fp)})
+	return true
 }
 
 // sampleVote measures node from's round trip by its first vote for a
@@ -401,6 +497,9 @@ func (n *Node) sampleVote(l *leadState, from int, v *wire.Vote) {
 		ask := &ra.nodes[from]
 		if ask.asked && !ask.answered {
 			n.sampleAnswer(from, ask.first, ask.again)
+			if !ask.again {
+				l.late[from] = false // answered within its retry timeout
+			}
 		}
 		ask.answered = true
 		return

@@ -103,6 +103,10 @@ type Options struct {
 	// (auto, always, never for seed mod 3 = 0, 1, 2), so each mode runs
 	// under every strategy.
 	Share *core.ShareMode
+	// Spare is every node's Config.SpareVoters; nil picks by the seed
+	// (auto, always, never for seed/6 mod 3 = 0, 1, 2), so each mode runs
+	// with every share mode and hold.
+	Spare *core.SpareMode
 	// Hold is every node's Config.HoldTicksMax; nil picks by the seed (0
 	// or 3 ticks for seed/3 even or odd, so both run with each share
 	// mode).
@@ -119,6 +123,14 @@ func (o *Options) shareMode() core.ShareMode {
 	return core.ShareMode(o.Seed % 3)
 }
 
+// spareMode is the nodes' Config.SpareVoters (see Options.Spare).
+func (o *Options) spareMode() core.SpareMode {
+	if o.Spare != nil {
+		return *o.Spare
+	}
+	return core.SpareMode(o.Seed / 6 % 3)
+}
+
 // holdTicks is the nodes' Config.HoldTicksMax (see Options.Hold).
 func (o *Options) holdTicks() int {
 	if o.Hold != nil {
@@ -133,6 +145,7 @@ type Result struct {
 	Nodes      int
 	Calm       bool // a run without faults (see Options.Calm)
 	Share      core.ShareMode
+	Spare      core.SpareMode
 	Hold       int // Config.HoldTicksMax
 	Byzantine  map[int]string
 	Violations []string
@@ -172,8 +185,8 @@ func (r *Result) String() string {
 	if r.Calm {
 		calm = " calm"
 	}
-	fmt.Fprintf(&b, "seed=%d%s n=%d share=%s hold=%d byz=%v view=%d final=%v msgs=%d drop=%d crash=%d part=%d acc=%d/%d heal=%d",
-		r.Seed, calm, r.Nodes, r.Share, r.Hold, r.Byzantine, r.MaxView, r.Finalized, r.Stats.Messages, r.Stats.Dropped,
+	fmt.Fprintf(&b, "seed=%d%s n=%d share=%s spare=%s hold=%d byz=%v view=%d final=%v msgs=%d drop=%d crash=%d part=%d acc=%d/%d heal=%d",
+		r.Seed, calm, r.Nodes, r.Share, r.Spare, r.Hold, r.Byzantine, r.MaxView, r.Finalized, r.Stats.Messages, r.Stats.Dropped,
 		r.Stats.Crashes, r.Stats.Partitions, r.Stats.Accepted, r.Stats.Submitted, r.Stats.HealTicks)
 	if r.Failed() {
 		fmt.Fprintf(&b, " VIOLATIONS=%d first=%q", len(r.Violations), r.Violations[0])
@@ -229,7 +242,7 @@ func Run(o Options) *Result {
 		trace = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError + 1}))
 	}
 	w := newWorld(o, rng, trace)
-	res := &Result{Seed: o.Seed, Nodes: o.Nodes, Calm: o.Calm, Share: o.shareMode(), Hold: o.holdTicks(), Byzantine: map[int]string{}}
+	res := &Result{Seed: o.Seed, Nodes: o.Nodes, Calm: o.Calm, Share: o.shareMode(), Spare: o.spareMode(), Hold: o.holdTicks(), Byzantine: map[int]string{}}
 	for i, b := range w.byz {
 		if b != nil {
 			res.Byzantine[i] = b.name()

@@ -149,6 +149,7 @@ func newWorld(o Options, rng *rand.Rand, lg *slog.Logger) *world {
 	for i := 0; i < w.n; i++ {
 		cfg := core.TestConfig(chainID, w.n, i)
 		cfg.ShareLockVotes = o.shareMode()
+		cfg.SpareVoters = o.spareMode()
 		cfg.HoldTicksMax = o.holdTicks()
 		cfg.Logger = lg
 		sn := &simNode{id: i, store: core.NewMemoryStore(), crypto: cryptos[i], cfg: cfg}
