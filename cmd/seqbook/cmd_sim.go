@@ -65,23 +65,13 @@ func runSim(args []string) int {
 	if *nodes != 0 && (*nodes < 1 || *nodes > 64) {
 		return fail("sim", fmt.Errorf("--nodes %d: want 1..64", *nodes))
 	}
-	var shareMode *core.ShareMode
-	for _, m := range []core.ShareMode{core.ShareAuto, core.ShareAlways, core.ShareNever} {
-		if m.String() == *share {
-			shareMode = &m
-		}
+	shareMode, err := seedOrMode[core.ShareMode]("share", *share)
+	if err != nil {
+		return fail("sim", err)
 	}
-	if shareMode == nil && *share != "seed" {
-		return fail("sim", fmt.Errorf("--share %q: want auto, always, never or seed", *share))
-	}
-	var spareMode *core.SpareMode
-	for _, m := range []core.SpareMode{core.SpareAuto, core.SpareAlways, core.SpareNever} {
-		if m.String() == *spare {
-			spareMode = &m
-		}
-	}
-	if spareMode == nil && *spare != "seed" {
-		return fail("sim", fmt.Errorf("--spare %q: want auto, always, never or seed", *spare))
+	spareMode, err := seedOrMode[core.SpareMode]("spare", *spare)
+	if err != nil {
+		return fail("sim", err)
 	}
 	var holdTicks *int
 	if *hold != "seed" {
@@ -272,4 +262,22 @@ func simReplay(seed uint64, fs *flag.FlagSet) string {
 		}
 	})
 	return cmd
+}
+
+// seedOrMode parses a --share or --spare value: a mode (auto, always,
+// never: the modes' values 0, 1, 2) or "seed" (nil: the simulator picks
+// by the seed).
+func seedOrMode[M interface {
+	~uint8
+	String() string
+}](flag, v string) (*M, error) {
+	if v == "seed" {
+		return nil, nil
+	}
+	for m := M(0); m < 3; m++ {
+		if m.String() == v {
+			return &m, nil
+		}
+	}
+	return nil, fmt.Errorf("--%s %q: want auto, always, never or seed", flag, v)
 }

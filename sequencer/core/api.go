@@ -215,16 +215,17 @@ const (
 )
 
 // String names the mode as the simulator's --share flag does.
-func (m ShareMode) String() string {
-	switch m {
-	case ShareAuto:
-		return "auto"
-	case ShareAlways:
-		return "always"
-	case ShareNever:
-		return "never"
+func (m ShareMode) String() string { return modeName(uint8(m), "ShareMode") }
+
+// modeNames are the names of the three-way modes (ShareMode, SpareMode),
+// whose values are in this order.
+var modeNames = [...]string{"auto", "always", "never"}
+
+func modeName(m uint8, typ string) string {
+	if int(m) < len(modeNames) {
+		return modeNames[m]
 	}
-	return fmt.Sprintf("ShareMode(%d)", uint8(m))
+	return fmt.Sprintf("%s(%d)", typ, m)
 }
 
 // SpareMode says when a round leaves the votes a quorum does not need
@@ -239,17 +240,7 @@ const (
 )
 
 // String names the mode as the simulator's --spare flag does.
-func (m SpareMode) String() string {
-	switch m {
-	case SpareAuto:
-		return "auto"
-	case SpareAlways:
-		return "always"
-	case SpareNever:
-		return "never"
-	}
-	return fmt.Sprintf("SpareMode(%d)", uint8(m))
-}
+func (m SpareMode) String() string { return modeName(uint8(m), "SpareMode") }
 
 // Mutation names a deliberately broken protocol variant (see
 // Config.Mutation).
