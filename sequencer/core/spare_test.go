@@ -98,3 +98,61 @@ func TestSpareVoters(t *testing.T) {
 		t.Fatal("the spare was not sent the finalize proof")
 	}
 }
+
+// TestLockRoundBesideAFinalizeRound: on one host a batch that arrives
+// while the rounds under way only finalize is asked to be locked at once,
+// not after them (they leave nothing to finalize beside it); one that
+// arrives while a lock round is under way waits for it.
+func TestLockRoundBesideAFinalizeRound(t *testing.T) {
+	cfg := quiet(core.TestConfig(chain, 4, 0))
+	cfg.ShareLockVotes = core.ShareNever
+	n, store, now := startNode0(t, cfg)
+	_, rd, now := leadFirstBatch(t, n, store, cfg, now, "b1")
+	var h1 wire.Hash
+	for _, e := range rd.Messages {
+		if r, ok := e.Msg.(*wire.Round); ok && r.Lock != nil {
+			h1 = r.Lock.ChainingHash
+		}
+	}
+	now += cfg.TickMs
+	n.Tick(now)
+	handle(t, n, store)
+	// A batch during the lock round waits for it.
+	if err := n.Submit("ob", []byte("b2")); err != nil {
+		t.Fatal(err)
+	}
+	if got := lockAsked(handle(t, n, store), 2); len(got) > 0 {
+		t.Fatalf("lock of batch 2 asked of %v while the lock round of batch 1 is under way", got)
+	}
+	for _, f := range []int{1, 2} {
+		if err := n.Step(f, lockVote(f, 1, h1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rd = handle(t, n, store)
+	if got, fin := lockAsked(rd, 2), finalizeRequests(rd); len(got) == 0 || len(fin) == 0 {
+		t.Fatalf("after lock proof 1: lock of 2 asked of %v, finalize of 1 of %v: want both in the next round", got, fin)
+	}
+	var h2 wire.Hash
+	for _, e := range rd.Messages {
+		if r, ok := e.Msg.(*wire.Round); ok && r.Lock != nil {
+			h2 = r.Lock.ChainingHash
+		}
+	}
+	for _, f := range []int{1, 2} {
+		if err := n.Step(f, lockVote(f, 2, h2)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rd = handle(t, n, store) // lock proof 2 forms: its finalize starts at once, beside that of 1
+	if fin := finalizeRequests(rd); len(fin) == 0 {
+		t.Fatal("the finalize of lock proof 2 waits")
+	}
+	// Only finalize rounds under way: a new batch is asked to be locked at once.
+	if err := n.Submit("ob", []byte("b3")); err != nil {
+		t.Fatal(err)
+	}
+	if got := lockAsked(handle(t, n, store), 3); !slices.Equal(got, []int{1, 2}) {
+		t.Fatalf("lock of batch 3 asked of %v while only finalize rounds are under way, want [1 2] at once", got)
+	}
+}
