@@ -199,8 +199,7 @@ const (
 
 // mayStartRound reports whether a round may start now: when none is under
 // way; beside the ones under way (at most roundsInFlightMax, with overlap
-// on) when a lock proof formed that no round finalizes yet; on one host,
-// when the rounds under way only finalize; or, when the
+// on) when a lock proof formed that no round finalizes yet; or, when the
 // network holds a round for two ticks or more (quorumFloor, a wide-area
 // link), when the newest round under way started at least a quarter of a
 // round's time ago or two ticks ago (roundSpacing) and the rounds under
@@ -223,14 +222,10 @@ func (n *Node) mayStartRound(a *app) bool {
 		return true
 	}
 	if l.roundTicks == 0 || !n.roundsHeldByNetwork() {
-		// A round trip under two ticks, as on one host: overlapping lock
-		// rounds would only add rounds for a busy CPU to do, and a busy
-		// CPU is what holds them. But a lock round need not wait for
-		// rounds that only finalize: the batches it would lock get a
-		// round of their own when those end anyway (nothing is left to
-		// finalize beside them), so starting it now adds no round and
-		// takes the rest of theirs off the batches' finality.
-		return !lockUnderWay(rs)
+		// A round trip under two ticks, as on one host: overlapping would
+		// only add rounds for a busy CPU to do, and a busy CPU is what
+		// holds them.
+		return false
 	}
 	if age := n.tick - rs[len(rs)-1].startTick; age*roundSpacing < l.roundTicks && age < roundSpacingTicksMax {
 		return false
@@ -242,17 +237,6 @@ func (n *Node) mayStartRound(a *app) bool {
 		}
 	}
 	return locks <= uint64(n.cfg.RoundOverlapBatchesMax)*uint64(min(len(rs), roundSpacing))
-}
-
-// lockUnderWay reports whether a round of rs is still collecting lock
-// votes.
-func lockUnderWay(rs []*round) bool {
-	for _, r := range rs {
-		if !r.lock.done() {
-			return true
-		}
-	}
-	return false
 }
 
 // finalizeWaits reports whether the view's newest lock proof is neither
