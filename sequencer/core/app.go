@@ -317,6 +317,17 @@ func (n *Node) renumberSkipped(a *app) {
 
 // initializedSeqs lists the Seqs of batches waiting to be sequenced, in
 // order.
+// hasInitialized reports whether any of this node's own batches is
+// initialized (not in the log yet).
+func (a *app) hasInitialized() bool {
+	for _, p := range a.pend {
+		if p.index == 0 {
+			return true
+		}
+	}
+	return false
+}
+
 func (a *app) initializedSeqs() []uint64 {
 	var out []uint64
 	for seq, p := range a.pend {

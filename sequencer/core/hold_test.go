@@ -148,3 +148,47 @@ func TestFollowerPostsBeforeItsVote(t *testing.T) {
 		t.Fatalf("post of the held batch at %d, finalize vote at %d: want the post first", postAt, voteAt)
 	}
 }
+
+// TestSpareHoldsPushesForTheFinalization: a follower that signed no Lock
+// (a spare voter) but holds batches that are not final yet keeps the
+// batches pushed to it until the finalize proof comes, and saves both
+// together; a batch submitted to it does not wait.
+func TestSpareHoldsPushesForTheFinalization(t *testing.T) {
+	n, store, h1 := followerWithBatch(t, withHold)
+	b2 := []wire.Batch{{Index: 2, Timestamp: 1_700_000_000_000, Origin: 0, Seq: 2, Body: []byte("b")}}
+	if err := n.Step(0, &wire.PostReply{App: "ob", View: 0, After: 1, Batches: b2}); err != nil {
+		t.Fatal(err)
+	}
+	if n.HasReady() {
+		t.Fatal("a push while batch 1 waits for its finalization is not held")
+	}
+	fp := proofBy(wire.KindFinalize, "ob", 0, 1, h1, 0, 1, 2)
+	if err := n.Step(0, &wire.Round{App: "ob", View: 0, Finalized: fp}); err != nil {
+		t.Fatal(err)
+	}
+	if !n.HasReady() {
+		t.Fatal("the finalize proof does not release the held push")
+	}
+	rd := n.Ready()
+	held, proofs := false, 0
+	for _, ap := range rd.Persist.Apps {
+		for _, e := range ap.Entries {
+			held = held || e.Index == 2
+		}
+		proofs += len(ap.Proofs)
+	}
+	if !held || proofs != 1 {
+		t.Fatalf("one Ready saves the held batch: %v, and %d proofs: want it and the proof", held, proofs)
+	}
+	if err := store.Save(&rd.Persist); err != nil {
+		t.Fatal(err)
+	}
+	n.Advance()
+	// Batch 2 is not final: a submitted batch still leaves at once.
+	if err := n.Submit("ob", []byte("mine")); err != nil {
+		t.Fatal(err)
+	}
+	if !n.HasReady() {
+		t.Fatal("a batch submitted to a follower with no round under way is held")
+	}
+}
