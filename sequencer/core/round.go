@@ -339,18 +339,22 @@ func finPart(r *round) *tally  { return r.fin }
 // they were last asked. It returns how many nodes it asked.
 func (n *Node) sendRound(a *app, r *round, retry bool) int {
 	var spare []bool
+	sparesDue := false
 	if !retry {
 		spare = n.spares(a, r)
+	} else {
+		sparesDue = n.askedLate(r)
 	}
 	sent, told := 0, false
 	for i := 0; i < n.cfg.Nodes; i++ {
 		ask := &r.asked.nodes[i]
-		if i == n.cfg.Self || (retry && !n.retryDue(i, ask.tick)) {
+		if i == n.cfg.Self || (retry && !n.retryDue(i, ask.tick) && !(sparesDue && !ask.asked)) {
 			continue
 		}
 		if spare != nil && spare[i] {
-			// Asked on a retry pass once its retry timeout has run out,
-			// if the round still needs its vote by then.
+			// Asked on a retry pass once an asked node's retry timeout
+			// has run out without its vote (or its own has), if the round
+			// still needs votes by then.
 			ask.tick = n.tick
 			told = n.sendFinalized(a, i) || told
 			continue
@@ -396,6 +400,22 @@ func (n *Node) sendRound(a *app, r *round, retry bool) int {
 	return sent
 }
 
+// askedLate reports whether a node r asked still owes a vote for a part
+// under way and its retry timeout has run out: then the round's spares are
+// asked too, whatever their own timeouts.
+func (n *Node) askedLate(r *round) bool {
+	for i := range r.asked.nodes {
+		ask := &r.asked.nodes[i]
+		if i == n.cfg.Self || !ask.asked || !n.retryDue(i, ask.tick) {
+			continue
+		}
+		if (!r.lock.done() && !r.lock.has(i)) || (!r.fin.done() && !r.fin.has(i)) {
+			return true
+		}
+	}
+	return false
+}
+
 // spares returns the followers a new round r leaves unasked
 // (Config.SpareVoters), or nil when it asks every one. A quorum is the
 // leader and Q-1 followers; each vote beyond that costs its node two
@@ -407,10 +427,10 @@ func (n *Node) sendRound(a *app, r *round, retry bool) int {
 // answered first), then the last in cluster order. In SpareAuto the
 // round asks every follower instead when any of the Q-1 it would ask is
 // late or not known to hold our log: then the spares would be needed. A
-// spare is asked like any node once its retry timeout has run out (a
-// retry pass), so the round still completes when an asked node is slow
-// or gone, one retry timeout later; that node is late from then on and
-// becomes the spare. Which nodes are asked decides liveness only.
+// spare is asked on a retry pass once an asked node's retry timeout has
+// run out without its vote (askedLate), or its own has, so the round
+// still completes when an asked node is slow or gone, one retry timeout
+// later; that node is late from then on and becomes the spare. Which nodes are asked decides liveness only.
 func (n *Node) spares(a *app, r *round) []bool {
 	mode := n.cfg.SpareVoters
 	if mode == SpareNever || (mode == SpareAuto && n.roundsHeldByNetwork()) {
