@@ -192,3 +192,48 @@ func TestSpareHoldsPushesForTheFinalization(t *testing.T) {
 		t.Fatal("a batch submitted to a follower with no round under way is held")
 	}
 }
+
+// TestHoldFollowsLongRounds: when a round takes longer than HoldTicksMax
+// (at saturation), output waits for the round under way as long as the
+// last round took, and a tick: released sooner, it would only be saved
+// alone. Never more than four times HoldTicksMax.
+func TestHoldFollowsLongRounds(t *testing.T) {
+	cfg := quiet(core.TestConfig(chain, 4, 0))
+	withHold(&cfg)
+	cfg.SpareVoters = core.SpareNever
+	cfg.RoundOverlapBatchesMax = 0 // one round at a time, as on one host
+	cfg.ShareLockVotes = core.ShareNever
+	n, store, now := startNode0(t, cfg)
+	_, rd, now := leadFirstBatch(t, n, store, cfg, now, "b1")
+	var h1 wire.Hash
+	for _, e := range rd.Messages {
+		if r, ok := e.Msg.(*wire.Round); ok && r.Lock != nil {
+			h1 = r.Lock.ChainingHash
+		}
+	}
+	const long = holdTicks + 3
+	for range long {
+		now += cfg.TickMs
+		n.Tick(now)
+		handle(t, n, store)
+	}
+	for _, f := range []int{1, 2} {
+		if err := n.Step(f, lockVote(f, 1, h1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	handle(t, n, store) // the round took `long` ticks; its finalize round is under way
+	if err := n.Submit("ob", []byte("b2")); err != nil {
+		t.Fatal(err)
+	}
+	for k := 0; k <= long; k++ {
+		if n.HasReady() {
+			t.Fatalf("released after %d ticks, want %d (the last round's %d and one)", k, long+1, long)
+		}
+		now += cfg.TickMs
+		n.Tick(now)
+	}
+	if !n.HasReady() {
+		t.Fatalf("still held after %d ticks", long+1)
+	}
+}
