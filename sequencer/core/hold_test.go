@@ -193,8 +193,8 @@ func TestSpareHoldsPushesForTheFinalization(t *testing.T) {
 	}
 }
 
-// TestHoldFollowsLongRounds: on one host, when a round takes longer than
-// HoldTicksMax (at saturation), output waits for the round under way as long as the
+// TestHoldFollowsLongRounds: when a round takes longer than HoldTicksMax
+// (at saturation), output waits for the round under way as long as the
 // last round took, and a tick: released sooner, it would only be saved
 // alone. Never more than four times HoldTicksMax.
 func TestHoldFollowsLongRounds(t *testing.T) {
@@ -204,9 +204,6 @@ func TestHoldFollowsLongRounds(t *testing.T) {
 	cfg.RoundOverlapBatchesMax = 0 // one round at a time, as on one host
 	cfg.ShareLockVotes = core.ShareNever
 	n, store, now := startNode0(t, cfg)
-	for p := 1; p < 4; p++ {
-		n.NetworkRTT(p, 1) // one host: the long round is a busy CPU's
-	}
 	_, rd, now := leadFirstBatch(t, n, store, cfg, now, "b1")
 	var h1 wire.Hash
 	for _, e := range rd.Messages {

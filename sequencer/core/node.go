@@ -369,19 +369,13 @@ func (n *Node) HasReady() bool {
 }
 
 // holdLimit is how long output may wait for the round under way (see
-// holdable): HoldTicksMax, or, on one host when rounds take longer (at
-// saturation),
+// holdable): HoldTicksMax, or, when rounds take longer (at saturation),
 // the time the last one took and a tick, at most four times HoldTicksMax.
 // The round's next output releases what waits, and nothing that waits
 // could join a round sooner: output released by the limit before the
 // round ends is only saved alone, an fsync more for that round.
 func (n *Node) holdLimit() uint64 {
 	limit := uint64(n.cfg.HoldTicksMax)
-	if n.roundsHeldByNetwork() {
-		// Across hosts rounds overlap at a light load, and what waits
-		// joins the next one a fraction of a round later.
-		return limit
-	}
 	round := n.roundGap
 	if n.isLeader() {
 		round = 0
