@@ -182,9 +182,7 @@ type Config struct {
 	// HoldTicksMax: output that only carries batches (entries and pending
 	// batches to persist, pushes, post replies, a follower's posts) waits
 	// for the next output of the round under way, so one save (one fsync)
-	// covers both, for at most this many ticks, or as long as the last
-	// round took when that is longer, up to four times this (HasReady,
-	// holdable, holdLimit). A
+	// covers both, for at most this many ticks (HasReady, holdable). A
 	// round's own output (votes, proofs, requests) never waits. 0: nothing
 	// waits (a save as soon as the previous one is done).
 	HoldTicksMax int

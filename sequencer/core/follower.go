@@ -214,10 +214,6 @@ func (n *Node) stepRound(from int, r *wire.Round) error {
 	if from != n.leader() {
 		return fmt.Errorf("core: Round from node %d, leader of view %d is %d", from, n.view, n.leader())
 	}
-	if r.Lock != nil || r.Finalize != nil {
-		// A request: the time between two is a round's (holdLimit).
-		n.roundGap, n.roundAt = n.tick-n.roundAt, n.tick
-	}
 	a := n.apps[r.App]
 	if a == nil || a.phase != phaseActive || a.sync != nil {
 		return nil

@@ -68,9 +68,6 @@ type Node struct {
 	// (holdable) since tick holdTick.
 	holding  bool
 	holdTick uint64
-	// roundAt and roundGap (follower): when the leader's last Round came,
-	// and the ticks between the last two (see holdLimit).
-	roundAt, roundGap uint64
 
 	// Output since the last Advance.
 	persist   map[string]*AppPersist
@@ -365,30 +362,7 @@ func (n *Node) HasReady() bool {
 	if !n.holding {
 		n.holding, n.holdTick = true, n.tick
 	}
-	return n.tick-n.holdTick >= n.holdLimit()
-}
-
-// holdLimit is how long output may wait for the round under way (see
-// holdable): HoldTicksMax, or, when rounds take longer (at saturation),
-// the time the last one took and a tick, at most four times HoldTicksMax.
-// The round's next output releases what waits, and nothing that waits
-// could join a round sooner: output released by the limit before the
-// round ends is only saved alone, an fsync more for that round.
-func (n *Node) holdLimit() uint64 {
-	limit := uint64(n.cfg.HoldTicksMax)
-	round := n.roundGap
-	if n.isLeader() {
-		round = 0
-		for _, name := range n.names {
-			if l := n.apps[name].lead; l != nil {
-				round = max(round, l.roundTicks)
-			}
-		}
-	}
-	if round >= 4*limit {
-		round = 0 // an idle gap, not a round
-	}
-	return max(limit, round+1)
+	return n.tick-n.holdTick >= uint64(n.cfg.HoldTicksMax)
 }
 
 // hasOutput reports whether anything changed since the last Ready.
