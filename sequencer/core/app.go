@@ -315,10 +315,9 @@ func (n *Node) renumberSkipped(a *app) {
 	a.hardDirty = true
 }
 
-// initializedSeqs lists the Seqs of batches waiting to be sequenced, in
-// order.
 // hasInitialized reports whether any of this node's own batches is
-// initialized (not in the log yet).
+// initialized (not in the log yet): initializedSeqs without building the
+// list, for holdable, which runs on every HasReady.
 func (a *app) hasInitialized() bool {
 	for _, p := range a.pend {
 		if p.index == 0 {
@@ -328,6 +327,8 @@ func (a *app) hasInitialized() bool {
 	return false
 }
 
+// initializedSeqs lists the Seqs of batches waiting to be sequenced, in
+// order.
 func (a *app) initializedSeqs() []uint64 {
 	var out []uint64
 	for seq, p := range a.pend {

@@ -379,7 +379,7 @@ func (n *Node) hasOutput() bool {
 }
 
 // holdable reports whether the output since the last Ready may wait for
-// the round under way (Config.HoldTicksMax, mayHold): it only carries batches
+// the round under way (Config.HoldTicksMax, finalizationComing): it only carries batches
 // (entries and pending batches to persist, a leader's pushes and post
 // replies, a follower's posts; the app hard state a submit changes, its
 // next Seq) of apps whose round is under way, whose next output (votes,
@@ -399,21 +399,17 @@ func (n *Node) holdable() bool {
 	}
 	for _, env := range n.msgs {
 		var app string
+		own := false // a follower's post carrying its own batches
 		switch m := env.Msg.(type) {
 		case *wire.PostReply:
 			app = m.App
 		case *wire.Post:
 			app = m.App
-			if len(m.Batches) > 0 {
-				// Its own batches: they wait only for a round under way.
-				if a := n.apps[app]; a == nil || !n.roundUnderWay(a) {
-					return false
-				}
-			}
+			own = len(m.Batches) > 0
 		default:
 			return false
 		}
-		if a := n.apps[app]; a == nil || !n.mayHold(a) {
+		if a := n.apps[app]; a == nil || !n.roundUnderWay(a) && (own || !n.finalizationComing(a)) {
 			return false
 		}
 	}
@@ -424,7 +420,7 @@ func (n *Node) holdable() bool {
 		if ap == nil && !due && !a.hardDirty {
 			continue
 		}
-		if !n.roundUnderWay(a) && (a.hardDirty || (ap != nil && len(ap.PendingPut) > 0) || a.hasInitialized() || !n.mayHold(a)) {
+		if !n.roundUnderWay(a) && (a.hardDirty || (ap != nil && len(ap.PendingPut) > 0) || a.hasInitialized() || !n.finalizationComing(a)) {
 			return false
 		}
 		if ap != nil && (ap.Truncate || len(ap.Proofs) > 0 || len(ap.PendingDelete) > 0) {
@@ -449,17 +445,14 @@ func (n *Node) roundUnderWay(a *app) bool {
 	return sl.View == n.view && sl.Index > a.finalIdx()
 }
 
-// mayHold reports whether output of app a may wait for what is under way:
-// a round (roundUnderWay), or, for a follower's output that carries no
-// batch of its own (pushed entries saved, a post that only reports its
-// tip), batches in its log that are not final yet: their finalize proof
-// is on its way, and applying it releases the output. That is a spare
-// voter's case (docs/protocol.md §4 step 8): it signs no Lock, and would
-// otherwise save every push alone. The caller checks for own batches.
-func (n *Node) mayHold(a *app) bool {
-	if n.roundUnderWay(a) {
-		return true
-	}
+// finalizationComing reports whether a follower's log of app a holds
+// batches that are not final yet: their finalize proof is on its way, and
+// applying it releases held output. Output that carries no batch of this
+// node's own (pushed entries saved, a post that only reports its tip) may
+// wait for it when no round is under way here (holdable): a spare voter
+// (docs/protocol.md §4 step 8) signs no Lock, and would otherwise save
+// every push alone. Its own batches wait only for a round under way.
+func (n *Node) finalizationComing(a *app) bool {
 	return !n.isLeader() && a.phase == phaseActive && a.sync == nil && a.tip() > a.finalIdx()
 }
 

@@ -430,7 +430,8 @@ func (n *Node) askedLate(r *round) bool {
 // spare is asked on a retry pass once an asked node's retry timeout has
 // run out without its vote (askedLate), or its own has, so the round
 // still completes when an asked node is slow or gone, one retry timeout
-// later; that node is late from then on and becomes the spare. Which nodes are asked decides liveness only.
+// later; that node is late from then on and becomes the spare. Which
+// nodes are asked decides liveness only.
 func (n *Node) spares(a *app, r *round) []bool {
 	mode := n.cfg.SpareVoters
 	if mode == SpareNever || (mode == SpareAuto && n.roundsHeldByNetwork()) {
